@@ -1,0 +1,36 @@
+/**
+ * Builds C fixtures for tests with gcc, once per content: outputs are cached by a hash of the
+ * sources and flags under node_modules/.cache/spillway-test/, so the three runtimes share them.
+ *
+ * @module
+ */
+import { execFileSync } from "node:child_process";
+import { createHash } from "node:crypto";
+import { existsSync, mkdirSync, readFileSync, renameSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+
+/** Repository root. */
+export const ROOT: string = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+
+/** Cache directory for built fixtures. */
+export const CACHE_DIR: string = join(ROOT, "node_modules", ".cache", "spillway-test");
+
+/**
+ * Compile `sources` (paths relative to the repo root) with gcc into `name` and return its path.
+ * Use `-shared -fPIC` in `flags` for a library.
+ */
+export function buildC(name: string, sources: string[], flags: string[] = []): string {
+  const hash = createHash("sha256");
+  for (const s of sources) hash.update(s).update(readFileSync(join(ROOT, s)));
+  hash.update(flags.join("\0"));
+  const dir = join(CACHE_DIR, hash.digest("hex").slice(0, 16));
+  const out = join(dir, name);
+  if (existsSync(out)) return out;
+  mkdirSync(dir, { recursive: true });
+  // Build to a temporary name and rename, so a concurrent test never sees a half-written file.
+  const tmp = `${out}.tmp${process.pid}`;
+  execFileSync("gcc", ["-O2", "-Wall", "-o", tmp, ...sources.map((s) => join(ROOT, s)), ...flags], { stdio: "pipe" });
+  renameSync(tmp, out);
+  return out;
+}

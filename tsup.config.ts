@@ -1,0 +1,16 @@
+import { defineConfig } from "tsup";
+
+// ESM with declarations for the library (mod.ts) and the CLI (cli.ts). Dependencies stay
+// external; the FFI backends are split out and loaded lazily per runtime.
+export default defineConfig({
+  entry: { mod: "mod.ts", cli: "cli.ts" },
+  format: ["esm"],
+  target: "node20",
+  platform: "node",
+  dts: { entry: { mod: "mod.ts" } },
+  sourcemap: true,
+  clean: true,
+  splitting: true,
+  shims: false,
+  external: ["bun:ffi", "node-llama-cpp", "@resvg/resvg-js", "koffi"],
+});
