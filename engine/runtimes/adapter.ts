@@ -1,0 +1,55 @@
+/**
+ * The runtime adapter contract: each adapter turns a {@link Plan} (and what the recipe says about
+ * how to run) into a {@link LaunchSpec} (argv + environment, never a shell line), and declares the
+ * placements it can express.
+ *
+ * @module
+ */
+import type { LaunchSpec, Plan } from "../types.ts";
+import type { RuntimeCapabilities } from "./capabilities.ts";
+
+/** Names of the runtimes spillway can launch. */
+export type RuntimeName = "llama.cpp" | "vllm" | "ollama" | "transformers" | "node-llama-cpp" | "command";
+
+/**
+ * The part of a recipe (or of a wrapped command line) that says how to run, independent of the
+ * recipe file schema; `run_command.ts` fills it from the parsed recipe.
+ */
+export interface RunRecipe {
+  /** File the recipe came from, for messages. */
+  file?: string;
+  /** Program to run instead of the adapter's default (a name looked up in PATH, or a path). */
+  binary?: string;
+  /** llama.cpp program: `server` (default), `cli`, `completion` or `bench`. */
+  program?: "server" | "cli" | "completion" | "bench";
+  /** Arguments appended after the ones the adapter generates (user flags win where repeated). */
+  args?: string[];
+  /** Extra environment for the child. */
+  env?: Record<string, string>;
+  /** `command` runtime: the argv to run under the shim. */
+  command?: string[];
+  /** Prompt text for one-shot runs (llama.cpp cli/completion, node-llama-cpp, transformers). */
+  prompt?: string;
+  /** Model name for runtimes that address models by name (Ollama tag, HF repo id for vLLM). */
+  modelRef?: string;
+  /** Python interpreter for the transformers entry. */
+  python?: string;
+}
+
+/** Options an adapter takes besides the plan and recipe. */
+export interface AdapterOptions {
+  /** Path of the shim library; defaults to the built shim (shim/build.ts locateShim()). */
+  shimPath?: string;
+}
+
+/** One runtime adapter. */
+export interface RuntimeAdapter {
+  /** Runtime name as used in recipes and plans. */
+  name: RuntimeName;
+  /** What placements it can express. */
+  capabilities: RuntimeCapabilities;
+  /** Default program, and how to get it when it is missing (shown by RuntimeMissingError). */
+  binaryHint: { binary: string; hint: string };
+  /** Plan -> argv + env. Pure: reads no files (except locating the shim when one is used). */
+  toLaunchSpec(plan: Plan, recipe: RunRecipe | null, options?: AdapterOptions): LaunchSpec;
+}

@@ -1,0 +1,45 @@
+/**
+ * `command` adapter: any program, run with the shim when the plan applies it. The argv comes from
+ * the recipe (`command`) or from the wrapped command line (`spillway run -- prog args`).
+ *
+ * @module
+ */
+import { LaunchError } from "../errors.ts";
+import type { LaunchSpec, Plan } from "../types.ts";
+import type { AdapterOptions, RunRecipe, RuntimeAdapter } from "./adapter.ts";
+import type { RuntimeCapabilities } from "./capabilities.ts";
+import { shimEnvironment } from "./shim_path.ts";
+
+/** An arbitrary command can only be placed as a whole: on the GPU, or spilled by the shim. */
+export const commandCapabilities: RuntimeCapabilities = {
+  strategies: ["all_vram", "zero_copy"],
+  formats: ["gguf", "safetensors"],
+  gpuLayers: false,
+  cpuMoeLayers: false,
+  overrideTensors: false,
+  kvOnHost: false,
+  loadModes: ["mmap", "none"],
+  nativeOffload: false,
+  shim: true,
+  inProcess: false,
+  threads: false,
+};
+
+/** Plan -> the recipe's command, under the shim when the plan says so. */
+export function commandLaunchSpec(plan: Plan | null, recipe: RunRecipe | null, options?: AdapterOptions): LaunchSpec {
+  const command = recipe?.command ?? [];
+  if (command.length === 0 || !command[0]) {
+    throw new LaunchError(`${recipe?.file ?? "command"}: runtime 'command' needs a non-empty 'command' argv to run`);
+  }
+  const argv = [recipe?.binary ?? command[0], ...command.slice(1), ...(recipe?.args ?? [])];
+  const env: Record<string, string> = { ...shimEnvironment(plan?.settings.shim ?? null, options), ...(recipe?.env ?? {}) };
+  return { argv, env };
+}
+
+/** The command adapter. */
+export const commandAdapter: RuntimeAdapter = {
+  name: "command",
+  capabilities: commandCapabilities,
+  binaryHint: { binary: "(the recipe's command)", hint: "Check the program name in the recipe's `command`, or give its full path." },
+  toLaunchSpec: commandLaunchSpec,
+};

@@ -1,0 +1,79 @@
+/**
+ * transformers adapter: runs spillway's small Python entry (python/spillway_transformers.py), which
+ * loads a Hugging Face model directory (or builds a random-init model from its config.json), runs a
+ * prompt and generation, and prints one JSON line with tokens/s. With native offload the plan's
+ * max_memory goes to accelerate's device_map="auto"; otherwise the model goes to CUDA whole, and the
+ * shim (when the plan applies it) spills what does not fit.
+ *
+ * @module
+ */
+import { existsSync } from "node:fs";
+import { fileURLToPath } from "node:url";
+import type { LaunchSpec, Plan } from "../types.ts";
+import type { AdapterOptions, RunRecipe, RuntimeAdapter } from "./adapter.ts";
+import type { RuntimeCapabilities } from "./capabilities.ts";
+import { shimEnvironment } from "./shim_path.ts";
+
+/** What transformers can express. */
+export const transformersCapabilities: RuntimeCapabilities = {
+  strategies: ["all_vram", "native_offload", "zero_copy"],
+  formats: ["safetensors"],
+  gpuLayers: false,
+  cpuMoeLayers: false,
+  overrideTensors: false,
+  kvOnHost: false,
+  loadModes: ["mmap", "none"],
+  nativeOffload: true,
+  shim: true,
+  inProcess: false,
+  threads: true,
+};
+
+/** How to get the Python side. */
+export const transformersHint =
+  "Install Python 3 with PyTorch and transformers (`pip install torch transformers accelerate`), " +
+  "or set `python` in the recipe to an interpreter that has them.";
+
+/** Absolute path of the Python entry, whether running from the sources or from a dist/ bundle. */
+export function transformersEntryPath(): string {
+  const candidates = [
+    new URL("./python/spillway_transformers.py", import.meta.url),
+    new URL("../engine/runtimes/python/spillway_transformers.py", import.meta.url),
+  ].map((u) => fileURLToPath(u));
+  return candidates.find((p) => existsSync(p)) ?? candidates[0]!;
+}
+
+/** The model directory: a file path (a shard, config.json) means its directory. */
+function modelDir(plan: Plan, recipe: RunRecipe | null): string {
+  if (recipe?.modelRef) return recipe.modelRef;
+  const p = plan.model.path;
+  return /\.(safetensors|json|bin)$/.test(p) ? p.slice(0, Math.max(p.lastIndexOf("/"), 0)) || "." : p;
+}
+
+/** Plan -> python entry launch. */
+export function transformersLaunchSpec(plan: Plan, recipe: RunRecipe | null, options?: AdapterOptions): LaunchSpec {
+  const s = plan.settings;
+  const argv = [recipe?.binary ?? recipe?.python ?? "python3", transformersEntryPath(), "--model", modelDir(plan, recipe)];
+  argv.push("--prompt-tokens", String(plan.workload.promptTokens), "--gen-tokens", String(plan.workload.generatedTokens));
+  argv.push("--threads", String(s.threads));
+  const native = s.maxMemory !== undefined && Object.keys(s.maxMemory).length > 0;
+  if (native) {
+    argv.push("--device-map", "auto", "--max-memory", JSON.stringify(s.maxMemory));
+  } else {
+    argv.push("--device", "cuda");
+  }
+  if (recipe?.prompt !== undefined) argv.push("--prompt", recipe.prompt);
+  const env: Record<string, string> = {
+    ...shimEnvironment(s.shim, options),
+    ...(recipe?.env ?? {}),
+  };
+  return { argv: [...argv, ...(recipe?.args ?? [])], env };
+}
+
+/** The transformers adapter. */
+export const transformersAdapter: RuntimeAdapter = {
+  name: "transformers",
+  capabilities: transformersCapabilities,
+  binaryHint: { binary: "python3", hint: transformersHint },
+  toLaunchSpec: transformersLaunchSpec,
+};
