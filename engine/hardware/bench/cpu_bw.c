@@ -1,0 +1,119 @@
+/*
+ * spillway CPU RAM read bandwidth: N threads each sum their own slice of one large buffer.
+ * Built with gcc by engine/hardware/bench/cpu.ts at first use (cached), never at install time.
+ *
+ * usage: cpu_bw <threads> <bytes> <repeats>
+ * prints one JSON object: {"threads":N,"bytes":B,"gbps":[...one per repeat...],"checksum":X}
+ *
+ * Each thread first-touches its own slice (so pages land on its NUMA node) and then all threads
+ * start together at a barrier; the time of one repeat is from the barrier to the last thread done.
+ */
+#define _GNU_SOURCE
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <time.h>
+
+typedef struct {
+  const uint64_t *p;
+  size_t n; /* words */
+  int repeats;
+  uint64_t sum;
+  double *start; /* shared: start time per repeat (set by thread 0) */
+  double *end;   /* per thread per repeat end time, [repeat] of this thread */
+} job_t;
+
+static pthread_barrier_t barrier;
+
+static double now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static uint64_t sum_words(const uint64_t *p, size_t n) {
+  /* Eight independent accumulators keep enough loads in flight; gcc vectorizes this loop. */
+  uint64_t a[8] = {0};
+  size_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int k = 0; k < 8; k++) a[k] += p[i + k];
+  for (; i < n; i++) a[0] += p[i];
+  uint64_t s = 0;
+  for (int k = 0; k < 8; k++) s += a[k];
+  return s;
+}
+
+static void *worker(void *arg) {
+  job_t *j = arg;
+  /* first touch */
+  memset((void *)j->p, 1, j->n * sizeof(uint64_t));
+  for (int r = 0; r < j->repeats; r++) {
+    pthread_barrier_wait(&barrier);
+    if (j->start) j->start[r] = now();
+    j->sum += sum_words(j->p, j->n);
+    j->end[r] = now();
+    pthread_barrier_wait(&barrier);
+  }
+  return NULL;
+}
+
+int main(int argc, char **argv) {
+  if (argc != 4) {
+    fprintf(stderr, "usage: %s <threads> <bytes> <repeats>\n", argv[0]);
+    return 2;
+  }
+  int threads = atoi(argv[1]);
+  size_t bytes = strtoull(argv[2], NULL, 10);
+  int repeats = atoi(argv[3]);
+  if (threads < 1 || threads > 4096 || bytes < 4096 || repeats < 1 || repeats > 1000) {
+    fprintf(stderr, "cpu_bw: bad arguments (threads 1..4096, bytes >= 4096, repeats 1..1000)\n");
+    return 2;
+  }
+  size_t words = bytes / sizeof(uint64_t);
+  size_t per = words / threads;
+  if (per == 0) {
+    fprintf(stderr, "cpu_bw: buffer too small for %d threads\n", threads);
+    return 2;
+  }
+  uint64_t *buf = mmap(NULL, per * threads * sizeof(uint64_t), PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (buf == MAP_FAILED) {
+    perror("cpu_bw: mmap");
+    return 1;
+  }
+  job_t *jobs = calloc(threads, sizeof(job_t));
+  pthread_t *tids = calloc(threads, sizeof(pthread_t));
+  double *start = calloc(repeats, sizeof(double));
+  double *ends = calloc((size_t)threads * repeats, sizeof(double));
+  if (!jobs || !tids || !start || !ends) {
+    fprintf(stderr, "cpu_bw: out of memory\n");
+    return 1;
+  }
+  pthread_barrier_init(&barrier, NULL, threads);
+  for (int t = 0; t < threads; t++) {
+    jobs[t] = (job_t){buf + per * t, per, repeats, 0, t == 0 ? start : NULL, ends + (size_t)t * repeats};
+    if (pthread_create(&tids[t], NULL, worker, &jobs[t]) != 0) {
+      fprintf(stderr, "cpu_bw: pthread_create failed\n");
+      return 1;
+    }
+  }
+  uint64_t checksum = 0;
+  for (int t = 0; t < threads; t++) {
+    pthread_join(tids[t], NULL);
+    checksum += jobs[t].sum;
+  }
+  printf("{\"threads\":%d,\"bytes\":%zu,\"gbps\":[", threads, per * threads * sizeof(uint64_t));
+  for (int r = 0; r < repeats; r++) {
+    double last = 0;
+    for (int t = 0; t < threads; t++)
+      if (ends[(size_t)t * repeats + r] > last) last = ends[(size_t)t * repeats + r];
+    double secs = last - start[r];
+    printf("%s%.3f", r ? "," : "", (double)(per * threads * sizeof(uint64_t)) / secs / 1e9);
+  }
+  printf("],\"checksum\":%llu}\n", (unsigned long long)checksum);
+  munmap(buf, per * threads * sizeof(uint64_t));
+  return 0;
+}

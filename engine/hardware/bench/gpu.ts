@@ -1,0 +1,260 @@
+/**
+ * GPU memory-tier measurements through the CUDA driver API (ffi/cuda.ts): pinned copies both
+ * ways, a PTX read kernel over host-mapped memory (zero-copy), over registered malloc'd memory
+ * and over VRAM, and the cost of pinning host memory. Every allocation is released in `finally`,
+ * also when a step fails.
+ * @module
+ */
+import { readFileSync } from "node:fs";
+import { CU_DEVICE_ATTRIBUTE, CU_MEMHOSTALLOC, CU_MEMHOSTREGISTER, type Cuda } from "../../../ffi/cuda.ts";
+import { libc, MMAP } from "../../../ffi/libc.ts";
+import type { Measured } from "../../types.ts";
+import { HardwareProbeError } from "../../errors.ts";
+import { assetPath } from "./native.ts";
+import { readPcieLink } from "./profile.ts";
+import { summarize } from "./stats.ts";
+
+const GiB = 1024 ** 3;
+const MAP_ANONYMOUS = 0x20;
+
+/** Sizes and repeats of the GPU measurements. */
+export interface GpuBenchOptions {
+  device?: number;
+  /** Bytes per copy (H2D, D2H); default 1 GiB. */
+  copyBytes?: number;
+  /** Bytes the kernel reads from host memory; default 1 GiB. */
+  hostReadBytes?: number;
+  /** Bytes of the VRAM buffer the kernel reads; default 2 GiB. */
+  vramBytes?: number;
+  /** Bytes pinned per allocation/registration trial; default 1 GiB. */
+  pinBytes?: number;
+  repeats?: number;
+  /** Called before each step, e.g. to print progress. */
+  onStep?: (step: string) => void;
+  /** PTX text of the read kernel; default engine/hardware/bench/read_kernel.ptx. */
+  ptx?: string;
+}
+
+/** What the GPU measurements found. */
+export interface GpuBenchResult {
+  name: string;
+  /** CUDA version the driver supports, e.g. "13.0". */
+  cudaVersion: string;
+  computeCapability: string;
+  multiprocessors: number;
+  vramBytes: number;
+  freeVramBytes: number;
+  /** PCI address, e.g. 0000:1b:00.0. */
+  pciAddress: string;
+  /** PCIe link read from sysfs right after the copies (an idle link trains down), if readable. */
+  pcie: { gen: number; width: number } | null;
+  measured: {
+    h2dGBps: Measured;
+    d2hGBps: Measured;
+    zeroCopyGBps: Measured;
+    registeredZeroCopyGBps: Measured;
+    vramGBps: Measured;
+    pinnedAllocMsPerGiB: Measured;
+    pinnedFreeMsPerGiB: Measured;
+    hostRegisterMsPerGiB: Measured;
+    hostUnregisterMsPerGiB: Measured;
+  };
+}
+
+/** The PTX read kernel shipped with spillway. */
+export function readKernelPtx(): string {
+  return readFileSync(assetPath("read_kernel.ptx"), "utf8");
+}
+
+/** Run all GPU measurements on one device. */
+export async function measureGpu(cu: Cuda, opts: GpuBenchOptions = {}): Promise<GpuBenchResult> {
+  const repeats = opts.repeats ?? 5;
+  const step = opts.onStep ?? (() => {});
+  const ptx = opts.ptx ?? readKernelPtx();
+  cu.init();
+  if (cu.deviceCount() === 0) throw new HardwareProbeError("the CUDA driver reports no GPU");
+  const dev = cu.device(opts.device ?? 0);
+  const name = cu.deviceName(dev);
+  const ccMajor = cu.attribute(dev, CU_DEVICE_ATTRIBUTE.COMPUTE_CAPABILITY_MAJOR);
+  const ccMinor = cu.attribute(dev, CU_DEVICE_ATTRIBUTE.COMPUTE_CAPABILITY_MINOR);
+  const sms = cu.attribute(dev, CU_DEVICE_ATTRIBUTE.MULTIPROCESSOR_COUNT);
+  const bus = cu.attribute(dev, CU_DEVICE_ATTRIBUTE.PCI_BUS_ID);
+  const pciDev = cu.attribute(dev, 34 /* PCI_DEVICE_ID */);
+  const domain = cu.attribute(dev, 50 /* PCI_DOMAIN_ID */);
+  const hex = (n: number, w: number) => n.toString(16).padStart(w, "0");
+  const pciAddress = `${hex(domain, 4)}:${hex(bus, 2)}:${hex(pciDev, 2)}.0`;
+  const v = cu.driverVersion();
+  const cudaVersion = `${Math.floor(v / 1000)}.${(v % 1000) / 10}`;
+  const vramBytes = cu.totalMem(dev);
+
+  const cleanups: (() => void)[] = [];
+  const defer = (f: () => void) => cleanups.push(f);
+  cu.primaryCtxRetain(dev);
+  defer(() => cu.primaryCtxRelease(dev));
+  try {
+    const { free } = cu.memGetInfo();
+    // Leave most of the free VRAM alone (another process may need it, and the sizes are enough).
+    const cap = Math.max(64 * 1024 * 1024, Math.floor(free / 4 / (1 << 20)) << 20);
+    const copyBytes = Math.min(opts.copyBytes ?? GiB, cap);
+    const hostReadBytes = opts.hostReadBytes ?? GiB;
+    const vramRead = Math.min(opts.vramBytes ?? 2 * GiB, cap);
+    const pinBytes = opts.pinBytes ?? GiB;
+
+    const evA = cu.eventCreate();
+    defer(() => cu.eventDestroy(evA));
+    const evB = cu.eventCreate();
+    defer(() => cu.eventDestroy(evB));
+    const timeMs = (work: () => void): number => {
+      cu.eventRecord(evA);
+      work();
+      cu.eventRecord(evB);
+      cu.eventSynchronize(evB);
+      return cu.eventElapsedMs(evA, evB);
+    };
+    const gbps = (bytes: number, ms: number) => bytes / (ms / 1000) / 1e9;
+
+    step(`pinned host buffer ${fmtBytes(Math.max(copyBytes, hostReadBytes))}, VRAM buffer ${fmtBytes(Math.max(copyBytes, vramRead))}`);
+    const hostBytes = Math.max(copyBytes, hostReadBytes);
+    const host = cu.memHostAlloc(hostBytes, CU_MEMHOSTALLOC.PORTABLE | CU_MEMHOSTALLOC.DEVICEMAP);
+    defer(() => cu.memFreeHost(host));
+    const devBytes = Math.max(copyBytes, vramRead);
+    const dbuf = cu.memAlloc(devBytes);
+    defer(() => cu.memFree(dbuf));
+    cu.memsetD8(dbuf, 1, devBytes);
+    cu.ffi.view(host, hostBytes).fill(1);
+
+    step(`host-to-device copy ${fmtBytes(copyBytes)} x${repeats}`);
+    timeMs(() => cu.memcpyHtoD(dbuf, host, copyBytes)); // warm-up
+    const h2d = repeatN(repeats, () => gbps(copyBytes, timeMs(() => cu.memcpyHtoD(dbuf, host, copyBytes))));
+    const pcie = readPcieLink(pciAddress);
+
+    step(`device-to-host copy ${fmtBytes(copyBytes)} x${repeats}`);
+    timeMs(() => cu.memcpyDtoH(host, dbuf, copyBytes));
+    const d2h = repeatN(repeats, () => gbps(copyBytes, timeMs(() => cu.memcpyDtoH(host, dbuf, copyBytes))));
+
+    step("loading the PTX read kernel (driver JIT)");
+    const mod = cu.moduleLoadData(ptx);
+    defer(() => cu.moduleUnload(mod));
+    const fn = cu.moduleGetFunction(mod, "spillway_read");
+    const sink = cu.memAlloc(256);
+    defer(() => cu.memFree(sink));
+    // Enough resident threads (2048 per SM) with 4 loads in flight each to cover PCIe latency.
+    const grid = sms * 4;
+    const read = (ptr: bigint, bytes: number) =>
+      cu.launchKernel(fn, [grid, 1, 1], [512, 1, 1], 0, 0n, [
+        { type: "ptr", value: ptr },
+        { type: "u64", value: BigInt(Math.floor(bytes / 16)) },
+        { type: "u32", value: 0x5eed1234 },
+        { type: "ptr", value: sink },
+      ]);
+
+    step(`kernel reading host-mapped memory (zero-copy) ${fmtBytes(hostReadBytes)} x${repeats}`);
+    const hostDev = cu.memHostGetDevicePointer(host);
+    timeMs(() => read(hostDev, hostReadBytes));
+    const zc = repeatN(repeats, () => gbps(hostReadBytes, timeMs(() => read(hostDev, hostReadBytes))));
+
+    step(`kernel reading VRAM ${fmtBytes(vramRead)} x${repeats}`);
+    // One read of VRAM takes well under a millisecond: time several back to back.
+    const launches = 10;
+    timeMs(() => read(dbuf, vramRead));
+    const vram = repeatN(repeats, () =>
+      gbps(vramRead * launches, timeMs(() => {
+        for (let i = 0; i < launches; i++) read(dbuf, vramRead);
+      }))
+    );
+
+    step(`pinned allocation ${fmtBytes(pinBytes)} x${repeats} (cuMemHostAlloc / cuMemFreeHost)`);
+    const allocMs: number[] = [];
+    const freeMs: number[] = [];
+    for (let i = 0; i < repeats; i++) {
+      const t0 = performance.now();
+      const p = cu.memHostAlloc(pinBytes, CU_MEMHOSTALLOC.PORTABLE | CU_MEMHOSTALLOC.DEVICEMAP);
+      const t1 = performance.now();
+      cu.memFreeHost(p);
+      const t2 = performance.now();
+      allocMs.push(((t1 - t0) * GiB) / pinBytes);
+      freeMs.push(((t2 - t1) * GiB) / pinBytes);
+    }
+
+    step(`registering ${fmtBytes(pinBytes)} of ordinary memory x${repeats} (cuMemHostRegister), and reading it from the GPU`);
+    const c = await libc();
+    const region = c.mmap(0n, pinBytes, MMAP.PROT_READ | MMAP.PROT_WRITE, MMAP.MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (region === MMAP.MAP_FAILED || region === 0n) {
+      throw new HardwareProbeError(`mmap of ${pinBytes} bytes for the registration test failed: ${c.strerror(c.errno())}`);
+    }
+    defer(() => c.munmap(region, pinBytes));
+    // Touch every page first, so the figure is the cost of pinning, not of page faults.
+    c.ffi.view(region, pinBytes).fill(1);
+    const regMs: number[] = [];
+    const unregMs: number[] = [];
+    let regRead: number[] = [];
+    for (let i = 0; i < repeats; i++) {
+      const t0 = performance.now();
+      cu.memHostRegister(region, pinBytes, CU_MEMHOSTREGISTER.PORTABLE | CU_MEMHOSTREGISTER.DEVICEMAP);
+      const t1 = performance.now();
+      try {
+        if (i === 0) {
+          const dp = cu.memHostGetDevicePointer(region);
+          timeMs(() => read(dp, pinBytes));
+          regRead = repeatN(repeats, () => gbps(pinBytes, timeMs(() => read(dp, pinBytes))));
+        }
+      } finally {
+        const t2 = performance.now();
+        cu.memHostUnregister(region);
+        unregMs.push(((performance.now() - t2) * GiB) / pinBytes);
+      }
+      regMs.push(((t1 - t0) * GiB) / pinBytes);
+    }
+    cu.ctxSynchronize();
+    return {
+      name,
+      cudaVersion,
+      computeCapability: `${ccMajor}.${ccMinor}`,
+      multiprocessors: sms,
+      vramBytes,
+      freeVramBytes: free,
+      pciAddress,
+      pcie,
+      measured: {
+        h2dGBps: summarize(h2d, "GB/s"),
+        d2hGBps: summarize(d2h, "GB/s"),
+        zeroCopyGBps: summarize(zc, "GB/s"),
+        registeredZeroCopyGBps: summarize(regRead, "GB/s"),
+        vramGBps: summarize(vram, "GB/s"),
+        pinnedAllocMsPerGiB: summarize(allocMs, "ms/GiB"),
+        pinnedFreeMsPerGiB: summarize(freeMs, "ms/GiB"),
+        hostRegisterMsPerGiB: summarize(regMs, "ms/GiB"),
+        hostUnregisterMsPerGiB: summarize(unregMs, "ms/GiB"),
+      },
+    };
+  } finally {
+    // Release in reverse order; keep going past a failing release so nothing else leaks.
+    let first: unknown;
+    for (const f of cleanups.reverse()) {
+      try {
+        f();
+      } catch (e) {
+        first ??= e;
+      }
+    }
+    if (first !== undefined) opts.onStep?.(`warning: cleanup: ${(first as Error).message}`);
+  }
+}
+
+function repeatN(n: number, f: () => number): number[] {
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) out.push(f());
+  return out;
+}
+
+/** 1073741824 -> "1 GiB". */
+export function fmtBytes(n: number): string {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  let v = n;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return `${Number.isInteger(v) ? v : v.toFixed(1)} ${units[i]}`;
+}

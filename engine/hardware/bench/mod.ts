@@ -1,0 +1,9 @@
+/**
+ * `spillway bench`: measured memory tiers of this machine, cached per machine, as a
+ * HardwareProfile with source "bench"; and the predicted-versus-measured chart of autotune.
+ * @module
+ */
+export { benchCommand, type BenchOptions, type BenchReport, formatBenchTable, runBench } from "./command.ts";
+export { type CacheEntry, cacheDir, type CacheFile, findBenchEntry, hostIds, machineKey, type MachineIds, readCache, writeCacheEntry } from "./cache.ts";
+export { benchProfile, type BenchParts } from "./profile.ts";
+export { summarize } from "./stats.ts";

@@ -1,0 +1,135 @@
+/**
+ * Turns bench measurements into a {@link HardwareProfile} with `source: "bench"`. What the bench
+ * does not measure (fp16 TFLOP/s, CPU GFLOP/s) comes from a base profile (the probe's) when given,
+ * else from conservative defaults, and the notes say which.
+ * @module
+ */
+import { readFileSync } from "node:fs";
+import { availableParallelism, totalmem } from "node:os";
+import type { HardwareProfile, Measured } from "../../types.ts";
+import type { CpuRamResult } from "./cpu.ts";
+import type { DiskReadResult } from "./disk.ts";
+import type { GpuBenchResult } from "./gpu.ts";
+
+/** Everything one bench run produced; a part is null when it was skipped or not possible. */
+export interface BenchParts {
+  gpu: GpuBenchResult | null;
+  /** Why there is no GPU part (no driver, no device, skipped). */
+  gpuAbsent?: string;
+  /** PCIe link of the GPU while busy, if readable. */
+  pcie?: { gen: number; width: number } | null;
+  cpu: CpuRamResult | null;
+  disk: DiskReadResult | null;
+  /** NVIDIA driver version, if known. */
+  driver?: string;
+  cpuName: string;
+}
+
+// Dense fp16 tensor TFLOP/s by GPU name (spec sheets), used only when no base profile says.
+const FP16_TFLOPS: [RegExp, number][] = [
+  [/H200/, 989],
+  [/H100.*PCIe/, 756],
+  [/H100/, 989],
+  [/A100/, 312],
+  [/L40S/, 362],
+  [/L40\b/, 181],
+  [/L4\b/, 121],
+  [/A10\b/, 125],
+  [/RTX 4090/, 165],
+  [/RTX 3090/, 71],
+];
+
+function meminfo(field: string): number | null {
+  try {
+    const m = new RegExp(`^${field}:\\s+(\\d+) kB`, "m").exec(readFileSync("/proc/meminfo", "utf8"));
+    return m ? Number(m[1]) * 1024 : null;
+  } catch {
+    return null;
+  }
+}
+
+/** PCIe generation from a sysfs link speed like "32.0 GT/s PCIe". */
+export function pcieGenFromSpeed(speed: string): number | null {
+  const m = /([0-9.]+)\s*GT\/s/.exec(speed);
+  if (!m) return null;
+  const gts = Number(m[1]);
+  const table: [number, number][] = [[2.5, 1], [5, 2], [8, 3], [16, 4], [32, 5], [64, 6], [128, 7]];
+  for (const [g, gen] of table) if (Math.abs(gts - g) < 0.5) return gen;
+  return null;
+}
+
+/** Current PCIe link of a device from sysfs (read while it is busy: idle links slow down). */
+export function readPcieLink(pciAddress: string): { gen: number; width: number } | null {
+  try {
+    const base = `/sys/bus/pci/devices/${pciAddress.toLowerCase()}`;
+    const gen = pcieGenFromSpeed(readFileSync(`${base}/current_link_speed`, "utf8"));
+    const width = Number(readFileSync(`${base}/current_link_width`, "utf8").trim());
+    return gen && width > 0 ? { gen, width } : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Build the profile from the bench parts, filling unmeasured figures from `base` or defaults. */
+export function benchProfile(parts: BenchParts, base?: HardwareProfile): HardwareProfile {
+  const notes: string[] = [];
+  const measured: Record<string, Measured> = {};
+  let gpu: HardwareProfile["gpu"] = null;
+  if (parts.gpu) {
+    const g = parts.gpu;
+    Object.assign(measured, g.measured);
+    let tflops = base?.gpu?.fp16Tflops;
+    if (tflops === undefined) {
+      tflops = FP16_TFLOPS.find(([re]) => re.test(g.name))?.[1] ?? 100;
+      notes.push(`fp16 TFLOP/s not measured: ${tflops} from the spec sheet table${FP16_TFLOPS.some(([re]) => re.test(g.name)) ? "" : " default (unknown GPU)"}`);
+    }
+    const pcie = parts.pcie ?? base?.gpu?.pcie ?? { gen: 4, width: 16 };
+    if (!parts.pcie) notes.push(`PCIe link not readable from sysfs: gen ${pcie.gen} x${pcie.width} ${base?.gpu ? "from the base profile" : "assumed"}`);
+    gpu = {
+      name: g.name,
+      vramBytes: g.vramBytes,
+      freeVramBytes: g.freeVramBytes,
+      vramGBps: g.measured.vramGBps.median,
+      fp16Tflops: tflops,
+      pcie,
+      h2dGBps: g.measured.h2dGBps.median,
+      d2hGBps: g.measured.d2hGBps.median,
+      zeroCopyGBps: g.measured.zeroCopyGBps.median,
+      driver: parts.driver ?? `cuda ${g.cudaVersion}`,
+      computeCapability: g.computeCapability,
+    };
+  } else {
+    notes.push(`no GPU measured: ${parts.gpuAbsent ?? "skipped"}`);
+  }
+  const cores = availableParallelism();
+  let ramGBps = base?.host.ramGBps ?? 20;
+  if (parts.cpu) {
+    measured.cpuRamGBps = parts.cpu.ramGBps;
+    ramGBps = parts.cpu.ramGBps.median;
+  } else notes.push(`CPU RAM bandwidth not measured: ${ramGBps} GB/s ${base ? "from the base profile" : "assumed"}`);
+  const cpuGflops = base?.host.cpuGflops ?? cores * 40;
+  if (base?.host.cpuGflops === undefined) notes.push(`CPU GFLOP/s not measured: ${cpuGflops} assumed (${cores} cores x 40)`);
+  let readGBps = base?.disk.readGBps ?? 1;
+  if (parts.disk) {
+    measured.diskReadGBps = parts.disk.readGBps;
+    readGBps = parts.disk.readGBps.median;
+    if (!parts.disk.direct) notes.push("disk: the filesystem refused O_DIRECT; read after dropping cached pages instead");
+  } else notes.push(`disk read not measured: ${readGBps} GB/s ${base ? "from the base profile" : "assumed"}`);
+  const ramBytes = meminfo("MemTotal") ?? totalmem();
+  return {
+    name: `bench: ${gpu ? gpu.name : "CPU only"} on ${parts.cpuName}`,
+    source: "bench",
+    notes,
+    gpu,
+    host: {
+      ramBytes,
+      availableRamBytes: meminfo("MemAvailable") ?? ramBytes,
+      ramGBps,
+      cpuCores: cores,
+      cpuName: parts.cpuName,
+      cpuGflops,
+    },
+    disk: { readGBps },
+    measured,
+  };
+}
