@@ -1,0 +1,145 @@
+/**
+ * GGUF v3 header encoder: typed metadata, tensor infos laid out back to back with padding to the
+ * alignment (the layout llama.cpp's gguf.cpp requires), and the padded header bytes.
+ *
+ * @module
+ */
+
+import { type GgmlType, ggmlTensorBytes } from "./ggml_types.ts";
+import { GGUF_TYPE, type GgufType } from "./gguf.ts";
+
+/** A metadata entry to write. Arrays give their item type; values are written as that type. */
+export type GgufWriteValue =
+  | { type: Exclude<GgufType, typeof GGUF_TYPE.ARRAY>; value: number | bigint | boolean | string }
+  | { type: typeof GGUF_TYPE.ARRAY; itemType: Exclude<GgufType, typeof GGUF_TYPE.ARRAY>; value: readonly (number | bigint | boolean | string)[] };
+
+/** A tensor to lay out. */
+export interface GgufWriteTensor {
+  name: string;
+  /** ne[0] first. */
+  shape: number[];
+  type: GgmlType;
+}
+
+/** The encoded header and where each tensor's data goes. */
+export interface GgufLayout {
+  /** Header bytes, padded to the alignment: the data section starts at `header.length`. */
+  header: Uint8Array;
+  /** Absolute offset and byte size of each tensor, in input order. */
+  tensors: { name: string; offset: number; bytes: number }[];
+  /** Total file size (header + data, each tensor padded to the alignment). */
+  fileSize: number;
+  alignment: number;
+}
+
+class Out {
+  #buf = new Uint8Array(1 << 16);
+  #view = new DataView(this.#buf.buffer);
+  len = 0;
+  #enc = new TextEncoder();
+  #grow(n: number): void {
+    if (this.len + n <= this.#buf.length) return;
+    let size = this.#buf.length * 2;
+    while (size < this.len + n) size *= 2;
+    const b = new Uint8Array(size);
+    b.set(this.#buf.subarray(0, this.len));
+    this.#buf = b;
+    this.#view = new DataView(b.buffer);
+  }
+  u8(v: number): void { this.#grow(1); this.#view.setUint8(this.len, v); this.len += 1; }
+  i8(v: number): void { this.#grow(1); this.#view.setInt8(this.len, v); this.len += 1; }
+  u16(v: number): void { this.#grow(2); this.#view.setUint16(this.len, v, true); this.len += 2; }
+  i16(v: number): void { this.#grow(2); this.#view.setInt16(this.len, v, true); this.len += 2; }
+  u32(v: number): void { this.#grow(4); this.#view.setUint32(this.len, v, true); this.len += 4; }
+  i32(v: number): void { this.#grow(4); this.#view.setInt32(this.len, v, true); this.len += 4; }
+  f32(v: number): void { this.#grow(4); this.#view.setFloat32(this.len, v, true); this.len += 4; }
+  f64(v: number): void { this.#grow(8); this.#view.setFloat64(this.len, v, true); this.len += 8; }
+  u64(v: number | bigint): void { this.#grow(8); this.#view.setBigUint64(this.len, BigInt(v), true); this.len += 8; }
+  i64(v: number | bigint): void { this.#grow(8); this.#view.setBigInt64(this.len, BigInt(v), true); this.len += 8; }
+  str(s: string): void {
+    const b = this.#enc.encode(s);
+    this.u64(b.length);
+    this.#grow(b.length);
+    this.#buf.set(b, this.len);
+    this.len += b.length;
+  }
+  pad(alignment: number): void {
+    const n = (alignment - (this.len % alignment)) % alignment;
+    this.#grow(n);
+    this.#buf.fill(0, this.len, this.len + n);
+    this.len += n;
+  }
+  bytes(): Uint8Array {
+    return this.#buf.slice(0, this.len);
+  }
+}
+
+function writeScalar(o: Out, type: number, v: number | bigint | boolean | string, key: string): void {
+  const num = (): number => {
+    if (typeof v !== "number") throw new TypeError(`GGUF metadata '${key}': expected a number, got ${typeof v}`);
+    return v;
+  };
+  switch (type) {
+    case GGUF_TYPE.UINT8: return o.u8(num());
+    case GGUF_TYPE.INT8: return o.i8(num());
+    case GGUF_TYPE.UINT16: return o.u16(num());
+    case GGUF_TYPE.INT16: return o.i16(num());
+    case GGUF_TYPE.UINT32: return o.u32(num());
+    case GGUF_TYPE.INT32: return o.i32(num());
+    case GGUF_TYPE.FLOAT32: return o.f32(num());
+    case GGUF_TYPE.FLOAT64: return o.f64(num());
+    case GGUF_TYPE.BOOL: return o.u8(v ? 1 : 0);
+    case GGUF_TYPE.STRING: return o.str(String(v));
+    case GGUF_TYPE.UINT64: return o.u64(v as number | bigint);
+    case GGUF_TYPE.INT64: return o.i64(v as number | bigint);
+    default: throw new TypeError(`GGUF metadata '${key}': cannot write value type ${type}`);
+  }
+}
+
+/**
+ * Lays out a GGUF v3 file: encodes the header for `metadata` (in insertion order) and `tensors`
+ * (data back to back in the given order, each padded to `alignment`). `general.alignment` is
+ * written when the alignment is not the default 32.
+ */
+export function layoutGguf(
+  metadata: ReadonlyMap<string, GgufWriteValue> | Record<string, GgufWriteValue>,
+  tensors: readonly GgufWriteTensor[],
+  alignment = 32,
+): GgufLayout {
+  const entries = metadata instanceof Map ? [...metadata.entries()] : Object.entries(metadata);
+  if (alignment !== 32 && !entries.some(([k]) => k === "general.alignment")) {
+    entries.push(["general.alignment", { type: GGUF_TYPE.UINT32, value: alignment }]);
+  }
+  const o = new Out();
+  o.u8(0x47), o.u8(0x47), o.u8(0x55), o.u8(0x46); // "GGUF"
+  o.u32(3);
+  o.u64(tensors.length);
+  o.u64(entries.length);
+  for (const [key, e] of entries) {
+    o.str(key);
+    o.u32(e.type);
+    if (e.type === GGUF_TYPE.ARRAY) {
+      o.u32(e.itemType);
+      o.u64(e.value.length);
+      for (const v of e.value) writeScalar(o, e.itemType, v, key);
+    } else {
+      writeScalar(o, e.type, e.value, key);
+    }
+  }
+  const placed: GgufLayout["tensors"] = [];
+  let rel = 0;
+  for (const t of tensors) {
+    const bytes = ggmlTensorBytes(t.type, t.shape);
+    o.str(t.name);
+    o.u32(t.shape.length);
+    for (const d of t.shape) o.i64(d);
+    o.u32(t.type.id);
+    o.u64(rel);
+    placed.push({ name: t.name, offset: rel, bytes });
+    rel += Math.ceil(bytes / alignment) * alignment;
+  }
+  o.pad(alignment);
+  const header = o.bytes();
+  for (const p of placed) p.offset += header.length;
+  return { header, tensors: placed, fileSize: header.length + rel, alignment };
+}
