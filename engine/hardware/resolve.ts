@@ -1,0 +1,114 @@
+/**
+ * Turn a recipe's `hardware` field (or the CLI's `--hardware`) into one HardwareProfile: a
+ * built-in profile, the measured profile of `spillway bench` when present, a probe, or explicit
+ * numbers over any of them. The profile records where it came from (`source`, `notes`).
+ *
+ * @module
+ */
+import { HardwareProbeError } from "../errors.ts";
+import type { HardwareOverrides, HardwareSpec } from "../recipe/types.ts";
+import type { HardwareProfile } from "../types.ts";
+import { measuredProfilePath, readMeasuredProfile } from "./cache.ts";
+import { probeHardware, type ProbeOptions } from "./probe.ts";
+import { getProfile, profileNames } from "./profiles.ts";
+
+/** Options of {@link resolveHardware}. */
+export interface ResolveOptions {
+  /** Profile name from the command line; wins over the recipe (`probe` probes). */
+  override?: string;
+  /** Measured profile location (tests); default ~/.cache/spillway/hardware.json. */
+  cachePath?: string;
+  /** Options passed to the probe (tests inject facts here). */
+  probe?: ProbeOptions;
+}
+
+function builtin(name: string): HardwareProfile {
+  const p = getProfile(name);
+  if (p === null) {
+    throw new HardwareProbeError(`unknown hardware profile ${JSON.stringify(name)}; built-in profiles: ${profileNames().join(", ")}`);
+  }
+  p.notes = [...(p.notes ?? []), `built-in profile ${name}`];
+  return p;
+}
+
+async function probeOrMeasured(fallback: string | undefined, options: ResolveOptions): Promise<HardwareProfile> {
+  const cached = await readMeasuredProfile(options.cachePath ?? measuredProfilePath());
+  if (cached.profile !== null) {
+    const p = cached.profile;
+    p.notes = [...(p.notes ?? []), `measured profile from ${options.cachePath ?? measuredProfilePath()} (spillway bench)`];
+    return p;
+  }
+  const p = await probeHardware({ ...options.probe, fallback: fallback ?? options.probe?.fallback });
+  p.notes = [...(p.notes ?? []), `no measured profile (${cached.why}); probed this machine`];
+  return p;
+}
+
+/** Apply explicit numbers over a profile (deep merge; `gpu: null` removes the GPU). */
+export function applyOverrides(base: HardwareProfile, o: HardwareOverrides): HardwareProfile {
+  const out: HardwareProfile = structuredClone(base);
+  if (o.name !== undefined) out.name = o.name;
+  if (o.gpu === null) out.gpu = null;
+  else if (o.gpu !== undefined) {
+    if (out.gpu === null) {
+      const need = ["name", "vramBytes", "vramGBps", "fp16Tflops", "h2dGBps", "zeroCopyGBps"] as const;
+      const missing = need.filter((k) => o.gpu![k] === undefined);
+      if (missing.length > 0) {
+        throw new HardwareProbeError(
+          `hardware.gpu: the base profile ${base.name} has no GPU, so the recipe must give all of ${need.join(", ")} (missing: ${missing.join(", ")})`,
+        );
+      }
+      out.gpu = {
+        name: o.gpu.name!,
+        vramBytes: o.gpu.vramBytes!,
+        freeVramBytes: o.gpu.freeVramBytes ?? o.gpu.vramBytes!,
+        vramGBps: o.gpu.vramGBps!,
+        fp16Tflops: o.gpu.fp16Tflops!,
+        pcie: { gen: o.gpu.pcie?.gen ?? 4, width: o.gpu.pcie?.width ?? 16 },
+        h2dGBps: o.gpu.h2dGBps!,
+        d2hGBps: o.gpu.d2hGBps ?? o.gpu.h2dGBps!,
+        zeroCopyGBps: o.gpu.zeroCopyGBps!,
+      };
+    } else {
+      const { pcie, ...rest } = o.gpu;
+      Object.assign(out.gpu, rest);
+      if (pcie !== undefined) out.gpu.pcie = { ...out.gpu.pcie, ...pcie };
+      // A smaller card given only as vramBytes: free memory cannot exceed it.
+      if (o.gpu.vramBytes !== undefined && o.gpu.freeVramBytes === undefined) {
+        out.gpu.freeVramBytes = Math.min(out.gpu.freeVramBytes, o.gpu.vramBytes);
+      }
+    }
+  }
+  if (o.host !== undefined) {
+    Object.assign(out.host, o.host);
+    if (o.host.ramBytes !== undefined && o.host.availableRamBytes === undefined) {
+      out.host.availableRamBytes = Math.min(out.host.availableRamBytes, o.host.ramBytes);
+    }
+  }
+  if (o.disk !== undefined) Object.assign(out.disk, o.disk);
+  out.source = "recipe";
+  out.notes = [...(out.notes ?? []), `recipe numbers over ${base.name}: ${JSON.stringify(o)}`];
+  return out;
+}
+
+/**
+ * Resolve the hardware to plan for.
+ * @param spec the recipe's `hardware` (default: probe).
+ */
+export async function resolveHardware(
+  spec: HardwareSpec = { kind: "probe" },
+  options: ResolveOptions = {},
+): Promise<HardwareProfile> {
+  if (options.override !== undefined) {
+    return options.override === "probe" ? probeOrMeasured(undefined, options) : builtin(options.override);
+  }
+  switch (spec.kind) {
+    case "probe":
+      return probeOrMeasured(spec.fallback, options);
+    case "profile":
+      return builtin(spec.name);
+    case "explicit": {
+      const base = spec.profile === undefined ? await probeOrMeasured(undefined, options) : builtin(spec.profile);
+      return applyOverrides(base, spec.overrides);
+    }
+  }
+}
