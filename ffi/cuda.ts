@@ -278,11 +278,24 @@ export async function loadCuda(path = "libcuda.so.1"): Promise<Cuda> {
       const values = out(Math.max(8, args.length * 8));
       const dv = new DataView(values.buffer);
       args.forEach((a, i) => {
-        if (a.type === "ptr" || a.type === "u64") dv.setBigUint64(i * 8, a.value, true);
-        else if (a.type === "i64") dv.setBigInt64(i * 8, a.value, true);
-        else if (a.type === "u32") dv.setUint32(i * 8, a.value, true);
-        else if (a.type === "i32") dv.setInt32(i * 8, a.value, true);
-        else dv.setFloat32(i * 8, a.value, true);
+        switch (a.type) {
+          case "ptr":
+          case "u64":
+            dv.setBigUint64(i * 8, a.value, true);
+            break;
+          case "i64":
+            dv.setBigInt64(i * 8, a.value, true);
+            break;
+          case "u32":
+            dv.setUint32(i * 8, a.value, true);
+            break;
+          case "i32":
+            dv.setInt32(i * 8, a.value, true);
+            break;
+          case "f32":
+            dv.setFloat32(i * 8, a.value, true);
+            break;
+        }
       });
       const base = ffi.addressOf(values);
       const params = out(Math.max(8, args.length * 8));

@@ -26,6 +26,8 @@ export interface BenchOptions {
   target?: string;
   /** Smaller buffers (256 MiB) for a fast, rougher run. */
   quick?: boolean;
+  /** Buffer size of every measurement (overrides `quick`; the VRAM read uses twice this). */
+  bytes?: number;
   /** Parts to leave out. */
   skip?: ("gpu" | "cpu" | "disk")[];
   /** GPU ordinal (default 0). */
@@ -105,13 +107,13 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchReport> {
     say(`GPU ${gpuName}`);
     const cu = gpuOpen.cu;
     try {
-      const sz = quick ? 256 * MiB : GiB;
+      const sz = opts.bytes ?? (quick ? 256 * MiB : GiB);
       parts.gpu = await measureGpu(cu, {
         device: opts.device,
         repeats,
         copyBytes: sz,
         hostReadBytes: sz,
-        vramBytes: quick ? 512 * MiB : 2 * GiB,
+        vramBytes: 2 * sz,
         pinBytes: sz,
         onStep: (s) => err(`      ${s}\n`),
       });
@@ -125,14 +127,14 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchReport> {
     err(`spillway bench: no GPU: ${gpuOpen.absent}; measuring CPU and disk only\n`);
   }
   if (!skip.has("cpu")) {
-    const bytes = quick ? 256 * MiB : 2 * GiB;
+    const bytes = opts.bytes ?? (quick ? 256 * MiB : 2 * GiB);
     say(`CPU RAM read, all cores, ${fmtBytes(bytes)} x${repeats}`);
     parts.cpu = await measureCpuRam({ cacheDir: dir, bytes, repeats });
     details.cpu = { threads: parts.cpu.threads, bytes: parts.cpu.bytes };
   }
   if (!skip.has("disk")) {
     const target = opts.target ?? dir;
-    const bytes = quick ? 256 * MiB : GiB;
+    const bytes = opts.bytes ?? (quick ? 256 * MiB : GiB);
     say(`sequential O_DIRECT read of ${target}, ${fmtBytes(bytes)} x${Math.min(repeats, 3)}`);
     parts.disk = await measureDiskRead({ cacheDir: dir, target, bytes, repeats: Math.min(repeats, 3) });
     details.disk = { file: parts.disk.file, scratch: parts.disk.scratch, direct: parts.disk.direct, bytes: parts.disk.bytes };
