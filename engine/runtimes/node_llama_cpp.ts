@@ -210,7 +210,7 @@ export async function runNodeLlamaCpp(run: NodeLlamaCppRun, hooks: InProcessHook
 
     const generated: number[] = [];
     const tg = now();
-    for await (const token of sequence.evaluate(prompt.slice(-1) as never, { temperature: 0 })) {
+    for await (const token of sequence.evaluate(prompt.slice(-1) as never, { temperature: 0, yieldEogToken: true })) {
       generated.push(token as number);
       hooks.onProgress?.("generate", generated.length, run.genTokens);
       if (generated.length >= run.genTokens || signal?.aborted) break;
