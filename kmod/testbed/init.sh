@@ -1,0 +1,64 @@
+#!/bin/busybox sh
+# /init of the test bed's initramfs: load the module, run the guest tests, check the kernel log,
+# print a sentinel and power off. Every result line is "PASS: <name>" or "FAIL: <name>".
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+export PATH=/bin
+GROUP=4242
+rc=0
+pass() { echo "PASS: $1"; }
+fail() { echo "FAIL: $1"; [ -n "$2" ] && echo "  detail: $2"; rc=1; }
+wait_node() {   # devtmpfs creates the node asynchronously
+	i=0
+	while [ ! -c /dev/spillway ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)); done
+}
+echo   # the firmware leaves the cursor mid-line
+echo "SPILLWAY-GUEST-BOOTED kernel=$(uname -r) cpus=$(nproc) up=$(cut -d' ' -f1 /proc/uptime)s"
+
+# brd: a RAM block device, because tmpfs rejects O_DIRECT
+insmod /lib/modules/brd.ko rd_nr=1 rd_size=16384 || fail "insmod-brd"
+
+if insmod /lib/modules/spillway.ko group=$GROUP debug_ioctls=1 pressure_interval_ms=100 \
+	pool_limit_bytes=268435456; then
+	pass "insmod-spillway-with-params"
+	wait_node
+	if [ "$(cat /sys/module/spillway/parameters/pool_limit_bytes)" = 268435456 ] &&
+	   [ "$(cat /sys/class/spillway/spillway/pool_limit_bytes)" = 268435456 ]; then
+		pass "pool-limit-parameter-applied"
+	else
+		fail "pool-limit-parameter-applied"
+	fi
+	/bin/spwtest $GROUP || rc=1
+	if rmmod spillway; then pass "rmmod-after-tests"; else fail "rmmod-after-tests"; fi
+	[ -e /sys/class/spillway ] && fail "sysfs-class-removed-on-unload" "/sys/class/spillway still there"
+else
+	fail "insmod-spillway-with-params"
+fi
+
+# defaults: root group, no debug ioctls, limit half of RAM
+if insmod /lib/modules/spillway.ko; then
+	wait_node
+	mode=$(stat -c '%a %u %g' /dev/spillway)
+	if [ "$mode" = "660 0 0" ]; then pass "default-node-root-0660"; else fail "default-node-root-0660" "$mode"; fi
+	/bin/spwtest 0 debug-ioctls-off-by-default || rc=1
+	if rmmod spillway; then pass "rmmod-defaults"; else fail "rmmod-defaults"; fi
+else
+	fail "insmod-spillway-defaults"
+fi
+
+if dmesg | grep -qE 'WARNING:|BUG:|Oops|Call Trace|general protection|spillway: leak'; then
+	fail "dmesg-clean" "kernel log has warnings (below)"
+	dmesg | grep -B2 -A20 -E 'WARNING:|BUG:|Oops|Call Trace|general protection|spillway: leak'
+else
+	pass "dmesg-clean-no-warning-bug-oops-leak"
+fi
+# allowed taint: O (4096, out-of-tree module) and E (8192, unsigned module)
+taint=$(cat /proc/sys/kernel/tainted)
+if [ $((taint & ~12288)) -eq 0 ]; then pass "taint-only-out-of-tree-unsigned"; else fail "taint-only-out-of-tree-unsigned" "tainted=$taint"; fi
+
+echo "---- dmesg (spillway) ----"
+dmesg | grep -E 'spillway|taint' | tail -n 30
+echo "SPILLWAY-GUEST-DONE rc=$rc up=$(cut -d' ' -f1 /proc/uptime)s"
+poweroff -f

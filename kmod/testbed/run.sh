@@ -1,0 +1,208 @@
+#!/usr/bin/env bash
+# kmod/testbed/run.sh - build the spillway kernel module against Debian's current kernel, boot
+# that kernel under qemu (TCG, never KVM) with a busybox initramfs, run the guest tests, and
+# judge by the lines the guest prints on the serial console.
+#
+# Output: every guest result as "PASS: <name>" / "FAIL: <name>" on stdout (a test runner counts
+# them), progress on stderr. Exit 0 only when the guest printed its done sentinel with rc=0,
+# the test program's result line, and no FAIL line; non-zero on any failure, timeout or missing
+# sentinel. Must run as root (it installs packages with apt).
+#
+# Environment:
+#   SPILLWAY_CACHE          cache root (default ~/.cache/spillway); downloads and the extracted
+#                           kernel live in $SPILLWAY_CACHE/kmod-testbed, so reruns are fast
+#   SPILLWAY_KVER           kernel ABI (default: what linux-image-amd64 depends on now)
+#   SPILLWAY_KMOD_TIMEOUT   seconds the guest may run (default 240)
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+KMOD=$(cd "$HERE/.." && pwd)
+CACHE=${SPILLWAY_CACHE:-$HOME/.cache/spillway}/kmod-testbed
+TIMEOUT=${SPILLWAY_KMOD_TIMEOUT:-240}
+DEBS=$CACHE/debs
+WORK=$CACHE/run
+export DEBIAN_FRONTEND=noninteractive
+
+T0=$(date +%s.%N)
+TLAST=$T0
+TIMINGS=""
+log() { echo "kmod-testbed: $*" >&2; }
+lap() {
+	local now
+	now=$(date +%s.%N)
+	TIMINGS+=$(awk -v l="$1" -v a="$now" -v b="$TLAST" 'BEGIN { printf "  %-34s %6.1f s", l, a - b }')$'\n'
+	TLAST=$now
+}
+# A host-side failure is reported like a test result, so a runner counting lines sees it.
+die() {
+	echo "FAIL: kmod-testbed ($*)"
+	log "ERROR: $*"
+	exit 1
+}
+
+[ "$(id -u)" = 0 ] || die "must run as root: it installs qemu and friends with apt"
+mkdir -p "$DEBS" "$CACHE"
+# one run at a time per cache (the run directory is shared)
+exec 9>"$CACHE/.lock"
+flock 9
+
+# ---------------------------------------------------------------- 1. host packages
+APT_UPDATED=0
+apt_update() {
+	if [ $APT_UPDATED = 0 ]; then
+		log "apt-get update"
+		apt-get update -qq >/dev/null || die "apt-get update failed"
+		APT_UPDATED=1
+	fi
+}
+PKGS=(qemu-system-x86 busybox-static cpio gcc-12 make libc6-dev)
+MISSING=()
+for p in "${PKGS[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || MISSING+=("$p")
+done
+if [ ${#MISSING[@]} -gt 0 ]; then
+	apt_update
+	log "apt-get install ${MISSING[*]}"
+	apt-get install -y -qq --no-install-recommends "${MISSING[@]}" >/dev/null ||
+		die "apt-get install ${MISSING[*]} failed"
+fi
+lap "host packages"
+
+# ---------------------------------------------------------------- 2. kernel ABI
+resolve_kver() {
+	apt-cache depends linux-image-amd64 2>/dev/null |
+		awk '/Depends: linux-image-[0-9]/ { sub("linux-image-", "", $2); print $2; exit }'
+}
+KVER=${SPILLWAY_KVER:-}
+if [ -z "$KVER" ]; then
+	KVER=$(resolve_kver)
+	if [ -z "$KVER" ]; then
+		apt_update
+		KVER=$(resolve_kver)
+	fi
+fi
+[ -n "$KVER" ] || die "cannot tell which kernel linux-image-amd64 depends on (apt-cache depends)"
+KDIR_CACHE=$CACHE/kernel/$KVER
+log "kernel ABI $KVER"
+
+# ---------------------------------------------------------------- 3. kernel image + headers (cached)
+# apt-get download + dpkg -x: nothing is installed, and never a kernel image.
+fetch() {   # fetch <package>...: into $DEBS unless there already
+	local need=() p
+	for p in "$@"; do
+		ls "$DEBS/${p}"_*.deb >/dev/null 2>&1 || need+=("$p")
+	done
+	[ ${#need[@]} = 0 ] && return 0
+	chown _apt:root "$DEBS" 2>/dev/null || true   # lets apt's sandbox user write there
+	log "apt-get download ${need[*]}"
+	if ! (cd "$DEBS" && apt-get download -qq "${need[@]}" >/dev/null 2>&1); then
+		apt_update
+		(cd "$DEBS" && apt-get download -qq "${need[@]}" >/dev/null) ||
+			die "apt-get download ${need[*]} failed"
+	fi
+}
+if [ ! -f "$KDIR_CACHE/.complete" ]; then
+	rm -rf "$KDIR_CACHE"
+	mkdir -p "$KDIR_CACHE/image" "$KDIR_CACHE/headers"
+	IMGPKG=linux-image-$KVER-unsigned
+	apt-cache show "$IMGPKG" >/dev/null 2>&1 || IMGPKG=linux-image-$KVER
+	HDRDEPS=$(apt-cache depends "linux-headers-$KVER" 2>/dev/null |
+		awk '/Depends: linux-(headers-.*-common|kbuild-)/ { print $2 }')
+	[ -n "$HDRDEPS" ] || { apt_update; HDRDEPS=$(apt-cache depends "linux-headers-$KVER" |
+		awk '/Depends: linux-(headers-.*-common|kbuild-)/ { print $2 }'); }
+	[ -n "$HDRDEPS" ] || die "cannot resolve the packages linux-headers-$KVER needs"
+	# shellcheck disable=SC2086
+	fetch "$IMGPKG" "linux-headers-$KVER" $HDRDEPS
+	# only what the guest needs from the image package (all of it unpacks to ~400 MB)
+	dpkg-deb --fsys-tarfile "$(ls "$DEBS/$IMGPKG"_*.deb | head -1)" |
+		tar -x -C "$KDIR_CACHE/image" "./boot/vmlinuz-$KVER" "./boot/config-$KVER" \
+			"./lib/modules/$KVER/kernel/drivers/block/brd.ko" ||
+		die "extracting $IMGPKG failed"
+	for p in "linux-headers-$KVER" $HDRDEPS; do
+		dpkg -x "$(ls "$DEBS/${p}"_*.deb | head -1)" "$KDIR_CACHE/headers" ||
+			die "extracting $p failed"
+	done
+	# the arch Makefile includes the -common tree by absolute path: point it into the cache
+	sed -i "s#^include /usr/src/#include $KDIR_CACHE/headers/usr/src/#" \
+		"$KDIR_CACHE/headers/usr/src/linux-headers-$KVER/Makefile"
+	touch "$KDIR_CACHE/.complete"
+fi
+KDIR=$KDIR_CACHE/headers/usr/src/linux-headers-$KVER
+VMLINUZ=$KDIR_CACHE/image/boot/vmlinuz-$KVER
+KCONFIG=$KDIR_CACHE/image/boot/config-$KVER
+BRD=$KDIR_CACHE/image/lib/modules/$KVER/kernel/drivers/block/brd.ko
+for f in "$KDIR/Makefile" "$VMLINUZ" "$KCONFIG" "$BRD"; do
+	[ -f "$f" ] || die "missing $f (remove $KDIR_CACHE to refetch)"
+done
+grep -q '^CONFIG_MODULE_SIG_FORCE=y' "$KCONFIG" && die "kernel $KVER enforces module signatures"
+grep -q '^CONFIG_DMA_SHARED_BUFFER=y' "$KCONFIG" || die "kernel $KVER lacks CONFIG_DMA_SHARED_BUFFER=y"
+lap "kernel image + headers"
+
+# ---------------------------------------------------------------- 4. build module + guest tests
+rm -rf "$WORK"
+mkdir -p "$WORK/build" "$WORK/initramfs"/{bin,dev,proc,sys,tmp,lib/modules}
+cp -r "$KMOD/src" "$KMOD/include" "$WORK/build/"   # build outside the repo: no objects there
+if ! make -s -C "$KDIR" M="$WORK/build/src" modules >"$WORK/build.log" 2>&1; then
+	cat "$WORK/build.log" >&2
+	die "module build failed (log above)"
+fi
+grep -v 'Skipping BTF generation' "$WORK/build.log" >&2 || true
+KO=$WORK/build/src/spillway.ko
+[ -f "$KO" ] || die "module build produced no spillway.ko"
+modinfo -F vermagic "$KO" 2>/dev/null | grep -q "^$KVER " ||
+	grep -aq "vermagic=$KVER " "$KO" || die "spillway.ko vermagic is not $KVER"
+gcc -static -O2 -Wall -Wextra -Wno-sign-compare -Wno-format-truncation \
+	-Wno-missing-field-initializers -I"$KMOD/include" \
+	-o "$WORK/initramfs/bin/spwtest" "$HERE/guest/spwtest.c" || die "guest test build failed"
+lap "build spillway.ko + guest tests"
+
+# ---------------------------------------------------------------- 5. initramfs
+IRD=$WORK/initramfs
+cp /bin/busybox "$IRD/bin/busybox"
+cp "$KO" "$BRD" "$IRD/lib/modules/"
+cp "$HERE/init.sh" "$IRD/init"
+chmod 755 "$IRD/init"
+(cd "$IRD" && find . -print0 | cpio --null -o -H newc --quiet | gzip -1 >"$WORK/initrd.cpio.gz") ||
+	die "packing the initramfs failed"
+lap "initramfs"
+
+# ---------------------------------------------------------------- 6. boot (TCG) and test
+LOG=$WORK/serial.log
+log "booting $KVER under qemu TCG (timeout ${TIMEOUT}s)"
+set +e
+timeout -k 10 "$TIMEOUT" qemu-system-x86_64 -accel tcg -m 1536M -smp 2 -nographic -no-reboot \
+	-nic none -kernel "$VMLINUZ" -initrd "$WORK/initrd.cpio.gz" \
+	-append "console=ttyS0 panic=-1 quiet oops=panic" </dev/null 2>&1 |
+	tr -d '\r' | sed -u 's/\x1b\[[0-9;?]*[A-Za-z]//g; s/\x1bc//g' >"$LOG"
+QRC=${PIPESTATUS[0]}
+set -e
+lap "qemu boot + guest tests"
+
+# ---------------------------------------------------------------- 7. verdict
+# results first (what a runner counts), then the guest's other lines for a human
+grep -E '^(PASS|FAIL): |^  detail: ' "$LOG" || true
+echo "---- guest log (INFO and kernel lines) ----"
+sed -n '/SPILLWAY-GUEST-BOOTED/,$p' "$LOG" | grep -vE '^(PASS|FAIL): |^  detail: ' || true
+echo "---- timings ----"
+printf '%s' "$TIMINGS"
+awk -v a="$(date +%s.%N)" -v b="$T0" 'BEGIN { printf "  %-34s %6.1f s\n", "total", a - b }'
+
+reason=""
+if [ "$QRC" = 124 ] || [ "$QRC" = 137 ]; then
+	reason="guest timed out after ${TIMEOUT}s"
+elif ! grep -q 'SPILLWAY-GUEST-BOOTED' "$LOG"; then
+	reason="guest never booted"
+elif ! grep -q '^SPILLWAY-GUEST-DONE ' "$LOG"; then
+	reason="guest stopped before its done sentinel"
+elif ! grep -q '^SPWTEST-RESULT: 0$' "$LOG" || grep -qE '^SPWTEST-RESULT: [1-9]' "$LOG"; then
+	reason="guest test program did not report 0 failures"
+elif ! grep -q '^SPILLWAY-GUEST-DONE rc=0 ' "$LOG" || grep -q '^FAIL: ' "$LOG"; then
+	reason="guest tests failed"
+fi
+if [ -n "$reason" ]; then
+	grep -q '^SPILLWAY-GUEST-DONE ' "$LOG" || { echo "---- last 60 console lines ----"; tail -n 60 "$LOG"; }
+	echo "FAIL: kmod-testbed ($reason; serial log $LOG)"
+	exit 1
+fi
+log "all guest tests passed ($(grep -c '^PASS: ' "$LOG") PASS lines)"
+exit 0
