@@ -3,11 +3,15 @@
  * one entry per machine, keyed by GPU name, driver version and host (hostname, CPU model, RAM in
  * GiB), so a driver upgrade, another GPU or another host is measured afresh.
  *
- * File shape (version 1):
+ * The file's top level is itself a HardwareProfile (source "bench": the latest measurement), so a
+ * reader that wants "the measured profile" can read it as one; `machine` says which machine it
+ * belongs to and `machines` holds every machine's entry (a home directory shared between hosts):
  * ```json
- * { "version": 1, "machines": { "<key>": { "key": "...", "ids": {...}, "measuredAt": "ISO date",
- *   "profile": { ...HardwareProfile, "source": "bench" }, "details": {...} } } }
+ * { ...HardwareProfile, "cacheVersion": 1,
+ *   "machine": { "key": "...", "ids": {...}, "measuredAt": "ISO date" },
+ *   "machines": { "<key>": { "key": "...", "ids": {...}, "measuredAt": "...", "profile": {...}, "details": {...} } } }
  * ```
+ * Use {@linkcode findBenchEntry} to get this machine's entry (it checks the identity).
  * @module
  */
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
@@ -38,11 +42,12 @@ export interface CacheEntry {
   details?: Record<string, unknown>;
 }
 
-/** The cache file. */
-export interface CacheFile {
-  version: 1;
+/** The cache file: the latest profile at the top level, all machines under `machines`. */
+export type CacheFile = Partial<HardwareProfile> & {
+  cacheVersion: 1;
+  machine?: Omit<CacheEntry, "profile" | "details">;
   machines: Record<string, CacheEntry>;
-}
+};
 
 /** spillway's cache directory: `$XDG_CACHE_HOME/spillway` or `~/.cache/spillway`. */
 export function cacheDir(): string {
@@ -80,31 +85,47 @@ export function hostIds(): Pick<MachineIds, "hostname" | "cpuName" | "ramGiB"> {
 }
 
 /**
- * Read the cache file. A missing file is an empty cache.
- * @throws HardwareProbeError naming the file when it exists but is not a cache file.
+ * Read the cache file. A missing file is an empty cache; so is a bare profile without `machines`
+ * (no machine identity to trust).
+ * @throws HardwareProbeError naming the file when it exists but is not JSON or has a bad `machines`.
  */
 export function readCache(file: string = join(cacheDir(), "hardware.json")): CacheFile {
-  if (!existsSync(file)) return { version: 1, machines: {} };
+  if (!existsSync(file)) return { cacheVersion: 1, machines: {} };
   let obj: unknown;
   try {
     obj = JSON.parse(readFileSync(file, "utf8"));
   } catch (e) {
     throw new HardwareProbeError(`${file}: not valid JSON (${(e as Error).message}); delete it to re-measure`, { cause: e });
   }
-  const o = obj as Partial<CacheFile> | null;
-  if (!o || o.version !== 1 || typeof o.machines !== "object" || o.machines === null) {
-    throw new HardwareProbeError(`${file}: not a spillway hardware cache (expected version 1 with "machines"); delete it to re-measure`);
+  if (typeof obj !== "object" || obj === null || Array.isArray(obj)) {
+    throw new HardwareProbeError(`${file}: not a JSON object; delete it to re-measure`);
   }
-  return o as CacheFile;
+  const o = obj as Record<string, unknown>;
+  if (o.machines === undefined) return { cacheVersion: 1, machines: {} };
+  if (typeof o.machines !== "object" || o.machines === null || Array.isArray(o.machines)) {
+    throw new HardwareProbeError(`${file}: field machines must be an object keyed by machine; delete the file to re-measure`);
+  }
+  for (const [k, e] of Object.entries(o.machines as Record<string, unknown>)) {
+    const ent = e as Partial<CacheEntry> | null;
+    if (!ent || typeof ent.ids !== "object" || typeof ent.measuredAt !== "string" || typeof ent.profile !== "object") {
+      throw new HardwareProbeError(`${file}: machines[${JSON.stringify(k)}] needs ids, measuredAt and profile; delete the file to re-measure`);
+    }
+  }
+  return o as unknown as CacheFile;
 }
 
-/** Store an entry (replacing the same machine's), writing atomically. */
+/** Store an entry (replacing the same machine's) and make it the top-level profile; atomic. */
 export function writeCacheEntry(entry: CacheEntry, file: string = join(cacheDir(), "hardware.json")): void {
-  const cache = readCache(file);
-  cache.machines[entry.key] = entry;
+  const machines = { ...readCache(file).machines, [entry.key]: entry };
+  const out: CacheFile = {
+    ...entry.profile,
+    cacheVersion: 1,
+    machine: { key: entry.key, ids: entry.ids, measuredAt: entry.measuredAt },
+    machines,
+  };
   mkdirSync(dirname(file), { recursive: true });
   const tmp = `${file}.tmp${process.pid}`;
-  writeFileSync(tmp, JSON.stringify(cache, null, 2) + "\n");
+  writeFileSync(tmp, JSON.stringify(out, null, 2) + "\n");
   renameSync(tmp, file);
 }
 

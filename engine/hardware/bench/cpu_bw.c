@@ -6,7 +6,8 @@
  * prints one JSON object: {"threads":N,"bytes":B,"gbps":[...one per repeat...],"checksum":X}
  *
  * Each thread first-touches its own slice (so pages land on its NUMA node) and then all threads
- * start together at a barrier; the time of one repeat is from the barrier to the last thread done.
+ * start together at a barrier; the time of one repeat is from the first thread's start to the last
+ * thread's end.
  */
 #define _GNU_SOURCE
 #include <pthread.h>
@@ -22,8 +23,8 @@ typedef struct {
   size_t n; /* words */
   int repeats;
   uint64_t sum;
-  double *start; /* shared: start time per repeat (set by thread 0) */
-  double *end;   /* per thread per repeat end time, [repeat] of this thread */
+  double *start; /* this thread's start time per repeat */
+  double *end;   /* this thread's end time per repeat */
 } job_t;
 
 static pthread_barrier_t barrier;
@@ -52,7 +53,7 @@ static void *worker(void *arg) {
   memset((void *)j->p, 1, j->n * sizeof(uint64_t));
   for (int r = 0; r < j->repeats; r++) {
     pthread_barrier_wait(&barrier);
-    if (j->start) j->start[r] = now();
+    j->start[r] = now();
     j->sum += sum_words(j->p, j->n);
     j->end[r] = now();
     pthread_barrier_wait(&barrier);
@@ -86,15 +87,15 @@ int main(int argc, char **argv) {
   }
   job_t *jobs = calloc(threads, sizeof(job_t));
   pthread_t *tids = calloc(threads, sizeof(pthread_t));
-  double *start = calloc(repeats, sizeof(double));
+  double *starts = calloc((size_t)threads * repeats, sizeof(double));
   double *ends = calloc((size_t)threads * repeats, sizeof(double));
-  if (!jobs || !tids || !start || !ends) {
+  if (!jobs || !tids || !starts || !ends) {
     fprintf(stderr, "cpu_bw: out of memory\n");
     return 1;
   }
   pthread_barrier_init(&barrier, NULL, threads);
   for (int t = 0; t < threads; t++) {
-    jobs[t] = (job_t){buf + per * t, per, repeats, 0, t == 0 ? start : NULL, ends + (size_t)t * repeats};
+    jobs[t] = (job_t){buf + per * t, per, repeats, 0, starts + (size_t)t * repeats, ends + (size_t)t * repeats};
     if (pthread_create(&tids[t], NULL, worker, &jobs[t]) != 0) {
       fprintf(stderr, "cpu_bw: pthread_create failed\n");
       return 1;
@@ -107,10 +108,12 @@ int main(int argc, char **argv) {
   }
   printf("{\"threads\":%d,\"bytes\":%zu,\"gbps\":[", threads, per * threads * sizeof(uint64_t));
   for (int r = 0; r < repeats; r++) {
-    double last = 0;
-    for (int t = 0; t < threads; t++)
+    double first = starts[r], last = 0;
+    for (int t = 0; t < threads; t++) {
+      if (starts[(size_t)t * repeats + r] < first) first = starts[(size_t)t * repeats + r];
       if (ends[(size_t)t * repeats + r] > last) last = ends[(size_t)t * repeats + r];
-    double secs = last - start[r];
+    }
+    double secs = last - first;
     printf("%s%.3f", r ? "," : "", (double)(per * threads * sizeof(uint64_t)) / secs / 1e9);
   }
   printf("],\"checksum\":%llu}\n", (unsigned long long)checksum);

@@ -94,7 +94,9 @@ export async function measureGpu(cu: Cuda, opts: GpuBenchOptions = {}): Promise<
   try {
     const { free } = cu.memGetInfo();
     // Leave most of the free VRAM alone (another process may need it, and the sizes are enough).
-    const cap = Math.max(64 * 1024 * 1024, Math.floor(free / 4 / (1 << 20)) << 20);
+    // (Arithmetic, not shifts: JS shifts are 32-bit and would wrap above 2 GiB.)
+    const MiB = 1024 * 1024;
+    const cap = Math.max(64 * MiB, Math.floor(free / 4 / MiB) * MiB);
     const copyBytes = Math.min(opts.copyBytes ?? GiB, cap);
     const hostReadBytes = opts.hostReadBytes ?? GiB;
     const vramRead = Math.min(opts.vramBytes ?? 2 * GiB, cap);
