@@ -1,0 +1,213 @@
+/**
+ * The roofline cost model: decode is memory-bound (bytes read per token from each tier over that
+ * tier's bandwidth), prefill is compute-bound on the GPU plus the weight traffic a micro-batch
+ * causes (llama.cpp copying host weights to the GPU, zero-copy reads over PCIe). A handful of
+ * efficiency constants, fitted once to measured llama.cpp runs (docs/planner.md), turn spec
+ * bandwidths into achieved ones; everything else is bytes, FLOPs and bandwidths.
+ *
+ * @module
+ */
+import type { HardwareProfile, Workload } from "../types.ts";
+import type { Layout, Unit } from "./layout.ts";
+import { cpuLayerCount } from "./layout.ts";
+import type { ModelSummary } from "./summary.ts";
+
+/** The fitted constants (see docs/planner.md for the data they were fitted to). */
+export interface CostConstants {
+  /** Fraction of VRAM bandwidth decode kernels reach. */
+  vramEfficiency: number;
+  /** Fixed time per decoded token, ms (kernel launches, sampling, synchronization). */
+  tokenOverheadMs: number;
+  /** Fraction of host RAM bandwidth the CPU's matrix-vector products reach. */
+  cpuEfficiency: number;
+  /** Per block computed on the CPU, per token, ms: activations GPU -> CPU -> GPU and a sync. */
+  cpuHandoffMs: number;
+  /** Fraction of the zero-copy bandwidth kernels reading host-mapped weights reach. */
+  zeroCopyEfficiency: number;
+  /** Fraction of fp16 tensor throughput llama.cpp's prefill matrix products reach. */
+  gpuPrefillEfficiency: number;
+  /** Per-micro-batch copies of pinned host weights (llama.cpp -lm none), fraction of h2dGBps. */
+  pinnedCopyEfficiency: number;
+  /** Per-micro-batch copies of pageable (mmap'd) host weights, fraction of h2dGBps. */
+  pageableCopyFactor: number;
+  /** Fraction of the CPU's GFLOP/s reached in prefill computed on the CPU. */
+  cpuComputeEfficiency: number;
+  /** llama.cpp offloads host-weight matmuls to the GPU from this many tokens (GGML_OP_OFFLOAD_MIN_BATCH). */
+  opOffloadMinBatch: number;
+  /** Tokens per GEMM tile: host-mapped dense weights are read once per tile of tokens. */
+  tokenTile: number;
+  /** Fixed time per decoded token of runtimes other than llama.cpp, ms, by runtime. */
+  runtimeOverheadMs: Record<string, number>;
+}
+
+/** Constants fitted to the H200 reference measurements (docs/planner.md, test/planner_calibration.test.ts). */
+export const DEFAULT_CONSTANTS: CostConstants = {
+  vramEfficiency: 0.6,
+  tokenOverheadMs: 2.2,
+  cpuEfficiency: 1.0,
+  cpuHandoffMs: 0.15,
+  zeroCopyEfficiency: 0.9,
+  gpuPrefillEfficiency: 0.07,
+  pinnedCopyEfficiency: 1.0,
+  pageableCopyFactor: 0.2,
+  cpuComputeEfficiency: 0.5,
+  opOffloadMinBatch: 32,
+  tokenTile: 128,
+  runtimeOverheadMs: { vllm: 4, transformers: 25, command: 4 },
+};
+
+/** How a model routes tokens to experts (default: a trained model's, reaching all experts). */
+export interface RoutingModel {
+  /**
+   * Fraction of a block's experts tokens are ever routed to: 1 for trained models (a 512-token
+   * micro-batch then touches practically every expert); about 0.5 for the random-weight synthetic
+   * model of the reference runs, whose router prefers a subset (docs/planner.md).
+   */
+  reach: number;
+}
+
+/** Settings the cost depends on. */
+export interface CostSettings {
+  ubatch: number;
+  loadMode: "mmap" | "none";
+  /** Runtime name: llama.cpp-family runtimes offload host-weight matmuls per micro-batch. */
+  runtime: string;
+}
+
+/** A prediction with its parts (seconds). */
+export interface Prediction {
+  prefillTps: number;
+  decodeTps: number;
+  totalSeconds: number;
+  /** Per decoded token, seconds, by cause. */
+  decode: { vram: number; host_mapped: number; host_cpu: number; stream: number; kv: number; overhead: number };
+  /** Prefill of the whole prompt, seconds, by cause. */
+  prefill: { gpuCompute: number; gpuReads: number; copies: number; cpu: number };
+}
+
+const LLAMA_FAMILY = new Set(["llama.cpp", "ollama", "node-llama-cpp"]);
+
+/** True for runtimes built on llama.cpp (CPU layers, op offload, embedding on the CPU). */
+export function isLlamaFamily(runtime: string): boolean {
+  return LLAMA_FAMILY.has(runtime);
+}
+
+/** Expected fraction of a block's experts a micro-batch of `tokens` touches. */
+export function expertsTouched(s: ModelSummary, tokens: number, routing: RoutingModel): number {
+  if (s.expertCount === 0) return 1;
+  const reach = Math.min(1, Math.max(s.expertFraction, routing.reach));
+  // Each token picks expertUsed of the reachable experts; the expected fraction picked at least once.
+  return reach * (1 - Math.pow(1 - s.expertFraction / reach, Math.max(1, tokens)));
+}
+
+/** Fraction of a unit's bytes read per decoded token. */
+function decodeFraction(u: Unit, s: ModelSummary): number {
+  if (u.group === "ffn_experts") return s.expertFraction;
+  // One row of the embedding per token.
+  if (u.group === "embedding") return 1 / Math.max(1, s.vocabSize);
+  return 1;
+}
+
+/** Parameters computed per token (embedding lookups are not matmuls). */
+function activeParams(u: Unit, s: ModelSummary): number {
+  if (u.group === "embedding") return 0;
+  return u.group === "ffn_experts" ? u.params * s.expertFraction : u.params;
+}
+
+/**
+ * Predict prefill and decode speed of a layout.
+ * @param context tokens in the KV cache at the start of decoding is `workload.promptTokens`.
+ */
+export function predict(
+  s: ModelSummary,
+  layout: Layout,
+  hw: HardwareProfile,
+  settings: CostSettings,
+  workload: Workload,
+  routing: RoutingModel = { reach: 1 },
+  k: CostConstants = DEFAULT_CONSTANTS,
+): Prediction {
+  const gpu = hw.gpu;
+  const llama = isLlamaFamily(settings.runtime);
+  const GB = 1e9;
+  const bw = {
+    vram: gpu ? gpu.vramGBps * k.vramEfficiency * GB : 1,
+    host_mapped: gpu ? gpu.zeroCopyGBps * k.zeroCopyEfficiency * GB : 1,
+    host_cpu: hw.host.ramGBps * k.cpuEfficiency * GB,
+    stream: gpu ? gpu.h2dGBps * k.pinnedCopyEfficiency * GB : 1,
+  };
+
+  // ---- decode: bytes per token over bandwidth, per tier
+  const dec = { vram: 0, host_mapped: 0, host_cpu: 0, stream: 0, kv: 0, overhead: 0 };
+  for (const u of layout.units) {
+    // Streamed weights are copied whole for every forward pass, not just the used experts.
+    dec[u.tier] += u.tier === "stream" ? u.bytes / bw.stream : (u.bytes * decodeFraction(u, s)) / bw[u.tier];
+  }
+  const ctxDecode = workload.promptTokens + workload.generatedTokens / 2;
+  dec.kv = (ctxDecode * s.kvBytesPerToken) / (layout.kv === "vram" && gpu ? bw.vram : bw.host_cpu);
+  const cpuLayers = gpu ? cpuLayerCount(layout) + (layout.kv === "host_cpu" ? s.layerCount : 0) : 0;
+  dec.overhead = gpu
+    ? (llama ? k.tokenOverheadMs : (k.runtimeOverheadMs[settings.runtime] ?? k.tokenOverheadMs)) / 1000 +
+      (cpuLayers * k.cpuHandoffMs) / 1000
+    : 0;
+  const decodeSeconds = dec.vram + dec.host_mapped + dec.host_cpu + dec.stream + dec.kv + dec.overhead;
+
+  // ---- prefill: micro-batches of `ubatch` tokens
+  const pre = { gpuCompute: 0, gpuReads: 0, copies: 0, cpu: 0 };
+  const P = workload.promptTokens;
+  const flops = gpu ? gpu.fp16Tflops * 1e12 * k.gpuPrefillEfficiency : 1;
+  const cpuFlops = hw.host.cpuGflops * 1e9 * k.cpuComputeEfficiency;
+  const copyBw = gpu ? gpu.h2dGBps * GB * (settings.loadMode === "none" ? k.pinnedCopyEfficiency : k.pageableCopyFactor) : 1;
+  // Attention over the cache: 4 FLOPs per (query, key) pair per head dimension, all layers.
+  const attnFlopsPerPair = 4 * s.headCount * s.keyLength * s.layerCount;
+  let done = 0;
+  while (done < P) {
+    const n = Math.min(settings.ubatch, P - done);
+    const touched = expertsTouched(s, n, routing);
+    const attnFlops = attnFlopsPerPair * n * (done + n / 2);
+    const offload = gpu !== null && (!llama || n >= k.opOffloadMinBatch);
+    let gpuFlops = 0;
+    let gpuReads = 0;
+    let copies = 0;
+    let cpuSeconds = 0;
+    for (const u of layout.units) {
+      const f = activeParams(u, s) * 2 * n;
+      const readFrac = u.group === "ffn_experts" ? touched : u.group === "embedding" ? Math.min(1, n / s.vocabSize) : 1;
+      if (u.tier === "vram") {
+        gpuFlops += f;
+        gpuReads += (u.bytes * readFrac) / bw.vram;
+      } else if (u.tier === "host_mapped") {
+        gpuFlops += f;
+        // Dense weights are read once per tile of tokens; experts see ~n*used/count tokens each.
+        const tokensPerMatrix = u.group === "ffn_experts" ? (n * s.expertFraction) / Math.max(touched, 1e-9) : n;
+        gpuReads += (u.bytes * readFrac * Math.ceil(tokensPerMatrix / k.tokenTile)) / bw.host_mapped;
+      } else if (u.tier === "stream") {
+        gpuFlops += f;
+        copies += u.bytes / bw.stream;
+      } else if (offload && u.group !== "embedding") {
+        // llama.cpp copies host weights (only the experts in use) to the GPU per micro-batch.
+        gpuFlops += f;
+        copies += (u.bytes * readFrac) / copyBw;
+      } else {
+        cpuSeconds += Math.max(f / cpuFlops, (u.bytes * readFrac) / bw.host_cpu);
+      }
+    }
+    if (layout.kv === "host_cpu" || !gpu) cpuSeconds += attnFlops / cpuFlops;
+    else gpuFlops += attnFlops;
+    const gpuCompute = gpuFlops / flops;
+    // Kernels are bound by the slower of compute and memory (roofline); copies and CPU work add.
+    pre.gpuCompute += gpuCompute;
+    pre.gpuReads += Math.max(0, gpuReads - gpuCompute);
+    pre.copies += copies;
+    pre.cpu += cpuSeconds;
+    done += n;
+  }
+  const prefillSeconds = pre.gpuCompute + pre.gpuReads + pre.copies + pre.cpu;
+  return {
+    prefillTps: P / prefillSeconds,
+    decodeTps: 1 / decodeSeconds,
+    totalSeconds: prefillSeconds + workload.generatedTokens * decodeSeconds,
+    decode: dec,
+    prefill: pre,
+  };
+}
