@@ -175,7 +175,7 @@ function parse(r: ByteReader, options: ReadGgufOptions): GgufHeader {
     const fixed = FIXED_SIZE[itemType];
     if (fixed !== undefined) {
       if (length * fixed > r.remaining) {
-        fail(r, `${what}: array of ${length} ${TYPE_NAMES[itemType]} at offset ${at} runs past the end of the file`);
+        fail(r, `${what}: array of ${length} ${TYPE_NAMES[itemType]} at offset ${at} runs past the end of the file (truncated)`);
       }
       if (length <= maxNumeric) {
         const values: GgufValue[] = new Array(length);
@@ -186,7 +186,7 @@ function parse(r: ByteReader, options: ReadGgufOptions): GgufHeader {
       return { itemType: itemType as GgufType, length };
     }
     // Strings and nested arrays: each item carries its own length, so walk them.
-    if (length * 8 > r.remaining) fail(r, `${what}: array of ${length} items at offset ${at} runs past the end of the file`);
+    if (length * 8 > r.remaining) fail(r, `${what}: array of ${length} items at offset ${at} runs past the end of the file (truncated)`);
     if (itemType === GGUF_TYPE.STRING && length > maxString) {
       for (let i = 0; i < length; i++) {
         const sAt = r.pos;

@@ -33,65 +33,71 @@ export interface GgufLayout {
 }
 
 class Out {
-  #buf = new Uint8Array(1 << 16);
-  #view = new DataView(this.#buf.buffer);
+  private _buf = new Uint8Array(1 << 16);
+  private _view = new DataView(this._buf.buffer);
   len = 0;
-  #enc = new TextEncoder();
-  #grow(n: number): void {
-    if (this.len + n <= this.#buf.length) return;
-    let size = this.#buf.length * 2;
+  private _enc = new TextEncoder();
+  private _grow(n: number): void {
+    if (this.len + n <= this._buf.length) return;
+    let size = this._buf.length * 2;
     while (size < this.len + n) size *= 2;
     const b = new Uint8Array(size);
-    b.set(this.#buf.subarray(0, this.len));
-    this.#buf = b;
-    this.#view = new DataView(b.buffer);
+    b.set(this._buf.subarray(0, this.len));
+    this._buf = b;
+    this._view = new DataView(b.buffer);
   }
-  u8(v: number): void { this.#grow(1); this.#view.setUint8(this.len, v); this.len += 1; }
-  i8(v: number): void { this.#grow(1); this.#view.setInt8(this.len, v); this.len += 1; }
-  u16(v: number): void { this.#grow(2); this.#view.setUint16(this.len, v, true); this.len += 2; }
-  i16(v: number): void { this.#grow(2); this.#view.setInt16(this.len, v, true); this.len += 2; }
-  u32(v: number): void { this.#grow(4); this.#view.setUint32(this.len, v, true); this.len += 4; }
-  i32(v: number): void { this.#grow(4); this.#view.setInt32(this.len, v, true); this.len += 4; }
-  f32(v: number): void { this.#grow(4); this.#view.setFloat32(this.len, v, true); this.len += 4; }
-  f64(v: number): void { this.#grow(8); this.#view.setFloat64(this.len, v, true); this.len += 8; }
-  u64(v: number | bigint): void { this.#grow(8); this.#view.setBigUint64(this.len, BigInt(v), true); this.len += 8; }
-  i64(v: number | bigint): void { this.#grow(8); this.#view.setBigInt64(this.len, BigInt(v), true); this.len += 8; }
+  u8(v: number): void { this._grow(1); this._view.setUint8(this.len, v); this.len += 1; }
+  i8(v: number): void { this._grow(1); this._view.setInt8(this.len, v); this.len += 1; }
+  u16(v: number): void { this._grow(2); this._view.setUint16(this.len, v, true); this.len += 2; }
+  i16(v: number): void { this._grow(2); this._view.setInt16(this.len, v, true); this.len += 2; }
+  u32(v: number): void { this._grow(4); this._view.setUint32(this.len, v, true); this.len += 4; }
+  i32(v: number): void { this._grow(4); this._view.setInt32(this.len, v, true); this.len += 4; }
+  f32(v: number): void { this._grow(4); this._view.setFloat32(this.len, v, true); this.len += 4; }
+  f64(v: number): void { this._grow(8); this._view.setFloat64(this.len, v, true); this.len += 8; }
+  u64(v: number | bigint): void {
+    this._grow(8);
+    if (typeof v === "number") {
+      // Two u32 halves: much faster than a BigInt per length prefix.
+      this._view.setUint32(this.len, v >>> 0, true);
+      this._view.setUint32(this.len + 4, Math.floor(v / 4294967296), true);
+    } else {
+      this._view.setBigUint64(this.len, v, true);
+    }
+    this.len += 8;
+  }
+  i64(v: number | bigint): void { this._grow(8); this._view.setBigInt64(this.len, BigInt(v), true); this.len += 8; }
   str(s: string): void {
-    const b = this.#enc.encode(s);
-    this.u64(b.length);
-    this.#grow(b.length);
-    this.#buf.set(b, this.len);
-    this.len += b.length;
+    this._grow(8 + s.length * 3);
+    const { written } = this._enc.encodeInto(s, this._buf.subarray(this.len + 8));
+    this.u64(written);
+    this.len += written;
   }
   pad(alignment: number): void {
     const n = (alignment - (this.len % alignment)) % alignment;
-    this.#grow(n);
-    this.#buf.fill(0, this.len, this.len + n);
+    this._grow(n);
+    this._buf.fill(0, this.len, this.len + n);
     this.len += n;
   }
   bytes(): Uint8Array {
-    return this.#buf.slice(0, this.len);
+    return this._buf.slice(0, this.len);
   }
 }
 
 function writeScalar(o: Out, type: number, v: number | bigint | boolean | string, key: string): void {
-  const num = (): number => {
-    if (typeof v !== "number") throw new TypeError(`GGUF metadata '${key}': expected a number, got ${typeof v}`);
-    return v;
-  };
+  if (type === GGUF_TYPE.STRING) return o.str(String(v));
+  if (type === GGUF_TYPE.BOOL) return o.u8(v ? 1 : 0);
+  if (type === GGUF_TYPE.UINT64) return o.u64(v as number | bigint);
+  if (type === GGUF_TYPE.INT64) return o.i64(v as number | bigint);
+  if (typeof v !== "number") throw new TypeError(`GGUF metadata '${key}': expected a number, got ${typeof v}`);
   switch (type) {
-    case GGUF_TYPE.UINT8: return o.u8(num());
-    case GGUF_TYPE.INT8: return o.i8(num());
-    case GGUF_TYPE.UINT16: return o.u16(num());
-    case GGUF_TYPE.INT16: return o.i16(num());
-    case GGUF_TYPE.UINT32: return o.u32(num());
-    case GGUF_TYPE.INT32: return o.i32(num());
-    case GGUF_TYPE.FLOAT32: return o.f32(num());
-    case GGUF_TYPE.FLOAT64: return o.f64(num());
-    case GGUF_TYPE.BOOL: return o.u8(v ? 1 : 0);
-    case GGUF_TYPE.STRING: return o.str(String(v));
-    case GGUF_TYPE.UINT64: return o.u64(v as number | bigint);
-    case GGUF_TYPE.INT64: return o.i64(v as number | bigint);
+    case GGUF_TYPE.UINT8: return o.u8(v);
+    case GGUF_TYPE.INT8: return o.i8(v);
+    case GGUF_TYPE.UINT16: return o.u16(v);
+    case GGUF_TYPE.INT16: return o.i16(v);
+    case GGUF_TYPE.UINT32: return o.u32(v);
+    case GGUF_TYPE.INT32: return o.i32(v);
+    case GGUF_TYPE.FLOAT32: return o.f32(v);
+    case GGUF_TYPE.FLOAT64: return o.f64(v);
     default: throw new TypeError(`GGUF metadata '${key}': cannot write value type ${type}`);
   }
 }

@@ -90,7 +90,15 @@ export async function synthesize(opts: SynthOptions): Promise<SynthResult> {
       const poolFor = (type: GgmlType, kind: TensorKind): Uint8Array => {
         const key = kind === "weight" ? type.name : kind;
         let p = pools.get(key);
-        if (!p) pools.set(key, (p = makePool(type, kind, rng)));
+        if (!p) {
+          // No bigger than the largest tensor it feeds: small models stay fast to write.
+          let largest = 0;
+          for (let j = 0; j < tensors.length; j++) {
+            const tj = tensors[j];
+            if ((tj.kind === "weight" ? tj.type.name : tj.kind) === key) largest = Math.max(largest, layout.tensors[j].bytes);
+          }
+          pools.set(key, (p = makePool(type, kind, rng, largest)));
+        }
         return p;
       };
       for (let i = 0; i < tensors.length; i++) {
@@ -158,12 +166,13 @@ function randomBytes(out: Uint8Array, rng: () => number): void {
   for (let i = words.length * 4; i < out.length; i++) out[i] = (rng() * 256) | 0;
 }
 
+const F16_F = new Float32Array(1);
+const F16_U = new Uint32Array(F16_F.buffer);
+
 /** IEEE half from a float (round to nearest; values here are small normals). */
 export function toF16(v: number): number {
-  const f = new Float32Array(1);
-  const u = new Uint32Array(f.buffer);
-  f[0] = v;
-  const x = u[0];
+  F16_F[0] = v;
+  const x = F16_U[0];
   const sign = (x >>> 16) & 0x8000;
   const exp = ((x >>> 23) & 0xff) - 127 + 15;
   let mant = x & 0x7fffff;
@@ -173,8 +182,8 @@ export function toF16(v: number): number {
   return sign | ((exp << 10) + mant);
 }
 
-function makePool(type: GgmlType, kind: TensorKind, rng: () => number): Uint8Array {
-  const pool = new Uint8Array(Math.floor(POOL_BYTES / type.typeSize) * type.typeSize);
+function makePool(type: GgmlType, kind: TensorKind, rng: () => number, largest: number): Uint8Array {
+  const pool = new Uint8Array(Math.floor(Math.min(POOL_BYTES, Math.max(largest, 4096)) / type.typeSize) * type.typeSize);
   const view = new DataView(pool.buffer);
   if (kind === "norm") {
     new Float32Array(pool.buffer).fill(1.0);

@@ -1,0 +1,88 @@
+/**
+ * `spillway synth <shape> -q Q8_0 -o file.gguf [--sparse] [--seed N]`: writes a synthetic GGUF
+ * with a progress bar; `listShapes()` for `spillway synth --list`.
+ *
+ * @module
+ */
+
+import cliProgress from "cli-progress";
+import { SpillwayError } from "../errors.ts";
+import { getShape, listShapes as allShapes, type ModelShape } from "./shapes.ts";
+import { synthesize, type SynthQuant } from "./synth.ts";
+
+/** Options of synthCommand (parsed CLI arguments). */
+export interface SynthCommandOptions {
+  shape: string;
+  quant: string;
+  out: string;
+  sparse?: boolean;
+  seed?: number;
+  /** Vocabulary size override (smaller files for tests). */
+  vocabSize?: number;
+}
+
+/** The named shapes, for `--list` and help text. */
+export function listShapes(): ModelShape[] {
+  return allShapes();
+}
+
+const QUANTS = ["Q8_0", "Q4_0", "F16"];
+
+/** Runs `spillway synth`; returns the process exit code (0 ok, 2 bad arguments, 1 write failure). */
+export async function synthCommand(opts: SynthCommandOptions): Promise<number> {
+  const shape = getShape(opts.shape);
+  if (!shape) {
+    console.error(`spillway synth: unknown shape '${opts.shape}'. Known shapes:`);
+    for (const s of allShapes()) console.error(`  ${s.id.padEnd(18)} ${s.description}`);
+    return 2;
+  }
+  const quant = String(opts.quant ?? "Q8_0").toUpperCase();
+  if (!QUANTS.includes(quant)) {
+    console.error(`spillway synth: quantization '${opts.quant}' is not supported; use one of ${QUANTS.join(", ")}`);
+    return 2;
+  }
+  if (!opts.out) {
+    console.error("spillway synth: missing output path (-o file.gguf)");
+    return 2;
+  }
+  const GiB = 2 ** 30;
+  const bar = new cliProgress.SingleBar(
+    {
+      format: `synth ${shape.id} ${quant} {bar} {percentage}% | {done}/{size} GiB | ETA {eta_formatted}`,
+      hideCursor: true,
+      fps: 5,
+    },
+    cliProgress.Presets.shades_classic,
+  );
+  let started = false;
+  const t0 = performance.now();
+  try {
+    const r = await synthesize({
+      shape,
+      quant: quant as SynthQuant,
+      out: opts.out,
+      sparse: opts.sparse,
+      seed: opts.seed,
+      vocabSize: opts.vocabSize,
+      onProgress: (done, total) => {
+        const payload = { done: (done / GiB).toFixed(2), size: (total / GiB).toFixed(2) };
+        if (!started) {
+          bar.start(total, done, payload);
+          started = true;
+        } else {
+          bar.update(done, payload);
+        }
+      },
+    });
+    if (started) bar.stop();
+    const secs = (performance.now() - t0) / 1000;
+    console.log(
+      `wrote ${r.path}: ${(r.bytes / GiB).toFixed(2)} GiB (${r.bytes} bytes)${opts.sparse ? ", sparse (data is a hole)" : ""} in ${secs.toFixed(1)} s`,
+    );
+    return 0;
+  } catch (e) {
+    if (started) bar.stop();
+    console.error(`spillway synth: ${e instanceof SpillwayError ? e.message : (e as Error).message}`);
+    return 1;
+  }
+}
