@@ -231,6 +231,8 @@ export interface Plan {
   settings: RuntimeSettings;
   predicted: Candidate["predicted"];
   memory: MemoryByTier;
+  /** How the inputs were obtained (e.g. planned from a known shape because the file is absent; hardware source). */
+  notes?: string[];
   /** Measured results of autotune, when it ran (candidate id -> tokens/s). */
   measured?: Record<string, { prefillTps: number; decodeTps: number }>;
 }
