@@ -1,0 +1,344 @@
+/**
+ * `--autotune`: short real trials of the plan's top candidates with llama-bench on the real model,
+ * the measured best for the recipe's workload chosen, predicted and measured side by side, the
+ * cost model's constants fitted to the trials (calibration) with its error per candidate before and
+ * after, a chart, and the choice stored (~/.cache/spillway/autotune.json) so the next run starts
+ * from it.
+ *
+ * @example
+ * ```ts
+ * const p = plan(model, hw, recipe);
+ * const r = await autotune(p, recipe, { trialSeconds: 8, model, hardware: hw, outDir: "out" });
+ * console.log(r.plan.chosen, formatAutotuneTable(r.entry));
+ * ```
+ * @module
+ */
+import { mkdirSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
+import type { Candidate, HardwareProfile, ModelInfo, Plan, RuntimeSettings, Workload } from "../types.ts";
+import { PlanError, SpillwayError } from "../errors.ts";
+import { llamaBenchArgs } from "../runtimes/llamacpp.ts";
+import { shimEnvironment } from "../runtimes/shim_path.ts";
+import { type AutotuneEntry, autotuneKey, autotunePath, type AutotuneRow, findAutotune, writeAutotune } from "../hardware/bench/autotune_cache.ts";
+import { fitConstants, type Speeds } from "../hardware/bench/calibrate.ts";
+import { autotuneChartSvg, renderPng } from "../hardware/bench/chart.ts";
+import { runLlamaBench, trialCounts, type TrialMeasurement } from "../hardware/bench/trials.ts";
+import { type CandidateSpec, enumerateSpecs, evaluate, type PlanContext } from "./candidates.ts";
+import { type CostConstants, DEFAULT_CONSTANTS } from "./cost.ts";
+import { planContext, type PlanOptions, type PlanRecipe } from "./plan.ts";
+
+/** The recipe parts autotune reads (a full Recipe works). */
+export type AutotuneRecipe = PlanRecipe & { runtime: { name: string; binary?: string; env?: Record<string, string> } };
+
+/** Options of {@linkcode autotune}. */
+export interface AutotuneOptions {
+  /** Seconds of measuring per candidate (model load not included); default 8. */
+  trialSeconds?: number;
+  /** Candidates to try; default 4 (the best of each strategy first, then by predicted time). */
+  top?: number;
+  /** llama-bench program; default next to the recipe's binary, else `llama-bench` on PATH. */
+  llamaBench?: string;
+  /** Extra llama-bench arguments for every trial. */
+  benchArgs?: string[];
+  /** Kill a trial after this many seconds (load included); default max(180, 10 x trialSeconds). */
+  trialTimeoutSeconds?: number;
+  /** With model and hardware, the cost model is calibrated to the trials. */
+  model?: ModelInfo;
+  hardware?: HardwareProfile;
+  /** The options the plan was made with (routing, constants, extra specs). */
+  planOptions?: PlanOptions;
+  /** Run trials even when the cache has this plan's outcome. */
+  force?: boolean;
+  /** Cache file; null: neither read nor write. Default ~/.cache/spillway/autotune.json. */
+  cacheFile?: string | null;
+  /** Directory for autotune.json (the outcome), autotune.svg and autotune.png. */
+  outDir?: string;
+  /** Runs one trial (tests inject measurements here); default runs llama-bench. */
+  runTrial?: (argv: string[], env: Record<string, string>, timeoutMs: number) => Promise<TrialMeasurement>;
+  /** Shim library for zero-copy candidates (default: the adapter's). */
+  shimPath?: string;
+  stderr?: (text: string) => void;
+}
+
+/** What autotune produced. */
+export interface AutotuneResult {
+  /** The plan with the measured best chosen and `measured` filled. */
+  plan: Plan;
+  entry: AutotuneEntry;
+  /** true when the outcome came from the cache (no trials ran). */
+  fromCache: boolean;
+  /** Files written to outDir. */
+  files: string[];
+}
+
+/** Seconds one request of the workload takes at the given speeds. */
+export function workloadSeconds(w: Pick<Workload, "promptTokens" | "generatedTokens">, s: Speeds): number {
+  const pre = w.promptTokens > 0 ? (s.prefillTps > 0 ? w.promptTokens / s.prefillTps : Infinity) : 0;
+  const dec = w.generatedTokens > 0 ? (s.decodeTps > 0 ? w.generatedTokens / s.decodeTps : Infinity) : 0;
+  return pre + dec;
+}
+
+/**
+ * The candidates worth a trial: fitting ones, the best of each strategy first (so one strategy's
+ * near-identical variants do not crowd out the others), then the next best by predicted time.
+ */
+export function selectTrialCandidates(plan: Plan, top: number): Candidate[] {
+  const fitting = plan.candidates.filter((c) => c.fits).sort((a, b) => a.predicted.totalSeconds - b.predicted.totalSeconds);
+  const picked: Candidate[] = [];
+  const strategies = new Set<string>();
+  for (const c of fitting) {
+    if (picked.length >= top) break;
+    if (!strategies.has(c.strategy)) {
+      strategies.add(c.strategy);
+      picked.push(c);
+    }
+  }
+  for (const c of fitting) {
+    if (picked.length >= top) break;
+    if (!picked.includes(c)) picked.push(c);
+  }
+  return picked.sort((a, b) => a.predicted.totalSeconds - b.predicted.totalSeconds);
+}
+
+/**
+ * The measured best of the rows for the workload (shortest request time); null when no trial
+ * produced a measurement.
+ */
+export function pickMeasuredBest(rows: AutotuneRow[]): AutotuneRow | null {
+  let best: AutotuneRow | null = null;
+  for (const r of rows) {
+    if (r.measured && Number.isFinite(r.measured.totalSeconds) && (!best || r.measured.totalSeconds < best.measured!.totalSeconds)) best = r;
+  }
+  return best;
+}
+
+// Constants the trials can inform, with upper bounds for those that are fractions of a measured figure.
+const FIT_NAMES = [
+  "vramEfficiency",
+  "tokenOverheadMs",
+  "cpuEfficiency",
+  "cpuHandoffMs",
+  "zeroCopyEfficiency",
+  "gpuPrefillEfficiency",
+  "pinnedCopyEfficiency",
+  "pageableCopyFactor",
+  "cpuComputeEfficiency",
+] as const satisfies readonly (keyof CostConstants)[];
+const FIT_UPPER: Record<string, number> = {
+  vramEfficiency: 1,
+  cpuEfficiency: 1.2,
+  zeroCopyEfficiency: 1.1,
+  gpuPrefillEfficiency: 1,
+  pinnedCopyEfficiency: 1.1,
+  pageableCopyFactor: 1,
+  cpuComputeEfficiency: 1,
+};
+
+function llamaBenchPath(recipe: AutotuneRecipe, opts: AutotuneOptions): string {
+  if (opts.llamaBench) return opts.llamaBench;
+  const b = recipe.runtime.binary;
+  return b && b.includes("/") ? join(dirname(b), "llama-bench") : "llama-bench";
+}
+
+function withSettings(plan: Plan, settings: RuntimeSettings): Plan {
+  return { ...plan, settings };
+}
+
+function tps3(s: Speeds, w: Workload): { prefillTps: number; decodeTps: number; totalSeconds: number } {
+  return { prefillTps: +s.prefillTps.toPrecision(4), decodeTps: +s.decodeTps.toPrecision(4), totalSeconds: +workloadSeconds(w, s).toPrecision(4) };
+}
+
+/** Calibrate the cost model on the measured rows; fills `calibrated` and `heldOut` in the rows. */
+function calibrate(rows: AutotuneRow[], plan: Plan, recipe: AutotuneRecipe, opts: AutotuneOptions): AutotuneEntry["calibration"] {
+  const ctx: PlanContext = planContext(opts.model!, opts.hardware!, recipe, opts.planOptions);
+  const specs: CandidateSpec[] = [...enumerateSpecs(ctx), ...(opts.planOptions?.extraSpecs ?? [])];
+  const specOf = new Map<string, CandidateSpec>();
+  for (const spec of specs) {
+    const id = evaluate(ctx, spec).candidate.id;
+    if (!specOf.has(id)) specOf.set(id, spec);
+  }
+  const usable = rows.filter((r) => r.measured && specOf.has(r.id));
+  if (usable.length === 0) return undefined;
+  const predictFor = (ids: string[]) => (k: CostConstants): Map<string, Speeds> => {
+    const m = new Map<string, Speeds>();
+    for (const id of ids) {
+      const p = evaluate({ ...ctx, constants: k }, specOf.get(id)!).prediction;
+      m.set(id, { prefillTps: p.prefillTps, decodeTps: p.decodeTps });
+    }
+    return m;
+  };
+  const measuredOf = (rs: AutotuneRow[]): Record<string, Speeds> =>
+    Object.fromEntries(rs.map((r) => [r.id, { prefillTps: r.measured!.prefillTps, decodeTps: r.measured!.decodeTps }]));
+  const start = opts.planOptions?.constants ?? DEFAULT_CONSTANTS;
+  const ids = usable.map((r) => r.id);
+  const fit = fitConstants(start, FIT_NAMES, measuredOf(usable), predictFor(ids), { upper: FIT_UPPER });
+  const after = predictFor(ids)(fit.constants);
+  for (const r of usable) r.calibrated = tps3(after.get(r.id)!, plan.workload);
+  // Leave-one-out: how well constants fitted to the other trials predict this one.
+  if (usable.length >= 3) {
+    for (const r of usable) {
+      const others = usable.filter((o) => o !== r);
+      const f = fitConstants(start, FIT_NAMES, measuredOf(others), predictFor(others.map((o) => o.id)), { upper: FIT_UPPER });
+      r.heldOut = tps3(predictFor([r.id])(f.constants).get(r.id)!, plan.workload);
+    }
+  }
+  return {
+    constants: fit.constants as unknown as Record<string, unknown>,
+    changed: fit.changed,
+    lossBefore: +fit.lossBefore.toPrecision(4),
+    lossAfter: +fit.lossAfter.toPrecision(4),
+  };
+}
+
+/** Apply a stored outcome to a plan: chosen, settings, predicted and measured from the trials. */
+export function applyAutotune(plan: Plan, entry: AutotuneEntry): Plan {
+  const c = plan.candidates.find((x) => x.id === entry.chosen);
+  if (!c) return plan;
+  const measured: NonNullable<Plan["measured"]> = {};
+  for (const r of entry.rows) if (r.measured) measured[r.id] = { prefillTps: r.measured.prefillTps, decodeTps: r.measured.decodeTps };
+  const best = entry.rows.find((r) => r.id === entry.chosen)!;
+  const same = entry.chosen === entry.predictedChoice;
+  const reason = `Autotuned (${entry.rows.filter((r) => r.measured).length} trials, ${entry.measuredAt}): ${c.id} measured best for the workload, ` +
+    `${best.measured!.totalSeconds.toFixed(2)} s per request (${best.measured!.decodeTps.toFixed(1)} tok/s decode, ${best.measured!.prefillTps.toFixed(0)} tok/s prefill)` +
+    (same ? "; the cost model predicted the same choice." : `; the cost model had predicted ${entry.predictedChoice}.`) + ` ${plan.reason}`;
+  return { ...plan, chosen: c.id, settings: c.settings, predicted: c.predicted, memory: c.memory, measured, reason };
+}
+
+/** The stored autotune choice for this plan applied, or the plan unchanged (for runs without --autotune). */
+export function applyCachedAutotune(plan: Plan, cacheFile: string = autotunePath()): Plan {
+  try {
+    const e = findAutotune(plan, cacheFile);
+    return e ? applyAutotune(plan, e) : plan;
+  } catch {
+    return plan;
+  }
+}
+
+/**
+ * Trial the plan's top candidates, choose the measured best for the workload, calibrate, store.
+ * @throws PlanError when no candidate fits or every trial failed (the message lists why).
+ */
+export async function autotune(plan: Plan, recipe: AutotuneRecipe, opts: AutotuneOptions = {}): Promise<AutotuneResult> {
+  const err = opts.stderr ?? ((t: string) => process.stderr.write(t));
+  const cacheFile = opts.cacheFile === undefined ? autotunePath() : opts.cacheFile;
+  if (plan.runtime !== "llama.cpp") {
+    throw new PlanError(`autotune runs llama-bench trials, so it needs runtime llama.cpp (the plan is for ${plan.runtime})`);
+  }
+  const files: string[] = [];
+  if (cacheFile && !opts.force) {
+    const hit = findAutotune(plan, cacheFile);
+    if (hit) {
+      err(`autotune: using the outcome measured ${hit.measuredAt} (${cacheFile}); --force runs the trials again\n`);
+      return { plan: applyAutotune(plan, hit), entry: hit, fromCache: true, files: writeOutputs(hit, opts, files) };
+    }
+  }
+  const trialSeconds = opts.trialSeconds ?? 8;
+  const picked = selectTrialCandidates(plan, opts.top ?? 4);
+  if (picked.length === 0) throw new PlanError("autotune: no candidate of the plan fits, nothing to try");
+  const bench = llamaBenchPath(recipe, opts);
+  const run = opts.runTrial ?? runLlamaBench;
+  const timeoutMs = 1000 * (opts.trialTimeoutSeconds ?? Math.max(180, 10 * trialSeconds));
+  const rows: AutotuneRow[] = [];
+  for (const [i, c] of picked.entries()) {
+    const counts = trialCounts(plan.workload, c.predicted, trialSeconds);
+    const argv = [bench, ...llamaBenchArgs(withSettings(plan, c.settings), counts), ...(opts.benchArgs ?? [])];
+    const env = { ...shimEnvironment(c.settings.shim, opts.shimPath ? { shimPath: opts.shimPath } : undefined), ...(recipe.runtime.env ?? {}) };
+    const row: AutotuneRow = { id: c.id, label: c.label, strategy: c.strategy, predicted: c.predicted, measured: null, argv, env };
+    err(`autotune [${i + 1}/${picked.length}] ${c.id}: pp${counts.promptTokens} tg${counts.genTokens} x${counts.repetitions} ... `);
+    try {
+      const m = await run(argv, env, timeoutMs);
+      row.measured = tps3(m, plan.workload);
+      row.wallSeconds = +m.wallSeconds.toFixed(1);
+      err(`${m.prefillTps.toFixed(0)} tok/s prefill, ${m.decodeTps.toFixed(1)} tok/s decode (predicted ${c.predicted.prefillTps}, ${c.predicted.decodeTps})\n`);
+    } catch (e) {
+      row.error = e instanceof SpillwayError ? e.message : String(e);
+      err(`failed: ${row.error}\n`);
+    }
+    rows.push(row);
+  }
+  const best = pickMeasuredBest(rows);
+  if (!best) {
+    throw new PlanError(`autotune: every trial failed:\n${rows.map((r) => `  ${r.id}: ${r.error}`).join("\n")}`);
+  }
+  let calibration: AutotuneEntry["calibration"];
+  if (opts.model && opts.hardware) {
+    try {
+      calibration = calibrate(rows, plan, recipe, opts);
+    } catch (e) {
+      err(`autotune: calibration skipped: ${(e as Error).message}\n`);
+    }
+  }
+  const chosen = plan.candidates.find((c) => c.id === best.id)!;
+  const entry: AutotuneEntry = {
+    key: autotuneKey(plan),
+    measuredAt: new Date().toISOString(),
+    model: plan.model,
+    hardware: plan.hardware,
+    workload: plan.workload,
+    predictedChoice: plan.chosen,
+    chosen: best.id,
+    settings: chosen.settings,
+    rows,
+    calibration,
+  };
+  if (cacheFile) writeAutotune(entry, cacheFile);
+  return { plan: applyAutotune(plan, entry), entry, fromCache: false, files: writeOutputs(entry, opts, files) };
+}
+
+function writeOutputs(entry: AutotuneEntry, opts: AutotuneOptions, files: string[]): string[] {
+  if (!opts.outDir) return files;
+  mkdirSync(opts.outDir, { recursive: true });
+  const j = join(opts.outDir, "autotune.json");
+  writeFileSync(j, JSON.stringify(entry, null, 2) + "\n");
+  const md = join(opts.outDir, "autotune.md");
+  writeFileSync(md, formatAutotuneTable(entry));
+  const svg = autotuneChartSvg(entry);
+  const s = join(opts.outDir, "autotune.svg");
+  writeFileSync(s, svg);
+  files.push(j, md, s);
+  try {
+    const p = join(opts.outDir, "autotune.png");
+    writeFileSync(p, renderPng(svg));
+    files.push(p);
+  } catch (e) {
+    (opts.stderr ?? ((t: string) => process.stderr.write(t)))(`autotune: PNG not written (${(e as Error).message}); the SVG is there\n`);
+  }
+  return files;
+}
+
+function pct(pred: number, meas: number): string {
+  if (!(meas > 0) || !(pred > 0)) return "";
+  const e = ((pred - meas) / meas) * 100;
+  return `${e >= 0 ? "+" : ""}${e.toFixed(0)}%`;
+}
+
+/** Predicted and measured side by side, with the cost model's error before and after calibration (Markdown). */
+export function formatAutotuneTable(entry: AutotuneEntry): string {
+  const w = entry.workload;
+  const lines = [
+    `# autotune: ${entry.model.path}`,
+    "",
+    `hardware: ${entry.hardware.name} (${entry.hardware.source}); workload: ${w.objective}, ${w.promptTokens} prompt + ${w.generatedTokens} generated tokens; measured ${entry.measuredAt}`,
+    `predicted best: ${entry.predictedChoice}; measured best: **${entry.chosen}**`,
+    "",
+    "| candidate | predicted pp / tg tok/s | measured pp / tg tok/s | request s pred / meas | error pp / tg before | calibrated pp / tg | error after | held-out error |",
+    "| --- | --- | --- | --- | --- | --- | --- | --- |",
+  ];
+  for (const r of entry.rows) {
+    const p = r.predicted;
+    const m = r.measured;
+    const c = r.calibrated;
+    const h = r.heldOut;
+    lines.push(
+      `| ${r.id === entry.chosen ? `**${r.id}**` : r.id} | ${p.prefillTps} / ${p.decodeTps} | ${m ? `${m.prefillTps} / ${m.decodeTps}` : `failed: ${r.error}`} | ` +
+        `${p.totalSeconds} / ${m ? m.totalSeconds : "-"} | ${m ? `${pct(p.prefillTps, m.prefillTps)} / ${pct(p.decodeTps, m.decodeTps)}` : ""} | ` +
+        `${c ? `${c.prefillTps} / ${c.decodeTps}` : ""} | ${c && m ? `${pct(c.prefillTps, m.prefillTps)} / ${pct(c.decodeTps, m.decodeTps)}` : ""} | ` +
+        `${h && m ? `${pct(h.prefillTps, m.prefillTps)} / ${pct(h.decodeTps, m.decodeTps)}` : ""} |`,
+    );
+  }
+  if (entry.calibration) {
+    const ch = Object.entries(entry.calibration.changed).map(([k, v]) => `${k} ${v.from} -> ${v.to}`).join(", ");
+    lines.push("", `calibration: squared log error ${entry.calibration.lossBefore} -> ${entry.calibration.lossAfter}; constants: ${ch || "unchanged"}`);
+  }
+  return lines.join("\n") + "\n";
+}
