@@ -10,7 +10,7 @@
 export interface GpuSpec {
   /** VRAM bandwidth, GB/s. */
   vramGBps: number;
-  /** Dense fp16 tensor throughput (fp32 accumulate), TFLOP/s. */
+  /** Dense fp16 tensor throughput as the spec sheet lists it (GeForce: fp16 accumulate; datacenter: dense bf16), TFLOP/s. */
   fp16Tflops: number;
 }
 
@@ -26,18 +26,18 @@ const TABLE: [RegExp, GpuSpec][] = [
   [/L4\b/i, { vramGBps: 300, fp16Tflops: 121 }],
   [/A10\b/i, { vramGBps: 600, fp16Tflops: 125 }],
   [/T4\b/i, { vramGBps: 320, fp16Tflops: 65 }],
-  [/5090/, { vramGBps: 1792, fp16Tflops: 209 }],
-  [/5080/, { vramGBps: 960, fp16Tflops: 113 }],
-  [/5070 Ti/i, { vramGBps: 896, fp16Tflops: 88 }],
-  [/5070/, { vramGBps: 672, fp16Tflops: 62 }],
-  [/5060 Ti/i, { vramGBps: 448, fp16Tflops: 47 }],
-  [/4090/, { vramGBps: 1008, fp16Tflops: 165 }],
-  [/4080/, { vramGBps: 717, fp16Tflops: 97 }],
-  [/4070 Ti/i, { vramGBps: 504, fp16Tflops: 80 }],
-  [/4070/, { vramGBps: 504, fp16Tflops: 58 }],
-  [/4060 Ti/i, { vramGBps: 288, fp16Tflops: 44 }],
-  [/3090/, { vramGBps: 936, fp16Tflops: 71 }],
-  [/3080/, { vramGBps: 760, fp16Tflops: 59 }],
+  [/5090/, { vramGBps: 1792, fp16Tflops: 419 }],
+  [/5080/, { vramGBps: 960, fp16Tflops: 225 }],
+  [/5070 Ti/i, { vramGBps: 896, fp16Tflops: 176 }],
+  [/5070/, { vramGBps: 672, fp16Tflops: 123 }],
+  [/5060 Ti/i, { vramGBps: 448, fp16Tflops: 95 }],
+  [/4090/, { vramGBps: 1008, fp16Tflops: 330 }],
+  [/4080/, { vramGBps: 717, fp16Tflops: 195 }],
+  [/4070 Ti/i, { vramGBps: 504, fp16Tflops: 160 }],
+  [/4070/, { vramGBps: 504, fp16Tflops: 117 }],
+  [/4060 Ti/i, { vramGBps: 288, fp16Tflops: 88 }],
+  [/3090/, { vramGBps: 936, fp16Tflops: 142 }],
+  [/3080/, { vramGBps: 760, fp16Tflops: 119 }],
 ];
 
 /** Spec numbers for a GPU name, or null when it is not in the table. */

@@ -22,8 +22,8 @@ const rtx5070: HardwareProfile = {
     vramBytes: 12 * GiB,
     freeVramBytes: 12 * GiB - 400 * MiB,
     vramGBps: 672,
-    // fp16 with fp32 accumulation, dense (what llama.cpp's mma kernels can use).
-    fp16Tflops: 62,
+    // Dense fp16 tensor throughput as GeForce spec sheets list it (fp16 accumulate).
+    fp16Tflops: 123,
     pcie: { gen: 4, width: 16 },
     h2dGBps: 25,
     d2hGBps: 25,
@@ -51,7 +51,7 @@ const rtx4090: HardwareProfile = {
     vramBytes: 24 * GiB,
     freeVramBytes: 24 * GiB - 400 * MiB,
     vramGBps: 1008,
-    fp16Tflops: 165,
+    fp16Tflops: 330,
     pcie: { gen: 4, width: 16 },
     h2dGBps: 25,
     d2hGBps: 25,

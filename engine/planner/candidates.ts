@@ -163,24 +163,23 @@ function nativeOffloadLayout(ctx: PlanContext, spec: Extract<CandidateSpec, { ki
 function placementsOf(layout: Layout, kvBytes: number, computeBytes: number, gpu: boolean): Candidate["placements"] {
   const out: Candidate["placements"] = [];
   const toTier = (t: CostTier): Tier => (t === "stream" ? "host_cpu" : t);
-  for (const u of layout.units) {
-    const cls = u.group;
+  const order: UnitGroup[] = ["attention", "ffn_dense", "ffn_experts", "output", "embedding"];
+  const units = [...layout.units].sort((a, b) =>
+    order.indexOf(a.group) - order.indexOf(b.group) || (a.layer ?? 0) - (b.layer ?? 0)
+  );
+  // One entry per class and tier over a contiguous range of blocks.
+  for (const u of units) {
     const tier = toTier(u.tier);
     const last = out[out.length - 1];
-    if (
-      last && last.class === cls && last.tier === tier && u.layer !== null && last.layers &&
-      last.layers[1] === u.layer - 1
-    ) {
-      last.layers[1] = u.layer;
-      last.bytes += u.bytes;
-      continue;
+    if (last && last.class === u.group && last.tier === tier) {
+      if (u.layer === null || (last.layers && last.layers[1] >= u.layer - 1)) {
+        if (last.layers && u.layer !== null) last.layers[1] = u.layer;
+        last.bytes += u.bytes;
+        continue;
+      }
     }
-    // Merge non-adjacent units of the same class and tier too, when the class has no layers.
-    out.push(u.layer === null ? { class: cls, tier, bytes: u.bytes } : { class: cls, layers: [u.layer, u.layer], tier, bytes: u.bytes });
+    out.push(u.layer === null ? { class: u.group, tier, bytes: u.bytes } : { class: u.group, layers: [u.layer, u.layer], tier, bytes: u.bytes });
   }
-  // Group by class so ranges of one class appear together.
-  const order = ["attention", "ffn_dense", "ffn_experts", "output", "embedding"];
-  out.sort((a, b) => order.indexOf(a.class) - order.indexOf(b.class) || (a.layers?.[0] ?? 0) - (b.layers?.[0] ?? 0));
   out.push({ class: "kv_cache", tier: layout.kv === "vram" && gpu ? "vram" : "host_cpu", bytes: kvBytes });
   out.push({ class: "compute", tier: gpu ? "vram" : "host_cpu", bytes: computeBytes });
   return out;

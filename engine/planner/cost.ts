@@ -24,8 +24,14 @@ export interface CostConstants {
   cpuHandoffMs: number;
   /** Fraction of the zero-copy bandwidth kernels reading host-mapped weights reach. */
   zeroCopyEfficiency: number;
-  /** Fraction of fp16 tensor throughput llama.cpp's prefill matrix products reach. */
+  /** Fraction of fp16 tensor throughput llama.cpp's prefill matrix products reach with many tokens per matrix. */
   gpuPrefillEfficiency: number;
+  /**
+   * Tokens per weight matrix at which a prefill matrix product reaches half of that: efficiency is
+   * `gpuPrefillEfficiency * n / (n + gemmHalfTokens)` for n tokens multiplying one matrix (the
+   * whole micro-batch for dense weights, ~ubatch * used / touched experts for each expert).
+   */
+  gemmHalfTokens: number;
   /** Per-micro-batch copies of pinned host weights (llama.cpp -lm none), fraction of h2dGBps. */
   pinnedCopyEfficiency: number;
   /** Per-micro-batch copies of pageable (mmap'd) host weights, fraction of h2dGBps. */
@@ -36,6 +42,8 @@ export interface CostConstants {
   opOffloadMinBatch: number;
   /** Tokens per GEMM tile: host-mapped dense weights are read once per tile of tokens. */
   tokenTile: number;
+  /** Fixed time per decoded token (and per micro-batch) on a machine without GPU, ms (thread pool sync). */
+  cpuTokenOverheadMs: number;
   /** Fixed time per decoded token of runtimes other than llama.cpp, ms, by runtime. */
   runtimeOverheadMs: Record<string, number>;
 }
@@ -47,10 +55,12 @@ export const DEFAULT_CONSTANTS: CostConstants = {
   cpuEfficiency: 1.0,
   cpuHandoffMs: 0.15,
   zeroCopyEfficiency: 0.9,
-  gpuPrefillEfficiency: 0.07,
+  gpuPrefillEfficiency: 0.2,
+  gemmHalfTokens: 256,
   pinnedCopyEfficiency: 1.0,
-  pageableCopyFactor: 0.2,
+  pageableCopyFactor: 0.175,
   cpuComputeEfficiency: 0.5,
+  cpuTokenOverheadMs: 1,
   opOffloadMinBatch: 32,
   tokenTile: 128,
   runtimeOverheadMs: { vllm: 4, transformers: 25, command: 4 },
@@ -149,7 +159,7 @@ export function predict(
   dec.overhead = gpu
     ? (llama ? k.tokenOverheadMs : (k.runtimeOverheadMs[settings.runtime] ?? k.tokenOverheadMs)) / 1000 +
       (cpuLayers * k.cpuHandoffMs) / 1000
-    : 0;
+    : k.cpuTokenOverheadMs / 1000;
   const decodeSeconds = dec.vram + dec.host_mapped + dec.host_cpu + dec.stream + dec.kv + dec.overhead;
 
   // ---- prefill: micro-batches of `ubatch` tokens
@@ -166,35 +176,41 @@ export function predict(
     const touched = expertsTouched(s, n, routing);
     const attnFlops = attnFlopsPerPair * n * (done + n / 2);
     const offload = gpu !== null && (!llama || n >= k.opOffloadMinBatch);
+    let gpuSeconds = 0;
     let gpuFlops = 0;
+    // Tokens each weight matrix multiplies: all of them for dense weights, a share for each expert.
+    const expertTokens = (n * s.expertFraction) / Math.max(touched, 1e-9);
+    const gemm = (tokens: number): number => flops * (tokens / (tokens + k.gemmHalfTokens));
     let gpuReads = 0;
     let copies = 0;
     let cpuSeconds = 0;
     for (const u of layout.units) {
       const f = activeParams(u, s) * 2 * n;
+      const fTime = f / gemm(u.group === "ffn_experts" ? expertTokens : n);
       const readFrac = u.group === "ffn_experts" ? touched : u.group === "embedding" ? Math.min(1, n / s.vocabSize) : 1;
       if (u.tier === "vram") {
-        gpuFlops += f;
+        gpuSeconds += fTime;
         gpuReads += (u.bytes * readFrac) / bw.vram;
       } else if (u.tier === "host_mapped") {
-        gpuFlops += f;
+        gpuSeconds += fTime;
         // Dense weights are read once per tile of tokens; experts see ~n*used/count tokens each.
-        const tokensPerMatrix = u.group === "ffn_experts" ? (n * s.expertFraction) / Math.max(touched, 1e-9) : n;
+        const tokensPerMatrix = u.group === "ffn_experts" ? expertTokens : n;
         gpuReads += (u.bytes * readFrac * Math.ceil(tokensPerMatrix / k.tokenTile)) / bw.host_mapped;
       } else if (u.tier === "stream") {
-        gpuFlops += f;
+        gpuSeconds += fTime;
         copies += u.bytes / bw.stream;
       } else if (offload && u.group !== "embedding") {
         // llama.cpp copies host weights (only the experts in use) to the GPU per micro-batch.
-        gpuFlops += f;
+        gpuSeconds += fTime;
         copies += (u.bytes * readFrac) / copyBw;
       } else {
         cpuSeconds += Math.max(f / cpuFlops, (u.bytes * readFrac) / bw.host_cpu);
       }
     }
     if (layout.kv === "host_cpu" || !gpu) cpuSeconds += attnFlops / cpuFlops;
+    if (!gpu) cpuSeconds += k.cpuTokenOverheadMs / 1000;
     else gpuFlops += attnFlops;
-    const gpuCompute = gpuFlops / flops;
+    const gpuCompute = gpuSeconds + gpuFlops / gemm(n);
     // Kernels are bound by the slower of compute and memory (roofline); copies and CPU work add.
     pre.gpuCompute += gpuCompute;
     pre.gpuReads += Math.max(0, gpuReads - gpuCompute);

@@ -10,18 +10,12 @@ import { ModelFileError } from "../errors.ts";
 import { classifyTensor, kvBytesPerToken } from "../model/mod.ts";
 import { ggmlTensorBytes, ggmlTypeByName } from "../model/ggml_types.ts";
 import { getShape, listShapes, shapeTensors } from "../model/shapes.ts";
+import { KNOWN_MODELS } from "../recipe/models.ts";
 import type { ModelInfo, TensorInfo } from "../types.ts";
-
-/** Aliases: recipe ids -> shape ids. */
-const ALIASES: Record<string, string> = {
-  "qwen3-30b-a3b": "qwen3moe-30b-a3b",
-  "llama-3.1-8b": "llama-8b",
-  "llama-3.1-70b": "llama-70b",
-};
 
 /** Shape id for a recipe id or shape id, or undefined. */
 export function shapeIdFor(id: string): string | undefined {
-  const s = ALIASES[id] ?? id;
+  const s = KNOWN_MODELS[id]?.shape ?? id;
   return getShape(s) ? s : undefined;
 }
 

@@ -19,11 +19,12 @@ export interface KnownModel {
 /** Known ids (lower case). */
 export const KNOWN_MODELS: Readonly<Record<string, KnownModel>> = {
   "glm-4.7-flash": { shape: "glm-4.7-flash", description: "GLM-4.7-Flash MoE (30B total, ~3B active, MLA attention)" },
-  "qwen3-30b-a3b": { shape: "qwen3-30b-a3b", description: "Qwen3-30B-A3B MoE (48 layers, 128 experts, 8 used)" },
-  "llama-3.1-8b": { shape: "llama-3.1-8b", description: "Llama 3.1 8B dense" },
-  "llama-3.1-70b": { shape: "llama-3.1-70b", description: "Llama 3.1 70B dense" },
-  "tiny-moe": { shape: "tiny-moe", description: "tiny MoE test shape (a few MB; demo and tests)" },
+  "qwen3-30b-a3b": { shape: "qwen3moe-30b-a3b", description: "Qwen3-30B-A3B MoE (48 blocks, 128 experts, 8 used)" },
+  "llama-3.1-8b": { shape: "llama-8b", description: "Llama 3.1 8B dense" },
+  "llama-3.1-70b": { shape: "llama-70b", description: "Llama 3.1 70B dense" },
+  "tiny-moe": { shape: "tiny-moe", description: "tiny qwen3moe test shape (a few MB; demo and tests)" },
   "tiny-llama": { shape: "tiny-llama", description: "tiny dense llama test shape (a few MB)" },
+  "tiny-mla": { shape: "tiny-mla", description: "tiny deepseek2 (MLA + MoE) test shape" },
 };
 
 /** Quantizations a known id may be asked in. */

@@ -1,0 +1,133 @@
+/**
+ * `spillway plan <recipe>`: load the recipe, read the model's headers (or, when a model named by id
+ * is absent, its known shape), resolve the hardware, plan, and print the table (or `--json`) and
+ * the command line and environment the runtime adapter would launch.
+ *
+ * @module
+ */
+import { existsSync } from "node:fs";
+import { SpillwayError } from "../errors.ts";
+import { resolveHardware } from "../hardware/resolve.ts";
+import { readModel } from "../model/mod.ts";
+import { loadRecipe } from "../recipe/parse.ts";
+import type { Recipe } from "../recipe/types.ts";
+import type { HardwareProfile, LaunchSpec, ModelInfo, Plan } from "../types.ts";
+import type { RuntimeCapabilities } from "./capabilities.ts";
+import { formatPlan } from "./format.ts";
+import { modelInfoFromShape } from "./from_shape.ts";
+import { plan } from "./plan.ts";
+
+/** Options of {@link planCommand}. */
+export interface PlanCommandOptions {
+  /** Print the Plan object as JSON instead of the table. */
+  json?: boolean;
+  /** Hardware profile name (or `probe`) overriding the recipe's. */
+  hardware?: string;
+  /** Where to write (default: process.stdout / process.stderr). */
+  out?: (text: string) => void;
+  err?: (text: string) => void;
+}
+
+/** The model of a recipe: its file's headers, or its known shape when a file named by id is absent. */
+export async function recipeModel(recipe: Recipe): Promise<{ model: ModelInfo; note?: string }> {
+  const m = recipe.model;
+  if (existsSync(m.path) || m.source === "path" || m.id === undefined) {
+    return { model: await readModel(m.path) };
+  }
+  const model = modelInfoFromShape(m.id, m.quant ?? "q8_0", m.path);
+  return {
+    model,
+    note: `model file ${m.path} is absent; planned from the known shape ${String(model.metadata["spillway.from_shape"])} at ${model.quantization}` +
+      (m.synth ? " (`spillway run` synthesizes it)" : ""),
+  };
+}
+
+/** Everything `spillway plan` computes, for the CLI and for `spillway run`. */
+export interface PlannedRecipe {
+  recipe: Recipe;
+  model: ModelInfo;
+  hardware: HardwareProfile;
+  plan: Plan;
+}
+
+/** Load a recipe and plan it (no printing). */
+export async function planRecipe(recipePath: string, options: { hardware?: string } = {}): Promise<PlannedRecipe> {
+  const recipe = await loadRecipe(recipePath);
+  const { model, note } = await recipeModel(recipe);
+  const hardware = await resolveHardware(recipe.hardware, { override: options.hardware });
+  const adapter = await loadAdapter(recipe.runtime.name);
+  const capabilities = adapter?.capabilities;
+  const p = plan(model, hardware, recipe, capabilities ? { capabilities } : {});
+  p.notes = [...(note ? [note] : []), ...(hardware.notes ?? [])];
+  return { recipe, model, hardware, plan: p };
+}
+
+interface AdapterLike {
+  capabilities: RuntimeCapabilities;
+  toLaunchSpec(plan: Plan, recipe: Record<string, unknown> | null): LaunchSpec;
+}
+
+/** The runtime adapter, imported lazily; null when engine/runtimes is not there. */
+async function loadAdapter(runtime: string): Promise<AdapterLike | null> {
+  try {
+    const mod = (await import("../runtimes/mod.ts")) as { adapterFor?: (r: string) => AdapterLike };
+    return mod.adapterFor ? mod.adapterFor(runtime) : null;
+  } catch {
+    return null;
+  }
+}
+
+/** What the adapter reads of a recipe (engine/runtimes RunRecipe). */
+export function runRecipeOf(recipe: Recipe): Record<string, unknown> {
+  const r = recipe.runtime;
+  const out: Record<string, unknown> = { file: recipe.file };
+  for (const k of ["binary", "program", "args", "env", "command", "prompt", "modelRef", "python"] as const) {
+    if (r[k] !== undefined) out[k] = r[k];
+  }
+  return out;
+}
+
+function shellQuote(a: string): string {
+  return /^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`;
+}
+
+/** The launch lines (environment and argv) for a plan, or why they cannot be shown. */
+export async function launchLines(recipe: Recipe, p: Plan): Promise<string[]> {
+  const adapter = await loadAdapter(recipe.runtime.name);
+  if (adapter === null) return ["(no runtime adapter available: engine/runtimes is missing; cannot show the command line)"];
+  try {
+    const spec = adapter.toLaunchSpec(p, runRecipeOf(recipe));
+    const env = Object.entries(spec.env).map(([k, v]) => `${k}=${shellQuote(v)}`);
+    return [...env, spec.argv.map(shellQuote).join(" ")];
+  } catch (e) {
+    return [`(the ${recipe.runtime.name} adapter cannot express this plan: ${(e as Error).message})`];
+  }
+}
+
+/**
+ * `spillway plan <recipe> [--json] [--hardware NAME]`. Returns the exit code: 0, or 1 after
+ * printing a SpillwayError's message.
+ */
+export async function planCommand(recipePath: string, options: PlanCommandOptions = {}): Promise<number> {
+  const out = options.out ?? ((t: string) => process.stdout.write(t + "\n"));
+  const err = options.err ?? ((t: string) => process.stderr.write(t + "\n"));
+  let planned: PlannedRecipe;
+  try {
+    planned = await planRecipe(recipePath, { hardware: options.hardware });
+  } catch (e) {
+    if (e instanceof SpillwayError) {
+      err(`spillway plan: ${e.message}`);
+      return 1;
+    }
+    throw e;
+  }
+  if (options.json) {
+    out(JSON.stringify(planned.plan, null, 2));
+    return 0;
+  }
+  out(formatPlan(planned.plan));
+  out("");
+  out("launch:");
+  for (const l of await launchLines(planned.recipe, planned.plan)) out(`  ${l}`);
+  return 0;
+}
