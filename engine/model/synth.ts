@@ -76,7 +76,12 @@ export async function synthesize(opts: SynthOptions): Promise<SynthResult> {
   const layout = layoutGguf(shapeMetadata(shape, opts.quant), tensors);
   const total = layout.fileSize;
   const tmp = `${opts.out}.tmp-${process.pid}`;
-  const fh = await open(tmp, "w");
+  let fh;
+  try {
+    fh = await open(tmp, "w");
+  } catch (e) {
+    throw new ModelFileError(opts.out, `cannot create: ${(e as Error).message}`, { cause: e });
+  }
   let ok = false;
   try {
     await writeAll(fh, layout.header, 0);
