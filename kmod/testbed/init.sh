@@ -37,6 +37,15 @@ else
 	fail "insmod-spillway-with-params"
 fi
 
+# the TypeScript client (kmod/*.ts over ffi/ under bun) loads, drives and unloads the module itself
+if [ -x /bin/bun ]; then
+	if HOME=/tmp LD_LIBRARY_PATH=/lib/x86_64-linux-gnu /bin/bun /spillway/kmod/testbed/guest/client_e2e.ts \
+		/lib/modules/spillway.ko; then :; else fail "ts-client-run" "bun exited with $?"; fi
+	rmmod spillway 2>/dev/null
+else
+	echo "INFO: no bun in the initramfs: TypeScript client not run in the guest"
+fi
+
 # defaults: root group, no debug ioctls, limit half of RAM
 if insmod /lib/modules/spillway.ko; then
 	wait_node

@@ -13,10 +13,13 @@
 #                           kernel live in $SPILLWAY_CACHE/kmod-testbed, so reruns are fast
 #   SPILLWAY_KVER           kernel ABI (default: what linux-image-amd64 depends on now)
 #   SPILLWAY_KMOD_TIMEOUT   seconds the guest may run (default 240)
+#   SPILLWAY_TESTBED_BUN    bun binary to run the TypeScript client in the guest (default: the
+#                           repository's node_modules/.bin/bun; "none" skips that part)
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 KMOD=$(cd "$HERE/.." && pwd)
+REPO=$(cd "$KMOD/.." && pwd)
 CACHE=${SPILLWAY_CACHE:-$HOME/.cache/spillway}/kmod-testbed
 TIMEOUT=${SPILLWAY_KMOD_TIMEOUT:-240}
 DEBS=$CACHE/debs
@@ -162,7 +165,26 @@ cp /bin/busybox "$IRD/bin/busybox"
 cp "$KO" "$BRD" "$IRD/lib/modules/"
 cp "$HERE/init.sh" "$IRD/init"
 chmod 755 "$IRD/init"
-(cd "$IRD" && find . -print0 | cpio --null -o -H newc --quiet | gzip -1 >"$WORK/initrd.cpio.gz") ||
+# bun + the client's TypeScript (ffi/, engine/errors.ts, kmod/*.ts) for the end-to-end client test
+BUN=${SPILLWAY_TESTBED_BUN:-$REPO/node_modules/.bin/bun}
+if [ "$BUN" != none ] && [ -x "$BUN" ]; then
+	BUN=$(readlink -f "$BUN")
+	cp "$BUN" "$IRD/bin/bun"
+	for lib in $(ldd "$BUN" | grep -o '/[^ ]*'); do
+		mkdir -p "$IRD$(dirname "$lib")"
+		cp -L "$lib" "$IRD$lib"
+	done
+	mkdir -p "$IRD/spillway/ffi" "$IRD/spillway/engine" "$IRD/spillway/kmod/testbed/guest"
+	cp "$REPO"/ffi/*.ts "$IRD/spillway/ffi/"
+	cp "$REPO/engine/errors.ts" "$IRD/spillway/engine/"
+	cp "$KMOD"/*.ts "$IRD/spillway/kmod/"
+	cp "$HERE/guest/client_e2e.ts" "$IRD/spillway/kmod/testbed/guest/"
+	echo '{ "type": "module" }' >"$IRD/spillway/package.json"
+else
+	log "no bun at $BUN: the TypeScript client will not run in the guest"
+fi
+# uncompressed: unpacking gzip under TCG costs more than copying the bytes
+(cd "$IRD" && find . -print0 | cpio --null -o -H newc --quiet >"$WORK/initrd.cpio") ||
 	die "packing the initramfs failed"
 lap "initramfs"
 
@@ -170,8 +192,8 @@ lap "initramfs"
 LOG=$WORK/serial.log
 log "booting $KVER under qemu TCG (timeout ${TIMEOUT}s)"
 set +e
-timeout -k 10 "$TIMEOUT" qemu-system-x86_64 -accel tcg -m 1536M -smp 2 -nographic -no-reboot \
-	-nic none -kernel "$VMLINUZ" -initrd "$WORK/initrd.cpio.gz" \
+timeout -k 10 "$TIMEOUT" qemu-system-x86_64 -accel tcg -cpu max -m 1536M -smp 2 -nographic -no-reboot \
+	-nic none -kernel "$VMLINUZ" -initrd "$WORK/initrd.cpio" \
 	-append "console=ttyS0 panic=-1 quiet oops=panic" </dev/null 2>&1 |
 	tr -d '\r' | sed -u 's/\x1b\[[0-9;?]*[A-Za-z]//g; s/\x1bc//g' >"$LOG"
 QRC=${PIPESTATUS[0]}
