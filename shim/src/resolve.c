@@ -152,9 +152,8 @@ static void load_driver(void) {
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 static void init_once_fn(void) {
   resolve_dl();
-  if (sw_cfg.disabled) return;
-  load_driver();
-  sw_stats_open();
+  load_driver(); /* also when disabled: the hooks still pass calls on to the real functions */
+  if (!sw_cfg.disabled) sw_stats_open();
 }
 void sw_init(void) { pthread_once(&init_once, init_once_fn); }
 

@@ -1,0 +1,157 @@
+/**
+ * Building and locating the shim library, and the environment that applies it to a program.
+ *
+ * The library is built with gcc alone (no make, no CUDA toolkit) into a cache directory named by a
+ * hash of its sources, so a changed source builds anew and an unchanged one is reused:
+ * `<cache>/shim-<hash>/libspillway_shim.so`, cache = SPILLWAY_CACHE_DIR, else
+ * $XDG_CACHE_HOME/spillway, else ~/.cache/spillway. SPILLWAY_SHIM names a prebuilt library instead.
+ *
+ * @example
+ * ```ts
+ * import { locateShim, shimEnv } from "./build.ts";
+ * const lib = await locateShim();
+ * const env = shimEnv({ reserveBytes: 1 << 30, minSpillBytes: 32 << 20, backing: "auto", report: "vram+host" }, lib);
+ * // spawn the program with { env: { ...process.env, ...env } }
+ * ```
+ *
+ * @module
+ */
+import { execFile } from "node:child_process";
+import { createHash } from "node:crypto";
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from "node:fs";
+import { homedir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { LaunchError } from "../engine/errors.ts";
+import type { ShimSettings } from "../engine/types.ts";
+
+/** File name of the library. */
+export const SHIM_LIBRARY_NAME = "libspillway_shim.so";
+
+/** The shim's source directory (this file's directory). */
+export const SHIM_DIR: string = dirname(fileURLToPath(import.meta.url));
+
+const UAPI_HEADER = resolve(SHIM_DIR, "..", "kmod", "include", "uapi", "spillway.h");
+
+/** gcc flags; the same as shim/Makefile's. */
+export const SHIM_CFLAGS: readonly string[] = [
+  "-O2", "-g", "-std=gnu11", "-fPIC", "-fvisibility=hidden", "-Wall", "-Wextra", "-Wno-unused-parameter",
+  "-shared", "-Wl,-z,defs", `-Wl,-soname,${SHIM_LIBRARY_NAME}`,
+];
+
+/** Every file the library is built from (sources, headers, the kernel module's uapi header when present). */
+export function shimSourceFiles(): string[] {
+  const list = (sub: string, ext: string[]) =>
+    readdirSync(join(SHIM_DIR, sub)).filter((f) => ext.some((e) => f.endsWith(e))).sort().map((f) => join(SHIM_DIR, sub, f));
+  const files = [...list("src", [".c", ".h"]), ...list("include", [".h"])];
+  if (existsSync(UAPI_HEADER)) files.push(UAPI_HEADER);
+  return files;
+}
+
+/** Content hash of the sources and flags: names the cache directory. */
+export function shimContentHash(): string {
+  const h = createHash("sha256");
+  for (const f of shimSourceFiles()) h.update(f.slice(SHIM_DIR.length)).update("\0").update(readFileSync(f));
+  h.update(SHIM_CFLAGS.join("\0"));
+  return h.digest("hex").slice(0, 16);
+}
+
+/** The cache root: SPILLWAY_CACHE_DIR, $XDG_CACHE_HOME/spillway or ~/.cache/spillway. */
+export function shimCacheDir(): string {
+  const env = process.env;
+  if (env.SPILLWAY_CACHE_DIR) return env.SPILLWAY_CACHE_DIR;
+  return join(env.XDG_CACHE_HOME || join(homedir(), ".cache"), "spillway");
+}
+
+/** Where {@linkcode locateShim} puts (or finds) the library for the current sources. */
+export function shimLibraryPath(cacheDir: string = shimCacheDir()): string {
+  if (process.env.SPILLWAY_SHIM) return process.env.SPILLWAY_SHIM;
+  return join(cacheDir, `shim-${shimContentHash()}`, SHIM_LIBRARY_NAME);
+}
+
+/** Options of {@linkcode locateShim}. */
+export interface LocateShimOptions {
+  /** Cache root instead of {@linkcode shimCacheDir}. */
+  cacheDir?: string;
+  /** C compiler (default: $CC or gcc). */
+  cc?: string;
+}
+
+function run(cmd: string, args: string[]): Promise<{ code: number; output: string; spawnError?: Error }> {
+  return new Promise((done) => {
+    execFile(cmd, args, { maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
+      const e = err as (NodeJS.ErrnoException & { code?: number | string }) | null;
+      const spawnError = e && typeof e.code === "string" ? e : undefined;
+      done({ code: e ? (typeof e.code === "number" ? e.code : 1) : 0, output: `${stdout}${stderr}`, spawnError });
+    });
+  });
+}
+
+/**
+ * Compile the library with gcc into `outPath` (written under a temporary name, then renamed, so a
+ * concurrent reader never sees half a file).
+ * @throws LaunchError naming the compiler and its output when the build fails.
+ */
+export async function buildShim(outPath: string, cc: string = process.env.CC || "gcc"): Promise<string> {
+  mkdirSync(dirname(outPath), { recursive: true });
+  const tmp = `${outPath}.tmp${process.pid}`;
+  const sources = shimSourceFiles().filter((f) => f.endsWith(".c"));
+  const args = [...SHIM_CFLAGS, `-I${join(SHIM_DIR, "include")}`, `-I${resolve(SHIM_DIR, "..", "kmod", "include")}`,
+    "-o", tmp, ...sources, "-ldl", "-lpthread"];
+  const r = await run(cc, args);
+  if (r.code !== 0) {
+    rmSync(tmp, { force: true });
+    if (r.spawnError) {
+      throw new LaunchError(`cannot build the spillway shim: '${cc}' could not be run (${r.spawnError.message}); install gcc or set SPILLWAY_SHIM to a built ${SHIM_LIBRARY_NAME}`, { cause: r.spawnError });
+    }
+    throw new LaunchError(`cannot build the spillway shim with ${cc} (exit ${r.code}):\n${r.output.trim()}`);
+  }
+  renameSync(tmp, outPath);
+  return outPath;
+}
+
+/**
+ * Path of a shim library built from the current sources: SPILLWAY_SHIM when set, else the cached
+ * build, building it first when there is none.
+ * @throws LaunchError when SPILLWAY_SHIM names a missing file or the build fails.
+ */
+export async function locateShim(options: LocateShimOptions = {}): Promise<string> {
+  const env = process.env.SPILLWAY_SHIM;
+  if (env) {
+    if (!existsSync(env)) throw new LaunchError(`SPILLWAY_SHIM=${env}: no such file; unset it to build the shim`);
+    return env;
+  }
+  const path = shimLibraryPath(options.cacheDir ?? shimCacheDir());
+  if (existsSync(path)) return path;
+  return await buildShim(path, options.cc ?? (process.env.CC || "gcc"));
+}
+
+function bytes(name: string, n: number): string {
+  if (!Number.isSafeInteger(n) || n < 0) throw new RangeError(`shim setting ${name} must be a non-negative whole byte count, got ${n}`);
+  return String(n);
+}
+
+/**
+ * The environment that applies the shim with `settings` to a program (docs/contracts.md "Shim
+ * environment"): LD_PRELOAD plus SPILLWAY_* variables, sizes as plain byte counts. `libraryPath`
+ * defaults to {@linkcode shimLibraryPath} (call {@linkcode locateShim} first so it exists). An
+ * LD_PRELOAD already in `inherit` is kept after the shim.
+ */
+export function shimEnv(
+  settings: ShimSettings,
+  libraryPath: string = shimLibraryPath(),
+  inherit: Record<string, string | undefined> = {},
+): Record<string, string> {
+  const env: Record<string, string> = {
+    LD_PRELOAD: inherit.LD_PRELOAD ? `${libraryPath}:${inherit.LD_PRELOAD}` : libraryPath,
+    SPILLWAY_RESERVE: bytes("reserveBytes", settings.reserveBytes),
+    SPILLWAY_MIN_SPILL: bytes("minSpillBytes", settings.minSpillBytes),
+    SPILLWAY_BACKING: settings.backing,
+    SPILLWAY_REPORT: typeof settings.report === "number" ? bytes("report", settings.report) : settings.report,
+  };
+  if (settings.vramBudgetBytes !== undefined) env.SPILLWAY_VRAM_BUDGET = bytes("vramBudgetBytes", settings.vramBudgetBytes);
+  if (settings.hostLimitBytes !== undefined) env.SPILLWAY_HOST_LIMIT = bytes("hostLimitBytes", settings.hostLimitBytes);
+  if (settings.placementMapFile) env.SPILLWAY_PLACEMENT = settings.placementMapFile;
+  if (settings.log) env.SPILLWAY_LOG = settings.log;
+  return env;
+}
