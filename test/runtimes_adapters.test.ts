@@ -190,7 +190,7 @@ test("node-llama-cpp: in-process options from the plan (CPU when no GPU layers)"
   });
   const spec = adapterFor("node-llama-cpp").toLaunchSpec(p, null);
   assertEquals(spec.env, {});
-  assertMatch(spec.argv.join(" "), /^\(in-process\) node-llama-cpp --model \S+ --gpu false --gpu-layers 0 --threads 2/);
+  assertMatch(spec.argv.join(" "), /^node-llama-cpp --model \S+ --gpu false --gpu-layers 0 --threads 2/);
 });
 
 test("command: recipe argv with the shim; empty command is an error", () => {

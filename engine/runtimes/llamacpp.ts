@@ -107,7 +107,9 @@ export function llamaCppLaunchSpec(plan: Plan, recipe: RunRecipe | null, options
     }
   }
   const env: Record<string, string> = { ...shimEnvironment(s.shim, options), ...(recipe?.env ?? {}) };
-  return { argv: [binary, ...args, ...(recipe?.args ?? [])], env };
+  const extra = recipe?.args ?? [];
+  // Recipe arguments win over planned ones (llama-bench flags differ: appended as given).
+  return { argv: [binary, ...(program === "bench" ? [...args, ...extra] : mergeUserArgs(args, extra))], env };
 }
 
 /** The llama.cpp adapter. */
@@ -128,4 +130,70 @@ export function llamaProgramOf(binary: string): LlamaProgram | null {
     if (base === name) return program as LlamaProgram;
   }
   return null;
+}
+
+/** Spellings of each flag the adapter writes (llama.cpp common/arg.cpp), and whether it takes a value. */
+const FLAG_ALIASES: { names: string[]; value: boolean }[] = [
+  { names: ["-m", "--model"], value: true },
+  { names: ["-ngl", "--gpu-layers", "--n-gpu-layers"], value: true },
+  { names: ["-ncmoe", "--n-cpu-moe", "-cmoe", "--cpu-moe"], value: true },
+  { names: ["-ot", "--override-tensor"], value: true },
+  { names: ["-nkvo", "--no-kv-offload", "-kvo", "--kv-offload"], value: false },
+  { names: ["-lm", "--load-mode"], value: true },
+  { names: ["-c", "--ctx-size"], value: true },
+  { names: ["-b", "--batch-size"], value: true },
+  { names: ["-ub", "--ubatch-size"], value: true },
+  { names: ["-t", "--threads"], value: true },
+  { names: ["-fit", "--fit"], value: true },
+  { names: ["-n", "--predict", "--n-predict"], value: true },
+];
+
+function aliasGroup(flag: string): { names: string[]; value: boolean } | undefined {
+  const name = flag.includes("=") ? flag.slice(0, flag.indexOf("=")) : flag;
+  return FLAG_ALIASES.find((g) => g.names.includes(name));
+}
+
+/**
+ * The planned flags with every flag the user also gave removed (in any spelling), then the
+ * user's arguments: what the user typed wins over the plan.
+ */
+export function mergeUserArgs(planned: string[], user: string[]): string[] {
+  const given = new Set<{ names: string[]; value: boolean }>();
+  for (const a of user) {
+    const g = aliasGroup(a);
+    if (g) given.add(g);
+  }
+  const kept: string[] = [];
+  for (let i = 0; i < planned.length; i++) {
+    const g = aliasGroup(planned[i]!);
+    const takesValue = g?.value === true && !planned[i]!.includes("=");
+    if (g && given.has(g)) {
+      if (takesValue) i++;
+      continue;
+    }
+    kept.push(planned[i]!);
+    if (takesValue && i + 1 < planned.length) kept.push(planned[++i]!);
+  }
+  return [...kept, ...user];
+}
+
+/** The value of `-m`/`--model` (also `--model=path`) in a llama.cpp argv, or null. */
+export function modelArgOf(args: string[]): string | null {
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    if ((a === "-m" || a === "--model") && i + 1 < args.length) return args[i + 1]!;
+    if (a.startsWith("--model=")) return a.slice("--model=".length);
+  }
+  return null;
+}
+
+/** The integer value of a flag (any of `names`) in an argv, or undefined. */
+export function intArgOf(args: string[], names: string[]): number | undefined {
+  for (let i = 0; i < args.length - 1; i++) {
+    if (names.includes(args[i]!)) {
+      const n = Number(args[i + 1]);
+      if (Number.isInteger(n)) return n;
+    }
+  }
+  return undefined;
 }

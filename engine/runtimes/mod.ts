@@ -21,7 +21,7 @@ import { vllmAdapter } from "./vllm.ts";
 export type { AdapterOptions, RunRecipe, RuntimeAdapter, RuntimeName } from "./adapter.ts";
 export type { RuntimeCapabilities, Strategy } from "./capabilities.ts";
 export { canExpress } from "./capabilities.ts";
-export { llamaBenchArgs, llamaCommonArgs, llamaProgramOf } from "./llamacpp.ts";
+export { intArgOf, llamaBenchArgs, llamaCommonArgs, llamaProgramOf, mergeUserArgs, modelArgOf } from "./llamacpp.ts";
 export type { BenchCounts, LlamaProgram } from "./llamacpp.ts";
 export { ollamaModelfile, ollamaRequestOptions } from "./ollama.ts";
 export { nodeLlamaCppRun, runNodeLlamaCpp } from "./node_llama_cpp.ts";

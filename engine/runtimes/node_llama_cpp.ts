@@ -78,7 +78,7 @@ export function nodeLlamaCppRun(plan: Plan, recipe: RunRecipe | null): NodeLlama
  */
 export function nodeLlamaCppLaunchSpec(plan: Plan, recipe: RunRecipe | null): LaunchSpec {
   const r = nodeLlamaCppRun(plan, recipe);
-  const argv = ["(in-process) node-llama-cpp", "--model", r.modelPath, "--gpu", String(r.gpu), "--gpu-layers", String(r.gpuLayers)];
+  const argv = ["node-llama-cpp", "--model", r.modelPath, "--gpu", String(r.gpu), "--gpu-layers", String(r.gpuLayers)];
   argv.push("--threads", String(r.threads), "--context", String(r.contextSize), "--batch", String(r.batchSize));
   argv.push(r.useMmap ? "--mmap" : "--no-mmap", "--prompt-tokens", String(r.promptTokens), "--gen-tokens", String(r.genTokens));
   return { argv, env: {} };
@@ -190,8 +190,11 @@ export async function runNodeLlamaCpp(run: NodeLlamaCppRun, hooks: InProcessHook
     const vocab = run.vocabSize ?? vocabFromMetadata(model.fileInfo.metadata);
     let prompt: number[];
     if (run.prompt !== undefined) {
-      prompt = model.tokenize(run.prompt) as number[];
-      if (prompt.length === 0) throw new LaunchError("node-llama-cpp: the prompt tokenizes to no tokens");
+      const text = model.tokenize(run.prompt) as number[];
+      if (text.length === 0) throw new LaunchError("node-llama-cpp: the prompt tokenizes to no tokens");
+      // A short prompt is repeated up to the workload's prompt length, so prefill speed is measured on that many tokens.
+      prompt = [];
+      while (prompt.length < Math.max(run.promptTokens, text.length)) prompt.push(text[prompt.length % text.length]!);
     } else {
       if (!(vocab > 0)) throw new LaunchError(`node-llama-cpp: ${run.modelPath} has no vocabulary size in its metadata`);
       const special = new Set<number>([model.tokens.bos, model.tokens.eos, model.tokens.eot].filter((t): t is NonNullable<typeof t> => t !== null) as number[]);

@@ -1,21 +1,24 @@
 /**
- * Where adapters get the shim library path from, and the environment that applies it.
+ * The environment that applies the shim for adapters: shim/build.ts's `shimEnv` with the library
+ * path from the adapter options or the shim's build location (built by `locateShim()` before
+ * launch, see engine/run_command.ts).
  *
  * @module
  */
+import { shimEnv, shimLibraryPath } from "../../shim/build.ts";
 import type { ShimSettings } from "../types.ts";
 import type { AdapterOptions } from "./adapter.ts";
-import { shimEnvFor } from "./shim_env.ts";
-import { fileURLToPath } from "node:url";
 
-/** The shim library spillway builds (shim/build.ts owns building it). */
+/** Where the shim library is (or will be built): SPILLWAY_SHIM, else the content-addressed cache. */
 export function defaultShimPath(): string {
-  // TODO(shim/build.ts): switch to locateShim() once it lands.
-  return fileURLToPath(new URL("../../shim/build/libspillway.so", import.meta.url));
+  return shimLibraryPath();
 }
 
-/** Environment applying `shim` (none when null), with the shim path from options or the default. */
+/**
+ * Environment applying `shim` (none when null). `LD_PRELOAD` holds only the shim; the launcher
+ * appends any LD_PRELOAD spillway itself runs with.
+ */
 export function shimEnvironment(shim: ShimSettings | null, options?: AdapterOptions): Record<string, string> {
   if (shim === null) return {};
-  return shimEnvFor(shim, options?.shimPath ?? defaultShimPath());
+  return shimEnv(shim, options?.shimPath ?? defaultShimPath());
 }

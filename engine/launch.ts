@@ -1,0 +1,367 @@
+/**
+ * Runs a {@link LaunchSpec} as a child process, never through a shell: forwards SIGINT, SIGTERM
+ * and SIGHUP to it, resolves with its exit status (128 + signal number when a signal ended it),
+ * removes the shim's stats file `spillway.<pid>` it (or its children) left behind, and never
+ * leaves a child running when spillway exits.
+ *
+ * Process groups: when stdin is not a terminal the child gets its own process group, so a signal
+ * (and the final cleanup) reaches its whole tree. When stdin is a terminal the child stays in the
+ * terminal's foreground group so it can read the terminal; Ctrl-C then reaches it from the
+ * terminal directly and spillway does not send a second SIGINT (a second Ctrl-C kills it).
+ *
+ * @module
+ */
+import { spawn, type ChildProcess } from "node:child_process";
+import { accessSync, constants, existsSync, readdirSync, statSync, unlinkSync } from "node:fs";
+import { delimiter, isAbsolute, join, resolve } from "node:path";
+import process from "node:process";
+import type { Readable } from "node:stream";
+import { LaunchError, RuntimeMissingError } from "./errors.ts";
+import type { LaunchSpec, Plan } from "./types.ts";
+import { readProcessStats, type ProcessStats } from "./monitor.ts";
+import type { AdapterOptions, RunRecipe } from "./runtimes/adapter.ts";
+import { commandLaunchSpec } from "./runtimes/command.ts";
+import { adapterFor } from "./runtimes/mod.ts";
+import { nodeLlamaCppRun, runNodeLlamaCpp, type GenerationResult, type InProcessHooks } from "./runtimes/node_llama_cpp.ts";
+
+/** How to launch. */
+export interface LaunchOptions {
+  /** Runtime name for a missing-program error (e.g. `llama.cpp`). */
+  runtime?: string;
+  /** How to get the program when it is missing. */
+  hint?: string;
+  /** Child stdio: `inherit` (default), `pipe` (stdout/stderr readable on the handle) or `ignore`. */
+  stdio?: "inherit" | "pipe" | "ignore";
+  /** Forward SIGINT/SIGTERM/SIGHUP received by this process to the child (default true). */
+  forwardSignals?: boolean;
+  /** Put the child in its own process group (default: when stdin is not a terminal). */
+  newProcessGroup?: boolean;
+  /** Milliseconds between a stop signal and SIGKILL (default 10000). */
+  killGraceMs?: number;
+  /** Where the shim writes `spillway.<pid>` (default: spec env SPILLWAY_STATS_DIR, else /dev/shm). */
+  statsDir?: string;
+}
+
+/** A running child. */
+export interface LaunchHandle {
+  /** Child process id. */
+  pid: number;
+  /** The argv it runs. */
+  argv: string[];
+  /** Live shim statistics of the child, or null when it has none (no shim, or not yet). */
+  stats(): ProcessStats | null;
+  /** Sends `signal` (default SIGTERM), then SIGKILL after the grace time; resolves with the exit status. */
+  stop(signal?: NodeJS.Signals): Promise<number>;
+  /** Resolves with the exit status once the child is gone and cleaned up. Never rejects after spawn. */
+  exited: Promise<number>;
+  /** Child stdout/stderr when stdio is `pipe`. */
+  stdout: Readable | null;
+  stderr: Readable | null;
+  /** In-process runs: the measured speeds (rejects with the run's error; aborted runs reject too). */
+  result?: Promise<GenerationResult>;
+}
+
+const FORWARDED: NodeJS.Signals[] = ["SIGINT", "SIGTERM", "SIGHUP"];
+const SIGNUM: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGKILL: 9, SIGSEGV: 11, SIGPIPE: 13, SIGTERM: 15, SIGABRT: 6, SIGBUS: 7, SIGFPE: 8, SIGUSR1: 10, SIGUSR2: 12 };
+
+/** Exit status for a child that ended with `code` or by `signal` (shell convention 128 + n). */
+export function exitStatus(code: number | null, signal: NodeJS.Signals | null): number {
+  if (code !== null) return code;
+  if (signal !== null) return 128 + (SIGNUM[signal] ?? 0);
+  return 1;
+}
+
+/** Absolute path of `program` (a path, or a name looked up in `PATH`), or null when not executable. */
+export function resolveExecutable(program: string, pathVar: string = process.env.PATH ?? ""): string | null {
+  const executable = (p: string): boolean => {
+    try {
+      accessSync(p, constants.X_OK);
+      return statSync(p).isFile();
+    } catch {
+      return false;
+    }
+  };
+  if (program.includes("/")) {
+    const p = isAbsolute(program) ? program : resolve(program);
+    return executable(p) ? p : null;
+  }
+  for (const dir of pathVar.split(delimiter)) {
+    if (!dir) continue;
+    const p = join(dir, program);
+    if (executable(p)) return p;
+  }
+  return null;
+}
+
+/** Child environment: ours, then the spec's; LD_PRELOAD from the spec goes first, ours after it. */
+export function childEnv(spec: LaunchSpec, base: NodeJS.ProcessEnv = process.env): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(base)) if (v !== undefined) env[k] = v;
+  for (const [k, v] of Object.entries(spec.env)) {
+    env[k] = k === "LD_PRELOAD" && base.LD_PRELOAD ? `${v}:${base.LD_PRELOAD}` : v;
+  }
+  return env;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === "EPERM";
+  }
+}
+
+/**
+ * Removes `spillway.<pid>` files the shim left in `dir` for `pid`, and for any other process
+ * that is gone and whose file appeared after `sinceMs` (the child's own children).
+ * Returns the paths removed.
+ */
+export function cleanupStatsFiles(dir: string, pid: number, sinceMs: number): string[] {
+  const removed: string[] = [];
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return removed;
+  }
+  for (const name of names) {
+    const m = /^spillway\.(\d+)$/.exec(name);
+    if (!m) continue;
+    const p = Number(m[1]);
+    const path = join(dir, name);
+    let own = p === pid;
+    if (!own) {
+      try {
+        own = statSync(path).mtimeMs >= sinceMs - 1000 && !alive(p);
+      } catch {
+        continue;
+      }
+    }
+    if (!own) continue;
+    try {
+      unlinkSync(path);
+      removed.push(path);
+    } catch {
+      // Gone already (the shim removed it at exit).
+    }
+  }
+  return removed;
+}
+
+/**
+ * Starts `spec.argv` with `spec.env` added to this process's environment.
+ * Throws RuntimeMissingError (naming the program and how to get it) when the program is not
+ * found, before anything is started.
+ */
+export function launchSpec(spec: LaunchSpec, options: LaunchOptions = {}): LaunchHandle {
+  const program = spec.argv[0];
+  if (!program) throw new LaunchError("nothing to launch: empty argv");
+  const env = childEnv(spec);
+  const resolved = resolveExecutable(program, env.PATH ?? "");
+  if (resolved === null) {
+    throw new RuntimeMissingError(options.runtime ?? program, program, options.hint ?? `Install '${program}' or put it on PATH.`);
+  }
+  const group = options.newProcessGroup ?? !process.stdin.isTTY;
+  const stdio = options.stdio ?? "inherit";
+  const statsDir = options.statsDir ?? spec.env.SPILLWAY_STATS_DIR ?? process.env.SPILLWAY_STATS_DIR ?? "/dev/shm";
+  const graceMs = options.killGraceMs ?? 10_000;
+  const startedMs = Date.now();
+
+  let child: ChildProcess;
+  try {
+    child = spawn(resolved, spec.argv.slice(1), {
+      argv0: program,
+      env,
+      cwd: spec.cwd,
+      stdio: stdio === "inherit" ? ["inherit", "inherit", "inherit"] : stdio === "pipe" ? ["ignore", "pipe", "pipe"] : "ignore",
+      detached: group,
+      shell: false,
+    });
+  } catch (e) {
+    throw new LaunchError(`could not start ${program}: ${(e as Error).message}`, { cause: e });
+  }
+  const pid = child.pid;
+  if (pid === undefined) {
+    // spawn reports ENOENT/EACCES asynchronously; pid undefined means it failed.
+    throw new LaunchError(`could not start ${program} (${resolved})`);
+  }
+
+  let done = false;
+  let killTimer: ReturnType<typeof setTimeout> | undefined;
+  const target = group ? -pid : pid;
+  const send = (sig: NodeJS.Signals): void => {
+    try {
+      process.kill(target, sig);
+    } catch {
+      // Already gone.
+    }
+  };
+  const escalate = (): void => {
+    if (killTimer || done) return;
+    killTimer = setTimeout(() => send("SIGKILL"), graceMs);
+    (killTimer as { unref?: () => void }).unref?.();
+  };
+
+  const received = new Map<string, number>();
+  const onSignal = (sig: NodeJS.Signals): void => {
+    const n = (received.get(sig) ?? 0) + 1;
+    received.set(sig, n);
+    if (n >= 2) {
+      send("SIGKILL");
+      return;
+    }
+    // From a terminal, Ctrl-C already reached a child in the foreground group.
+    if (!(sig === "SIGINT" && !group && process.stdin.isTTY)) send(sig);
+    escalate();
+  };
+  const handlers = new Map<NodeJS.Signals, () => void>();
+  if (options.forwardSignals ?? true) {
+    for (const sig of FORWARDED) {
+      const h = (): void => onSignal(sig);
+      handlers.set(sig, h);
+      process.on(sig, h);
+    }
+  }
+  // Whatever makes spillway exit, the child does not outlive it.
+  const onExit = (): void => {
+    if (!done) {
+      send("SIGKILL");
+      cleanupStatsFiles(statsDir, pid, startedMs);
+    }
+  };
+  process.on("exit", onExit);
+
+  const exited = new Promise<number>((resolveExit) => {
+    let spawnError: Error | undefined;
+    child.on("error", (e) => {
+      spawnError = e;
+    });
+    child.on("close", (code, signal) => {
+      done = true;
+      if (killTimer) clearTimeout(killTimer);
+      for (const [sig, h] of handlers) process.off(sig, h);
+      process.off("exit", onExit);
+      // Grandchildren left in the child's group would be orphans: end them.
+      if (group) {
+        try {
+          process.kill(-pid, "SIGKILL");
+        } catch {
+          // Group empty.
+        }
+      }
+      cleanupStatsFiles(statsDir, pid, startedMs);
+      if (spawnError && code === null && signal === null) {
+        process.stderr.write(`spillway: ${program}: ${spawnError.message}\n`);
+        resolveExit(127);
+        return;
+      }
+      resolveExit(exitStatus(code, signal));
+    });
+  });
+
+  return {
+    pid,
+    argv: spec.argv,
+    stats: () => {
+      if (done) return null;
+      try {
+        return readProcessStats(pid, statsDir);
+      } catch {
+        return null; // a record being created, or not the shim's
+      }
+    },
+    stop: (signal: NodeJS.Signals = "SIGTERM") => {
+      if (!done) {
+        send(signal);
+        escalate();
+      }
+      return exited;
+    },
+    exited,
+    stdout: child.stdout ?? null,
+    stderr: child.stderr ?? null,
+  };
+}
+
+/** True when `path` exists (for callers checking a stats file). */
+export function statsFileExists(dir: string, pid: number): boolean {
+  return existsSync(join(dir, `spillway.${pid}`));
+}
+
+/** Options of {@link launch}. */
+export interface PlanLaunchOptions extends LaunchOptions, AdapterOptions {
+  /** Launch this spec instead of the adapter's (a wrapped command line already merged with the plan). */
+  spec?: LaunchSpec;
+  /** Progress of an in-process run (load fraction, prompt, generated tokens). */
+  onProgress?: InProcessHooks["onProgress"];
+}
+
+/**
+ * Launches `plan` with its runtime's adapter: a child process for every runtime but
+ * node-llama-cpp, which runs in this process (pid is this process's; `result` holds its speeds).
+ * `plan` null runs the recipe's `command` (or `options.spec`) as is.
+ *
+ * @example
+ * ```ts
+ * const handle = launch(plan, { program: "server" });
+ * setTimeout(() => handle.stop(), 60_000);
+ * const status = await handle.exited;
+ * ```
+ */
+export function launch(plan: Plan | null, recipe: RunRecipe | null = null, options: PlanLaunchOptions = {}): LaunchHandle {
+  if (plan === null) {
+    const spec = options.spec ?? commandLaunchSpec(null, recipe, options);
+    return launchSpec(spec, { runtime: "command", ...options });
+  }
+  const adapter = adapterFor(plan.runtime, recipe?.file);
+  if (adapter.capabilities.inProcess) {
+    return launchInProcess(nodeLlamaCppRun(plan, recipe), options);
+  }
+  const spec = options.spec ?? adapter.toLaunchSpec(plan, recipe, options);
+  return launchSpec(spec, { runtime: adapter.name, hint: adapter.binaryHint.hint, ...options });
+}
+
+/** node-llama-cpp in this process, with the same handle shape and signal behaviour as a child. */
+function launchInProcess(run: ReturnType<typeof nodeLlamaCppRun>, options: PlanLaunchOptions): LaunchHandle {
+  const ac = new AbortController();
+  let caught: NodeJS.Signals | null = null;
+  const handlers = new Map<NodeJS.Signals, () => void>();
+  const onSignal = (sig: NodeJS.Signals): void => {
+    if (caught !== null) {
+      // Second signal: the native evaluation may not return soon; leave now.
+      process.exit(128 + (SIGNUM[sig] ?? 0));
+    }
+    caught = sig;
+    ac.abort(new Error(`interrupted by ${sig}`));
+  };
+  if (options.forwardSignals ?? true) {
+    for (const sig of FORWARDED) {
+      const h = (): void => onSignal(sig);
+      handlers.set(sig, h);
+      process.on(sig, h);
+    }
+  }
+  const result = runNodeLlamaCpp(run, { signal: ac.signal, onProgress: options.onProgress });
+  // `exited` reports the status; callers read the error from `result`.
+  result.catch(() => {});
+  const exited = result.then(
+    () => 0,
+    () => (caught !== null ? 128 + (SIGNUM[caught] ?? 0) : ac.signal.aborted ? 130 : 1),
+  ).finally(() => {
+    for (const [sig, h] of handlers) process.off(sig, h);
+  });
+  return {
+    pid: process.pid,
+    argv: ["node-llama-cpp", run.modelPath],
+    stats: () => null,
+    stop: () => {
+      ac.abort(new Error("stopped"));
+      return exited;
+    },
+    exited,
+    stdout: null,
+    stderr: null,
+    result,
+  };
+}

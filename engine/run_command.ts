@@ -1,0 +1,352 @@
+/**
+ * `spillway run` and `spillway top`.
+ *
+ * `run <recipe> [-- extra args]`: make the model file when the recipe asks for a synthetic one,
+ * read its headers, resolve the hardware, plan, show the plan on one screen, launch the runtime
+ * with the plan applied (in process for node-llama-cpp), forward signals, and exit with the
+ * child's status. `--dry-run` prints the exact argv and environment instead of launching.
+ *
+ * `run -- prog args...` (no recipe) wraps any command: llama.cpp programs with `-m` are planned
+ * (the user's own flags win over planned ones); anything else runs under the shim when there is
+ * a GPU and the shim is built.
+ *
+ * @module
+ */
+import { existsSync, mkdirSync } from "node:fs";
+import { dirname } from "node:path";
+import process from "node:process";
+import { ModelFileError, PlanError, RecipeSchemaError } from "./errors.ts";
+import { resolveHardware } from "./hardware/mod.ts";
+import { launch, type LaunchHandle } from "./launch.ts";
+import { readModel } from "./model/mod.ts";
+import { synthesize, type SynthQuant } from "./model/synth.ts";
+import { fmtBytes, renderSnapshot, snapshot, snapshotJson, statsDirectory } from "./monitor.ts";
+import { plan as makePlan, type PlanRecipe } from "./planner/plan.ts";
+import { loadRecipe, RECIPE_DEFAULTS, WORKLOADS } from "./recipe/mod.ts";
+import type { Recipe } from "./recipe/types.ts";
+import type { RunRecipe } from "./runtimes/adapter.ts";
+import { intArgOf, llamaProgramOf, mergeUserArgs, modelArgOf } from "./runtimes/llamacpp.ts";
+import { adapterFor } from "./runtimes/mod.ts";
+import type { GenerationResult } from "./runtimes/node_llama_cpp.ts";
+import { locateShim, shimEnv } from "../shim/build.ts";
+import { defaultShimPath } from "./runtimes/shim_path.ts";
+import type { HardwareProfile, LaunchSpec, ModelInfo, Plan } from "./types.ts";
+import { progressBar, type Progress } from "./runtimes/progress.ts";
+
+/** Options of {@link runCommand}. */
+export interface RunCommandOptions {
+  /** Print the plan and the exact argv/env, launch nothing. */
+  dryRun?: boolean;
+  /** Machine-readable output: one JSON object on stdout. */
+  json?: boolean;
+  /** Hardware profile name (or `probe`) overriding the recipe's. */
+  hardware?: string;
+  /** Shim library path (default: the built shim). */
+  shimPath?: string;
+  /** Where text goes (default: process.stdout / process.stderr). */
+  out?: (text: string) => void;
+  err?: (text: string) => void;
+}
+
+/** What `run` resolved and did; also the `--json` output. */
+export interface RunReport {
+  recipe: string | null;
+  plan: Plan | null;
+  launch: { inProcess: boolean; argv: string[]; env: Record<string, string> };
+  result?: GenerationResult;
+  exitStatus?: number;
+}
+
+const write = (s: string): void => void process.stdout.write(s);
+const writeErr = (s: string): void => void process.stderr.write(s);
+
+/** Shell-quoted word, for printing a command a user can paste. */
+export function shellQuote(word: string): string {
+  return /^[A-Za-z0-9_\-+=/.,:@%]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`;
+}
+
+/** One paste-able line: env assignments then argv. */
+export function formatCommand(spec: LaunchSpec): string {
+  const env = Object.entries(spec.env).map(([k, v]) => `${k}=${shellQuote(v)}`);
+  const parts = [...(env.length ? ["env", ...env] : []), ...spec.argv.map(shellQuote)];
+  return parts.join(" ");
+}
+
+/** The plan on one screen: model, machine, choice and why, memory per tier, predicted speed, runners-up. */
+export function formatPlanScreen(plan: Plan, hardware?: HardwareProfile): string {
+  const c = plan.candidates.find((x) => x.id === plan.chosen);
+  const lines: string[] = [];
+  lines.push(`model     ${plan.model.path}`);
+  lines.push(`          ${plan.model.architecture} ${plan.model.quantization}, ${fmtBytes(plan.model.bytes)}`);
+  const gpu = hardware?.gpu ? `${hardware.gpu.name}, ${fmtBytes(hardware.gpu.freeVramBytes)} VRAM free` : "no GPU";
+  lines.push(`machine   ${plan.hardware.name} (${plan.hardware.source}${hardware ? `; ${gpu}; ${hardware.host.cpuCores} cores` : ""})`);
+  for (const n of hardware?.notes ?? []) lines.push(`          note: ${n}`);
+  lines.push(`runtime   ${plan.runtime}`);
+  lines.push(`workload  ${plan.workload.objective}: ${plan.workload.promptTokens} prompt + ${plan.workload.generatedTokens} generated tokens`);
+  lines.push(`plan      ${plan.chosen}${c ? ` (${c.label})` : ""}`);
+  const m = plan.memory;
+  lines.push(`memory    vram ${fmtBytes(m.vram)} | host mapped ${fmtBytes(m.host_mapped)} | host cpu ${fmtBytes(m.host_cpu)} | disk ${fmtBytes(m.disk)}`);
+  lines.push(`predicted prefill ${plan.predicted.prefillTps.toFixed(1)} t/s, decode ${plan.predicted.decodeTps.toFixed(1)} t/s, ${plan.predicted.totalSeconds.toFixed(2)} s per request`);
+  const s = plan.settings;
+  const knobs = [`ctx ${s.contextLength}`, `batch ${s.batch}/${s.ubatch}`, `threads ${s.threads}`, `gpu layers ${s.gpuLayers}`];
+  if (s.cpuMoeLayers) knobs.push(`cpu-moe ${s.cpuMoeLayers}`);
+  if (s.kvOnHost) knobs.push("kv on host");
+  knobs.push(`load ${s.loadMode}`);
+  if (s.shim) knobs.push(`shim (budget ${s.shim.vramBudgetBytes !== undefined ? fmtBytes(s.shim.vramBudgetBytes) : "auto"}, ${s.shim.backing})`);
+  lines.push(`settings  ${knobs.join(", ")}`);
+  lines.push(`why       ${plan.reason}`);
+  const others = plan.candidates.filter((x) => x.id !== plan.chosen).slice(0, 3);
+  if (others.length) {
+    lines.push("also      " + others.map((o) => `${o.id}: ${o.fits ? `${o.predicted.totalSeconds.toFixed(2)} s` : "does not fit"}`).join("; "));
+  }
+  return lines.join("\n");
+}
+
+/** The adapter-facing part of a recipe. */
+export function runRecipeOf(recipe: Recipe): RunRecipe {
+  const r = recipe.runtime;
+  const out: RunRecipe = { file: recipe.file };
+  for (const k of ["binary", "program", "args", "env", "command", "prompt", "modelRef", "python"] as const) {
+    if (r[k] !== undefined) (out as Record<string, unknown>)[k] = r[k];
+  }
+  return out;
+}
+
+/** Makes the recipe's synthetic model file when it is missing (with a progress bar). */
+export async function ensureModelFile(recipe: Recipe, err: (s: string) => void = writeErr): Promise<string> {
+  const m = recipe.model;
+  if (existsSync(m.path)) return m.path;
+  if (!m.synth) {
+    throw new ModelFileError(
+      m.path,
+      `model file not found (model in ${recipe.file}); download it there, or set model.synth: true to run a synthetic file of its shape`,
+    );
+  }
+  if (!m.shape) {
+    throw new RecipeSchemaError(recipe.file, "model.synth", "a synthetic model needs a known model id (its shape); a path alone has no shape");
+  }
+  const quant = (m.quant ?? "q8_0").toUpperCase() as SynthQuant;
+  mkdirSync(dirname(m.path), { recursive: true });
+  err(`synthesizing ${m.shape} ${quant} -> ${m.path} (first use)\n`);
+  const bar: Progress = progressBar("synth", "bytes");
+  try {
+    await synthesize({ shape: m.shape, quant, out: m.path, onProgress: (done, total) => bar.update(done, total) });
+  } finally {
+    bar.stop();
+  }
+  return m.path;
+}
+
+async function planFor(recipe: Recipe, model: ModelInfo, hardwareOverride?: string): Promise<{ plan: Plan; hardware: HardwareProfile }> {
+  const hardware = await resolveHardware(recipe.hardware, hardwareOverride ? { override: hardwareOverride } : {});
+  const p = makePlan(model, hardware, recipe, { capabilities: adapterFor(recipe.runtime.name, recipe.file).capabilities });
+  if (recipe.file) p.recipe = recipe.file;
+  return { plan: p, hardware };
+}
+
+/** A planning recipe for a wrapped llama.cpp command line. */
+function wrappedRecipe(program: string, args: string[]): PlanRecipe {
+  const context = intArgOf(args, ["-c", "--ctx-size"]) ?? RECIPE_DEFAULTS.context;
+  const batch = intArgOf(args, ["-b", "--batch-size"]) ?? RECIPE_DEFAULTS.batch;
+  const r: PlanRecipe = {
+    file: "(command line)",
+    runtime: { name: "llama.cpp", binary: program },
+    context,
+    batch,
+    workload: { ...WORKLOADS.chat },
+    placement: { auto: true, kv: "auto", experts: "auto", cpuLayers: [] },
+  };
+  const ub = intArgOf(args, ["-ub", "--ubatch-size"]);
+  if (ub !== undefined) r.ubatch = ub;
+  const t = intArgOf(args, ["-t", "--threads"]);
+  if (t !== undefined) r.threads = t;
+  return r;
+}
+
+/**
+ * `spillway run`. Returns the exit status (the child's, or 130 after Ctrl-C of an in-process run).
+ * @param recipePath recipe file, or null to wrap `extraArgs` as a command.
+ * @param extraArgs arguments after `--`: appended to the runtime's (recipe) or the command (no recipe).
+ */
+export async function runCommand(recipePath: string | null, extraArgs: string[], options: RunCommandOptions = {}): Promise<number> {
+  const out = options.out ?? write;
+  const err = options.err ?? writeErr;
+  const adapterOptions = options.shimPath ? { shimPath: options.shimPath } : {};
+  let report: RunReport;
+  let hardware: HardwareProfile | undefined;
+  let runRecipe: RunRecipe | null;
+
+  if (recipePath !== null) {
+    const recipe = await loadRecipe(recipePath);
+    runRecipe = runRecipeOf(recipe);
+    if (extraArgs.length) runRecipe.args = [...(runRecipe.args ?? []), ...extraArgs];
+    if (!options.dryRun) await ensureModelFile(recipe, err);
+    if (!existsSync(recipe.model.path)) {
+      // Dry run of a synthetic model not made yet: plan from its shape.
+      const { modelInfoFromShape } = await import("./planner/from_shape.ts");
+      if (!recipe.model.id || !recipe.model.quant) throw new ModelFileError(recipe.model.path, "model file not found");
+      const info = modelInfoFromShape(recipe.model.id, recipe.model.quant, recipe.model.path);
+      ({ report, hardware } = await planReport(recipe, info, runRecipe, options, adapterOptions));
+    } else {
+      const info = await readModel(recipe.model.path);
+      ({ report, hardware } = await planReport(recipe, info, runRecipe, options, adapterOptions));
+    }
+  } else {
+    if (extraArgs.length === 0) throw new RecipeSchemaError("spillway run", "(arguments)", "give a recipe file, or a command after `--` (e.g. spillway run -- llama-server -m model.gguf)");
+    ({ report, hardware, runRecipe } = await wrapCommand(extraArgs, options, adapterOptions));
+  }
+
+  if (!options.json) {
+    if (report.plan) out(formatPlanScreen(report.plan, hardware) + "\n");
+    out(`${options.dryRun ? "command" : "launch"}   ${report.launch.inProcess ? "(in process) " : ""}${formatCommand(report.launch)}\n`);
+  }
+  if (options.dryRun) {
+    if (options.json) out(JSON.stringify(report, null, 2) + "\n");
+    return 0;
+  }
+
+  // The shim is built on first use (a few seconds with gcc), before anything starts.
+  if (report.launch.env.LD_PRELOAD === defaultShimPath() && !existsSync(defaultShimPath())) await locateShim();
+  const handle: LaunchHandle = report.plan
+    ? launch(report.plan, runRecipe, { ...adapterOptions, spec: report.launch, onProgress: loadProgress() })
+    : launch(null, runRecipe, { ...adapterOptions, spec: report.launch });
+  const status = await handle.exited;
+  report.exitStatus = status;
+  let result: GenerationResult | undefined;
+  if (handle.result) {
+    try {
+      result = await handle.result;
+    } catch (e) {
+      // An interrupted run exits with its signal status; any other failure is an error to report.
+      if (status === 1) throw e;
+    }
+  }
+  if (result) {
+    report.result = result;
+    if (!options.json) out(formatResult(result) + "\n");
+  }
+  if (options.json) out(JSON.stringify(report, null, 2) + "\n");
+  return status;
+}
+
+/** The speeds of an in-process generation, two lines. */
+export function formatResult(r: GenerationResult): string {
+  return [
+    `prompt    ${r.promptTokens} tokens in ${r.promptSeconds.toFixed(3)} s: ${r.promptTps.toFixed(1)} t/s (prefill)`,
+    `generate  ${r.genTokens} tokens in ${r.genSeconds.toFixed(3)} s: ${r.genTps.toFixed(1)} t/s (decode, ${r.backend}; load ${r.loadSeconds.toFixed(2)} s)`,
+  ].join("\n");
+}
+
+function loadProgress(): (phase: "load" | "prompt" | "generate", done: number, total: number) => void {
+  let bar: Progress | null = null;
+  let phase = "";
+  return (p, done, total) => {
+    if (p !== phase) {
+      bar?.stop();
+      phase = p;
+      bar = progressBar(p, p === "load" ? "fraction" : "tokens");
+    }
+    bar?.update(done, total);
+    if (p === "generate" && done >= total) bar?.stop();
+  };
+}
+
+async function planReport(
+  recipe: Recipe,
+  info: ModelInfo,
+  runRecipe: RunRecipe,
+  options: RunCommandOptions,
+  adapterOptions: { shimPath?: string },
+): Promise<{ report: RunReport; hardware: HardwareProfile }> {
+  const { plan, hardware } = await planFor(recipe, info, options.hardware);
+  const adapter = adapterFor(plan.runtime, recipe.file);
+  const spec = adapter.toLaunchSpec(plan, runRecipe, adapterOptions);
+  return {
+    report: { recipe: recipe.file, plan, launch: { inProcess: adapter.capabilities.inProcess, ...spec } },
+    hardware,
+  };
+}
+
+async function wrapCommand(
+  argv: string[],
+  options: RunCommandOptions,
+  adapterOptions: { shimPath?: string },
+): Promise<{ report: RunReport; hardware: HardwareProfile | undefined; runRecipe: RunRecipe | null }> {
+  const program = argv[0]!;
+  const args = argv.slice(1);
+  const llama = llamaProgramOf(program);
+  const modelPath = llama && llama !== "bench" ? modelArgOf(args) : null;
+  if (llama && modelPath) {
+    const info = await readModel(modelPath);
+    const hardware = await resolveHardware({ kind: "probe" }, options.hardware ? { override: options.hardware } : {});
+    const planRecipe = wrappedRecipe(program, args);
+    let plan: Plan;
+    try {
+      plan = makePlan(info, hardware, planRecipe, { capabilities: adapterFor("llama.cpp").capabilities });
+    } catch (e) {
+      if (!(e instanceof PlanError)) throw e;
+      throw new PlanError(`${e.message}\n(to run the command exactly as given, run it without spillway)`, { cause: e });
+    }
+    plan.model.path = modelPath;
+    const runRecipe: RunRecipe = { file: "(command line)", binary: program, program: llama };
+    const planned = adapterFor("llama.cpp").toLaunchSpec(plan, runRecipe, adapterOptions);
+    // Planned flags the user did not give, then the user's arguments exactly as typed.
+    const spec: LaunchSpec = { argv: [program, ...mergeUserArgs(planned.argv.slice(1), args)], env: planned.env };
+    return { report: { recipe: null, plan, launch: { inProcess: false, ...spec } }, hardware, runRecipe: { ...runRecipe, command: spec.argv } };
+  }
+  // Any other program: under the shim with its defaults when there is a GPU to spill from.
+  const hardware = await resolveHardware({ kind: "probe" }, options.hardware ? { override: options.hardware } : {});
+  const shimPath = adapterOptions.shimPath ?? defaultShimPath();
+  const env = hardware.gpu
+    ? shimEnv({ reserveBytes: 2 ** 30, minSpillBytes: 32 * 2 ** 20, backing: "auto", report: "vram+host" }, shimPath)
+    : {};
+  if (!hardware.gpu) (options.err ?? writeErr)("note: no GPU: running the command without the shim\n");
+  const spec: LaunchSpec = { argv, env };
+  return { report: { recipe: null, plan: null, launch: { inProcess: false, ...spec } }, hardware, runRecipe: { command: argv } };
+}
+
+/** Options of {@link topCommand}. */
+export interface TopCommandOptions {
+  /** One JSON snapshot on stdout (with `once`), or one JSON line per refresh. */
+  json?: boolean;
+  /** Print one snapshot and exit. */
+  once?: boolean;
+  /** Refresh interval, ms (default 1000). */
+  intervalMs?: number;
+  /** Stats directory (default SPILLWAY_STATS_DIR or /dev/shm). */
+  statsDir?: string;
+  out?: (text: string) => void;
+  /** Stop after this many refreshes (tests); unlimited by default. */
+  maxRefreshes?: number;
+}
+
+/** `spillway top`: a live view (ANSI redraw about every second) until Ctrl-C; `--once`, `--json`. */
+export async function topCommand(options: TopCommandOptions = {}): Promise<number> {
+  const out = options.out ?? write;
+  const statsDir = options.statsDir ?? statsDirectory();
+  const draw = (): void => {
+    const s = snapshot({ statsDir });
+    if (options.json) out(JSON.stringify(snapshotJson(s)) + "\n");
+    else if (options.once) out(renderSnapshot(s, process.stdout.columns ?? 100) + "\n");
+    // Home the cursor and clear the screen, then draw: plain ANSI, no dependency.
+    else out("\x1b[H\x1b[2J" + renderSnapshot(s, process.stdout.columns ?? 100) + "\n\n(Ctrl-C to quit)\n");
+  };
+  draw();
+  if (options.once) return 0;
+  const max = options.maxRefreshes ?? Infinity;
+  return await new Promise<number>((resolveTop) => {
+    let n = 1;
+    const timer = setInterval(() => {
+      draw();
+      if (++n >= max) finish();
+    }, options.intervalMs ?? 1000);
+    const finish = (): void => {
+      clearInterval(timer);
+      process.off("SIGINT", finish);
+      process.off("SIGTERM", finish);
+      resolveTop(0);
+    };
+    process.on("SIGINT", finish);
+    process.on("SIGTERM", finish);
+  });
+}
