@@ -166,12 +166,15 @@ export class ByteReader {
 
   /** A u64 that must fit a JS number (counts, lengths, offsets); `what` names it in the error. */
   u64n(what: string): number {
-    const at = this.#pos;
-    const v = this.u64();
-    if (v > BigInt(Number.MAX_SAFE_INTEGER)) {
-      throw new ModelFileError(this.path, `${what} at offset ${at} is ${v}, too large to be valid`);
+    const r = this.#ensure(8);
+    // Two u32 halves: no BigInt on the hot path (one length prefix per string).
+    const lo = this.#view.getUint32(r, true);
+    const hi = this.#view.getUint32(r + 4, true);
+    if (hi > 0x1fffff) {
+      throw new ModelFileError(this.path, `${what} at offset ${this.#pos} is ${this.#view.getBigUint64(r, true)}, too large to be valid`);
     }
-    return Number(v);
+    this.#pos += 8;
+    return hi * 4294967296 + lo;
   }
 
   /** `n` raw bytes (a copy). */

@@ -188,10 +188,10 @@ function parse(r: ByteReader, options: ReadGgufOptions): GgufHeader {
     // Strings and nested arrays: each item carries its own length, so walk them.
     if (length * 8 > r.remaining) fail(r, `${what}: array of ${length} items at offset ${at} runs past the end of the file (truncated)`);
     if (itemType === GGUF_TYPE.STRING && length > maxString) {
+      const label = `length of an item of ${what}`; // built once: this loop runs per token
       for (let i = 0; i < length; i++) {
-        const sAt = r.pos;
-        const n = r.u64n(`length of ${what}[${i}]`);
-        if (n > r.remaining) fail(r, `${what}[${i}] at offset ${sAt} claims ${n} bytes but only ${r.remaining} remain (truncated?)`);
+        const n = r.u64n(label);
+        if (n > r.remaining) fail(r, `${what}[${i}] at offset ${r.pos - 8} claims ${n} bytes but only ${r.remaining} remain (truncated)`);
         r.skip(n);
       }
       return { itemType: itemType as GgufType, length };
