@@ -76,7 +76,10 @@ static int spw_buf_fill(struct spw_buf *b, bool fallback)
 
 		if (fatal_signal_pending(current))
 			return -EINTR;
-		page = alloc_pages(order ? gfp : gfp & ~__GFP_COMP, order);
+		if (spw_debug_ioctls && order > READ_ONCE(spw_debug_fail_above_order))
+			page = NULL;   /* fault injection for the test bed */
+		else
+			page = alloc_pages(order ? gfp : gfp & ~__GFP_COMP, order);
 		if (!page) {
 			if (!fallback || order == 0)
 				return -ENOMEM;

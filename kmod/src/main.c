@@ -33,6 +33,7 @@ bool spw_debug_ioctls;
 unsigned int spw_pressure_moderate_mb;
 unsigned int spw_pressure_critical_mb;
 unsigned int spw_pressure_interval_ms = 1000;
+unsigned int spw_debug_fail_above_order = SPILLWAY_CHUNK_ORDER;
 
 /* Reading the parameter shows the live limit (sysfs and SET_LIMIT change it after load). */
 static int spw_param_limit_get(char *buf, const struct kernel_param *kp)
@@ -52,6 +53,9 @@ module_param(group, uint, 0444);
 MODULE_PARM_DESC(group, "Group id owning /dev/spillway (mode 0660); default 0 (root)");
 module_param_named(debug_ioctls, spw_debug_ioctls, bool, 0444);
 MODULE_PARM_DESC(debug_ioctls, "Enable the DEBUG_CHECK/DEBUG_PIN ioctls (CAP_SYS_ADMIN; tests)");
+module_param_named(debug_fail_above_order, spw_debug_fail_above_order, uint, 0644);
+MODULE_PARM_DESC(debug_fail_above_order,
+		 "With debug_ioctls=1: pretend pages above this order are unavailable (tests the fallback)");
 module_param_named(pressure_moderate_mb, spw_pressure_moderate_mb, uint, 0644);
 MODULE_PARM_DESC(pressure_moderate_mb, "MemAvailable below this is moderate pressure (0: 10% of RAM)");
 module_param_named(pressure_critical_mb, spw_pressure_critical_mb, uint, 0644);

@@ -51,6 +51,7 @@ extern bool spw_debug_ioctls;
 extern unsigned int spw_pressure_moderate_mb;
 extern unsigned int spw_pressure_critical_mb;
 extern unsigned int spw_pressure_interval_ms;
+extern unsigned int spw_debug_fail_above_order;
 
 /* ---- pool: accounting, limit, pressure (pool.c) ---- */
 struct spw_pool {

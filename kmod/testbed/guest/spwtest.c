@@ -462,24 +462,64 @@ out:
 		close(dev);
 }
 
-static void t_fallback_flag(void)
+static int set_param(const char *name, const char *value);
+
+/* Fallback to smaller chunks: only with the flag, exercised with pages above an order "missing". */
+static void fallback_case(int dev, unsigned int above, const char *above_s)
 {
+	struct spillway_pool_info info;
 	struct spillway_debug_check c;
 	struct spillway_alloc a;
-	int dev = dev_open(), fd = -1;
+	const size_t size = 3 * CHUNK;
+	unsigned int want_chunks = size / (4096u << above);
+	uint8_t *p = MAP_FAILED;
+	int fd = -1, ret;
 
-	REQUIRE(dev >= 0, "open: %s", strerror(errno));
-	fd = do_alloc(dev, 3 * CHUNK, SPILLWAY_ALLOC_FALLBACK, &a);
-	REQUIRE(fd >= 0, "alloc with FALLBACK: %s", strerror(-fd));
-	EXPECT(a.min_order <= SPILLWAY_CHUNK_ORDER && a.nr_chunks >= 3, "chunks %u min_order %u",
-	       a.nr_chunks, a.min_order);
+	REQUIRE(set_param("debug_fail_above_order", above_s) == 0, "set debug_fail_above_order");
+	ret = do_alloc(dev, size, 0, NULL);
+	EXPECT(ret == -ENOMEM, "order %u: alloc without FALLBACK gave %d, want -ENOMEM", above, ret);
+	if (ret >= 0)
+		close(ret);
+	fd = do_alloc(dev, size, SPILLWAY_ALLOC_FALLBACK, &a);
+	REQUIRE(fd >= 0, "order %u: alloc with FALLBACK: %s", above, strerror(-fd));
+	EXPECT(a.min_order == above && a.nr_chunks == want_chunks, "order %u: chunks %u min_order %u",
+	       above, a.nr_chunks, a.min_order);
+	REQUIRE(pool_info(dev, &info) == 0, "POOL_INFO");
+	EXPECT(info.chunks[above] == want_chunks && info.chunks[SPILLWAY_CHUNK_ORDER] == 0,
+	       "order %u: per-order count %llu", above, (unsigned long long)info.chunks[above]);
+	p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	REQUIRE(p != MAP_FAILED, "mmap: %s", strerror(errno));
+	fill(p, size, 0xF0 + above);
 	REQUIRE(debug_check(dev, fd, &c) == 0, "DEBUG_CHECK: %s", strerror(errno));
-	EXPECT(c.sg_nents == a.nr_chunks && c.sg_chunks_ok == a.nr_chunks && c.sg_bytes == 3 * CHUNK,
-	       "sg table does not match the chunks");
-	EXPECT(a.buffer_id > 0, "buffer id 0");
+	EXPECT(c.sg_nents == want_chunks && c.sg_chunks_ok == want_chunks && c.sg_bytes == size,
+	       "order %u: sg nents %llu ok %llu", above, (unsigned long long)c.sg_nents,
+	       (unsigned long long)c.sg_chunks_ok);
+	EXPECT(c.csum_sg == csum(p, size) && c.csum_vmap == c.csum_sg, "order %u: kernel sees other bytes",
+	       above);
 out:
+	if (p != MAP_FAILED)
+		munmap(p, size);
 	if (fd >= 0)
 		close(fd);
+	set_param("debug_fail_above_order", "9");
+}
+
+static void t_fallback_flag(void)
+{
+	struct spillway_alloc a;
+	int dev = dev_open(), fd;
+
+	REQUIRE(dev >= 0, "open: %s", strerror(errno));
+	/* with 2 MiB pages available the flag changes nothing */
+	fd = do_alloc(dev, 3 * CHUNK, SPILLWAY_ALLOC_FALLBACK, &a);
+	REQUIRE(fd >= 0, "alloc with FALLBACK: %s", strerror(-fd));
+	EXPECT(a.min_order == SPILLWAY_CHUNK_ORDER && a.nr_chunks == 3, "chunks %u min_order %u",
+	       a.nr_chunks, a.min_order);
+	EXPECT(a.buffer_id > 0, "buffer id 0");
+	close(fd);
+	fallback_case(dev, 4, "4");   /* 64 KiB chunks */
+	fallback_case(dev, 0, "0");   /* 4 KiB pages: 1536 chunks, the chunk array grows */
+out:
 	if (dev >= 0)
 		close(dev);
 }
@@ -1090,7 +1130,7 @@ static const struct test tests[] = {
 	{ "alloc-free-loop-pool-returns-to-zero", t_alloc_free_loop, 60 },
 	{ "sysfs-files-and-owner-tgid", t_sysfs, 10 },
 	{ "mmap-pattern-kernel-sees-same-bytes-via-sg-and-vmap", t_mmap_sg, 30 },
-	{ "alloc-fallback-flag", t_fallback_flag, 20 },
+	{ "alloc-fallback-to-smaller-chunks-only-with-flag", t_fallback_flag, 30 },
 	{ "pin-user-pages-longterm-of-mapping", t_pin_longterm, 30 },
 	{ "o-direct-io-into-and-from-mapping", t_o_direct, 30 },
 	{ "process-vm-readv-writev-of-mapping", t_process_vm, 30 },
