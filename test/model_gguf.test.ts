@@ -112,6 +112,26 @@ test("all metadata value types round-trip, long arrays are summarized", async ()
   });
 });
 
+test("general.alignment is honoured (data offset and tensor offsets)", async () => {
+  await withTmp(async (dir) => {
+    const p = join(dir, "a.gguf");
+    const md = new Map<string, GgufWriteValue>([["general.architecture", str("llama")]]);
+    const layout = layoutGguf(md, [
+      { name: "a.weight", shape: [3], type: ggmlTypeByName("F32")! },
+      { name: "b.weight", shape: [32, 2], type: ggmlTypeByName("Q8_0")! },
+    ], 256);
+    writeFileSync(p, layout.header);
+    truncateSync(p, layout.fileSize);
+    const h = readGgufHeader(p);
+    const ref = await gguf(p, { allowLocalFile: true });
+    assertEquals(h.alignment, 256);
+    assertEquals(h.dataOffset % 256, 0);
+    assertEquals(h.dataOffset, Number(ref.tensorDataOffset));
+    assertEquals(h.tensors.map((t) => t.offset), [h.dataOffset, h.dataOffset + 256]);
+    assertEquals(h.tensors.map((t) => t.bytes), [12, 68]);
+  });
+});
+
 test("split GGUF: any part reads all parts, offsets point into each part", async () => {
   await withTmp(async (dir) => {
     const arch = new Map<string, GgufWriteValue>([
