@@ -34,13 +34,128 @@ export function createCli(): ReturnType<typeof cac> {
   const cli = cac("spillway");
 
   cli
+    .command("plan <recipe>", "Plan placement for a recipe: candidates, memory per tier, predicted speed, the choice and why")
+    .option("--json", "Print the Plan object as JSON")
+    .option("--hardware <name>", "Hardware profile name (or 'probe') overriding the recipe's")
+    .option("--autotune", "Measure the top candidates with short llama-bench trials and pick the measured best")
+    .option("--force", "With --autotune: run the trials again even when a stored outcome exists")
+    .option("--trial-seconds <s>", "With --autotune: seconds per trial", { default: 8 })
+    .option("--top <n>", "With --autotune: how many candidates to try", { default: 4 })
+    .option("--llama-bench <path>", "With --autotune: the llama-bench binary")
+    .option("--out-dir <dir>", "With --autotune: where to write the results JSON and chart")
+    .action(wrap(async (recipe: string, o: Record<string, unknown>) => {
+      if (!o.autotune) {
+        const { planCommand } = await import("./engine/planner/command.ts");
+        return planCommand(recipe, { json: Boolean(o.json), hardware: o.hardware as string | undefined });
+      }
+      const { planRecipe, runRecipeOf } = await import("./engine/planner/command.ts");
+      const { formatPlan } = await import("./engine/planner/format.ts");
+      const { autotune } = await import("./engine/planner/autotune.ts");
+      const planned = await planRecipe(recipe, { hardware: o.hardware as string | undefined });
+      const recipeForTrials = { ...planned.recipe, runtime: { ...runRecipeOf(planned.recipe), ...planned.recipe.runtime } };
+      const result = await autotune(planned.plan, recipeForTrials as never, {
+        model: planned.model,
+        hardware: planned.hardware,
+        force: Boolean(o.force),
+        trialSeconds: Number(o.trialSeconds),
+        top: Number(o.top),
+        llamaBench: o.llamaBench as string | undefined,
+        outDir: o.outDir as string | undefined,
+      });
+      if (o.json) console.log(JSON.stringify({ plan: result.plan, autotune: result.entry, files: result.files }, null, 2));
+      else console.log(formatPlan(result.plan));
+      return 0;
+    }));
+
+  cli
+    .command("run [recipe]", "Plan and launch a recipe's runtime, or wrap any command: spillway run -- llama-server -m model.gguf")
+    .option("--dry-run", "Print the plan and the exact command and environment; launch nothing")
+    .option("--json", "Machine-readable output")
+    .option("--hardware <name>", "Hardware profile name (or 'probe') overriding the recipe's")
+    .option("--shim <path>", "Shim library to preload (default: the built one)")
+    .action(wrap(async (recipe: string | undefined, o: Record<string, unknown>) => {
+      const { runCommand } = await import("./engine/run_command.ts");
+      const extra = (o["--"] as string[] | undefined) ?? [];
+      return runCommand(recipe ?? null, extra, {
+        dryRun: Boolean(o.dryRun),
+        json: Boolean(o.json),
+        hardware: o.hardware as string | undefined,
+        shimPath: o.shim as string | undefined,
+      });
+    }));
+
+  cli
+    .command("synth [shape]", "Write a GGUF with random weights of a named real shape (--list shows them)")
+    .option("-q, --quant <type>", "Q8_0 | Q4_0 | F16", { default: "Q8_0" })
+    .option("-o, --out <file>", "Output .gguf path")
+    .option("--sparse", "Write the header and leave the tensor data as a hole (header-only tests)")
+    .option("--seed <n>", "Random seed", { default: 1 })
+    .option("--vocab <n>", "Vocabulary size override")
+    .option("--list", "List the known shapes")
+    .action(wrap(async (shape: string | undefined, o: Record<string, unknown>) => {
+      const { synthCommand, listShapes } = await import("./engine/model/synth_command.ts");
+      if (o.list || !shape) {
+        for (const s of listShapes()) console.log(`${s.id.padEnd(22)} ${s.description ?? ""}`);
+        return shape || o.list ? 0 : 2;
+      }
+      return synthCommand({
+        shape,
+        quant: String(o.quant),
+        out: o.out as string,
+        sparse: Boolean(o.sparse),
+        seed: Number(o.seed),
+        vocabSize: o.vocab === undefined ? undefined : Number(o.vocab),
+      });
+    }));
+
+  cli
+    .command("bench", "Measure this machine's memory tiers (PCIe copy, zero-copy, VRAM, RAM, disk); cached per machine")
+    .option("--json", "Print the JSON report on stdout")
+    .option("--force", "Measure even when a cached profile exists")
+    .option("--quick", "Smaller buffers: faster, rougher")
+    .option("--repeats <n>", "Repeats per figure", { default: 5 })
+    .option("--target <path>", "Model file or directory whose filesystem to measure")
+    .option("--skip <parts>", "Comma list of parts to skip: gpu,cpu,disk")
+    .action(wrap(async (o: Record<string, unknown>) => {
+      const { benchCommand } = await import("./engine/hardware/bench/command.ts");
+      return benchCommand({
+        json: Boolean(o.json),
+        force: Boolean(o.force),
+        quick: Boolean(o.quick),
+        repeats: Number(o.repeats),
+        target: o.target as string | undefined,
+        skip: o.skip ? (String(o.skip).split(",") as ("gpu" | "cpu" | "disk")[]) : undefined,
+      });
+    }));
+
+  cli
+    .command("top", "Live view of every spillway process: VRAM, host and spills per tier")
+    .option("--json", "JSON output")
+    .option("--once", "Print one snapshot and exit")
+    .action(wrap(async (o: Record<string, unknown>) => {
+      const { topCommand } = await import("./engine/run_command.ts");
+      return topCommand({ json: Boolean(o.json), once: Boolean(o.once) });
+    }));
+
+  cli
     .command("kmod <action>", "Kernel module: build | load | unload | status")
     .option("--kdir <dir>", "Kernel build directory (default /lib/modules/$(uname -r)/build)")
-    .option("--params <params>", "Module parameters for load, e.g. 'pool_limit_mb=4096 group=video'")
+    .option("--params <params>", "Module parameters for load, e.g. 'pool_limit_bytes=4294967296 group=44'")
+    .option("--ko <file>", "The .ko to load (default: the built one)")
     .option("--json", "Machine-readable status")
-    .action(wrap(async (action: string, opts: Record<string, unknown>) => {
+    .action(wrap(async (action: string, o: Record<string, unknown>) => {
       const { kmodCommand } = await import("./kmod/cli.ts");
-      return kmodCommand(action as "build" | "load" | "unload" | "status", opts);
+      const actions = ["build", "load", "unload", "status"];
+      if (!actions.includes(action)) {
+        console.error(`spillway kmod: unknown action '${action}'; use one of ${actions.join(", ")}`);
+        return 2;
+      }
+      return kmodCommand(action as "build" | "load" | "unload" | "status", {
+        kernelDir: o.kdir as string | undefined,
+        params: o.params as string | undefined,
+        ko: o.ko as string | undefined,
+        json: Boolean(o.json),
+      });
     }));
 
   cli.help();
