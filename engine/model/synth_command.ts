@@ -28,6 +28,13 @@ export function listShapes(): ModelShape[] {
 
 const QUANTS = ["Q8_0", "Q4_0", "F16"];
 
+function human(bytes: number): string {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let v = bytes, u = 0;
+  while (v >= 1024 && u < units.length - 1) (v /= 1024), u++;
+  return `${u === 0 ? v : v.toFixed(2)} ${units[u]}`;
+}
+
 /** Runs `spillway synth`; returns the process exit code (0 ok, 2 bad arguments, 1 write failure). */
 export async function synthCommand(opts: SynthCommandOptions): Promise<number> {
   const shape = getShape(opts.shape);
@@ -77,7 +84,7 @@ export async function synthCommand(opts: SynthCommandOptions): Promise<number> {
     if (started) bar.stop();
     const secs = (performance.now() - t0) / 1000;
     console.log(
-      `wrote ${r.path}: ${(r.bytes / GiB).toFixed(2)} GiB (${r.bytes} bytes)${opts.sparse ? ", sparse (data is a hole)" : ""} in ${secs.toFixed(1)} s`,
+      `wrote ${r.path}: ${human(r.bytes)} (${r.bytes} bytes)${opts.sparse ? ", sparse (data is a hole)" : ""} in ${secs.toFixed(1)} s`,
     );
     return 0;
   } catch (e) {
