@@ -19,3 +19,32 @@ export { defineStruct } from "./ffi/struct.ts";
 export type { FieldSpec, FieldType, StructLayout, StructValue } from "./ffi/struct.ts";
 export { libc } from "./ffi/libc.ts";
 export type { Libc } from "./ffi/libc.ts";
+
+// Recipes, models, hardware, planning.
+export { loadRecipe, parseRecipe } from "./engine/recipe/mod.ts";
+export type { Recipe } from "./engine/recipe/mod.ts";
+export { readModel } from "./engine/model/mod.ts";
+export { synthesize } from "./engine/model/synth.ts";
+export { listShapes } from "./engine/model/shapes.ts";
+export { getProfile, probeHardware, profileNames, resolveHardware } from "./engine/hardware/mod.ts";
+export { plan, planRecipe } from "./engine/planner/mod.ts";
+export type { PlannedRecipe, PlanOptions } from "./engine/planner/mod.ts";
+export { autotune } from "./engine/planner/autotune.ts";
+export type { AutotuneOptions, AutotuneResult } from "./engine/planner/autotune.ts";
+export { runBench } from "./engine/hardware/bench/mod.ts";
+
+// Launching runtimes with a plan, and watching them.
+export { adapterFor } from "./engine/runtimes/mod.ts";
+export type { RunRecipe, RuntimeAdapter, RuntimeCapabilities } from "./engine/runtimes/mod.ts";
+export { launch, launchSpec } from "./engine/launch.ts";
+export type { LaunchHandle, LaunchOptions, PlanLaunchOptions } from "./engine/launch.ts";
+export { snapshot } from "./engine/monitor.ts";
+export type { ProcessStats, Snapshot } from "./engine/monitor.ts";
+
+// The shim and the kernel module.
+export { locateShim, shimEnv } from "./shim/build.ts";
+export { listShimStats, readShimStats } from "./shim/stats.ts";
+export type { ShimStats } from "./shim/stats.ts";
+export { Pool } from "./kmod/pool.ts";
+export { moduleStatus } from "./kmod/loader.ts";
+export type { ModuleStatus } from "./kmod/loader.ts";
