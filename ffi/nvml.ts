@@ -1,104 +1,100 @@
 /**
- * NVML bindings over the FFI core: enough to probe a GPU (name, memory, PCIe link, driver)
- * without nvidia-smi. Returns null when libnvidia-ml.so.1 is absent or finds no device.
- *
- * @example
- * ```ts
- * import { probeNvml } from "./nvml.ts";
- * const gpus = await probeNvml();
- * console.log(gpus ?? "no NVIDIA GPU");
- * ```
+ * A minimal NVML binding through the FFI core, for the hardware probe: device name, memory, PCIe
+ * link, driver, compute capability, memory bus. Opened and closed per probe.
  *
  * @module
  */
 import { loadFfi } from "./mod.ts";
-import { defineStruct } from "./struct.ts";
-import type { Ffi } from "./types.ts";
 
-/** What NVML reports about one GPU. */
+/** What NVML says about one GPU. */
 export interface NvmlGpu {
   index: number;
   name: string;
   totalBytes: number;
   freeBytes: number;
-  usedBytes: number;
   pcieGen: number;
   pcieWidth: number;
-  pcieMaxGen: number;
-  pcieMaxWidth: number;
-  driver: string;
+  driver?: string;
+  computeCapability?: string;
+  /** Memory bus width in bits, when NVML reports it. */
+  busWidthBits?: number;
+  /** Maximum memory clock in MHz, when NVML reports it. */
+  memClockMHz?: number;
 }
 
-const DECLS = {
+const SYMBOLS = {
   nvmlInit_v2: { args: [], result: "i32" },
   nvmlShutdown: { args: [], result: "i32" },
   nvmlDeviceGetCount_v2: { args: ["buffer"], result: "i32" },
   nvmlDeviceGetHandleByIndex_v2: { args: ["u32", "buffer"], result: "i32" },
   nvmlDeviceGetName: { args: ["ptr", "buffer", "u32"], result: "i32" },
   nvmlDeviceGetMemoryInfo: { args: ["ptr", "buffer"], result: "i32" },
-  nvmlDeviceGetCurrPcieLinkGeneration: { args: ["ptr", "buffer"], result: "i32" },
-  nvmlDeviceGetCurrPcieLinkWidth: { args: ["ptr", "buffer"], result: "i32" },
   nvmlDeviceGetMaxPcieLinkGeneration: { args: ["ptr", "buffer"], result: "i32" },
   nvmlDeviceGetMaxPcieLinkWidth: { args: ["ptr", "buffer"], result: "i32" },
   nvmlSystemGetDriverVersion: { args: ["buffer", "u32"], result: "i32" },
+  nvmlDeviceGetCudaComputeCapability: { args: ["ptr", "buffer", "buffer"], result: "i32" },
+  nvmlDeviceGetMemoryBusWidth: { args: ["ptr", "buffer"], result: "i32" },
+  nvmlDeviceGetMaxClockInfo: { args: ["ptr", "u32", "buffer"], result: "i32" },
 } as const;
 
-/** nvmlMemory_t: total, free, used (unsigned long long each). */
-const NvmlMemory = defineStruct("nvmlMemory_t", 24, {
-  total: { offset: 0, type: "u64" },
-  free: { offset: 8, type: "u64" },
-  used: { offset: 16, type: "u64" },
-});
+const NVML_CLOCK_MEM = 2;
 
-function cstr(bytes: Uint8Array): string {
-  const end = bytes.indexOf(0);
-  return new TextDecoder().decode(end < 0 ? bytes : bytes.subarray(0, end));
+function cstr(buf: Uint8Array): string {
+  const end = buf.indexOf(0);
+  return new TextDecoder().decode(end < 0 ? buf : buf.subarray(0, end));
 }
 
-function u32(ffiCall: (out: Uint8Array) => number): number {
-  const out = new Uint8Array(4);
-  return ffiCall(out) === 0 ? new DataView(out.buffer).getUint32(0, true) : 0;
-}
-
-/** Probe all NVIDIA GPUs through NVML; null when NVML is unavailable or reports no device. */
-export async function probeNvml(library = "libnvidia-ml.so.1"): Promise<NvmlGpu[] | null> {
-  const ffi: Ffi = await loadFfi();
-  let lib;
-  try {
-    lib = ffi.open(library, DECLS);
-  } catch {
-    return null;
-  }
+/**
+ * Query all GPUs through libnvidia-ml.so.1.
+ * @throws FfiLoadError when the library is absent; Error when nvmlInit fails.
+ */
+export async function queryNvml(): Promise<NvmlGpu[]> {
+  const ffi = await loadFfi();
+  const lib = ffi.open("libnvidia-ml.so.1", SYMBOLS);
   const s = lib.symbols;
   try {
-    if (s.nvmlInit_v2() !== 0) return null;
-    const count = u32((o) => s.nvmlDeviceGetCount_v2(o));
-    const driverBuf = new Uint8Array(96);
-    const driver = s.nvmlSystemGetDriverVersion(driverBuf, 96) === 0 ? cstr(driverBuf) : "";
-    const gpus: NvmlGpu[] = [];
-    for (let i = 0; i < count; i++) {
-      const h = new Uint8Array(8);
-      if (s.nvmlDeviceGetHandleByIndex_v2(i, h) !== 0) continue;
-      const handle = new DataView(h.buffer).getBigUint64(0, true);
-      const nameBuf = new Uint8Array(96);
-      s.nvmlDeviceGetName(handle, nameBuf, 96);
-      const mem = new Uint8Array(NvmlMemory.size);
-      const m = s.nvmlDeviceGetMemoryInfo(handle, mem) === 0 ? NvmlMemory.decode(mem) : { total: 0n, free: 0n, used: 0n };
-      gpus.push({
-        index: i,
-        name: cstr(nameBuf),
-        totalBytes: Number(m.total),
-        freeBytes: Number(m.free),
-        usedBytes: Number(m.used),
-        pcieGen: u32((o) => s.nvmlDeviceGetCurrPcieLinkGeneration(handle, o)),
-        pcieWidth: u32((o) => s.nvmlDeviceGetCurrPcieLinkWidth(handle, o)),
-        pcieMaxGen: u32((o) => s.nvmlDeviceGetMaxPcieLinkGeneration(handle, o)),
-        pcieMaxWidth: u32((o) => s.nvmlDeviceGetMaxPcieLinkWidth(handle, o)),
-        driver,
-      });
+    const rc = s.nvmlInit_v2();
+    if (rc !== 0) throw new Error(`nvmlInit_v2 failed with NVML error ${rc}`);
+    try {
+      const u32 = new Uint8Array(4);
+      const dv = new DataView(u32.buffer);
+      if (s.nvmlDeviceGetCount_v2(u32) !== 0) return [];
+      const count = dv.getUint32(0, true);
+      const drv = new Uint8Array(96);
+      const driver = s.nvmlSystemGetDriverVersion(drv, drv.length) === 0 ? cstr(drv) : undefined;
+      const gpus: NvmlGpu[] = [];
+      for (let i = 0; i < count; i++) {
+        const hb = new Uint8Array(8);
+        if (s.nvmlDeviceGetHandleByIndex_v2(i, hb) !== 0) continue;
+        const h = new DataView(hb.buffer).getBigUint64(0, true);
+        const nameBuf = new Uint8Array(96);
+        const name = s.nvmlDeviceGetName(h, nameBuf, nameBuf.length) === 0 ? cstr(nameBuf) : `GPU ${i}`;
+        const mem = new Uint8Array(24); // nvmlMemory_t { total, free, used } (unsigned long long)
+        if (s.nvmlDeviceGetMemoryInfo(h, mem) !== 0) continue;
+        const mv = new DataView(mem.buffer);
+        const u = (fn: (out: Uint8Array) => number): number | undefined => (fn(u32) === 0 ? dv.getUint32(0, true) : undefined);
+        const gpu: NvmlGpu = {
+          index: i,
+          name,
+          totalBytes: Number(mv.getBigUint64(0, true)),
+          freeBytes: Number(mv.getBigUint64(8, true)),
+          pcieGen: u((o) => s.nvmlDeviceGetMaxPcieLinkGeneration(h, o)) ?? 4,
+          pcieWidth: u((o) => s.nvmlDeviceGetMaxPcieLinkWidth(h, o)) ?? 16,
+          driver,
+          busWidthBits: u((o) => s.nvmlDeviceGetMemoryBusWidth(h, o)),
+          memClockMHz: u((o) => s.nvmlDeviceGetMaxClockInfo(h, NVML_CLOCK_MEM, o)),
+        };
+        const maj = new Uint8Array(4);
+        const min = new Uint8Array(4);
+        if (s.nvmlDeviceGetCudaComputeCapability(h, maj, min) === 0) {
+          gpu.computeCapability = `${new DataView(maj.buffer).getInt32(0, true)}.${new DataView(min.buffer).getInt32(0, true)}`;
+        }
+        gpus.push(gpu);
+      }
+      return gpus;
+    } finally {
+      s.nvmlShutdown();
     }
-    s.nvmlShutdown();
-    return gpus.length ? gpus : null;
   } finally {
     lib.close();
   }

@@ -10,7 +10,7 @@ import { readFileSync } from "node:fs";
 import { cpus, totalmem, freemem } from "node:os";
 import type { HardwareProfile } from "../types.ts";
 import { gpuSpecFor, pcieBandwidth } from "./gpu_specs.ts";
-import { type NvmlGpu, queryNvml } from "./nvml.ts";
+import { type NvmlGpu, queryNvml } from "../../ffi/nvml.ts";
 import { getProfile } from "./profiles.ts";
 
 /** Host facts read from /proc. */
