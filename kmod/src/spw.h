@@ -46,6 +46,11 @@
 #define spw_dma_buf_unmap(at, sgt, dir) dma_buf_unmap_attachment(at, sgt, dir)
 #endif
 
+/* newer kernels dropped nth_page(): a compound page's struct pages are contiguous there */
+#ifndef nth_page
+#define nth_page(page, n) ((page) + (n))
+#endif
+
 /* ---- module parameters (main.c) ---- */
 extern bool spw_debug_ioctls;
 extern unsigned int spw_pressure_moderate_mb;

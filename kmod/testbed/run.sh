@@ -84,8 +84,14 @@ if [ -z "$KVER" ]; then
 		KVER=$(resolve_kver)
 	fi
 fi
-[ -n "$KVER" ] || die "cannot tell which kernel linux-image-amd64 depends on (apt-cache depends)"
 KDIR_CACHE=$CACHE/kernel/$KVER
+if [ ! -f "$KDIR_CACHE/.complete" ] && [ -z "${SPILLWAY_KVER:-}" ]; then
+	# about to download: resolve against fresh lists (a stale ABI vanishes at point releases)
+	apt_update
+	KVER=$(resolve_kver)
+	KDIR_CACHE=$CACHE/kernel/$KVER
+fi
+[ -n "$KVER" ] || die "cannot tell which kernel linux-image-amd64 depends on (apt-cache depends)"
 log "kernel ABI $KVER"
 
 # ---------------------------------------------------------------- 3. kernel image + headers (cached)
