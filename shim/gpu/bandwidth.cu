@@ -23,16 +23,17 @@
     }                                                                                           \
   } while (0)
 
+template <int U>
 __global__ void readk(const uint4 *__restrict__ p, size_t n, unsigned long long *out) {
   uint4 acc = make_uint4(0, 0, 0, 0);
   size_t stride = (size_t)gridDim.x * blockDim.x;
   size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x;
-  for (; i + 3 * stride < n; i += 4 * stride) {
-    uint4 a = p[i], b = p[i + stride], c = p[i + 2 * stride], d = p[i + 3 * stride];
-    acc.x ^= a.x ^ b.x ^ c.x ^ d.x;
-    acc.y ^= a.y ^ b.y ^ c.y ^ d.y;
-    acc.z ^= a.z ^ b.z ^ c.z ^ d.z;
-    acc.w ^= a.w ^ b.w ^ c.w ^ d.w;
+  for (; i + (U - 1) * stride < n; i += U * stride) {
+    uint4 v[U];
+#pragma unroll
+    for (int u = 0; u < U; u++) v[u] = p[i + u * stride]; // U loads in flight per thread
+#pragma unroll
+    for (int u = 0; u < U; u++) acc.x ^= v[u].x, acc.y ^= v[u].y, acc.z ^= v[u].z, acc.w ^= v[u].w;
   }
   for (; i < n; i += stride) {
     uint4 a = p[i];
@@ -49,17 +50,26 @@ __global__ void filk(uint4 *p, size_t n) {
 static int sms;
 static unsigned long long *sink;
 
-// Best and median GB/s (1e9 bytes/s) of reps timed runs.
-static void time_read(const void *p, size_t bytes, int reps, double *best, double *median) {
+struct cfg { int grid_per_sm, block, unroll; };
+static const cfg CFGS[] = {{8, 512, 4}, {4, 512, 4}, {16, 512, 4}, {32, 256, 4}, {8, 512, 8}, {16, 256, 8}, {2, 1024, 8}};
+static const int NCFG = sizeof CFGS / sizeof CFGS[0];
+
+static void launch(const cfg &c, const void *p, size_t bytes) {
+  if (c.unroll == 8) readk<8><<<sms * c.grid_per_sm, c.block>>>((const uint4 *)p, bytes / 16, sink);
+  else readk<4><<<sms * c.grid_per_sm, c.block>>>((const uint4 *)p, bytes / 16, sink);
+}
+
+// Best and median GB/s (1e9 bytes/s) of reps timed runs of one kernel configuration.
+static void time_read(const cfg &c, const void *p, size_t bytes, int reps, double *best, double *median) {
   cudaEvent_t a, b;
   CK(cudaEventCreate(&a));
   CK(cudaEventCreate(&b));
-  readk<<<sms * 8, 512>>>((const uint4 *)p, bytes / 16, sink);
+  launch(c, p, bytes);
   CK(cudaDeviceSynchronize());
   std::vector<double> v;
   for (int r = 0; r < reps; r++) {
     CK(cudaEventRecord(a));
-    readk<<<sms * 8, 512>>>((const uint4 *)p, bytes / 16, sink);
+    launch(c, p, bytes);
     CK(cudaEventRecord(b));
     CK(cudaEventSynchronize(b));
     float ms;
@@ -119,13 +129,22 @@ int main(int argc, char **argv) {
   memset(pinned, 1, bytes);
   memset(mapped, 2, bytes);
 
-  double h2d_b, h2d_m, sp_b, sp_m, mp_b, mp_m, vr_b, vr_m, sl_b, sl_m;
+  double h2d_b, h2d_m, sp_b = 0, sp_m = 0, mp_b = 0, mp_m = 0, vr_b, vr_m, sl_b, sl_m;
   time_h2d(vram, pinned, bytes, reps, &h2d_b, &h2d_m);
-  time_read(spilled, bytes, reps, &sp_b, &sp_m);
-  time_read(mapped_dev, bytes, reps, &mp_b, &mp_m);
-  time_read(split, bytes, reps, &sl_b, &sl_m);
-  time_read(vram, bytes, reps, &vr_b, &vr_m);
-
+  // The same kernel configurations on spilled and on cudaHostAlloc-mapped memory; the best of each.
+  char sweep[4096];
+  int off = 0, best_sp = 0, best_mp = 0;
+  for (int k = 0; k < NCFG; k++) {
+    double b1, m1, b2, m2;
+    time_read(CFGS[k], spilled, bytes, reps, &b1, &m1);
+    time_read(CFGS[k], mapped_dev, bytes, reps, &b2, &m2);
+    if (m1 > sp_m) sp_b = b1, sp_m = m1, best_sp = k;
+    if (m2 > mp_m) mp_b = b2, mp_m = m2, best_mp = k;
+    off += snprintf(sweep + off, sizeof sweep - off, "%s{\"blocksPerSm\":%d,\"block\":%d,\"unroll\":%d,\"spilled\":%.2f,\"mapped\":%.2f}",
+                    k ? "," : "", CFGS[k].grid_per_sm, CFGS[k].block, CFGS[k].unroll, m1, m2);
+  }
+  time_read(CFGS[best_sp], split, bytes, reps, &sl_b, &sl_m);
+  time_read(CFGS[0], vram, bytes, reps, &vr_b, &vr_m);
   uint64_t spilled_host = s1.tiers[SPILLWAY_TIER_HOST_VMM].bytes + s1.tiers[SPILLWAY_TIER_HOST_MAPPED].bytes -
                           s0.tiers[SPILLWAY_TIER_HOST_VMM].bytes - s0.tiers[SPILLWAY_TIER_HOST_MAPPED].bytes;
   uint64_t split_host = s2.tiers[SPILLWAY_TIER_HOST_VMM].bytes + s2.tiers[SPILLWAY_TIER_HOST_MAPPED].bytes -
@@ -139,10 +158,11 @@ int main(int argc, char **argv) {
          "\"mappedKernelRead\":{\"best\":%.2f,\"median\":%.2f},"
          "\"splitKernelRead\":{\"best\":%.2f,\"median\":%.2f,\"vramBytes\":%llu,\"hostBytes\":%llu},"
          "\"vramKernelRead\":{\"best\":%.2f,\"median\":%.2f},"
-         "\"ratioSpilledReadToPinnedMemcpy\":%.4f,\"ratioSpilledReadToMappedRead\":%.4f,\"shimLoaded\":%s}\n",
+         "\"ratioSpilledReadToPinnedMemcpy\":%.4f,\"ratioSpilledReadToMappedRead\":%.4f,\"shimLoaded\":%s,"
+         "\"bestConfig\":{\"spilled\":%d,\"mapped\":%d},\"sweepMedians\":[%s]}\n",
          prop.name, bytes, reps, h2d_b, h2d_m, sp_b, sp_m, (unsigned long long)spilled_host, mp_b, mp_m, sl_b, sl_m,
          (unsigned long long)split_vram, (unsigned long long)split_host, vr_b, vr_m, sp_m / h2d_m, sp_m / mp_m,
-         stats ? "true" : "false");
+         stats ? "true" : "false", best_sp, best_mp, sweep);
   CK(cudaFree(spilled));
   CK(cudaFree(split));
   CK(cudaFree(vram));
