@@ -21,6 +21,7 @@ import { launch, type LaunchHandle } from "./launch.ts";
 import { readModel } from "./model/mod.ts";
 import { synthesize, type SynthQuant } from "./model/synth.ts";
 import { fmtBytes, renderSnapshot, snapshot, snapshotJson, statsDirectory } from "./monitor.ts";
+import { planRecipe } from "./planner/command.ts";
 import { plan as makePlan, type PlanRecipe } from "./planner/plan.ts";
 import { loadRecipe, RECIPE_DEFAULTS, WORKLOADS } from "./recipe/mod.ts";
 import type { Recipe } from "./recipe/types.ts";
@@ -30,7 +31,7 @@ import { adapterFor } from "./runtimes/mod.ts";
 import type { GenerationResult } from "./runtimes/node_llama_cpp.ts";
 import { locateShim, shimEnv } from "../shim/build.ts";
 import { defaultShimPath } from "./runtimes/shim_path.ts";
-import type { HardwareProfile, LaunchSpec, ModelInfo, Plan } from "./types.ts";
+import type { HardwareProfile, LaunchSpec, Plan } from "./types.ts";
 import { progressBar, type Progress } from "./runtimes/progress.ts";
 
 /** Options of {@link runCommand}. */
@@ -80,7 +81,7 @@ export function formatPlanScreen(plan: Plan, hardware?: HardwareProfile): string
   lines.push(`          ${plan.model.architecture} ${plan.model.quantization}, ${fmtBytes(plan.model.bytes)}`);
   const gpu = hardware?.gpu ? `${hardware.gpu.name}, ${fmtBytes(hardware.gpu.freeVramBytes)} VRAM free` : "no GPU";
   lines.push(`machine   ${plan.hardware.name} (${plan.hardware.source}${hardware ? `; ${gpu}; ${hardware.host.cpuCores} cores` : ""})`);
-  for (const n of hardware?.notes ?? []) lines.push(`          note: ${n}`);
+  for (const n of plan.notes ?? hardware?.notes ?? []) lines.push(`          note: ${n}`);
   lines.push(`runtime   ${plan.runtime}`);
   lines.push(`workload  ${plan.workload.objective}: ${plan.workload.promptTokens} prompt + ${plan.workload.generatedTokens} generated tokens`);
   lines.push(`plan      ${plan.chosen}${c ? ` (${c.label})` : ""}`);
@@ -137,13 +138,6 @@ export async function ensureModelFile(recipe: Recipe, err: (s: string) => void =
   return m.path;
 }
 
-async function planFor(recipe: Recipe, model: ModelInfo, hardwareOverride?: string): Promise<{ plan: Plan; hardware: HardwareProfile }> {
-  const hardware = await resolveHardware(recipe.hardware, hardwareOverride ? { override: hardwareOverride } : {});
-  const p = makePlan(model, hardware, recipe, { capabilities: adapterFor(recipe.runtime.name, recipe.file).capabilities });
-  if (recipe.file) p.recipe = recipe.file;
-  return { plan: p, hardware };
-}
-
 /** A planning recipe for a wrapped llama.cpp command line. */
 function wrappedRecipe(program: string, args: string[]): PlanRecipe {
   const context = intArgOf(args, ["-c", "--ctx-size"]) ?? RECIPE_DEFAULTS.context;
@@ -178,19 +172,15 @@ export async function runCommand(recipePath: string | null, extraArgs: string[],
 
   if (recipePath !== null) {
     const recipe = await loadRecipe(recipePath);
-    runRecipe = runRecipeOf(recipe);
-    if (extraArgs.length) runRecipe.args = [...(runRecipe.args ?? []), ...extraArgs];
+    // A dry run makes nothing: a synthetic model not made yet is planned from its shape.
     if (!options.dryRun) await ensureModelFile(recipe, err);
-    if (!existsSync(recipe.model.path)) {
-      // Dry run of a synthetic model not made yet: plan from its shape.
-      const { modelInfoFromShape } = await import("./planner/from_shape.ts");
-      if (!recipe.model.id || !recipe.model.quant) throw new ModelFileError(recipe.model.path, "model file not found");
-      const info = modelInfoFromShape(recipe.model.id, recipe.model.quant, recipe.model.path);
-      ({ report, hardware } = await planReport(recipe, info, runRecipe, options, adapterOptions));
-    } else {
-      const info = await readModel(recipe.model.path);
-      ({ report, hardware } = await planReport(recipe, info, runRecipe, options, adapterOptions));
-    }
+    const planned = await planRecipe(recipePath, options.hardware ? { hardware: options.hardware } : {});
+    hardware = planned.hardware;
+    runRecipe = runRecipeOf(planned.recipe);
+    if (extraArgs.length) runRecipe.args = [...(runRecipe.args ?? []), ...extraArgs];
+    const adapter = adapterFor(planned.plan.runtime, recipe.file);
+    const spec = adapter.toLaunchSpec(planned.plan, runRecipe, adapterOptions);
+    report = { recipe: recipe.file, plan: planned.plan, launch: { inProcess: adapter.capabilities.inProcess, ...spec } };
   } else {
     if (extraArgs.length === 0) throw new RecipeSchemaError("spillway run", "(arguments)", "give a recipe file, or a command after `--` (e.g. spillway run -- llama-server -m model.gguf)");
     ({ report, hardware, runRecipe } = await wrapCommand(extraArgs, options, adapterOptions));
@@ -248,22 +238,6 @@ function loadProgress(): (phase: "load" | "prompt" | "generate", done: number, t
     }
     bar?.update(done, total);
     if (p === "generate" && done >= total) bar?.stop();
-  };
-}
-
-async function planReport(
-  recipe: Recipe,
-  info: ModelInfo,
-  runRecipe: RunRecipe,
-  options: RunCommandOptions,
-  adapterOptions: { shimPath?: string },
-): Promise<{ report: RunReport; hardware: HardwareProfile }> {
-  const { plan, hardware } = await planFor(recipe, info, options.hardware);
-  const adapter = adapterFor(plan.runtime, recipe.file);
-  const spec = adapter.toLaunchSpec(plan, runRecipe, adapterOptions);
-  return {
-    report: { recipe: recipe.file, plan, launch: { inProcess: adapter.capabilities.inProcess, ...spec } },
-    hardware,
   };
 }
 

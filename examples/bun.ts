@@ -4,10 +4,10 @@
 // resolves the hardware, plans, and launches the plan (node-llama-cpp in process on a CPU-only
 // machine), then prints the measured speeds.
 import { existsSync } from "node:fs";
-import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { launch, loadRecipe, plan, readModel, resolveHardware, synthesize } from "../mod.ts";
 
-const recipe = await loadRecipe(join(import.meta.dir, "..", "recipes", "demo.json5"));
+const recipe = await loadRecipe(fileURLToPath(new URL("../recipes/demo.json5", import.meta.url)));
 if (!existsSync(recipe.model.path) && recipe.model.synth && recipe.model.shape) {
   console.log(`synthesizing ${recipe.model.shape} -> ${recipe.model.path}`);
   await synthesize({ shape: recipe.model.shape, quant: "Q8_0", out: recipe.model.path });
