@@ -7,13 +7,14 @@
  */
 import { execFileSync, spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { locateShim } from "../shim/build.ts";
 import { CACHE_DIR, ROOT } from "./_native.ts";
 
 const FX = "test/fixtures/fakecuda";
 const HEADERS = ["shim/include/spillway_cuda.h", "shim/include/spillway_stats.h"];
+const UAPI = "kmod/include/uapi/spillway.h";
 const LIB = ["-O2", "-Wall", "-shared", "-fPIC", "-fvisibility=hidden", "-Wl,-Bsymbolic"];
 
 /** gcc invocations, each: output name and arguments (relative source paths are resolved from ROOT). */
@@ -24,6 +25,7 @@ function recipes(dir: string): [string, string[]][] {
     ["libcudart.so.12", [...LIB, "-DFAKE_CUDART=12", "-Wl,-soname,libcudart.so.12", src("fakecudart.c"), "-ldl", "-lpthread"]],
     ["libcudart.so.13", [...LIB, "-DFAKE_CUDART=13", "-Wl,-soname,libcudart.so.13", src("fakecudart.c"), "-ldl", "-lpthread"]],
     ["libnvidia-ml.so.1", [...LIB, "-Wl,-soname,libnvidia-ml.so.1", src("fakenvml.c"), `-L${dir}`, "-l:libcuda.so.1"]],
+    ["libfakekmod.so", [...LIB, src("fakekmod.c"), "-ldl"]],
     ["shimprog12", ["-O2", "-Wall", src("shimprog.c"), `-L${dir}`, "-l:libcuda.so.1", "-l:libcudart.so.12", "-ldl", "-lpthread"]],
     ["shimprog13", ["-O2", "-Wall", src("shimprog.c"), `-L${dir}`, "-l:libcuda.so.1", "-l:libcudart.so.13", "-ldl", "-lpthread"]],
   ];
@@ -35,8 +37,8 @@ let fakeDir: string | null = null;
 export function fakeCudaDir(): string {
   if (fakeDir) return fakeDir;
   const h = createHash("sha256");
-  for (const f of ["fakecuda.c", "fakecudart.c", "fakenvml.c", "shimprog.c"]) h.update(f).update(readFileSync(join(ROOT, FX, f)));
-  for (const f of HEADERS) h.update(f).update(readFileSync(join(ROOT, f)));
+  for (const f of ["fakecuda.c", "fakecudart.c", "fakenvml.c", "fakekmod.c", "shimprog.c"]) h.update(f).update(readFileSync(join(ROOT, FX, f)));
+  for (const f of [...HEADERS, UAPI]) h.update(f).update(readFileSync(join(ROOT, f)));
   h.update(JSON.stringify(recipes("")));
   const dir = join(CACHE_DIR, `fakecuda-${h.digest("hex").slice(0, 16)}`);
   if (!existsSync(join(dir, "done"))) {
@@ -45,7 +47,8 @@ export function fakeCudaDir(): string {
     rmSync(tmp, { recursive: true, force: true });
     mkdirSync(tmp, { recursive: true });
     for (const [name, args] of recipes(tmp)) execFileSync("gcc", ["-o", join(tmp, name), ...args], { stdio: "pipe" });
-    execFileSync("touch", [join(tmp, "done")]);
+    writeFileSync(join(tmp, "fake-spillway"), ""); // the device node fakekmod answers for
+    writeFileSync(join(tmp, "done"), "");
     try {
       renameSync(tmp, dir);
     } catch {
@@ -71,6 +74,8 @@ export interface ProgResult {
 export interface RunOptions {
   /** Preload the shim (default true). */
   shim?: boolean;
+  /** Preload the fake /dev/spillway (test/fixtures/fakecuda/fakekmod.c) after the shim. */
+  kmod?: boolean;
   /** Program linked against libcudart.so.12 or .13 (default 13). */
   runtime?: 12 | 13;
   env?: Record<string, string>;
@@ -87,6 +92,10 @@ export async function runProg(ops: string[], options: RunOptions = {}): Promise<
     ...options.env,
   };
   if (options.shim !== false) env.LD_PRELOAD = await testShim();
+  if (options.kmod) {
+    env.LD_PRELOAD = `${env.LD_PRELOAD}:${join(dir, "libfakekmod.so")}`;
+    env.FAKEKMOD_DEVICE = env.SPILLWAY_KMOD_DEVICE = join(dir, "fake-spillway");
+  }
   const r = spawnSync(join(dir, `shimprog${options.runtime ?? 13}`), ops, { env, encoding: "utf8", input: options.input ?? "", timeout: 30_000 });
   if (r.error) throw r.error;
   const lines = r.stdout.split("\n").filter((l) => l.trim()).map((l) => JSON.parse(l));
