@@ -19,7 +19,7 @@ import type { Candidate, HardwareProfile, ModelInfo, Plan, RuntimeSettings, Work
 import { PlanError, SpillwayError } from "../errors.ts";
 import { llamaBenchArgs } from "../runtimes/llamacpp.ts";
 import { shimEnvironment } from "../runtimes/shim_path.ts";
-import { type AutotuneEntry, autotuneKey, autotunePath, type AutotuneRow, findAutotune, writeAutotune } from "../hardware/bench/autotune_cache.ts";
+import { type AutotuneEntry, autotuneKey, autotunePath, type AutotuneRow, findAutotune, readAutotune, writeAutotune } from "../hardware/bench/autotune_cache.ts";
 import { fitConstants, type Speeds } from "../hardware/bench/calibrate.ts";
 import { autotuneChartSvg, renderPng } from "../hardware/bench/chart.ts";
 import { runLlamaBench, trialCounts, type TrialMeasurement } from "../hardware/bench/trials.ts";
@@ -212,6 +212,28 @@ export function applyCachedAutotune(plan: Plan, cacheFile: string = autotunePath
   } catch {
     return plan;
   }
+}
+
+/**
+ * The constants calibrated by the latest autotune on hardware `hardwareName` (merged over
+ * `base`), or null when none was stored: pass as `PlanOptions.constants` to plan with them.
+ */
+export function calibratedConstants(hardwareName: string, base: CostConstants = DEFAULT_CONSTANTS, cacheFile: string = autotunePath()): CostConstants | null {
+  let latest: AutotuneEntry | null = null;
+  try {
+    for (const e of Object.values(readAutotune(cacheFile).entries)) {
+      if (e.hardware.name === hardwareName && e.calibration && (!latest || e.measuredAt > latest.measuredAt)) latest = e;
+    }
+  } catch {
+    return null;
+  }
+  if (!latest) return null;
+  const k: Record<string, unknown> = { ...base };
+  for (const n of FIT_NAMES) {
+    const v = latest.calibration!.constants[n];
+    if (typeof v === "number" && v > 0) k[n] = v;
+  }
+  return k as unknown as CostConstants;
 }
 
 /**

@@ -9,7 +9,7 @@ import type { Cuda } from "../../../ffi/cuda.ts";
 import type { HardwareProfile, Measured } from "../../types.ts";
 import { SpillwayError } from "../../errors.ts";
 import { type CacheEntry, cacheDir, findBenchEntry, hostIds, machineKey, type MachineIds, nvidiaDriverVersion, writeCacheEntry } from "./cache.ts";
-import { measureCpuRam } from "./cpu.ts";
+import { defaultCpuBufferBytes, measureCpuRam } from "./cpu.ts";
 import { measureDiskRead } from "./disk.ts";
 import { fmtBytes, measureGpu } from "./gpu.ts";
 import { type BenchParts, benchProfile } from "./profile.ts";
@@ -127,7 +127,7 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchReport> {
     err(`spillway bench: no GPU: ${gpuOpen.absent}; measuring CPU and disk only\n`);
   }
   if (!skip.has("cpu")) {
-    const bytes = opts.bytes ?? (quick ? 256 * MiB : 2 * GiB);
+    const bytes = opts.bytes ?? (quick ? 256 * MiB : defaultCpuBufferBytes());
     say(`CPU RAM read, all cores, ${fmtBytes(bytes)} x${repeats}`);
     parts.cpu = await measureCpuRam({ cacheDir: dir, bytes, repeats });
     details.cpu = { threads: parts.cpu.threads, bytes: parts.cpu.bytes };

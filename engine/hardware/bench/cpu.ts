@@ -3,7 +3,8 @@
  * @module
  */
 import { execFile } from "node:child_process";
-import { availableParallelism } from "node:os";
+import { readFileSync } from "node:fs";
+import { availableParallelism, freemem } from "node:os";
 import type { Measured } from "../../types.ts";
 import { HardwareProbeError } from "../../errors.ts";
 import { parseHelperOutput } from "./helper_output.ts";
@@ -16,7 +17,7 @@ export interface CpuRamOptions {
   cacheDir: string;
   /** Threads; default all cores. */
   threads?: number;
-  /** Buffer bytes; default 2 GiB (well past any CPU cache), at most a quarter of free RAM. */
+  /** Buffer bytes; default {@linkcode defaultCpuBufferBytes}. */
   bytes?: number;
   /** Repeats; default 5. */
   repeats?: number;
@@ -27,6 +28,28 @@ export interface CpuRamResult {
   ramGBps: Measured;
   threads: number;
   bytes: number;
+}
+
+/** Last-level cache size from sysfs (bytes), or null. */
+export function l3CacheBytes(): number | null {
+  try {
+    const t = readFileSync("/sys/devices/system/cpu/cpu0/cache/index3/size", "utf8").trim();
+    const m = /^(\d+)([KMG]?)$/.exec(t);
+    if (!m) return null;
+    return Number(m[1]) * ({ "": 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3 } as Record<string, number>)[m[2]];
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Default buffer: max(2 GiB, 8 x L3), so caches cannot serve a noticeable share of the reads
+ * (server L3s reach hundreds of MiB), but at most a quarter of free RAM and at least 256 MiB.
+ */
+export function defaultCpuBufferBytes(): number {
+  const want = Math.max(2 * 1024 ** 3, 8 * (l3CacheBytes() ?? 0));
+  const cap = Math.max(256 * 1024 ** 2, Math.floor(freemem() / 4));
+  return Math.floor(Math.min(want, cap) / 4096) * 4096;
 }
 
 /** Run a program and return its stdout; failures become HardwareProbeError with its stderr. */
@@ -44,7 +67,7 @@ export function runHelper(path: string, args: string[], timeoutMs = 300_000): Pr
 /** Measure RAM read bandwidth of all cores (GB/s per repeat, summarized). */
 export async function measureCpuRam(opts: CpuRamOptions): Promise<CpuRamResult> {
   const threads = opts.threads ?? availableParallelism();
-  const bytes = opts.bytes ?? 2 * 1024 ** 3;
+  const bytes = opts.bytes ?? defaultCpuBufferBytes();
   const repeats = opts.repeats ?? 5;
   const exe = buildHelper("cpu_bw", opts.cacheDir, ["-pthread"]);
   const out = parseHelperOutput("cpu_bw", await runHelper(exe, [String(threads), String(bytes), String(repeats)]));
