@@ -117,7 +117,6 @@ struct sw_reals {
   cudaGetDriverEntryPointByVersion_t cudaGetDriverEntryPointByVersion, cudaGetDriverEntryPointByVersion_ptsz;
   nvmlDeviceGetMemoryInfo_t nvmlDeviceGetMemoryInfo;
   nvmlDeviceGetMemoryInfo_v2_t nvmlDeviceGetMemoryInfo_v2;
-  nvmlDeviceGetIndex_t nvmlDeviceGetIndex;
 };
 extern struct sw_reals sw_real;
 
@@ -140,9 +139,9 @@ struct sw_vram_fn {
   CUmemoryPool pool;
 };
 int sw_alloc(size_t size, const struct sw_vram_fn *v, CUdeviceptr *out);
-/* Returns 1 and frees when ptr is a spilled allocation; 0 (nothing done) otherwise.
- * For plain VRAM allocations sets *vram_size and untracks; the caller calls the real free and
- * calls sw_untrack_failed() if that fails. */
+/* Free ptr if the shim placed it in host memory (SW_FREE_DONE). For the shim's plain VRAM
+ * allocations (SW_FREE_VRAM) the caller calls the real free, then sw_free_vram_result(cookie, ok).
+ * SW_FREE_UNKNOWN: not the shim's; the caller passes it to CUDA. */
 enum { SW_FREE_UNKNOWN = 0, SW_FREE_VRAM = 1, SW_FREE_DONE = 2 };
 int sw_free(CUdeviceptr ptr, int async, CUstream stream, void **cookie);
 void sw_free_vram_result(void *cookie, int ok);
