@@ -196,7 +196,8 @@ export async function runCommand(recipePath: string | null, extraArgs: string[],
   }
 
   // The shim is built on first use (a few seconds with gcc), before anything starts.
-  if (report.launch.env.LD_PRELOAD === defaultShimPath() && !existsSync(defaultShimPath())) await locateShim();
+  const preload = report.launch.env.LD_PRELOAD;
+  if (preload && !existsSync(preload) && preload === defaultShimPath()) await locateShim();
   const handle: LaunchHandle = report.plan
     ? launch(report.plan, runRecipe, { ...adapterOptions, spec: report.launch, onProgress: loadProgress() })
     : launch(null, runRecipe, { ...adapterOptions, spec: report.launch });
@@ -270,9 +271,8 @@ async function wrapCommand(
   }
   // Any other program: under the shim with its defaults when there is a GPU to spill from.
   const hardware = await resolveHardware({ kind: "probe" }, options.hardware ? { override: options.hardware } : {});
-  const shimPath = adapterOptions.shimPath ?? defaultShimPath();
   const env = hardware.gpu
-    ? shimEnv({ reserveBytes: 2 ** 30, minSpillBytes: 32 * 2 ** 20, backing: "auto", report: "vram+host" }, shimPath)
+    ? shimEnv({ reserveBytes: 2 ** 30, minSpillBytes: 32 * 2 ** 20, backing: "auto", report: "vram+host" }, adapterOptions.shimPath ?? defaultShimPath())
     : {};
   if (!hardware.gpu) (options.err ?? writeErr)("note: no GPU: running the command without the shim\n");
   const spec: LaunchSpec = { argv, env };
