@@ -13,7 +13,7 @@
  */
 import { spawnSync } from "node:child_process";
 import { cpSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
-import { homedir, release } from "node:os";
+import { release } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import process from "node:process";
@@ -21,6 +21,7 @@ import { KernelModuleError } from "../engine/errors.ts";
 import { libc, O, SYS } from "../ffi/libc.ts";
 import { kmodError } from "./errno.ts";
 import { DEVICE_PATH, PARAMS_DIR, SYSFS_DIR } from "./uapi.ts";
+import { cacheDir } from "../engine/paths.ts";
 
 /** The module's name, as the kernel knows it. */
 export const MODULE_NAME = "spillway";
@@ -37,7 +38,7 @@ export function defaultKernelDir(kernelRelease: string = release()): string {
 
 /** Where `buildModule` builds by default: `$SPILLWAY_CACHE/kmod/<release>` (cache: ~/.cache/spillway). */
 export function defaultBuildDir(kernelRelease: string = release()): string {
-  const cache = process.env.SPILLWAY_CACHE || join(homedir(), ".cache", "spillway");
+  const cache = cacheDir();
   return join(cache, "kmod", kernelRelease);
 }
 

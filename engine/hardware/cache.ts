@@ -5,13 +5,13 @@
  * @module
  */
 import { readFile } from "node:fs/promises";
-import { homedir } from "node:os";
 import { join } from "node:path";
 import type { HardwareProfile } from "../types.ts";
+import { cacheDir } from "../paths.ts";
 
 /** Path of the measured profile. */
 export function measuredProfilePath(): string {
-  return join(homedir(), ".cache", "spillway", "hardware.json");
+  return join(cacheDir(), "hardware.json");
 }
 
 /** Why a cached profile was not used, or the profile. */

@@ -36,6 +36,15 @@ async function probeOrMeasured(fallback: string | undefined, options: ResolveOpt
   if (cached.profile !== null) {
     const p = cached.profile;
     p.notes = [...(p.notes ?? []), `measured profile from ${options.cachePath ?? measuredProfilePath()} (spillway bench)`];
+    // Bandwidths keep; free memory is a fact of now (another process or a ballast may hold VRAM).
+    const live = await probeHardware({ ...options.probe, fallback: undefined }).catch(() => null);
+    if (live !== null) {
+      p.host.availableRamBytes = live.host.availableRamBytes;
+      if (p.gpu !== null && live.gpu !== null && live.gpu.name === p.gpu.name) {
+        p.gpu.freeVramBytes = live.gpu.freeVramBytes;
+        p.notes.push(`free VRAM ${(live.gpu.freeVramBytes / 2 ** 30).toFixed(2)} GiB and available RAM probed now`);
+      }
+    }
     return p;
   }
   const p = await probeHardware({ ...options.probe, fallback: fallback ?? options.probe?.fallback });

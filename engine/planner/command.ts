@@ -5,6 +5,7 @@
  *
  * @module
  */
+import { applyCachedAutotune } from "./autotune.ts";
 import { existsSync } from "node:fs";
 import { SpillwayError } from "../errors.ts";
 import { resolveHardware } from "../hardware/resolve.ts";
@@ -57,8 +58,10 @@ export async function planRecipe(recipePath: string, options: { hardware?: strin
   const hardware = await resolveHardware(recipe.hardware, { override: options.hardware });
   const adapter = await loadAdapter(recipe.runtime.name);
   const capabilities = adapter?.capabilities;
-  const p = plan(model, hardware, recipe, capabilities ? { capabilities } : {});
-  p.notes = [...(note ? [note] : []), ...(hardware.notes ?? [])];
+  const planned = plan(model, hardware, recipe, capabilities ? { capabilities } : {});
+  // A stored autotune outcome for this model, machine and workload replaces the prediction.
+  const p = applyCachedAutotune(planned);
+  p.notes = [...(note ? [note] : []), ...(hardware.notes ?? []), ...(p !== planned ? ["choice from a stored autotune outcome (spillway plan --autotune --force re-measures)"] : [])];
   return { recipe, model, hardware, plan: p };
 }
 

@@ -5,8 +5,8 @@
  *
  * @module
  */
-import { homedir } from "node:os";
 import { join } from "node:path";
+import { cacheDir } from "../paths.ts";
 
 /** One known model id. */
 export interface KnownModel {
@@ -32,7 +32,7 @@ export const KNOWN_QUANTS: readonly string[] = ["q8_0", "q4_0", "f16"];
 
 /** Directory of downloaded or synthesized models: `~/.cache/spillway/models`. */
 export function modelCacheDir(): string {
-  return join(homedir(), ".cache", "spillway", "models");
+  return join(cacheDir(), "models");
 }
 
 /** Default file of a known id: `~/.cache/spillway/models/<id>-<quant>.gguf`. */

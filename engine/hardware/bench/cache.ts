@@ -15,10 +15,11 @@
  * @module
  */
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
-import { cpus, homedir, hostname, totalmem } from "node:os";
+import { cpus, hostname, totalmem } from "node:os";
 import { dirname, join } from "node:path";
 import type { HardwareProfile } from "../../types.ts";
 import { HardwareProbeError } from "../../errors.ts";
+import { cacheDir as sharedCacheDir } from "../../paths.ts";
 
 /** What identifies a machine for the cache. */
 export interface MachineIds {
@@ -51,8 +52,7 @@ export type CacheFile = Partial<HardwareProfile> & {
 
 /** spillway's cache directory: `$XDG_CACHE_HOME/spillway` or `~/.cache/spillway`. */
 export function cacheDir(): string {
-  const xdg = process.env.XDG_CACHE_HOME;
-  return join(xdg && xdg.startsWith("/") ? xdg : join(homedir(), ".cache"), "spillway");
+  return sharedCacheDir();
 }
 
 /** The cache key of a machine. */
