@@ -1,0 +1,181 @@
+#!/usr/bin/env bash
+# The GPU machine's one entry: builds llama.cpp (CUDA, sm_90) and the shim, unpacks node, then runs
+# a benchmark matrix with the bundled harness (bench/.pack/harness.mjs), which synthesizes missing
+# models, holds VRAM with a ballast and writes results.json, results.md and logs into $OUT.
+#
+# Usage (repository root, after bench/prepare.sh here; carry bench/.pack):
+#   bash bench/gpu/entry.sh all    [MATRIX]   build + synth + matrix in one invocation
+#   bash bench/gpu/entry.sh build             llama.cpp + shim + node only
+#   bash bench/gpu/entry.sh synth  [MATRIX]   synthesize the matrix's models only
+#   bash bench/gpu/entry.sh matrix [MATRIX]   run the matrix (builds/synths what is missing)
+#   bash bench/gpu/entry.sh probe             machine details + a ballast check
+# Phases reuse what an earlier call left on a warm machine ($WORK, models), checked by stamps.
+# Environment: SPILLWAY_BENCH_WORK (default /tmp/spillway-bench), SPILLWAY_BENCH_MODELS (default
+# /dev/shm/spillway-models when /dev/shm has room, else $WORK/models), SPILLWAY_BENCH_BUDGET_S
+# (seconds this invocation may use in all, default 570: the device tool stops a command at 600),
+# SPILLWAY_BENCH_ONLY (comma-separated method ids to run), OUT (results folder, default $WORK/out).
+set -uo pipefail
+ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
+PACK="$ROOT/bench/.pack"
+WORK="${SPILLWAY_BENCH_WORK:-/tmp/spillway-bench}"
+OUTDIR="${OUT:-$WORK/out}"
+PHASE="${1:-all}"
+MATRIX="${2:-$ROOT/bench/matrices/moe30b-12g.json5}"
+START=$(date +%s)
+BUDGET="${SPILLWAY_BENCH_BUDGET_S:-570}"
+# A re-invocation for one step (__fn, below) inherits the parent's deadline.
+DEADLINE="${SPILLWAY_BENCH_DEADLINE:-$((START + BUDGET))}"
+export SPILLWAY_BENCH_DEADLINE="$DEADLINE"
+# Only 8 files come back from $OUT: step logs go to $LOGS and travel as one logs.tar.gz.
+LOGS="$WORK/logs"
+mkdir -p "$WORK" "$OUTDIR" "$LOGS"
+LOG="$OUTDIR/entry.log"
+PHASES="$OUTDIR/phases.tsv"
+[[ -f "$PHASES" ]] || printf 'phase\trc\tseconds\n' >"$PHASES"
+
+log() { echo "[entry $(($(date +%s) - START))s] $*" | tee -a "$LOG" >&2; }
+
+# Every step runs under `timeout` (its own process group, killed with -k after the grace period);
+# the EXIT trap ends any step still running, by the pids this script started.
+CHILD=""
+cleanup() {
+  if [[ -n "$CHILD" ]] && kill -0 "$CHILD" 2>/dev/null; then
+    kill -TERM "$CHILD" 2>/dev/null
+    sleep 2
+    kill -KILL "$CHILD" 2>/dev/null
+  fi
+}
+trap cleanup EXIT
+trap 'log "signal: stopping"; exit 130' INT TERM
+
+# step NAME SECONDS CMD...: time-boxed, logged, recorded in phases.tsv; returns the command's rc.
+step() {
+  local name="$1" secs="$2"
+  shift 2
+  local left=$((DEADLINE - $(date +%s)))
+  ((secs > left)) && secs=$left
+  if ((secs <= 5)); then
+    log "$name: skipped, no time left"
+    printf '%s\t%s\t%s\n' "$name" "skipped" 0 >>"$PHASES"
+    return 124
+  fi
+  log "$name: start (limit ${secs}s)"
+  local t0 rc
+  t0=$(date +%s.%N)
+  # `timeout` runs programs, not shell functions: re-enter this script for the function.
+  timeout -k 10 "$secs" bash "$ROOT/bench/gpu/entry.sh" __fn "$@" >>"$LOGS/$name.log" 2>&1 &
+  CHILD=$!
+  wait "$CHILD"
+  rc=$?
+  CHILD=""
+  local dt
+  dt=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
+  printf '%s\t%s\t%s\n' "$name" "$rc" "$dt" >>"$PHASES"
+  log "$name: rc=$rc in ${dt}s"
+  if ((rc != 0)); then tail -n 30 "$LOGS/$name.log" >&2; fi
+  return "$rc"
+}
+
+unxz_to() { # src dst: xz may be missing on the image; python's lzma is always there
+  if command -v xz >/dev/null; then xz -dc "$1" >"$2"; else python3 -c 'import lzma,shutil,sys; shutil.copyfileobj(lzma.open(sys.argv[1]), open(sys.argv[2],"wb"))' "$1" "$2"; fi
+}
+
+NODE="$WORK/node"
+LLAMA_SRC="$WORK/llama.cpp"
+LLAMA_BIN="$LLAMA_SRC/build/bin"
+LLAMA_TARGETS=(llama-bench llama-fit-params llama-completion llama-perplexity llama-cli llama-server)
+
+need_pack() {
+  for f in node.xz llama.cpp.tar.xz harness.mjs; do
+    [[ -s "$PACK/$f" ]] || { log "missing $PACK/$f: run bench/prepare.sh and carry bench/.pack"; exit 2; }
+  done
+}
+
+build_node() {
+  local stamp
+  stamp=$(stat -c %s "$PACK/node.xz")
+  if [[ -x "$NODE" && "$(cat "$NODE.stamp" 2>/dev/null)" == "$stamp" ]]; then return 0; fi
+  unxz_to "$PACK/node.xz" "$NODE.part" && chmod +x "$NODE.part" && mv "$NODE.part" "$NODE" && echo "$stamp" >"$NODE.stamp"
+  "$NODE" --version
+}
+
+build_llama() {
+  local stamp have=1
+  stamp=$(sha1sum "$PACK/llama.cpp.tar.xz" | cut -c1-16)
+  for t in "${LLAMA_TARGETS[@]}"; do [[ -x "$LLAMA_BIN/$t" ]] || have=0; done
+  if ((have)) && [[ "$(cat "$LLAMA_SRC/.stamp" 2>/dev/null)" == "$stamp" ]]; then
+    log "llama.cpp: built already ($stamp)"
+    return 0
+  fi
+  if [[ "$(cat "$LLAMA_SRC/.stamp" 2>/dev/null)" != "$stamp" ]]; then
+    rm -rf "$LLAMA_SRC"
+    mkdir -p "$WORK"
+    unxz_to "$PACK/llama.cpp.tar.xz" "$WORK/llama.cpp.tar" && tar -xf "$WORK/llama.cpp.tar" -C "$WORK" && rm -f "$WORK/llama.cpp.tar" || return 1
+  fi
+  cd "$LLAMA_SRC" || return 1
+  # -DLLAMA_USE_PREBUILT_UI=OFF: no download attempt for the web UI (no network there).
+  cmake -S . -B build -G Ninja -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DGGML_NATIVE=ON \
+    -DCMAKE_BUILD_TYPE=Release -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_APP=OFF \
+    -DLLAMA_BUILD_SERVER=ON -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_BUILD_UI=OFF -DLLAMA_CURL=OFF \
+    -DLLAMA_OPENSSL=OFF >/dev/null || return 1
+  cmake --build build -j 18 --target "${LLAMA_TARGETS[@]}" || return 1
+  echo "$stamp" >"$LLAMA_SRC/.stamp"
+  cd "$ROOT" || return 1
+}
+
+build_shim() {
+  if [[ -f "$ROOT/shim/Makefile" ]]; then
+    make -C "$ROOT/shim" -j 8
+  else
+    echo "shim/Makefile not present: the shim methods will be skipped"
+  fi
+}
+
+harness() { # subcommand args...
+  "$NODE" "$PACK/harness.mjs" "$@" --llama-bin "$LLAMA_BIN" --work "$WORK" --out "$OUTDIR" \
+    --root "$ROOT" --deadline "$DEADLINE"
+}
+
+phase_build() {
+  need_pack
+  step build-node 60 build_node || return 1
+  step build-shim 120 build_shim || log "shim build failed: shim methods will report it"
+  step build-llama 420 build_llama || return 1
+}
+
+phase_probe() {
+  need_pack
+  step build-node 60 build_node || return 1
+  step probe 120 harness probe
+}
+
+if [[ "$PHASE" == __fn ]]; then
+  trap - EXIT
+  shift
+  "$@"
+  exit $?
+fi
+
+log "phase $PHASE, matrix $MATRIX, work $WORK, out $OUTDIR, budget ${BUDGET}s"
+case "$PHASE" in
+  build) phase_build ;;
+  probe) phase_probe ;;
+  synth)
+    need_pack
+    step build-node 60 build_node || exit 1
+    step synth 400 harness synth --matrix "$MATRIX"
+    ;;
+  matrix | all)
+    phase_build || exit 1
+    # The harness itself synthesizes missing models and time-boxes each method within the deadline.
+    step matrix $((DEADLINE - $(date +%s) - 5)) harness matrix --matrix "$MATRIX"
+    ;;
+  *)
+    echo "usage: $0 all|build|synth|matrix|probe [MATRIX]" >&2
+    exit 2
+    ;;
+esac
+rc=$?
+tar -C "$WORK" -czf "$OUTDIR/logs.tar.gz" logs 2>/dev/null
+log "done rc=$rc in $(($(date +%s) - START))s"
+exit $rc

@@ -1,0 +1,155 @@
+"""PyTorch side of the harness: a transformers model of a real shape with deterministic random
+weights (no download), run one of three ways, timed for prefill and greedy decode, its prefill
+logits compared with the all-in-VRAM reference.
+
+  all-vram    weights created on the GPU (run without ballast); writes the reference logits
+  accelerate  weights on the CPU, accelerate's device_map puts what fits (free VRAM - reserve) on
+              the GPU and streams the rest from the CPU every forward (its CPU offload)
+  shim        weights on the CPU, then model.to("cuda") under LD_PRELOAD=libspillway_shim.so: all
+              layers on the GPU, the shim spills what does not fit to host memory the GPU reads
+
+Prints `RESULT {json}` last. Never uses managed memory.
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+import zlib
+
+import torch
+
+p = argparse.ArgumentParser()
+p.add_argument("--method", required=True, choices=["all-vram", "accelerate", "shim"])
+p.add_argument("--shape", default="llama-8b")
+p.add_argument("--dtype", default="bf16", choices=["bf16", "fp16"])
+p.add_argument("--prompt", type=int, default=512)
+p.add_argument("--gen", type=int, default=16)
+p.add_argument("--ref", required=True, help="reference logits file (written by all-vram, read by the others)")
+p.add_argument("--free-bytes", type=int, default=0, help="free VRAM with the ballast in place")
+p.add_argument("--reserve-gib", type=float, default=2.5, help="VRAM accelerate leaves for activations, KV, logits")
+p.add_argument("--device", default="cpu-test", help=argparse.SUPPRESS)
+a = p.parse_args()
+
+from transformers import LlamaConfig, LlamaForCausalLM  # noqa: E402
+
+SHAPES = {
+    # The dimensions of engine/model/shapes.ts.
+    "llama-8b": dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
+                     num_key_value_heads=8, vocab_size=128256, rope_theta=500000.0, rms_norm_eps=1e-5),
+    "tiny-llama": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                       num_key_value_heads=2, vocab_size=512, rope_theta=10000.0, rms_norm_eps=1e-5),
+}
+dtype = torch.bfloat16 if a.dtype == "bf16" else torch.float16
+cfg = LlamaConfig(**SHAPES[a.shape], max_position_embeddings=max(4096, a.prompt + a.gen + 16), tie_word_embeddings=False)
+cfg.torch_dtype = dtype
+cuda = torch.device("cuda")
+t_start = time.perf_counter()
+
+
+def build(device):
+    """The model with deterministic weights on `device`: the same values whatever the device."""
+    with torch.device("meta"):
+        model = LlamaForCausalLM(cfg)
+    model = model.to(dtype=dtype).to_empty(device=device)
+    # Non-persistent buffers (rotary inverse frequencies) are not weights: rebuild them.
+    rot = model.model.rotary_emb
+    model.model.rotary_emb = type(rot)(config=cfg, device=device)
+    g = torch.Generator(device="cpu").manual_seed(1234)
+    pool = (torch.randn(1 << 24, generator=g) * 0.02).to(dtype)
+    pool_dev = pool.to(device)
+    with torch.no_grad():
+        for name, prm in model.named_parameters():
+            flat = prm.view(-1)
+            if "norm" in name:
+                flat.fill_(1.0)
+                continue
+            n = flat.numel()
+            off = zlib.crc32(name.encode()) % pool_dev.numel()
+            pos = 0
+            while pos < n:
+                k = min(n - pos, pool_dev.numel() - off)
+                flat[pos:pos + k].copy_(pool_dev[off:off + k])
+                pos += k
+                off = 0
+    model.eval()
+    return model
+
+
+def sync():
+    torch.cuda.synchronize()
+
+
+load_t0 = time.perf_counter()
+if a.method == "all-vram":
+    model = build(cuda)
+elif a.method == "shim":
+    model = build(torch.device("cpu"))
+    model = model.to("cuda")
+else:
+    from accelerate import dispatch_model, infer_auto_device_map
+
+    model = build(torch.device("cpu"))
+    free = a.free_bytes or torch.cuda.mem_get_info()[0]
+    gpu_budget = max(0, int(free - a.reserve_gib * (1 << 30)))
+    device_map = infer_auto_device_map(model, max_memory={0: gpu_budget, "cpu": 200 << 30},
+                                       no_split_module_classes=["LlamaDecoderLayer"], dtype=dtype)
+    model = dispatch_model(model, device_map=device_map, main_device=0)
+sync()
+load_s = time.perf_counter() - load_t0
+
+g = torch.Generator(device="cpu").manual_seed(99)
+ids = torch.randint(0, cfg.vocab_size, (1, a.prompt), generator=g).to(cuda)
+
+with torch.inference_mode():
+    model(input_ids=ids[:, :16])  # warm-up: kernels, handles, hooks
+    sync()
+    prefill_samples = []
+    logits = None
+    out = None
+    for _ in range(2):
+        t0 = time.perf_counter()
+        out = model(input_ids=ids, use_cache=True)
+        sync()
+        prefill_samples.append(a.prompt / (time.perf_counter() - t0))
+        logits = out.logits[0].float()
+    pkv = out.past_key_values
+    nxt = logits[-1].argmax().view(1, 1)
+    decode_samples = []
+    tokens = []
+    t_all = time.perf_counter()
+    for _ in range(a.gen):
+        t0 = time.perf_counter()
+        o = model(input_ids=nxt, past_key_values=pkv, use_cache=True)
+        pkv = o.past_key_values
+        nxt = o.logits[0, -1].argmax().view(1, 1)
+        sync()
+        decode_samples.append(1.0 / (time.perf_counter() - t0))
+        tokens.append(int(nxt.item()))
+    decode_tps = a.gen / (time.perf_counter() - t_all)
+
+check = {"compared": False}
+last = logits[-64:].cpu()
+if a.method == "all-vram":
+    torch.save({"logits": last, "tokens": tokens}, a.ref)
+    check["detail"] = "reference written"
+elif os.path.exists(a.ref):
+    ref = torch.load(a.ref)
+    diff = (last - ref["logits"]).abs().max().item()
+    agree = (last.argmax(-1) == ref["logits"].argmax(-1)).float().mean().item() * 100
+    check = {"compared": True, "max_abs_diff": diff, "argmax_agree_pct": agree,
+             "exact": bool(torch.equal(last, ref["logits"])) and tokens == ref["tokens"],
+             "detail": f"greedy tokens {'identical' if tokens == ref['tokens'] else 'differ'}"}
+else:
+    check["detail"] = "no reference logits"
+
+res = {
+    "method": a.method, "shape": a.shape, "dtype": a.dtype, "prompt": a.prompt, "gen": a.gen,
+    "prefill_tps": sum(prefill_samples) / len(prefill_samples), "prefill_samples": prefill_samples,
+    "decode_tps": decode_tps, "decode_samples": decode_samples,
+    "load_seconds": load_s, "total_seconds": time.perf_counter() - t_start,
+    "max_memory_allocated": torch.cuda.max_memory_allocated(), "torch": torch.__version__,
+    "check": check,
+}
+print("RESULT " + json.dumps(res), flush=True)

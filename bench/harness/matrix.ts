@@ -1,0 +1,284 @@
+/**
+ * The benchmark matrix (JSON5): models (synthetic shapes + quantization), free-VRAM levels held by
+ * the ballast, workloads (prompt / generated tokens), and methods (how each runtime is configured).
+ * `parseMatrix` validates everything and names the file and field of any error.
+ *
+ * @module
+ */
+import { readFileSync } from "node:fs";
+import JSON5 from "json5";
+import { RecipeSchemaError, RecipeSyntaxError } from "../../engine/errors.ts";
+
+/** A synthetic model of a known shape (engine/model/shapes.ts). */
+export interface MatrixModel {
+  id: string;
+  shape: string;
+  quant: "Q8_0" | "Q4_0" | "F16";
+}
+
+/** Prompt and generated token counts; `endToEnd` adds llama-bench's combined `-pg` test. */
+export interface MatrixWorkload {
+  id: string;
+  prompt: number;
+  gen: number;
+  endToEnd: boolean;
+}
+
+/** How a llama.cpp method is configured. */
+export type LlamaConfig =
+  /** All layers on the GPU, no ballast: the speed and output reference. */
+  | { kind: "all-vram" }
+  /** Whole layers on the CPU: -ngl N with the largest N that fits the free VRAM. */
+  | { kind: "naive-layers"; reserveGiB: number }
+  /** llama.cpp's own fit choice (llama-fit-params), other settings left at their defaults. */
+  | { kind: "fit" }
+  /** Fixed native flags (hand-tuned). */
+  | { kind: "flags"; flags: string[] }
+  /** All layers on the GPU under the shim (LD_PRELOAD), plus optional flags and shim environment. */
+  | { kind: "shim"; flags: string[]; env: Record<string, string> }
+  /** spillway's plan (`spillway plan --json`, converted by the llama.cpp adapter). */
+  | { kind: "planned"; objective: "chat" | "rag" | "custom" };
+
+/** How output is checked against the all-in-VRAM reference. */
+export interface CorrectnessRule {
+  /** `exact`: same kernels, identical logits expected; `close`: other arithmetic, thresholds below. */
+  mode: "exact" | "close" | "none";
+  /** Least share of positions whose top token agrees with the reference (close mode), 0..1. */
+  minSameTop: number;
+  /** Largest mean KL divergence from the reference (close mode). */
+  maxKld: number;
+}
+
+/** One llama.cpp method. */
+export interface LlamaMethod {
+  id: string;
+  label: string;
+  runtime: "llama.cpp";
+  /** Whether the ballast holds VRAM for this method (false only for the reference). */
+  ballast: boolean;
+  config: LlamaConfig;
+  check: CorrectnessRule;
+}
+
+/** The PyTorch comparison: a random-init transformers model of a real shape. */
+export interface TorchSection {
+  shape: string;
+  dtype: "bf16" | "fp16";
+  prompt: number;
+  gen: number;
+  methods: ("all-vram" | "accelerate" | "shim")[];
+  /** Seconds each method may take. */
+  timeoutS: number;
+}
+
+/** A whole matrix. */
+export interface Matrix {
+  file: string;
+  name: string;
+  models: MatrixModel[];
+  /** GiB of VRAM left free by the ballast; each level is one row group. */
+  freeVramGiB: number[];
+  workloads: MatrixWorkload[];
+  methods: LlamaMethod[];
+  torch: TorchSection | null;
+  /** llama-bench -r. */
+  repetitions: number;
+  /** CPU threads (-t). */
+  threads: number;
+  /** Seconds each llama.cpp step may take. */
+  stepTimeoutS: number;
+  /** Text fed to llama-perplexity for the logits check (bytes become tokens). */
+  checkContext: number;
+  checkChunks: number;
+}
+
+type Obj = Record<string, unknown>;
+
+class Checker {
+  constructor(readonly file: string) {}
+  fail(path: string, detail: string): never {
+    throw new RecipeSchemaError(this.file, path, detail);
+  }
+  obj(v: unknown, path: string): Obj {
+    if (typeof v !== "object" || v === null || Array.isArray(v)) this.fail(path, "must be an object");
+    return v as Obj;
+  }
+  arr(v: unknown, path: string): unknown[] {
+    if (!Array.isArray(v)) this.fail(path, "must be an array");
+    return v as unknown[];
+  }
+  str(v: unknown, path: string): string {
+    if (typeof v !== "string" || v === "") this.fail(path, "must be a non-empty string");
+    return v as string;
+  }
+  num(v: unknown, path: string, min = 0): number {
+    if (typeof v !== "number" || !Number.isFinite(v) || v < min) this.fail(path, `must be a number >= ${min}`);
+    return v as number;
+  }
+  int(v: unknown, path: string, min = 0): number {
+    const n = this.num(v, path, min);
+    if (!Number.isInteger(n)) this.fail(path, "must be an integer");
+    return n;
+  }
+  bool(v: unknown, path: string): boolean {
+    if (typeof v !== "boolean") this.fail(path, "must be true or false");
+    return v as boolean;
+  }
+  oneOf<T extends string>(v: unknown, path: string, options: readonly T[]): T {
+    if (typeof v !== "string" || !options.includes(v as T)) this.fail(path, `must be one of ${options.join(", ")}`);
+    return v as T;
+  }
+  strings(v: unknown, path: string): string[] {
+    return this.arr(v, path).map((x, i) => this.str(x, `${path}[${i}]`));
+  }
+  keys(o: Obj, path: string, allowed: readonly string[]): void {
+    for (const k of Object.keys(o)) if (!allowed.includes(k)) this.fail(`${path}.${k}`.replace(/^\./, ""), `unknown field (known: ${allowed.join(", ")})`);
+  }
+  unique(ids: string[], path: string): void {
+    const seen = new Set<string>();
+    for (const id of ids) {
+      if (seen.has(id)) this.fail(path, `duplicate id '${id}'`);
+      seen.add(id);
+    }
+  }
+}
+
+const ID = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
+
+function parseCheck(c: Checker, v: unknown, path: string, dflt: CorrectnessRule["mode"]): CorrectnessRule {
+  if (v === undefined) return { mode: dflt, minSameTop: 0.9, maxKld: 0.05 };
+  if (typeof v === "string") return { mode: c.oneOf(v, path, ["exact", "close", "none"] as const), minSameTop: 0.9, maxKld: 0.05 };
+  const o = c.obj(v, path);
+  c.keys(o, path, ["mode", "minSameTop", "maxKld"]);
+  return {
+    mode: c.oneOf(o.mode, `${path}.mode`, ["exact", "close", "none"] as const),
+    minSameTop: o.minSameTop === undefined ? 0.9 : c.num(o.minSameTop, `${path}.minSameTop`),
+    maxKld: o.maxKld === undefined ? 0.05 : c.num(o.maxKld, `${path}.maxKld`),
+  };
+}
+
+function parseMethod(c: Checker, v: unknown, path: string): LlamaMethod {
+  const o = c.obj(v, path);
+  c.keys(o, path, ["id", "label", "runtime", "ballast", "config", "flags", "env", "reserveGiB", "objective", "check"]);
+  const id = c.str(o.id, `${path}.id`);
+  if (!ID.test(id)) c.fail(`${path}.id`, "letters, digits, '.', '_' and '-' only");
+  if (o.runtime !== undefined) c.oneOf(o.runtime, `${path}.runtime`, ["llama.cpp"] as const);
+  const kind = c.oneOf(o.config, `${path}.config`, ["all-vram", "naive-layers", "fit", "flags", "shim", "planned"] as const);
+  let config: LlamaConfig;
+  const flags = o.flags === undefined ? [] : c.strings(o.flags, `${path}.flags`);
+  switch (kind) {
+    case "all-vram":
+      config = { kind };
+      break;
+    case "naive-layers":
+      config = { kind, reserveGiB: o.reserveGiB === undefined ? 1.5 : c.num(o.reserveGiB, `${path}.reserveGiB`) };
+      break;
+    case "fit":
+      config = { kind };
+      break;
+    case "flags":
+      if (flags.length === 0) c.fail(`${path}.flags`, "a 'flags' method needs at least one flag");
+      config = { kind, flags };
+      break;
+    case "shim": {
+      const env: Record<string, string> = {};
+      if (o.env !== undefined) {
+        const e = c.obj(o.env, `${path}.env`);
+        for (const [k, val] of Object.entries(e)) env[k] = c.str(val, `${path}.env.${k}`);
+      }
+      config = { kind, flags, env };
+      break;
+    }
+    case "planned":
+      config = { kind, objective: o.objective === undefined ? "custom" : c.oneOf(o.objective, `${path}.objective`, ["chat", "rag", "custom"] as const) };
+      break;
+  }
+  const ballast = o.ballast === undefined ? kind !== "all-vram" : c.bool(o.ballast, `${path}.ballast`);
+  return {
+    id,
+    label: o.label === undefined ? id : c.str(o.label, `${path}.label`),
+    runtime: "llama.cpp",
+    ballast,
+    config,
+    check: parseCheck(c, o.check, `${path}.check`, kind === "shim" ? "exact" : kind === "all-vram" ? "none" : "close"),
+  };
+}
+
+/** Validates a parsed matrix object; `file` names the source in errors. */
+export function validateMatrix(raw: unknown, file: string): Matrix {
+  const c = new Checker(file);
+  const o = c.obj(raw, "(root)");
+  c.keys(o, "", ["name", "models", "freeVramGiB", "workloads", "methods", "torch", "repetitions", "threads", "stepTimeoutS", "checkContext", "checkChunks"]);
+  const models = c.arr(o.models, "models").map((m, i) => {
+    const p = `models[${i}]`;
+    const mo = c.obj(m, p);
+    c.keys(mo, p, ["id", "shape", "quant"]);
+    const id = c.str(mo.id, `${p}.id`);
+    if (!ID.test(id)) c.fail(`${p}.id`, "letters, digits, '.', '_' and '-' only");
+    return { id, shape: c.str(mo.shape, `${p}.shape`), quant: c.oneOf(mo.quant, `${p}.quant`, ["Q8_0", "Q4_0", "F16"] as const) };
+  });
+  if (models.length === 0) c.fail("models", "needs at least one model");
+  c.unique(models.map((m) => m.id), "models");
+  const freeVramGiB = c.arr(o.freeVramGiB, "freeVramGiB").map((v, i) => c.num(v, `freeVramGiB[${i}]`, 0.5));
+  const workloads = c.arr(o.workloads, "workloads").map((w, i) => {
+    const p = `workloads[${i}]`;
+    const wo = c.obj(w, p);
+    c.keys(wo, p, ["id", "prompt", "gen", "endToEnd"]);
+    return {
+      id: c.str(wo.id, `${p}.id`),
+      prompt: c.int(wo.prompt, `${p}.prompt`, 1),
+      gen: c.int(wo.gen, `${p}.gen`, 1),
+      endToEnd: wo.endToEnd === undefined ? false : c.bool(wo.endToEnd, `${p}.endToEnd`),
+    };
+  });
+  if (workloads.length === 0) c.fail("workloads", "needs at least one workload");
+  c.unique(workloads.map((w) => w.id), "workloads");
+  const methods = c.arr(o.methods, "methods").map((m, i) => parseMethod(c, m, `methods[${i}]`));
+  c.unique(methods.map((m) => m.id), "methods");
+  if (methods.some((m) => m.ballast) && freeVramGiB.length === 0) c.fail("freeVramGiB", "methods with a ballast need at least one level");
+  let torch: TorchSection | null = null;
+  if (o.torch !== undefined && o.torch !== null) {
+    const t = c.obj(o.torch, "torch");
+    c.keys(t, "torch", ["shape", "dtype", "prompt", "gen", "methods", "timeoutS"]);
+    torch = {
+      shape: c.str(t.shape, "torch.shape"),
+      dtype: t.dtype === undefined ? "bf16" : c.oneOf(t.dtype, "torch.dtype", ["bf16", "fp16"] as const),
+      prompt: c.int(t.prompt ?? 512, "torch.prompt", 1),
+      gen: c.int(t.gen ?? 16, "torch.gen", 1),
+      methods: (t.methods === undefined ? ["all-vram", "accelerate", "shim"] : c.arr(t.methods, "torch.methods"))
+        .map((m, i) => c.oneOf(m, `torch.methods[${i}]`, ["all-vram", "accelerate", "shim"] as const)),
+      timeoutS: c.num(t.timeoutS ?? 240, "torch.timeoutS", 1),
+    };
+  }
+  return {
+    file,
+    name: o.name === undefined ? file.replace(/^.*\//, "").replace(/\.json5?$/, "") : c.str(o.name, "name"),
+    models,
+    freeVramGiB,
+    workloads,
+    methods,
+    torch,
+    repetitions: c.int(o.repetitions ?? 2, "repetitions", 1),
+    threads: c.int(o.threads ?? 16, "threads", 1),
+    stepTimeoutS: c.num(o.stepTimeoutS ?? 180, "stepTimeoutS", 1),
+    checkContext: c.int(o.checkContext ?? 128, "checkContext", 16),
+    checkChunks: c.int(o.checkChunks ?? 2, "checkChunks", 1),
+  };
+}
+
+/** Parses JSON5 text; syntax errors carry line and column. */
+export function parseMatrix(text: string, file: string): Matrix {
+  let raw: unknown;
+  try {
+    raw = JSON5.parse(text);
+  } catch (e) {
+    const err = e as { lineNumber?: number; columnNumber?: number; message: string };
+    throw new RecipeSyntaxError(file, err.lineNumber ?? 0, err.columnNumber ?? 0, err.message, { cause: e });
+  }
+  return validateMatrix(raw, file);
+}
+
+/** Reads and validates a matrix file. */
+export function loadMatrix(file: string): Matrix {
+  return parseMatrix(readFileSync(file, "utf8"), file);
+}

@@ -1,0 +1,91 @@
+/**
+ * The results file of one harness run (results.json): machine details, every method's measured
+ * speeds with the exact command, and the correctness check against the all-in-VRAM reference.
+ * Written after every step, so a run stopped at its time limit still leaves what it measured.
+ *
+ * @module
+ */
+import { renameSync, writeFileSync } from "node:fs";
+import type { MachineDetails } from "./machine.ts";
+
+/** One throughput figure (tokens per second) with its spread. */
+export interface Throughput {
+  /** Tokens processed per repetition. */
+  tokens: number;
+  /** Mean tokens/s over the repetitions. */
+  tps: number;
+  stddev: number;
+  samples: number[];
+}
+
+/** Correctness check of one method against the reference. */
+export interface CheckResult {
+  mode: "exact" | "close" | "none";
+  /** true: passed; false: failed; null: not checked (no reference, mode none, or an error). */
+  pass: boolean | null;
+  /** What was compared, e.g. `llama-perplexity KL divergence vs all-vram`. */
+  how: string;
+  meanKld?: number;
+  sameTopPct?: number;
+  ppl?: number;
+  refPpl?: number;
+  /** torch: max |logits - reference| and argmax agreement. */
+  maxAbsDiff?: number;
+  argmaxAgreePct?: number;
+  detail?: string;
+}
+
+/** One measured method (a row of the table). */
+export interface MethodResult {
+  id: string;
+  label: string;
+  runtime: "llama.cpp" | "torch" | "node-llama-cpp";
+  model: string;
+  /** GiB left free by the ballast, or null when no ballast ran. */
+  freeVramGiB: number | null;
+  /** Free VRAM the driver reported with the ballast in place, bytes. */
+  ballastFreeBytes: number | null;
+  workload: string;
+  /** The exact command (argv) and environment that produced the numbers. */
+  command: string[];
+  env: Record<string, string>;
+  /** How the flags were chosen (e.g. llama-fit-params output, the plan's choice). */
+  derivedFrom?: string;
+  prefill: Throughput | null;
+  decode: Throughput | null;
+  /** Combined prompt + generation (llama-bench -pg): total tokens / total seconds. */
+  endToEnd: (Throughput & { prompt: number; gen: number; seconds: number }) | null;
+  check: CheckResult;
+  seconds: number;
+  status: "ok" | "failed" | "skipped" | "timeout";
+  error?: string;
+}
+
+/** The whole run. */
+export interface RunResults {
+  version: 1;
+  kind: "gpu" | "cpu";
+  matrix: string;
+  startedAt: string;
+  finishedAt: string | null;
+  machine: MachineDetails;
+  software: Record<string, string>;
+  /** Seconds per phase (synth, each method). */
+  phases: Record<string, number>;
+  results: MethodResult[];
+  notes: string[];
+}
+
+/** Writes `results` to `file` atomically (temp file + rename). */
+export function writeResults(file: string, results: RunResults): void {
+  writeFileSync(`${file}.tmp`, JSON.stringify(results, null, 2) + "\n");
+  renameSync(`${file}.tmp`, file);
+}
+
+/** Mean and sample standard deviation. */
+export function meanStd(xs: number[]): { mean: number; stddev: number } {
+  if (xs.length === 0) return { mean: 0, stddev: 0 };
+  const mean = xs.reduce((a, b) => a + b, 0) / xs.length;
+  const v = xs.length > 1 ? xs.reduce((a, b) => a + (b - mean) ** 2, 0) / (xs.length - 1) : 0;
+  return { mean, stddev: Math.sqrt(v) };
+}

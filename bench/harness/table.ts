@@ -1,0 +1,81 @@
+/**
+ * The markdown report of a results file: machine details, one row per method (prefill, decode,
+ * end to end, correctness, status), the headline ratios, and the exact commands.
+ *
+ * @module
+ */
+import type { MethodResult, RunResults } from "./results.ts";
+
+const GiB = 2 ** 30;
+
+function fmt(x: number | undefined | null, digits = 1): string {
+  return x === undefined || x === null || !Number.isFinite(x) ? "-" : x.toFixed(digits);
+}
+
+function checkCell(r: MethodResult): string {
+  const c = r.check;
+  const v = c.pass === true ? "pass" : c.pass === false ? "FAIL" : "-";
+  const parts: string[] = [];
+  if (c.meanKld !== undefined) parts.push(`KLD ${c.meanKld.toExponential(2)}`);
+  if (c.sameTopPct !== undefined) parts.push(`top ${c.sameTopPct.toFixed(1)}%`);
+  if (c.maxAbsDiff !== undefined) parts.push(`max|Δ| ${c.maxAbsDiff.toExponential(2)}`);
+  if (c.argmaxAgreePct !== undefined) parts.push(`argmax ${c.argmaxAgreePct.toFixed(1)}%`);
+  if (c.detail && c.pass === null && c.mode !== "none") parts.push(c.detail.slice(0, 60));
+  return parts.length > 0 ? `${v} (${c.mode}: ${parts.join(", ")})` : `${v}${c.mode === "none" ? "" : ` (${c.mode})`}`;
+}
+
+function ratio(a: number | undefined, b: number | undefined): string {
+  return a && b ? `${(a / b).toFixed(2)}x` : "-";
+}
+
+/** Ratios the issues ask for, when the methods are present: spillway vs default and vs hand-tuned. */
+export function headlineRatios(res: RunResults): string[] {
+  const ok = res.results.filter((r) => r.status === "ok" && r.runtime === "llama.cpp");
+  const by = (id: string) => ok.find((r) => r.id === id);
+  const lines: string[] = [];
+  const sp = by("spillway");
+  const def = by("default");
+  const hands = ok.filter((r) => r.id.startsWith("hand"));
+  const best = (k: "prefill" | "decode" | "endToEnd") => hands.reduce<MethodResult | undefined>((b, r) => (r[k] && (!b || r[k]!.tps > b[k]!.tps) ? r : b), undefined);
+  if (sp && def) lines.push(`spillway plan vs llama.cpp default, end to end: ${ratio(sp.endToEnd?.tps, def.endToEnd?.tps)} (prefill ${ratio(sp.prefill?.tps, def.prefill?.tps)}, decode ${ratio(sp.decode?.tps, def.decode?.tps)})`);
+  if (sp && hands.length > 0) {
+    lines.push(`spillway plan vs best hand-tuned: prefill ${ratio(sp.prefill?.tps, best("prefill")?.prefill?.tps)}, decode ${ratio(sp.decode?.tps, best("decode")?.decode?.tps)}, end to end ${ratio(sp.endToEnd?.tps, best("endToEnd")?.endToEnd?.tps)}`);
+  }
+  const shim = by("shim");
+  if (shim && def) lines.push(`shim vs llama.cpp default: prefill ${ratio(shim.prefill?.tps, def.prefill?.tps)}, decode ${ratio(shim.decode?.tps, def.decode?.tps)}`);
+  const ts = res.results.find((r) => r.id === "torch-shim" && r.status === "ok");
+  const ta = res.results.find((r) => r.id === "torch-accelerate" && r.status === "ok");
+  if (ts && ta) lines.push(`PyTorch shim vs accelerate offload: decode ${ratio(ts.decode?.tps, ta.decode?.tps)}, prefill ${ratio(ts.prefill?.tps, ta.prefill?.tps)}`);
+  return lines;
+}
+
+/** Renders the whole report. */
+export function renderMarkdown(res: RunResults): string {
+  const m = res.machine;
+  const g = m.gpus[0];
+  const out: string[] = [];
+  out.push(`# ${res.matrix}: ${res.kind === "gpu" ? "GPU" : "CPU"} benchmark, ${res.startedAt.slice(0, 10)}`, "");
+  out.push(`- GPU: ${g ? `${g.name}, ${(g.memoryTotalMiB / 1024).toFixed(0)} GiB, driver ${g.driver}, CUDA ${m.cudaVersion ?? "?"}, PCIe gen ${g.pcieGenCurrent ?? "?"} x${g.pcieWidthCurrent ?? "?"} (max gen ${g.pcieGenMax ?? "?"} x${g.pcieWidthMax ?? "?"})` : "none"}`);
+  out.push(`- CPU: ${m.cpuModel}, ${m.cpuCores} cores; RAM ${(m.ramBytes / GiB).toFixed(0)} GiB; kernel ${m.kernel}`);
+  out.push(`- Software: ${Object.entries(res.software).map(([k, v]) => `${k} ${v}`).join(", ")}`);
+  out.push(`- Started ${res.startedAt}, finished ${res.finishedAt ?? "(incomplete)"}`, "");
+  out.push("| method | free VRAM | prefill t/s | decode t/s | end to end t/s (s) | check | status |");
+  out.push("| --- | --- | --- | --- | --- | --- | --- |");
+  for (const r of res.results) {
+    const free = r.freeVramGiB === null ? "all" : `${r.freeVramGiB} GiB`;
+    const pp = r.prefill ? `${fmt(r.prefill.tps)} ±${fmt(r.prefill.stddev)} (pp${r.prefill.tokens})` : "-";
+    const tg = r.decode ? `${fmt(r.decode.tps, 2)} ±${fmt(r.decode.stddev, 2)} (tg${r.decode.tokens})` : "-";
+    const e2e = r.endToEnd ? `${fmt(r.endToEnd.tps)} (${fmt(r.endToEnd.seconds, 1)} s, pp${r.endToEnd.prompt}+tg${r.endToEnd.gen})` : "-";
+    const status = r.status === "ok" ? "ok" : `${r.status}${r.error ? `: ${r.error.split("\n")[0].slice(0, 80)}` : ""}`;
+    out.push(`| ${r.label} | ${free} | ${pp} | ${tg} | ${e2e} | ${checkCell(r)} | ${status} |`);
+  }
+  const ratios = headlineRatios(res);
+  if (ratios.length > 0) out.push("", "## Ratios", "", ...ratios.map((l) => `- ${l}`));
+  if (res.notes.length > 0) out.push("", "## Notes", "", ...res.notes.map((n) => `- ${n}`));
+  out.push("", "## Commands", "");
+  for (const r of res.results) {
+    const env = Object.entries(r.env).filter(([k]) => k !== "PYTHONUNBUFFERED").map(([k, v]) => `${k}=${v}`).join(" ");
+    out.push(`- ${r.id}: \`${[env, ...r.command].filter(Boolean).join(" ")}\`${r.derivedFrom ? ` (${r.derivedFrom.slice(0, 300)})` : ""}`);
+  }
+  return out.join("\n") + "\n";
+}
