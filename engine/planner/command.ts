@@ -6,14 +6,14 @@
  * @module
  */
 import { applyCachedAutotune } from "./autotune.ts";
+import { adapterFor } from "../runtimes/mod.ts";
 import { existsSync } from "node:fs";
 import { SpillwayError } from "../errors.ts";
 import { resolveHardware } from "../hardware/resolve.ts";
 import { readModel } from "../model/mod.ts";
 import { loadRecipe } from "../recipe/parse.ts";
 import type { Recipe } from "../recipe/types.ts";
-import type { HardwareProfile, LaunchSpec, ModelInfo, Plan } from "../types.ts";
-import type { RuntimeCapabilities } from "./capabilities.ts";
+import type { HardwareProfile, ModelInfo, Plan } from "../types.ts";
 import { formatPlan } from "./format.ts";
 import { modelInfoFromShape } from "./from_shape.ts";
 import { plan } from "./plan.ts";
@@ -56,28 +56,11 @@ export async function planRecipe(recipePath: string, options: { hardware?: strin
   const recipe = await loadRecipe(recipePath);
   const { model, note } = await recipeModel(recipe);
   const hardware = await resolveHardware(recipe.hardware, { override: options.hardware });
-  const adapter = await loadAdapter(recipe.runtime.name);
-  const capabilities = adapter?.capabilities;
-  const planned = plan(model, hardware, recipe, capabilities ? { capabilities } : {});
+  const planned = plan(model, hardware, recipe, { capabilities: adapterFor(recipe.runtime.name, recipe.file).capabilities });
   // A stored autotune outcome for this model, machine and workload replaces the prediction.
   const p = applyCachedAutotune(planned);
   p.notes = [...(note ? [note] : []), ...(hardware.notes ?? []), ...(p !== planned ? ["choice from a stored autotune outcome (spillway plan --autotune --force re-measures)"] : [])];
   return { recipe, model, hardware, plan: p };
-}
-
-interface AdapterLike {
-  capabilities: RuntimeCapabilities;
-  toLaunchSpec(plan: Plan, recipe: Record<string, unknown> | null): LaunchSpec;
-}
-
-/** The runtime adapter, imported lazily; null when engine/runtimes is not there. */
-async function loadAdapter(runtime: string): Promise<AdapterLike | null> {
-  try {
-    const mod = (await import("../runtimes/mod.ts")) as { adapterFor?: (r: string) => AdapterLike };
-    return mod.adapterFor ? mod.adapterFor(runtime) : null;
-  } catch {
-    return null;
-  }
 }
 
 /** What the adapter reads of a recipe (engine/runtimes RunRecipe). */
@@ -96,8 +79,7 @@ function shellQuote(a: string): string {
 
 /** The launch lines (environment and argv) for a plan, or why they cannot be shown. */
 export async function launchLines(recipe: Recipe, p: Plan): Promise<string[]> {
-  const adapter = await loadAdapter(recipe.runtime.name);
-  if (adapter === null) return ["(no runtime adapter available: engine/runtimes is missing; cannot show the command line)"];
+  const adapter = adapterFor(recipe.runtime.name, recipe.file);
   try {
     const spec = adapter.toLaunchSpec(p, runRecipeOf(recipe));
     const env = Object.entries(spec.env).map(([k, v]) => `${k}=${shellQuote(v)}`);

@@ -11,7 +11,7 @@ export type { CandidateSpec, Evaluated, PlanContext } from "./candidates.ts";
 export { DEFAULT_CONSTANTS, expertsTouched, isLlamaFamily, predict } from "./cost.ts";
 export type { CostConstants, CostSettings, Prediction, RoutingModel } from "./cost.ts";
 export { computeBufferBytes, DEFAULT_RESERVE, HOST_FRACTION, kvCacheBytes, memoryLimits, memoryNeed } from "./memory.ts";
-export { capabilitiesFor, DEFAULT_CAPABILITIES } from "./capabilities.ts";
+export { capabilitiesFor } from "./capabilities.ts";
 export type { RuntimeCapabilities } from "./capabilities.ts";
 export { summarizeModel } from "./summary.ts";
 export type { ModelSummary } from "./summary.ts";
