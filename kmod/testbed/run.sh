@@ -171,7 +171,7 @@ cp /bin/busybox "$IRD/bin/busybox"
 cp "$KO" "$BRD" "$IRD/lib/modules/"
 cp "$HERE/init.sh" "$IRD/init"
 chmod 755 "$IRD/init"
-# bun + the client's TypeScript (ffi/, engine/errors.ts, kmod/*.ts) for the end-to-end client test
+# bun + the client's TypeScript (ffi/, engine/errors.ts, engine/paths.ts, kmod/*.ts) for the end-to-end client test
 BUN=${SPILLWAY_TESTBED_BUN:-$REPO/node_modules/.bin/bun}
 if [ "$BUN" != none ] && [ -x "$BUN" ]; then
 	BUN=$(readlink -f "$BUN")
@@ -182,7 +182,7 @@ if [ "$BUN" != none ] && [ -x "$BUN" ]; then
 	done
 	mkdir -p "$IRD/spillway/ffi" "$IRD/spillway/engine" "$IRD/spillway/kmod/testbed/guest"
 	cp "$REPO"/ffi/*.ts "$IRD/spillway/ffi/"
-	cp "$REPO/engine/errors.ts" "$IRD/spillway/engine/"
+	cp "$REPO/engine/errors.ts" "$REPO/engine/paths.ts" "$IRD/spillway/engine/"
 	cp "$KMOD"/*.ts "$IRD/spillway/kmod/"
 	cp "$HERE/guest/client_e2e.ts" "$IRD/spillway/kmod/testbed/guest/"
 	echo '{ "type": "module" }' >"$IRD/spillway/package.json"
