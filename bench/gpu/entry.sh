@@ -13,7 +13,8 @@
 # Environment: SPILLWAY_BENCH_WORK (default /tmp/spillway-bench), SPILLWAY_BENCH_MODELS (default
 # /dev/shm/spillway-models when /dev/shm has room, else $WORK/models), SPILLWAY_BENCH_BUDGET_S
 # (seconds this invocation may use in all, default 570: the device tool stops a command at 600),
-# SPILLWAY_BENCH_ONLY (comma-separated method ids to run), OUT (results folder, default $WORK/out).
+# SPILLWAY_BENCH_ONLY (comma-separated method ids to run), SPILLWAY_BENCH_REPS (llama-bench -r
+# override, e.g. 1 for `all` inside the device tool's 10 minutes), OUT (results folder, default $WORK/out).
 set -uo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 PACK="$ROOT/bench/.pack"
@@ -168,7 +169,9 @@ case "$PHASE" in
   matrix | all)
     phase_build || exit 1
     # The harness itself synthesizes missing models and time-boxes each method within the deadline.
-    step matrix $((DEADLINE - $(date +%s) - 5)) harness matrix --matrix "$MATRIX"
+    reps=()
+    [[ -n "${SPILLWAY_BENCH_REPS:-}" ]] && reps=(--repetitions "$SPILLWAY_BENCH_REPS")
+    step matrix $((DEADLINE - $(date +%s) - 5)) harness matrix --matrix "$MATRIX" "${reps[@]}"
     ;;
   *)
     echo "usage: $0 all|build|synth|matrix|probe [MATRIX]" >&2

@@ -102,54 +102,74 @@ load_s = time.perf_counter() - load_t0
 g = torch.Generator(device="cpu").manual_seed(99)
 ids = torch.randint(0, cfg.vocab_size, (1, a.prompt), generator=g).to(cuda)
 
-with torch.inference_mode():
-    model(input_ids=ids[:, :16])  # warm-up: kernels, handles, hooks
-    sync()
-    prefill_samples = []
-    logits = None
-    out = None
-    for _ in range(2):
-        t0 = time.perf_counter()
-        out = model(input_ids=ids, use_cache=True)
-        sync()
-        prefill_samples.append(a.prompt / (time.perf_counter() - t0))
-        logits = out.logits[0].float()
-    pkv = out.past_key_values
-    nxt = logits[-1].argmax().view(1, 1)
-    decode_samples = []
-    tokens = []
+def greedy(prefill_out, n):
+    """Greedy decode of n tokens from a prefill; returns (tokens, per-token rates, tokens/s)."""
+    pkv = prefill_out.past_key_values
+    nxt = prefill_out.logits[0, -1].argmax().view(1, 1)
+    rates, toks = [], []
     t_all = time.perf_counter()
-    for _ in range(a.gen):
+    for _ in range(n):
         t0 = time.perf_counter()
         o = model(input_ids=nxt, past_key_values=pkv, use_cache=True)
         pkv = o.past_key_values
         nxt = o.logits[0, -1].argmax().view(1, 1)
         sync()
-        decode_samples.append(1.0 / (time.perf_counter() - t0))
-        tokens.append(int(nxt.item()))
-    decode_tps = a.gen / (time.perf_counter() - t_all)
+        rates.append(1.0 / (time.perf_counter() - t0))
+        toks.append(int(nxt.item()))
+    return toks, rates, n / (time.perf_counter() - t_all)
+
+
+with torch.inference_mode():
+    # Warm-up at the measured shapes: cuBLAS/SDPA pick kernels on first use of a shape.
+    out = model(input_ids=ids, use_cache=True)
+    greedy(out, 2)
+    sync()
+    prefill_samples = []
+    for _ in range(2):
+        t0 = time.perf_counter()
+        out = model(input_ids=ids, use_cache=True)
+        sync()
+        prefill_samples.append(a.prompt / (time.perf_counter() - t0))
+    logits = out.logits[0].float()
+    tokens, decode_samples, decode_tps = greedy(out, a.gen)
+    # The reference decodes twice more: is greedy decoding deterministic on this GPU at all?
+    self_consistent = None
+    if a.method == "all-vram":
+        again = greedy(model(input_ids=ids, use_cache=True), a.gen)[0]
+        self_consistent = again == tokens
 
 check = {"compared": False}
 last = logits[-64:].cpu()
 if a.method == "all-vram":
-    torch.save({"logits": last, "tokens": tokens}, a.ref)
-    check["detail"] = "reference written"
+    torch.save({"logits": last, "tokens": tokens, "self_consistent": self_consistent}, a.ref)
+    check["detail"] = f"reference written; greedy decode {'repeats' if self_consistent else 'does NOT repeat'} run to run"
 elif os.path.exists(a.ref):
     ref = torch.load(a.ref)
     diff = (last - ref["logits"]).abs().max().item()
     agree = (last.argmax(-1) == ref["logits"].argmax(-1)).float().mean().item() * 100
+    same_tokens = tokens == ref["tokens"]
+    first = next((i for i, (x, y) in enumerate(zip(tokens, ref["tokens"])) if x != y), None)
     check = {"compared": True, "max_abs_diff": diff, "argmax_agree_pct": agree,
-             "exact": bool(torch.equal(last, ref["logits"])) and tokens == ref["tokens"],
-             "detail": f"greedy tokens {'identical' if tokens == ref['tokens'] else 'differ'}"}
+             "logits_exact": bool(torch.equal(last, ref["logits"])), "tokens_identical": same_tokens,
+             # Pass/fail is the prefill logits: bit-identical is expected (same kernels, same weights).
+             # Greedy decode tokens are reported only: on the H200 they differed from the reference
+             # process after a few tokens for accelerate in one run and for the shim in another, while
+             # the reference repeated itself within its own process (run-to-run, not method, effect).
+             "exact": bool(torch.equal(last, ref["logits"])),
+             "detail": ("greedy tokens identical" if same_tokens else
+                        f"greedy tokens differ from token {first}: {tokens} vs reference {ref['tokens']}"
+                        f" (reference decode {'repeats' if ref.get('self_consistent') else 'does not repeat'} run to run)")}
 else:
     check["detail"] = "no reference logits"
 
+weight_bytes = sum(p.numel() * p.element_size() for p in model.parameters())
 res = {
     "method": a.method, "shape": a.shape, "dtype": a.dtype, "prompt": a.prompt, "gen": a.gen,
     "prefill_tps": sum(prefill_samples) / len(prefill_samples), "prefill_samples": prefill_samples,
     "decode_tps": decode_tps, "decode_samples": decode_samples,
     "load_seconds": load_s, "total_seconds": time.perf_counter() - t_start,
     "max_memory_allocated": torch.cuda.max_memory_allocated(), "torch": torch.__version__,
+    "weight_bytes": weight_bytes, "free_bytes": a.free_bytes,
     "check": check,
 }
 print("RESULT " + json.dumps(res), flush=True)

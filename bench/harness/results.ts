@@ -56,6 +56,8 @@ export interface MethodResult {
   /** Combined prompt + generation (llama-bench -pg): total tokens / total seconds. */
   endToEnd: (Throughput & { prompt: number; gen: number; seconds: number }) | null;
   check: CheckResult;
+  /** Decode speed the PCIe link allows for this placement, when the harness can compute it. */
+  roofline?: { decodeTps: number; basis: string };
   seconds: number;
   status: "ok" | "failed" | "skipped" | "timeout";
   error?: string;

@@ -46,6 +46,8 @@ export interface RunContext {
   /** The bundled spillway CLI (for `spillway plan --json`), or null. */
   spillwayCli: string | null;
   node: string;
+  /** Notes copied into the results. */
+  notes: string[];
 }
 
 const GiB = 2 ** 30;
@@ -228,14 +230,14 @@ async function runTorchMethod(ctx: RunContext, matrix: Matrix, method: "all-vram
     return failResult(base, r.timedOut ? "timeout" : "failed", `torch_bench exit ${r.code}: ${tail(r.stderr + r.stdout, 1000)}`, (performance.now() - t0) / 1000);
   }
   const o = JSON.parse(line.slice(7)) as {
-    prefill_tps: number; decode_tps: number; decode_samples: number[]; prefill_samples: number[];
+    prefill_tps: number; decode_tps: number; decode_samples: number[]; prefill_samples: number[]; weight_bytes?: number; free_bytes?: number;
     check: { compared: boolean; max_abs_diff?: number; argmax_agree_pct?: number; exact?: boolean; detail?: string };
   };
   const exact = method === "all-vram" ? null : o.check.compared ? (o.check.exact ?? false) : null;
   const check: CheckResult = {
     mode: method === "all-vram" ? "none" : "exact",
     pass: exact,
-    how: method === "all-vram" ? "writes the reference logits" : "prefill logits vs all-vram (same kernels: identical expected)",
+    how: method === "all-vram" ? "writes the reference logits" : "prefill logits vs all-vram (bit-identical expected: same kernels, same weights); greedy tokens reported in detail",
     maxAbsDiff: o.check.max_abs_diff,
     argmaxAgreePct: o.check.argmax_agree_pct,
     detail: o.check.detail,
@@ -246,7 +248,16 @@ async function runTorchMethod(ctx: RunContext, matrix: Matrix, method: "all-vram
     return { tokens, tps, stddev: sd, samples };
   };
   log(ctx, `torch-${method}: pp=${o.prefill_tps.toFixed(1)} tg=${o.decode_tps.toFixed(2)} check=${check.pass}`);
-  return { ...base, prefill: mk(o.prefill_tps, t.prompt, o.prefill_samples), decode: mk(o.decode_tps, t.gen, o.decode_samples), endToEnd: null, check, seconds: (performance.now() - t0) / 1000, status: r.code === 0 ? "ok" : "failed" };
+  // Zero-copy roofline of a decode step: the spilled bytes cross PCIe, the rest is read from VRAM
+  // (51.2 GB/s zero-copy and 4485 GB/s VRAM are the H200 figures of shared/gpu/NOTES.md).
+  let roofline: MethodResult["roofline"];
+  if (method === "shim" && o.weight_bytes && ballast) {
+    const resident = Math.max(0, ballast.freeBytes - 1 * GiB - 1.5 * GiB);
+    const spilled = Math.max(0, o.weight_bytes - resident);
+    const tps = 1 / (spilled / 51.2e9 + Math.min(o.weight_bytes, resident) / 4485e9);
+    roofline = { decodeTps: tps, basis: `${(spilled / 1e9).toFixed(2)} GB of ${(o.weight_bytes / 1e9).toFixed(2)} GB weights over PCIe at 51.2 GB/s, the rest from VRAM at 4485 GB/s (assumes ${((resident) / GiB).toFixed(1)} GiB resident: free minus 1 GiB reserve minus 1.5 GiB activations/KV)` };
+  }
+  return { ...base, ...(roofline ? { roofline } : {}), prefill: mk(o.prefill_tps, t.prompt, o.prefill_samples), decode: mk(o.decode_tps, t.gen, o.decode_samples), endToEnd: null, check, seconds: (performance.now() - t0) / 1000, status: r.code === 0 ? "ok" : "failed" };
 }
 
 /** Runs the whole matrix; returns the results (also written to ctx.out/results.json). */
@@ -259,7 +270,7 @@ export async function runMatrix(matrix: Matrix, ctx: RunContext): Promise<RunRes
   if (existsSync(commitFile)) software.llamaCpp = readFileSync(commitFile, "utf8").trim();
   const results: RunResults = {
     version: 1, kind: "gpu", matrix: matrix.name, startedAt: new Date().toISOString(), finishedAt: null,
-    machine: machineDetails(), software, phases: {}, results: [], notes: [],
+    machine: machineDetails(), software, phases: {}, results: [], notes: [...ctx.notes],
   };
   const save = (): void => writeResults(resultsFile, results);
   save();
@@ -330,6 +341,8 @@ export async function runMatrix(matrix: Matrix, ctx: RunContext): Promise<RunRes
 export async function matrixCommand(o: Record<string, string>): Promise<number> {
   const root = resolve(o.root ?? ".");
   const matrix = loadMatrix(resolve(o.matrix ?? join(root, "bench/matrices/moe30b-12g.json5")));
+  // One invocation (entry.sh all) must also build: fewer repetitions keep it inside 10 minutes.
+  if (o.repetitions && o.repetitions !== "true") matrix.repetitions = Number(o.repetitions);
   const pack = join(root, "bench/.pack");
   const only = o.only ?? process.env.SPILLWAY_BENCH_ONLY;
   const ctx: RunContext = {
@@ -343,8 +356,10 @@ export async function matrixCommand(o: Record<string, string>): Promise<number> 
     python: o.python ?? "python3",
     spillwayCli: existsSync(join(pack, "spillway.mjs")) ? join(pack, "spillway.mjs") : null,
     node: process.execPath,
+    notes: [],
   };
   mkdirSync(join(ctx.work, "logs"), { recursive: true });
+  if (o.repetitions && o.repetitions !== "true") ctx.notes.push(`repetitions overridden to ${matrix.repetitions} (llama-bench -r) for this invocation`);
   const r = await runMatrix(matrix, ctx);
   const bad = r.results.filter((x) => x.status !== "ok" || x.check.pass === false);
   console.log(readFileSync(join(ctx.out, "results.md"), "utf8"));

@@ -46,6 +46,7 @@ export function headlineRatios(res: RunResults): string[] {
   const ts = res.results.find((r) => r.id === "torch-shim" && r.status === "ok");
   const ta = res.results.find((r) => r.id === "torch-accelerate" && r.status === "ok");
   if (ts && ta) lines.push(`PyTorch shim vs accelerate offload: decode ${ratio(ts.decode?.tps, ta.decode?.tps)}, prefill ${ratio(ts.prefill?.tps, ta.prefill?.tps)}`);
+  if (ts?.roofline && ts.decode) lines.push(`PyTorch shim decode = ${((ts.decode.tps / ts.roofline.decodeTps) * 100).toFixed(0)}% of its PCIe roofline (${ts.roofline.decodeTps.toFixed(2)} t/s: ${ts.roofline.basis})`);
   return lines;
 }
 
