@@ -128,6 +128,7 @@ export async function cpuCommand(o: Record<string, string>): Promise<number> {
     shape: o.shape,
     prompt: o.prompt ? Number(o.prompt) : undefined,
     gen: o.gen ? Number(o.gen) : undefined,
+    repetitions: o.reps ? Number(o.reps) : undefined,
   });
   for (const x of r.results) console.log(`${x.id}: prefill ${x.prefill?.tps.toFixed(1)} t/s, decode ${x.decode?.tps.toFixed(1)} t/s, check ${x.check.pass}`);
   return r.results.every((x) => x.status === "ok" && x.check.pass !== false) ? 0 : 1;
