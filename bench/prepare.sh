@@ -68,6 +68,11 @@ if [[ -f "$ROOT/cli.ts" ]]; then
   fi
 fi
 
+# koffi (native, CUDA driver calls of `spillway bench`) travels beside the bundle.
+rm -rf "$PACK/node_modules" && mkdir -p "$PACK/node_modules/@koromix"
+cp -r "$ROOT/node_modules/koffi" "$PACK/node_modules/koffi"
+cp -r "$ROOT/node_modules/@koromix/koffi-linux-x64" "$PACK/node_modules/@koromix/"
+
 # Size check: what `run` sends = tracked + untracked-not-ignored files (+ shared/) + the pack.
 tree_bytes=$(cd "$ROOT" && git ls-files -z --cached --others --exclude-standard | xargs -0 -r stat -c %s 2>/dev/null | awk '{s+=$1} END {print s+0}')
 pack_bytes=$(du -sb "$PACK" | cut -f1)

@@ -168,6 +168,12 @@ case "$PHASE" in
     ;;
   matrix | all)
     phase_build || exit 1
+    # Measure the memory tiers first (no ballast yet): `spillway plan --hardware probe` then plans
+    # with the measured bandwidths and the free VRAM probed under the ballast.
+    export XDG_CACHE_HOME="$WORK/cache"
+    if [[ "${SPILLWAY_BENCH_TIERS:-1}" == 1 ]]; then
+      step tiers 120 bash "$ROOT/bench/gpu/tiers.sh" "$LOGS/tiers" && cp "$LOGS/tiers/tiers.json" "$OUTDIR/tiers.json"
+    fi
     # The harness itself synthesizes missing models and time-boxes each method within the deadline.
     reps=()
     [[ -n "${SPILLWAY_BENCH_REPS:-}" ]] && reps=(--repetitions "$SPILLWAY_BENCH_REPS")

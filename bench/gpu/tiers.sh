@@ -36,8 +36,8 @@ BUNDLE="${SPILLWAY_BUNDLE:-$ROOT/bench/.pack/spillway.mjs}"
   echo "disk target: $ROOT ($(df -h "$ROOT" | tail -1))"
 } >"$OUTDIR/tiers-machine.txt" 2>&1
 
-# The cache goes to OUTDIR too, so the run leaves nothing in the machine's home directory.
-XDG_CACHE_HOME="$OUTDIR/cache" "$NODE" "$BUNDLE" bench --json --force --target "$ROOT" ${SPILLWAY_BENCH_ARGS:-} \
+# The cache goes to OUTDIR unless the caller names one (entry.sh shares it with the planner).
+XDG_CACHE_HOME="${XDG_CACHE_HOME:-$OUTDIR/cache}" "$NODE" "$BUNDLE" bench --json --force --target "$ROOT" ${SPILLWAY_BENCH_ARGS:-} \
   >"$OUTDIR/tiers.json" 2>"$OUTDIR/tiers.log"
 rc=$?
 cat "$OUTDIR/tiers.log" >&2

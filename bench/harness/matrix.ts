@@ -37,7 +37,7 @@ export type LlamaConfig =
   /** All layers on the GPU under the shim (LD_PRELOAD), plus optional flags and shim environment. */
   | { kind: "shim"; flags: string[]; env: Record<string, string> }
   /** spillway's plan (`spillway plan --json`, converted by the llama.cpp adapter). */
-  | { kind: "planned"; objective: "chat" | "rag" | "custom" };
+  | { kind: "planned"; objective: "chat" | "rag" | "custom"; autotune: boolean };
 
 /** How output is checked against the all-in-VRAM reference. */
 export interface CorrectnessRule {
@@ -159,7 +159,7 @@ function parseCheck(c: Checker, v: unknown, path: string, dflt: CorrectnessRule[
 
 function parseMethod(c: Checker, v: unknown, path: string): LlamaMethod {
   const o = c.obj(v, path);
-  c.keys(o, path, ["id", "label", "runtime", "ballast", "config", "flags", "env", "reserveGiB", "objective", "check"]);
+  c.keys(o, path, ["id", "label", "runtime", "ballast", "config", "flags", "env", "reserveGiB", "objective", "autotune", "check"]);
   const id = c.str(o.id, `${path}.id`);
   if (!ID.test(id)) c.fail(`${path}.id`, "letters, digits, '.', '_' and '-' only");
   if (o.runtime !== undefined) c.oneOf(o.runtime, `${path}.runtime`, ["llama.cpp"] as const);
@@ -190,7 +190,12 @@ function parseMethod(c: Checker, v: unknown, path: string): LlamaMethod {
       break;
     }
     case "planned":
-      config = { kind, objective: o.objective === undefined ? "custom" : c.oneOf(o.objective, `${path}.objective`, ["chat", "rag", "custom"] as const) };
+      config = {
+        kind,
+        objective: o.objective === undefined ? "custom" : c.oneOf(o.objective, `${path}.objective`, ["chat", "rag", "custom"] as const),
+        // autotune: `spillway plan --autotune` measures the top candidates with llama-bench first.
+        autotune: o.autotune === undefined ? false : c.bool(o.autotune, `${path}.autotune`),
+      };
       break;
   }
   const ballast = o.ballast === undefined ? kind !== "all-vram" : c.bool(o.ballast, `${path}.ballast`);

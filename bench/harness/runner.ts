@@ -127,9 +127,16 @@ async function deriveFlags(ctx: RunContext, m: LlamaMethod, model: ModelInfo, mo
         placement: "auto",
         hardware: "probe",
       }, null, 2));
-      const r = await runStep([ctx.node, ctx.spillwayCli, "plan", recipe, "--json", "--hardware", "probe"], { timeoutS: Math.min(120, left(ctx)), logFile: ctx.logFile });
+      const argvPlan = [ctx.node, ctx.spillwayCli, "plan", recipe, "--json", "--hardware", "probe"];
+      if (c.autotune) {
+        // Trials run under the same ballast; the outcome (JSON, table, chart) lands beside the logs.
+        argvPlan.push("--autotune", "--force", "--trial-seconds", "5", "--top", "4", "--llama-bench", join(ctx.llamaBin, "llama-bench"), "--out-dir", join(ctx.work, "logs", "autotune"));
+      }
+      const r = await runStep(argvPlan, { timeoutS: Math.min(c.autotune ? 300 : 120, left(ctx)), logFile: ctx.logFile });
       if (r.code !== 0) throw new Error(`spillway plan failed (${r.code}): ${tail(r.stderr + r.stdout, 800)}`);
-      const plan = JSON.parse(r.stdout.slice(r.stdout.indexOf("{"))) as Plan;
+      // `plan --json` prints the Plan; with --autotune, {plan, autotune, files}.
+      const parsed = JSON.parse(r.stdout.slice(r.stdout.indexOf("{"))) as Plan | { plan: Plan };
+      const plan = "version" in parsed ? parsed : parsed.plan;
       // The adapter's llama-bench argv minus what the harness sets per workload.
       const argv = llamaBenchArgs(plan, { promptTokens: w.prompt, genTokens: w.gen });
       const flags: string[] = [];
