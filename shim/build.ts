@@ -28,8 +28,19 @@ import type { ShimSettings } from "../engine/types.ts";
 /** File name of the library. */
 export const SHIM_LIBRARY_NAME = "libspillway_shim.so";
 
-/** The shim's source directory (this file's directory). */
-export const SHIM_DIR: string = dirname(fileURLToPath(import.meta.url));
+/**
+ * The shim's source directory. From source this file sits in it; from a bundle (dist/, a packed
+ * CLI) the first ancestor directory holding `shim/src` is the package root.
+ */
+export const SHIM_DIR: string = findShimDir(dirname(fileURLToPath(import.meta.url)));
+
+function findShimDir(start: string): string {
+  if (existsSync(join(start, "src", "alloc.c"))) return start;
+  for (let dir = start; ; dir = dirname(dir)) {
+    if (existsSync(join(dir, "shim", "src"))) return join(dir, "shim");
+    if (dirname(dir) === dir) return start;
+  }
+}
 
 const UAPI_HEADER = resolve(SHIM_DIR, "..", "kmod", "include", "uapi", "spillway.h");
 

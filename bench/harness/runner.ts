@@ -132,7 +132,7 @@ async function deriveFlags(ctx: RunContext, m: LlamaMethod, model: ModelInfo, mo
         // Trials run under the same ballast; the outcome (JSON, table, chart) lands beside the logs.
         argvPlan.push("--autotune", "--force", "--trial-seconds", "5", "--top", "4", "--llama-bench", join(ctx.llamaBin, "llama-bench"), "--out-dir", join(ctx.work, "logs", "autotune"));
       }
-      const r = await runStep(argvPlan, { timeoutS: Math.min(c.autotune ? 300 : 120, left(ctx)), logFile: ctx.logFile });
+      const r = await runStep(argvPlan, { env: { SPILLWAY_SHIM: join(ctx.root, "shim/build/libspillway_shim.so") }, timeoutS: Math.min(c.autotune ? 300 : 120, left(ctx)), logFile: ctx.logFile });
       if (r.code !== 0) throw new Error(`spillway plan failed (${r.code}): ${tail(r.stderr + r.stdout, 800)}`);
       // `plan --json` prints the Plan; with --autotune, {plan, autotune, files}.
       const parsed = JSON.parse(r.stdout.slice(r.stdout.indexOf("{"))) as Plan | { plan: Plan };
