@@ -34,7 +34,7 @@ export type { AutotuneOptions, AutotuneResult } from "./engine/planner/autotune.
 export { runBench } from "./engine/hardware/bench/mod.ts";
 
 // Launching runtimes with a plan, and watching them.
-export { adapterFor } from "./engine/runtimes/mod.ts";
+export { adapterFor, llamaBenchArgs } from "./engine/runtimes/mod.ts";
 export type { RunRecipe, RuntimeAdapter, RuntimeCapabilities } from "./engine/runtimes/mod.ts";
 export { launch, launchSpec } from "./engine/launch.ts";
 export type { LaunchHandle, LaunchOptions, PlanLaunchOptions } from "./engine/launch.ts";
@@ -42,9 +42,11 @@ export { snapshot } from "./engine/monitor.ts";
 export type { ProcessStats, Snapshot } from "./engine/monitor.ts";
 
 // The shim and the kernel module.
-export { locateShim, shimEnv } from "./shim/build.ts";
-export { listShimStats, readShimStats } from "./shim/stats.ts";
+export { locateShim, shimEnv, shimLibraryPath } from "./shim/build.ts";
+export { decodeShimStats, listShimStats, readShimStats } from "./shim/stats.ts";
+export { openShimControl } from "./shim/control.ts";
+export { formatPlacementMap, writePlacementMap } from "./shim/placement.ts";
 export type { ShimStats } from "./shim/stats.ts";
 export { Pool } from "./kmod/pool.ts";
-export { moduleStatus } from "./kmod/loader.ts";
+export { buildModule, loadModule, moduleStatus, unloadModule } from "./kmod/loader.ts";
 export type { ModuleStatus } from "./kmod/loader.ts";

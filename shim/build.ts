@@ -3,7 +3,7 @@
  *
  * The library is built with gcc alone (no make, no CUDA toolkit) into a cache directory named by a
  * hash of its sources, so a changed source builds anew and an unchanged one is reused:
- * `<cache>/shim-<hash>/libspillway_shim.so`, cache = SPILLWAY_CACHE_DIR, else
+ * `<cache>/shim-<hash>/libspillway_shim.so`, cache = SPILLWAY_CACHE, else
  * $XDG_CACHE_HOME/spillway, else ~/.cache/spillway. SPILLWAY_SHIM names a prebuilt library instead.
  *
  * @example
@@ -19,10 +19,10 @@
 import { execFile } from "node:child_process";
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from "node:fs";
-import { homedir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { LaunchError } from "../engine/errors.ts";
+import { cacheDir } from "../engine/paths.ts";
 import type { ShimSettings } from "../engine/types.ts";
 
 /** File name of the library. */
@@ -67,11 +67,9 @@ export function shimContentHash(): string {
   return h.digest("hex").slice(0, 16);
 }
 
-/** The cache root: SPILLWAY_CACHE_DIR, $XDG_CACHE_HOME/spillway or ~/.cache/spillway. */
+/** The cache root: spillway's cache directory (engine/paths.ts). */
 export function shimCacheDir(): string {
-  const env = process.env;
-  if (env.SPILLWAY_CACHE_DIR) return env.SPILLWAY_CACHE_DIR;
-  return join(env.XDG_CACHE_HOME || join(homedir(), ".cache"), "spillway");
+  return cacheDir();
 }
 
 /** Where {@linkcode locateShim} puts (or finds) the library for the current sources. */
