@@ -62,6 +62,21 @@ test("shim: the default budget is free VRAM minus the reserve", async () => {
   assertEquals(s.fake.hostVmm, 50 * MiB);
 });
 
+test("shim: with the default budget, late allocations that fit the reserve stay in VRAM whole", async () => {
+  // 256M card, 56M reserve: the 250M "weights" split 200M + 50M; the 40M "KV cache" and 12M
+  // "compute buffer" come after the budget is spent and go to the reserve; 8M more would not fit it.
+  const r = await runProg(["init", "a:drv:250M", "a:drv:40M", "a:drv:12M", "a:drv:8M", "s", "f:drv:3", "f:drv:2", "f:drv:1", "f:drv:0", "s"], {
+    env: { FAKECUDA_VRAM: "256M", SPILLWAY_RESERVE: "56M", SPILLWAY_MIN_SPILL: "1M", SPILLWAY_HOST_LIMIT: "1G" },
+  });
+  assertEquals(ofOp(r, "a").map((l) => l.r), [0, 0, 0, 0]);
+  const [s, after] = ofOp(r, "s");
+  assertEquals(s.shim.budget, 200 * MiB);
+  assertEquals(s.fake.vramUsed, 252 * MiB);
+  assertEquals(s.fake.hostVmm, 50 * MiB + 8 * MiB);
+  assertEquals([s.shim.spills, s.shim.splits], [2, 1]);
+  assertEquals([after.fake.vramUsed, after.fake.hostVmm], [0, 0]);
+});
+
 test("shim: a split tail is rounded up to the 2 MiB granularity and accounted as placed", async () => {
   const r = await runProg(["init", "a:drv:150000001", "s", "f:drv:0", "s"], { env: base });
   const [s, after] = ofOp(r, "s");

@@ -376,11 +376,21 @@ int sw_alloc(size_t size, const struct sw_vram_fn *v, CUdeviceptr *out) {
     pthread_mutex_lock(&sw_lock);
     struct sw_dev *d = &devs[dev];
     uint64_t avail = d->budget > d->vram_used ? d->budget - d->vram_used : 0;
+    /* With the default budget (free VRAM minus the reserve), the reserve is what late allocations
+     * (KV cache, compute buffers) get whole once the big early ones have spent the budget: spilling
+     * them costs far more than spilling weights. Only allocations no larger than the reserve use it. */
+    uint64_t in_reserve = 0;
+    if (!d->has_budget_override && !sw_cfg.has_budget && size <= sw_cfg.reserve) {
+      uint64_t limit = sw_cfg.reserve > UINT64_MAX - d->budget ? UINT64_MAX : d->budget + sw_cfg.reserve;
+      in_reserve = limit > d->vram_used ? limit - d->vram_used : 0;
+    }
+    int to_reserve = action == SW_ACT_AUTO && size > avail && size >= sw_cfg.min_spill && size <= in_reserve;
     if (!force_host && (action == SW_ACT_VRAM || (action == SW_ACT_AUTO && (size < sw_cfg.min_spill || size <= avail)) ||
-                        (action == SW_ACT_HEAD && rule->head >= size))) {
+                        to_reserve || (action == SW_ACT_HEAD && rule->head >= size))) {
       rec.kind = SW_K_VRAM;
       rec.vram = size;
-      why = action == SW_ACT_VRAM ? "placement rule" : size < sw_cfg.min_spill ? "below min spill" : "fits the budget";
+      why = action == SW_ACT_VRAM ? "placement rule" : size < sw_cfg.min_spill ? "below min spill"
+            : to_reserve ? "late allocation, fits the reserve" : "fits the budget";
     } else {
       uint64_t want_head = force_host || action == SW_ACT_HOST ? 0 : action == SW_ACT_HEAD ? rule->head : avail;
       rec.kind = choose_backing(dev, want_head >= d->gran);
