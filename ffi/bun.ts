@@ -2,7 +2,7 @@
  * FFI backend for Bun: bun:ffi. Imported lazily by ffi/mod.ts only when running on Bun.
  * @module
  */
-import { FfiLoadError } from "../engine/errors.ts";
+import { cString, type Conversions, openLibrary } from "./bind.ts";
 import type { Ffi, FnDecl, NativeLibrary, NativeType, SymbolDecls } from "./types.ts";
 
 const BUN_TYPES: Record<NativeType, string> = {
@@ -22,7 +22,6 @@ const BUN_TYPES: Record<NativeType, string> = {
   cstring: "ptr",
 };
 
-const encoder = new TextEncoder();
 
 /** Create the bun:ffi-backed {@linkcode Ffi}. */
 export async function createBunFfi(): Promise<Ffi> {
@@ -32,48 +31,32 @@ export async function createBunFfi(): Promise<Ffi> {
   const bun: any = await import(specifier);
 
   // Bun passes and returns pointers as numbers; the interface uses bigint.
-  function toArg(type: NativeType, value: unknown): unknown {
-    switch (type) {
-      case "ptr":
-        return value === 0n ? null : Number(value as bigint);
-      case "buffer":
-        return value ?? null;
-      case "cstring":
-        return encoder.encode(`${value as string}\0`);
-      default:
-        return value;
-    }
-  }
-  function fromResult(type: NativeType, value: unknown): unknown {
-    if (type === "ptr") return value === null ? 0n : BigInt(value as number);
-    if (type === "i64" || type === "u64") return BigInt(value as number | bigint);
-    return value;
-  }
-  function wrap(fn: (...a: unknown[]) => unknown, decl: FnDecl) {
-    return (...args: unknown[]) => fromResult(decl.result, fn(...args.map((a, i) => toArg(decl.args[i], a))));
-  }
+  const conv: Conversions = {
+    toArg(type, value) {
+      switch (type) {
+        case "ptr":
+          return value === 0n ? null : Number(value as bigint);
+        case "buffer":
+          return value ?? null;
+        case "cstring":
+          return cString(value as string);
+        default:
+          return value;
+      }
+    },
+    fromResult(type, value) {
+      if (type === "ptr") return value === null ? 0n : BigInt(value as number);
+      if (type === "i64" || type === "u64") return BigInt(value as number | bigint);
+      return value;
+    },
+  };
+  const declare = (d: FnDecl) => ({ args: d.args.map((t) => BUN_TYPES[t]), returns: BUN_TYPES[d.result] });
 
   const libc = bun.dlopen("libc.so.6", { __errno_location: { args: [], returns: "ptr" } });
 
   return {
     backend: "bun",
-    open<S extends SymbolDecls>(path: string, symbols: S): NativeLibrary<S> {
-      const spec: Record<string, { args: string[]; returns: string }> = {};
-      for (const [name, d] of Object.entries(symbols)) {
-        spec[name] = { args: d.args.map((t) => BUN_TYPES[t]), returns: BUN_TYPES[d.result] };
-      }
-      // deno-lint-ignore no-explicit-any
-      let lib: any;
-      try {
-        lib = bun.dlopen(path, spec);
-      } catch (e) {
-        throw new FfiLoadError(path, (e as Error).message, { cause: e });
-      }
-      // deno-lint-ignore no-explicit-any
-      const bound: any = {};
-      for (const [name, d] of Object.entries(symbols)) bound[name] = wrap(lib.symbols[name], d);
-      return { path, symbols: bound, close: () => lib.close() };
-    },
+    open: <S extends SymbolDecls>(path: string, symbols: S): NativeLibrary<S> => openLibrary(path, symbols, bun.dlopen, declare, conv),
     errno: () => bun.read.i32(libc.symbols.__errno_location(), 0),
     view: (ptr, length) => new Uint8Array(bun.toArrayBuffer(Number(ptr), 0, length)),
     read: (ptr, length) => new Uint8Array(bun.toArrayBuffer(Number(ptr), 0, length)).slice(),

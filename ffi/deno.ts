@@ -2,7 +2,7 @@
  * FFI backend for Deno: Deno.dlopen. Imported lazily by ffi/mod.ts only when running on Deno.
  * @module
  */
-import { FfiLoadError } from "../engine/errors.ts";
+import { cString, type Conversions, openLibrary } from "./bind.ts";
 import type { Ffi, FnDecl, NativeLibrary, NativeType, SymbolDecls } from "./types.ts";
 
 // deno-lint-ignore no-explicit-any
@@ -25,7 +25,6 @@ const DENO_TYPES: Record<NativeType, string> = {
   cstring: "buffer",
 };
 
-const encoder = new TextEncoder();
 
 // Deno passes pointers as opaque pointer objects; the interface uses bigint addresses.
 function toPointer(address: bigint): unknown {
@@ -35,26 +34,26 @@ function fromPointer(p: unknown): bigint {
   return p === null ? 0n : BigInt(Deno.UnsafePointer.value(p));
 }
 
-function toArg(type: NativeType, value: unknown): unknown {
-  switch (type) {
-    case "ptr":
-      return toPointer(value as bigint);
-    case "buffer":
-      return value ?? null;
-    case "cstring":
-      return encoder.encode(`${value as string}\0`);
-    default:
-      return value;
-  }
-}
-function fromResult(type: NativeType, value: unknown): unknown {
-  if (type === "ptr") return fromPointer(value);
-  if (type === "i64" || type === "u64") return BigInt(value as number | bigint);
-  return value;
-}
-function wrap(fn: (...a: unknown[]) => unknown, decl: FnDecl) {
-  return (...args: unknown[]) => fromResult(decl.result, fn(...args.map((a, i) => toArg(decl.args[i], a))));
-}
+const conv: Conversions = {
+  toArg(type, value) {
+    switch (type) {
+      case "ptr":
+        return toPointer(value as bigint);
+      case "buffer":
+        return value ?? null;
+      case "cstring":
+        return cString(value as string);
+      default:
+        return value;
+    }
+  },
+  fromResult(type, value) {
+    if (type === "ptr") return fromPointer(value);
+    if (type === "i64" || type === "u64") return BigInt(value as number | bigint);
+    return value;
+  },
+};
+const declare = (d: FnDecl) => ({ parameters: d.args.map((t) => DENO_TYPES[t]), result: DENO_TYPES[d.result] });
 
 function viewOf(ptr: bigint, length: number): Uint8Array {
   if (length === 0) return new Uint8Array(0);
@@ -66,23 +65,8 @@ export function createDenoFfi(): Ffi {
   const libc = Deno.dlopen("libc.so.6", { __errno_location: { parameters: [], result: "pointer" } });
   return {
     backend: "deno",
-    open<S extends SymbolDecls>(path: string, symbols: S): NativeLibrary<S> {
-      const spec: Record<string, { parameters: string[]; result: string }> = {};
-      for (const [name, d] of Object.entries(symbols)) {
-        spec[name] = { parameters: d.args.map((t) => DENO_TYPES[t]), result: DENO_TYPES[d.result] };
-      }
-      // deno-lint-ignore no-explicit-any
-      let lib: any;
-      try {
-        lib = Deno.dlopen(path, spec);
-      } catch (e) {
-        throw new FfiLoadError(path, (e as Error).message, { cause: e });
-      }
-      // deno-lint-ignore no-explicit-any
-      const bound: any = {};
-      for (const [name, d] of Object.entries(symbols)) bound[name] = wrap(lib.symbols[name], d);
-      return { path, symbols: bound, close: () => lib.close() };
-    },
+    open: <S extends SymbolDecls>(path: string, symbols: S): NativeLibrary<S> =>
+      openLibrary(path, symbols, (p, spec) => Deno.dlopen(p, spec), declare, conv),
     errno: () => new Deno.UnsafePointerView(libc.symbols.__errno_location()).getInt32(0),
     view: viewOf,
     read: (ptr, length) => viewOf(ptr, length).slice(),
