@@ -62,7 +62,7 @@ export const DEFAULT_CONSTANTS: CostConstants = {
   cpuComputeEfficiency: 0.5,
   cpuTokenOverheadMs: 1,
   opOffloadMinBatch: 32,
-  tokenTile: 128,
+  tokenTile: 72,
   runtimeOverheadMs: { vllm: 4, transformers: 25, command: 4 },
 };
 
@@ -167,7 +167,8 @@ export function predict(
   const P = workload.promptTokens;
   const flops = gpu ? gpu.fp16Tflops * 1e12 * k.gpuPrefillEfficiency : 1;
   const cpuFlops = hw.host.cpuGflops * 1e9 * k.cpuComputeEfficiency;
-  const copyBw = gpu ? gpu.h2dGBps * GB * (settings.loadMode === "none" ? k.pinnedCopyEfficiency : k.pageableCopyFactor) : 1;
+  const pageableBw = gpu ? gpu.h2dGBps * GB * k.pageableCopyFactor : 1;
+  const copyBw = gpu ? (settings.loadMode === "none" ? gpu.h2dGBps * GB * k.pinnedCopyEfficiency : pageableBw) : 1;
   // Attention over the cache: 4 FLOPs per (query, key) pair per head dimension, all layers.
   const attnFlopsPerPair = 4 * s.headCount * s.keyLength * s.layerCount;
   let done = 0;
@@ -193,9 +194,12 @@ export function predict(
         gpuReads += (u.bytes * readFrac) / bw.vram;
       } else if (u.tier === "host_mapped") {
         gpuSeconds += fTime;
-        // Dense weights are read once per tile of tokens; experts see ~n*used/count tokens each.
+        // The kernels re-read host-mapped weights over PCIe for every tile of tokenTile tokens
+        // (a partial tile reads them once): dense weights see all n tokens, each expert about
+        // n*used/(count*touched). Once every touched expert gets a tile or more, the bytes read
+        // per token stop falling with the micro-batch, unlike llama.cpp's per-micro-batch copies.
         const tokensPerMatrix = u.group === "ffn_experts" ? expertTokens : n;
-        gpuReads += (u.bytes * readFrac * Math.ceil(tokensPerMatrix / k.tokenTile)) / bw.host_mapped;
+        gpuReads += (u.bytes * readFrac * Math.max(1, tokensPerMatrix / k.tokenTile)) / bw.host_mapped;
       } else if (u.tier === "stream") {
         gpuSeconds += fTime;
         copies += u.bytes / bw.stream;
@@ -207,9 +211,16 @@ export function predict(
         cpuSeconds += Math.max(f / cpuFlops, (u.bytes * readFrac) / bw.host_cpu);
       }
     }
-    if (layout.kv === "host_cpu" || !gpu) cpuSeconds += attnFlops / cpuFlops;
-    if (!gpu) cpuSeconds += k.cpuTokenOverheadMs / 1000;
-    else gpuFlops += attnFlops;
+    if (!gpu) {
+      cpuSeconds += attnFlops / cpuFlops + k.cpuTokenOverheadMs / 1000;
+    } else {
+      // Attention runs on the GPU even with the KV cache in host RAM (llama.cpp -nkvo: the
+      // scheduler follows Q, computed from VRAM weights); it then stores the micro-batch's new
+      // K and V (F32 activations, twice the F16 cache bytes) into the host cache and copies the
+      // cache's first done+n cells back, per micro-batch, through pageable memory.
+      gpuFlops += attnFlops;
+      if (layout.kv === "host_cpu") copies += ((2 * n + done + n) * s.kvBytesPerToken) / pageableBw;
+    }
     const gpuCompute = gpuSeconds + gpuFlops / gemm(n);
     // Kernels are bound by the slower of compute and memory (roofline); copies and CPU work add.
     pre.gpuCompute += gpuCompute;
