@@ -95,3 +95,12 @@ test("resolveHardware: named, measured cache, overrides", async () => {
   assertEquals(applyOverrides(getProfile("rtx-5070-12gb")!, { gpu: null }).gpu, null);
   assertThrows(() => applyOverrides(getProfile("cpu-only")!, { gpu: { name: "x" } }), HardwareProbeError, "must give all of");
 });
+
+test("probe: RAM bandwidth is assumed per core until spillway bench measures it", async () => {
+  const host = { ramBytes: 128 * GiB, availableRamBytes: 120 * GiB, cpuCores: 16, logicalCpus: 16, avx512: true, avx2: true };
+  const p = await probeHardware({ host, gpus: { via: "none", why: ["test"] } });
+  assertEquals(p.host.ramGBps, 96);
+  assert(p.notes!.some((n) => n.includes("RAM bandwidth 96 GB/s") && n.includes("spillway bench")), p.notes!.join("\n"));
+  const small = await probeHardware({ host: { ...host, cpuCores: 1, logicalCpus: 1 }, gpus: { via: "none", why: ["test"] } });
+  assertEquals(small.host.ramGBps, 10);
+});

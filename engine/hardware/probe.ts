@@ -145,6 +145,15 @@ export interface ProbeOptions {
 }
 
 /**
+ * RAM read bandwidth assumed before `spillway bench` measures it: about 6 GB/s per core, 10 to
+ * 100 GB/s. A flat guess misleads the planner on servers (the 16-core H200 host measured 91-98 GB/s,
+ * where 40 made CPU-side experts look slower than zero-copy and the plan lost 40% of decode).
+ */
+export function assumedRamGBps(cores: number): number {
+  return Math.min(100, Math.max(10, 6 * cores));
+}
+
+/**
  * Probe this machine into a HardwareProfile (source `probe`). When no GPU is found the profile
  * has no GPU (or `fallback`'s GPU), and a note says so: "no GPU found, planning for profile X".
  */
@@ -162,7 +171,7 @@ export async function probeHardware(options: ProbeOptions = {}): Promise<Hardwar
     host: {
       ramBytes: host.ramBytes,
       availableRamBytes: host.availableRamBytes,
-      ramGBps: base.host.ramGBps,
+      ramGBps: assumedRamGBps(host.cpuCores),
       cpuCores: host.cpuCores,
       cpuGflops: host.cpuCores * perCore,
     },
@@ -171,7 +180,7 @@ export async function probeHardware(options: ProbeOptions = {}): Promise<Hardwar
   if (host.cpuName !== undefined) profile.host.cpuName = host.cpuName;
   notes.push(
     `host: ${(host.ramBytes / 2 ** 30).toFixed(1)} GiB RAM (${(host.availableRamBytes / 2 ** 30).toFixed(1)} GiB available), ` +
-      `${host.cpuCores} cores from /proc; RAM bandwidth ${base.host.ramGBps} GB/s and CPU ${profile.host.cpuGflops} GFLOP/s assumed (run \`spillway bench\` to measure)`,
+      `${host.cpuCores} cores from /proc; RAM bandwidth ${profile.host.ramGBps} GB/s and CPU ${profile.host.cpuGflops} GFLOP/s assumed (run \`spillway bench\` to measure)`,
   );
   if (found.via === "none") {
     const fb = options.fallback === undefined ? null : getProfile(options.fallback);
