@@ -30,8 +30,11 @@ export interface LaunchOptions {
   runtime?: string;
   /** How to get the program when it is missing. */
   hint?: string;
-  /** Child stdio: `inherit` (default), `pipe` (stdout/stderr readable on the handle) or `ignore`. */
-  stdio?: "inherit" | "pipe" | "ignore";
+  /**
+   * Child stdio: `inherit` (default), `pipe` (stdout/stderr readable on the handle), `ignore`, or
+   * `stderr` (stdin inherited, the child's stdout sent to our stderr: keeps our stdout for JSON).
+   */
+  stdio?: "inherit" | "pipe" | "ignore" | "stderr";
   /** Forward SIGINT/SIGTERM/SIGHUP received by this process to the child (default true). */
   forwardSignals?: boolean;
   /** Put the child in its own process group (default: when stdin is not a terminal). */
@@ -174,7 +177,13 @@ export function launchSpec(spec: LaunchSpec, options: LaunchOptions = {}): Launc
       argv0: program,
       env,
       cwd: spec.cwd,
-      stdio: stdio === "inherit" ? ["inherit", "inherit", "inherit"] : stdio === "pipe" ? ["ignore", "pipe", "pipe"] : "ignore",
+      stdio: stdio === "inherit"
+        ? ["inherit", "inherit", "inherit"]
+        : stdio === "stderr"
+        ? ["inherit", 2, "inherit"]
+        : stdio === "pipe"
+        ? ["ignore", "pipe", "pipe"]
+        : "ignore",
       detached: group,
       shell: false,
     });

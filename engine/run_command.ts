@@ -198,9 +198,11 @@ export async function runCommand(recipePath: string | null, extraArgs: string[],
   // The shim is built on first use (a few seconds with gcc), before anything starts.
   const preload = report.launch.env.LD_PRELOAD;
   if (preload && !existsSync(preload) && preload === defaultShimPath()) await locateShim();
+  // With --json our stdout carries only the report: the child's output goes to stderr.
+  const stdio = options.json ? "stderr" as const : undefined;
   const handle: LaunchHandle = report.plan
-    ? launch(report.plan, runRecipe, { ...adapterOptions, spec: report.launch, onProgress: loadProgress() })
-    : launch(null, runRecipe, { ...adapterOptions, spec: report.launch });
+    ? launch(report.plan, runRecipe, { ...adapterOptions, spec: report.launch, onProgress: loadProgress(), stdio })
+    : launch(null, runRecipe, { ...adapterOptions, spec: report.launch, stdio });
   const status = await handle.exited;
   report.exitStatus = status;
   let result: GenerationResult | undefined;

@@ -135,3 +135,25 @@ test("in-process launch of a missing model rejects with the file named; exit sta
   assertEquals(await h.exited, 1);
   await assertRejects(() => h.result!, Error, "/nonexistent/model.gguf");
 });
+
+test("run --json: stdout is only the JSON report; the child's own output goes to stderr", async () => {
+  const { spawn } = await import("node:child_process");
+  const process = (await import("node:process")).default;
+  const { ROOT } = await import("./_native.ts");
+  const driver = join(ROOT, "test", "run_driver.ts");
+  const pre = process.versions.bun ? [] : process.versions.deno ? ["run", "-A"] : ["--import", "tsx"];
+  const child = spawn(process.execPath, [...pre, driver, "run", "-", "--json", "--", "sh", "-c", "echo child-out"], {
+    cwd: ROOT,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  let stdout = "";
+  let stderr = "";
+  child.stdout!.on("data", (d) => (stdout += d));
+  child.stderr!.on("data", (d) => (stderr += d));
+  const code = await new Promise<number | null>((r) => child.on("close", (c) => r(c)));
+  assertEquals(code, 0, stderr);
+  const report = JSON.parse(stdout) as RunReport;
+  assertEquals(report.exitStatus, 0);
+  assertEquals(report.launch.argv, ["sh", "-c", "echo child-out"]);
+  assertMatch(stderr, /child-out/);
+});
