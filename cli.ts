@@ -51,7 +51,9 @@ export function createCli(): ReturnType<typeof cac> {
       const { planRecipe, runRecipeOf } = await import("./engine/planner/command.ts");
       const { formatPlan } = await import("./engine/planner/format.ts");
       const { autotune } = await import("./engine/planner/autotune.ts");
-      const planned = await planRecipe(recipe, { hardware: o.hardware as string | undefined });
+      // The cost model's plan, not one a stored outcome already changed: autotune applies (or
+      // with --force replaces) the stored outcome itself and records what the model predicted.
+      const planned = await planRecipe(recipe, { hardware: o.hardware as string | undefined, cachedAutotune: false });
       const recipeForTrials = { ...planned.recipe, runtime: { ...runRecipeOf(planned.recipe), ...planned.recipe.runtime } };
       const result = await autotune(planned.plan, recipeForTrials as never, {
         model: planned.model,

@@ -51,14 +51,17 @@ export interface PlannedRecipe {
   plan: Plan;
 }
 
-/** Load a recipe and plan it (no printing). */
-export async function planRecipe(recipePath: string, options: { hardware?: string } = {}): Promise<PlannedRecipe> {
+/**
+ * Load a recipe and plan it (no printing). `cachedAutotune: false` keeps the cost model's own
+ * choice (what `--autotune` must start from) instead of a stored autotune outcome.
+ */
+export async function planRecipe(recipePath: string, options: { hardware?: string; cachedAutotune?: boolean } = {}): Promise<PlannedRecipe> {
   const recipe = await loadRecipe(recipePath);
   const { model, note } = await recipeModel(recipe);
   const hardware = await resolveHardware(recipe.hardware, { override: options.hardware });
   const planned = plan(model, hardware, recipe, { capabilities: adapterFor(recipe.runtime.name, recipe.file).capabilities });
   // A stored autotune outcome for this model, machine and workload replaces the prediction.
-  const p = applyCachedAutotune(planned);
+  const p = options.cachedAutotune === false ? planned : applyCachedAutotune(planned);
   p.notes = [...(note ? [note] : []), ...(hardware.notes ?? []), ...(p !== planned ? ["choice from a stored autotune outcome (spillway plan --autotune --force re-measures)"] : [])];
   return { recipe, model, hardware, plan: p };
 }
