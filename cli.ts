@@ -8,7 +8,7 @@
 import process from "node:process";
 import { cac } from "cac";
 import pkg from "./package.json" with { type: "json" };
-import { SpillwayError } from "./engine/errors.ts";
+import { RecipeSchemaError, SpillwayError } from "./engine/errors.ts";
 
 /** Exit codes: 0 ok, 1 failure reported by the command, 2 usage or input error. */
 type Action = (...args: never[]) => Promise<number>;
@@ -27,6 +27,15 @@ function wrap<A extends Action>(action: A): (...args: Parameters<A>) => Promise<
       }
     }
   };
+}
+
+/** A numeric option's value: a number (an integer when `integer`) of at least `min`, else a usage error naming the flag. */
+function numberOption(value: unknown, flag: string, min: number, integer = true): number {
+  const n = Number(value);
+  if (value === true || value === "" || !Number.isFinite(n) || n < min || (integer && !Number.isInteger(n))) {
+    throw new RecipeSchemaError("(command line)", flag, `expected ${integer ? "an integer" : "a number"} >= ${min}, got '${String(value)}'`);
+  }
+  return n;
 }
 
 /** Build the CLI (exported for tests). */
@@ -59,8 +68,8 @@ export function createCli(): ReturnType<typeof cac> {
         model: planned.model,
         hardware: planned.hardware,
         force: Boolean(o.force),
-        trialSeconds: Number(o.trialSeconds),
-        top: Number(o.top),
+        trialSeconds: numberOption(o.trialSeconds, "--trial-seconds", 0.1, false),
+        top: numberOption(o.top, "--top", 1),
         llamaBench: o.llamaBench as string | undefined,
         outDir: o.outDir as string | undefined,
       });
@@ -105,8 +114,8 @@ export function createCli(): ReturnType<typeof cac> {
         quant: String(o.quant),
         out: o.out as string,
         sparse: Boolean(o.sparse),
-        seed: Number(o.seed),
-        vocabSize: o.vocab === undefined ? undefined : Number(o.vocab),
+        seed: numberOption(o.seed, "--seed", 0),
+        vocabSize: o.vocab === undefined ? undefined : numberOption(o.vocab, "--vocab", 1),
       });
     }));
 
@@ -124,7 +133,7 @@ export function createCli(): ReturnType<typeof cac> {
         json: Boolean(o.json),
         force: Boolean(o.force),
         quick: Boolean(o.quick),
-        repeats: Number(o.repeats),
+        repeats: numberOption(o.repeats, "--repeats", 1),
         target: o.target as string | undefined,
         skip: o.skip ? (String(o.skip).split(",") as ("gpu" | "cpu" | "disk")[]) : undefined,
       });
@@ -178,7 +187,14 @@ export function main(argv: string[] = process.argv): void {
     cli.outputHelp();
     return;
   }
-  void cli.runMatchedCommand();
+  try {
+    void cli.runMatchedCommand();
+  } catch (e) {
+    // cac's own usage errors (an option without its value): a message, not a stack trace.
+    if ((e as Error).name !== "CACError") throw e;
+    console.error(`spillway: ${(e as Error).message}. See 'spillway ${cli.matchedCommandName ?? ""} --help'.`);
+    process.exitCode = 2;
+  }
 }
 
 main();
