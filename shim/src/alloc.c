@@ -355,6 +355,12 @@ int sw_alloc(size_t size, const struct sw_vram_fn *v, CUdeviceptr *out) {
   int dev = sw_current_device();
   if (dev < 0) return vram_call(v, out, size); /* no context: let CUDA answer */
   dev_init(dev);
+  /* The table entry first: an allocation made but not tracked could never be freed or uncounted. */
+  struct sw_rec *heap = malloc(sizeof *heap);
+  if (!heap) {
+    SW_ERROR("out of host memory for the allocation table: %.1f MiB allocation refused", mib(size));
+    return CUDA_ERROR_OUT_OF_MEMORY;
+  }
 
   pthread_mutex_lock(&sw_lock);
   uint64_t index = sw_stats->allocs;
@@ -425,15 +431,11 @@ int sw_alloc(size_t size, const struct sw_vram_fn *v, CUdeviceptr *out) {
     else r = kmod_alloc(rec.host, &rec);
 
     if (r == CUDA_SUCCESS) {
-      struct sw_rec *heap = malloc(sizeof *heap);
       pthread_mutex_lock(&sw_lock);
-      if (heap) {
-        *heap = rec;
-        table_insert(heap);
-        commit_locked(heap);
-      }
+      *heap = rec;
+      table_insert(heap);
+      commit_locked(heap);
       pthread_mutex_unlock(&sw_lock);
-      if (!heap) SW_ERROR("out of host memory for the allocation table: %.1f MiB allocation untracked", mib(size));
       SW_DEBUG("alloc %.1f MiB on device %d (#%llu) -> %s: %.1f MiB VRAM + %.1f MiB host (%s) at 0x%llx; "
                "VRAM in use %.1f of %.1f MiB budget",
                mib(size), dev, (unsigned long long)index, why, mib(rec.vram), mib(rec.host), kind_name[rec.kind],
@@ -477,6 +479,7 @@ int sw_alloc(size_t size, const struct sw_vram_fn *v, CUdeviceptr *out) {
     pthread_mutex_unlock(&sw_lock);
     last_was_vram = 0;
   }
+  free(heap);
   pthread_mutex_lock(&sw_lock);
   sw_stats_begin();
   sw_stats->failures++;
