@@ -144,7 +144,9 @@ static void load_driver(void) {
   R(cuMemGetAllocationGranularity);
 #undef R
   sw_drv.cuMemHostGetDevicePointer = (cuMemHostGetDevicePointer_t)sw_real_dlsym(h, "cuMemHostGetDevicePointer_v2");
-  if (!sw_drv.cuMemHostRegister) sw_drv.cuMemHostRegister = (cuMemHostRegister_t)sw_real_dlsym(h, "cuMemHostRegister_v2");
+  /* cuda.h maps cuMemHostRegister to _v2 (CUDA >= 6.5); the unversioned export is the legacy ABI. */
+  cuMemHostRegister_t reg2 = (cuMemHostRegister_t)sw_real_dlsym(h, "cuMemHostRegister_v2");
+  if (reg2) sw_drv.cuMemHostRegister = reg2;
   for (int i = 0; i < sw_nhooks; i++)
     if (sw_hooks[i].lib == SW_LIB_DRIVER) store_real(&sw_hooks[i], sw_real_dlsym(h, sw_hooks[i].name));
 }
