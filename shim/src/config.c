@@ -43,11 +43,12 @@ int sw_parse_size(const char *s, uint64_t *out) {
   char *end;
   unsigned long long whole = strtoull(s, &end, 10);
   if (errno) return -1;
-  double frac = 0;
+  /* Decimal digits only: strtod would also take an exponent ("1.5e9G") or hex. */
+  double frac = 0, scale = 0.1;
   if (*end == '.') {
-    char *fend;
-    frac = strtod(end, &fend);
-    end = fend;
+    end++;
+    if (!isdigit((unsigned char)*end)) return -1;
+    for (; isdigit((unsigned char)*end); end++, scale /= 10) frac += (*end - '0') * scale;
   }
   uint64_t mul = 1;
   switch (toupper((unsigned char)*end)) {
@@ -62,7 +63,11 @@ int sw_parse_size(const char *s, uint64_t *out) {
   while (isspace((unsigned char)*end)) end++;
   if (*end) return -1;
   if (whole > UINT64_MAX / mul) return -1;
-  *out = (uint64_t)whole * mul + (uint64_t)(frac * (double)mul);
+  /* frac < 1, but .999... rounds to 1.0 in a double: keep the part below mul so the sum cannot wrap. */
+  uint64_t part = (uint64_t)(frac * (double)mul);
+  if (part >= mul) part = mul - 1;
+  if ((uint64_t)whole * mul > UINT64_MAX - part) return -1;
+  *out = (uint64_t)whole * mul + part;
   return 0;
 }
 
