@@ -129,13 +129,19 @@ export function createCli(): ReturnType<typeof cac> {
     .option("--skip <parts>", "Comma list of parts to skip: gpu,cpu,disk")
     .action(wrap(async (o: Record<string, unknown>) => {
       const { benchCommand } = await import("./engine/hardware/bench/command.ts");
+      const skip = o.skip === undefined ? undefined : String(o.skip).split(",");
+      const bad = skip?.filter((p) => !["gpu", "cpu", "disk"].includes(p)) ?? [];
+      if (bad.length > 0) {
+        console.error(`spillway bench: --skip ${bad.join(",")}: unknown part; use gpu, cpu or disk`);
+        return 2;
+      }
       return benchCommand({
         json: Boolean(o.json),
         force: Boolean(o.force),
         quick: Boolean(o.quick),
         repeats: numberOption(o.repeats, "--repeats", 1),
         target: o.target as string | undefined,
-        skip: o.skip ? (String(o.skip).split(",") as ("gpu" | "cpu" | "disk")[]) : undefined,
+        skip: skip as ("gpu" | "cpu" | "disk")[] | undefined,
       });
     }));
 

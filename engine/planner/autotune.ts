@@ -13,7 +13,7 @@
  * ```
  * @module
  */
-import { mkdirSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import type { Candidate, HardwareProfile, ModelInfo, Plan, RuntimeSettings, Workload } from "../types.ts";
 import { PlanError, SpillwayError } from "../errors.ts";
@@ -253,6 +253,10 @@ export async function autotune(plan: Plan, recipe: AutotuneRecipe, opts: Autotun
       err(`autotune: using the outcome measured ${hit.measuredAt} (${cacheFile}); --force runs the trials again\n`);
       return { plan: applyAutotune(plan, hit), entry: hit, fromCache: true, files: writeOutputs(hit, opts, files) };
     }
+  }
+  // Real trials need the file (an injected runner, as in tests, brings its own measurements).
+  if (opts.runTrial === undefined && !existsSync(plan.model.path)) {
+    throw new PlanError(`autotune: the model file ${plan.model.path} does not exist (the plan was made from the model's known shape); make it first (spillway run synthesizes known synthetic models, or download it) and autotune again`);
   }
   const trialSeconds = opts.trialSeconds ?? 8;
   const picked = selectTrialCandidates(plan, opts.top ?? 4);

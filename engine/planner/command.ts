@@ -105,7 +105,7 @@ export async function planCommand(recipePath: string, options: PlanCommandOption
   } catch (e) {
     if (e instanceof SpillwayError) {
       err(`spillway plan: ${e.message}`);
-      return 1;
+      return 2; // bad recipe, model file or hardware name: an input error, as for `run`
     }
     throw e;
   }

@@ -58,12 +58,14 @@ export function autotunePath(): string {
   return join(cacheDir(), "autotune.json");
 }
 
-/** Cache key of a plan: model, hardware, workload and the set of fitting candidates. */
+/** Cache key of a plan: model, hardware, workload, context/batch/threads and the set of fitting candidates. */
 export function autotuneKey(plan: Plan): string {
   const fitting = plan.candidates.filter((c) => c.fits).map((c) => c.id).sort();
   const fp = createHash("sha256").update(fitting.join("\n")).digest("hex").slice(0, 12);
   const w = plan.workload;
-  return `${plan.model.path} (${plan.model.bytes} B) | ${plan.runtime} | ${plan.hardware.name} | ${w.objective} ${w.promptTokens}+${w.generatedTokens} | candidates ${fp}`;
+  // Two recipes differing only in context, batch or threads measure differently.
+  const s = plan.settings;
+  return `${plan.model.path} (${plan.model.bytes} B) | ${plan.runtime} | ${plan.hardware.name} | ${w.objective} ${w.promptTokens}+${w.generatedTokens} | ctx ${s.contextLength} b ${s.batch} t ${s.threads} | candidates ${fp}`;
 }
 
 /**
