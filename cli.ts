@@ -21,7 +21,7 @@ function wrap<A extends Action>(action: A): (...args: Parameters<A>) => Promise<
       if (e instanceof SpillwayError) {
         console.error(`spillway: ${e.message}`);
         if (process.env.SPILLWAY_LOG === "debug" && e.cause) console.error(e.cause);
-        process.exitCode = 2;
+        process.exitCode = e.kind === "interrupted" ? 130 : 2;
       } else {
         throw e;
       }

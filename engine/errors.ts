@@ -93,3 +93,8 @@ export class KernelModuleError extends SpillwayError {
 export class PlanError extends SpillwayError {
   override readonly kind = "plan";
 }
+
+/** The user interrupted long work (Ctrl-C); what it had half done was removed. */
+export class InterruptedError extends SpillwayError {
+  override readonly kind = "interrupted";
+}

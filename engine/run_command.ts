@@ -12,6 +12,7 @@
  *
  * @module
  */
+import { withInterrupt } from "./interrupt.ts";
 import { existsSync, mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import process from "node:process";
@@ -131,7 +132,8 @@ export async function ensureModelFile(recipe: Recipe, err: (s: string) => void =
   err(`synthesizing ${m.shape} ${quant} -> ${m.path} (first use)\n`);
   const bar: Progress = progressBar("synth", "bytes");
   try {
-    await synthesize({ shape: m.shape, quant, out: m.path, onProgress: (done, total) => bar.update(done, total) });
+    await withInterrupt(`synthesizing ${m.path}`, (signal) =>
+      synthesize({ shape: m.shape!, quant, out: m.path, signal, onProgress: (done, total) => bar.update(done, total) }));
   } finally {
     bar.stop();
   }

@@ -5,7 +5,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { assert, assertAlmostEquals, assertEquals, assertGreater, assertLess, assertNotEquals, assertRejects } from "./_assert.ts";
-import { ModelFileError } from "../engine/errors.ts";
+import { InterruptedError, ModelFileError } from "../engine/errors.ts";
 import { readModel } from "../engine/model/mod.ts";
 import { synthesize, toF16 } from "../engine/model/synth.ts";
 import { listShapes, synthCommand } from "../engine/model/synth_command.ts";
@@ -153,4 +153,17 @@ test("synthCommand: exit codes and output", async () => {
     assert(lines.some((l) => l.includes("wrote") && l.includes(out)), lines.join("\n"));
     assert(lines.some((l) => l.includes("qwen3moe-30b-a3b")), "unknown shape lists the known ones");
   });
+});
+
+test("synth: an aborted write rejects with the signal's reason and leaves no file behind", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "spillway-synth-abort-"));
+  try {
+    const out = join(dir, "tiny.gguf");
+    const ac = new AbortController();
+    ac.abort(new InterruptedError("stop"));
+    await assertRejects(() => synthesize({ shape: "tiny-llama", quant: "Q8_0", out, signal: ac.signal }), InterruptedError, "stop");
+    assertEquals(readdirSync(dir), []);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -33,6 +33,8 @@ export interface SynthOptions {
   vocabSize?: number;
   /** Called as data is written: bytes written so far and the file size. */
   onProgress?: (bytesDone: number, total: number) => void;
+  /** Abort the write (e.g. on Ctrl-C): the partial file is removed and the promise rejects. */
+  signal?: AbortSignal;
 }
 
 /** What synthesize wrote. */
@@ -116,6 +118,7 @@ export async function synthesize(opts: SynthOptions): Promise<SynthResult> {
         let pos = offset;
         let left = bytes;
         while (left > 0) {
+          opts.signal?.throwIfAborted();
           const n = Math.min(left, pool.length - src);
           await writeAll(fh, pool.subarray(src, src + n), pos);
           pos += n;
@@ -133,6 +136,7 @@ export async function synthesize(opts: SynthOptions): Promise<SynthResult> {
     await rename(tmp, opts.out);
     ok = true;
   } catch (e) {
+    if (opts.signal?.aborted) throw opts.signal.reason;
     throw e instanceof ModelFileError ? e : new ModelFileError(opts.out, `cannot write: ${(e as Error).message}`, { cause: e });
   } finally {
     if (!ok) {

@@ -5,8 +5,9 @@
  * @module
  */
 
+import { withInterrupt } from "../interrupt.ts";
 import cliProgress from "cli-progress";
-import { SpillwayError } from "../errors.ts";
+import { InterruptedError, SpillwayError } from "../errors.ts";
 import { getShape, listShapes as allShapes, type ModelShape } from "./shapes.ts";
 import { synthesize, type SynthQuant } from "./synth.ts";
 
@@ -64,7 +65,8 @@ export async function synthCommand(opts: SynthCommandOptions): Promise<number> {
   let started = false;
   const t0 = performance.now();
   try {
-    const r = await synthesize({
+    const r = await withInterrupt(`synth ${opts.out}`, (signal) => synthesize({
+      signal,
       shape,
       quant: quant as SynthQuant,
       out: opts.out,
@@ -80,7 +82,7 @@ export async function synthCommand(opts: SynthCommandOptions): Promise<number> {
           bar.update(done, payload);
         }
       },
-    });
+    }));
     if (started) bar.stop();
     const secs = (performance.now() - t0) / 1000;
     console.log(
@@ -90,6 +92,6 @@ export async function synthCommand(opts: SynthCommandOptions): Promise<number> {
   } catch (e) {
     if (started) bar.stop();
     console.error(`spillway synth: ${e instanceof SpillwayError ? e.message : (e as Error).message}`);
-    return 1;
+    return e instanceof InterruptedError ? 130 : 1;
   }
 }
