@@ -57,14 +57,13 @@ export function createCli(): ReturnType<typeof cac> {
         const { planCommand } = await import("./engine/planner/command.ts");
         return planCommand(recipe, { json: Boolean(o.json), hardware: o.hardware as string | undefined });
       }
-      const { planRecipe, runRecipeOf } = await import("./engine/planner/command.ts");
+      const { planRecipe } = await import("./engine/planner/command.ts");
       const { formatPlan } = await import("./engine/planner/format.ts");
       const { autotune } = await import("./engine/planner/autotune.ts");
       // The cost model's plan, not one a stored outcome already changed: autotune applies (or
       // with --force replaces) the stored outcome itself and records what the model predicted.
       const planned = await planRecipe(recipe, { hardware: o.hardware as string | undefined, cachedAutotune: false });
-      const recipeForTrials = { ...planned.recipe, runtime: { ...runRecipeOf(planned.recipe), ...planned.recipe.runtime } };
-      const result = await autotune(planned.plan, recipeForTrials as never, {
+      const result = await autotune(planned.plan, planned.recipe, {
         model: planned.model,
         hardware: planned.hardware,
         force: Boolean(o.force),

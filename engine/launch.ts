@@ -18,7 +18,7 @@ import process from "node:process";
 import type { Readable } from "node:stream";
 import { LaunchError, RuntimeMissingError } from "./errors.ts";
 import type { LaunchSpec, Plan } from "./types.ts";
-import { readProcessStats, type ProcessStats } from "./monitor.ts";
+import { processAlive, readProcessStats, type ProcessStats } from "./monitor.ts";
 import type { AdapterOptions, RunRecipe } from "./runtimes/adapter.ts";
 import { commandLaunchSpec } from "./runtimes/command.ts";
 import { adapterFor } from "./runtimes/mod.ts";
@@ -106,15 +106,6 @@ export function childEnv(spec: LaunchSpec, base: NodeJS.ProcessEnv = process.env
   return env;
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === "EPERM";
-  }
-}
-
 /**
  * Removes `spillway.<pid>` files the shim left in `dir` for `pid`, and for any other process
  * that is gone and whose file appeared after `sinceMs` (the child's own children).
@@ -136,7 +127,7 @@ export function cleanupStatsFiles(dir: string, pid: number, sinceMs: number): st
     let own = p === pid;
     if (!own) {
       try {
-        own = statSync(path).mtimeMs >= sinceMs - 1000 && !alive(p);
+        own = statSync(path).mtimeMs >= sinceMs - 1000 && !processAlive(p);
       } catch {
         continue;
       }

@@ -47,7 +47,8 @@ export interface Snapshot {
   kmod: ModuleStatus;
 }
 
-function alive(pid: number): boolean {
+/** Whether process `pid` exists (EPERM: it exists but belongs to someone else). */
+export function processAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
@@ -74,7 +75,7 @@ export function toProcessStats(s: ShimStats): ProcessStats {
   return {
     pid: s.pid,
     command: commandOf(s.pid),
-    alive: alive(s.pid),
+    alive: processAlive(s.pid),
     startedAt: Number(s.startNs / 1_000_000n),
     updatedAt: Number(s.updateNs / 1_000_000n),
     vramBudget: Number(s.vramBudget),

@@ -26,14 +26,14 @@ import { planRecipe } from "./planner/command.ts";
 import { plan as makePlan, type PlanRecipe } from "./planner/plan.ts";
 import { loadRecipe, RECIPE_DEFAULTS, WORKLOADS } from "./recipe/mod.ts";
 import type { Recipe } from "./recipe/types.ts";
-import type { RunRecipe } from "./runtimes/adapter.ts";
+import { runRecipeOf, type RunRecipe } from "./runtimes/adapter.ts";
 import { intArgOf, llamaProgramOf, mergeUserArgs, modelArgOf } from "./runtimes/llamacpp.ts";
 import { adapterFor } from "./runtimes/mod.ts";
 import type { GenerationResult } from "./runtimes/node_llama_cpp.ts";
 import { locateShim, shimEnv } from "../shim/build.ts";
 import { defaultShimPath } from "./runtimes/shim_path.ts";
 import type { HardwareProfile, LaunchSpec, Plan } from "./types.ts";
-import { progressBar, type Progress } from "./runtimes/progress.ts";
+import { progressBar, type Progress } from "./progress.ts";
 
 /** Options of {@link runCommand}. */
 export interface RunCommandOptions {
@@ -102,16 +102,6 @@ export function formatPlanScreen(plan: Plan, hardware?: HardwareProfile): string
     lines.push("also      " + others.map((o) => `${o.id}: ${o.fits ? `${o.predicted.totalSeconds.toFixed(2)} s` : "does not fit"}`).join("; "));
   }
   return lines.join("\n");
-}
-
-/** The adapter-facing part of a recipe. */
-export function runRecipeOf(recipe: Recipe): RunRecipe {
-  const r = recipe.runtime;
-  const out: RunRecipe = { file: recipe.file };
-  for (const k of ["binary", "program", "args", "env", "command", "prompt", "modelRef", "python"] as const) {
-    if (r[k] !== undefined) (out as Record<string, unknown>)[k] = r[k];
-  }
-  return out;
 }
 
 /** Makes the recipe's synthetic model file when it is missing (with a progress bar). */

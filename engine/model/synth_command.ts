@@ -6,7 +6,7 @@
  */
 
 import { withInterrupt } from "../interrupt.ts";
-import cliProgress from "cli-progress";
+import { progressBar } from "../progress.ts";
 import { InterruptedError, SpillwayError } from "../errors.ts";
 import { getShape, listShapes as allShapes, type ModelShape } from "./shapes.ts";
 import { synthesize, type SynthQuant } from "./synth.ts";
@@ -53,16 +53,7 @@ export async function synthCommand(opts: SynthCommandOptions): Promise<number> {
     console.error("spillway synth: missing output path (-o file.gguf)");
     return 2;
   }
-  const GiB = 2 ** 30;
-  const bar = new cliProgress.SingleBar(
-    {
-      format: `synth ${shape.id} ${quant} {bar} {percentage}% | {done}/{size} GiB | ETA {eta_formatted}`,
-      hideCursor: true,
-      fps: 5,
-    },
-    cliProgress.Presets.shades_classic,
-  );
-  let started = false;
+  const bar = progressBar("synth", "bytes");
   const t0 = performance.now();
   try {
     const r = await withInterrupt(`synth ${opts.out}`, (signal) => synthesize({
@@ -73,24 +64,16 @@ export async function synthCommand(opts: SynthCommandOptions): Promise<number> {
       sparse: opts.sparse,
       seed: opts.seed,
       vocabSize: opts.vocabSize,
-      onProgress: (done, total) => {
-        const payload = { done: (done / GiB).toFixed(2), size: (total / GiB).toFixed(2) };
-        if (!started) {
-          bar.start(total, done, payload);
-          started = true;
-        } else {
-          bar.update(done, payload);
-        }
-      },
+      onProgress: (done, total) => bar.update(done, total),
     }));
-    if (started) bar.stop();
+    bar.stop();
     const secs = (performance.now() - t0) / 1000;
     console.log(
       `wrote ${r.path}: ${human(r.bytes)} (${r.bytes} bytes)${opts.sparse ? ", sparse (data is a hole)" : ""} in ${secs.toFixed(1)} s`,
     );
     return 0;
   } catch (e) {
-    if (started) bar.stop();
+    bar.stop();
     console.error(`spillway synth: ${e instanceof SpillwayError ? e.message : (e as Error).message}`);
     return e instanceof InterruptedError ? 130 : 1;
   }

@@ -7,6 +7,7 @@
  */
 import { applyCachedAutotune } from "./autotune.ts";
 import { adapterFor } from "../runtimes/mod.ts";
+import { runRecipeOf } from "../runtimes/adapter.ts";
 import { existsSync } from "node:fs";
 import { SpillwayError } from "../errors.ts";
 import { resolveHardware } from "../hardware/resolve.ts";
@@ -64,16 +65,6 @@ export async function planRecipe(recipePath: string, options: { hardware?: strin
   const p = options.cachedAutotune === false ? planned : applyCachedAutotune(planned);
   p.notes = [...(note ? [note] : []), ...(hardware.notes ?? []), ...(p !== planned ? ["choice from a stored autotune outcome (spillway plan --autotune --force re-measures)"] : [])];
   return { recipe, model, hardware, plan: p };
-}
-
-/** What the adapter reads of a recipe (engine/runtimes RunRecipe). */
-export function runRecipeOf(recipe: Recipe): Record<string, unknown> {
-  const r = recipe.runtime;
-  const out: Record<string, unknown> = { file: recipe.file };
-  for (const k of ["binary", "program", "args", "env", "command", "prompt", "modelRef", "python"] as const) {
-    if (r[k] !== undefined) out[k] = r[k];
-  }
-  return out;
 }
 
 function shellQuote(a: string): string {

@@ -5,6 +5,7 @@
  *
  * @module
  */
+import type { Recipe, RecipeRuntime } from "../recipe/types.ts";
 import type { LaunchSpec, Plan } from "../types.ts";
 import type { RuntimeCapabilities } from "./capabilities.ts";
 
@@ -15,25 +16,15 @@ export type RuntimeName = "llama.cpp" | "vllm" | "ollama" | "transformers" | "no
  * The part of a recipe (or of a wrapped command line) that says how to run, independent of the
  * recipe file schema; `run_command.ts` fills it from the parsed recipe.
  */
-export interface RunRecipe {
+export type RunRecipe = Omit<RecipeRuntime, "name"> & {
   /** File the recipe came from, for messages. */
   file?: string;
-  /** Program to run instead of the adapter's default (a name looked up in PATH, or a path). */
-  binary?: string;
-  /** llama.cpp program: `server` (default), `cli`, `completion` or `bench`. */
-  program?: "server" | "cli" | "completion" | "bench";
-  /** Arguments appended after the ones the adapter generates (user flags win where repeated). */
-  args?: string[];
-  /** Extra environment for the child. */
-  env?: Record<string, string>;
-  /** `command` runtime: the argv to run under the shim. */
-  command?: string[];
-  /** Prompt text for one-shot runs (llama.cpp cli/completion, node-llama-cpp, transformers). */
-  prompt?: string;
-  /** Model name for runtimes that address models by name (Ollama tag, HF repo id for vLLM). */
-  modelRef?: string;
-  /** Python interpreter for the transformers entry. */
-  python?: string;
+};
+
+/** The adapter-facing part of a parsed recipe: its runtime options and file. */
+export function runRecipeOf(recipe: Pick<Recipe, "file" | "runtime">): RunRecipe {
+  const { name: _name, ...options } = recipe.runtime;
+  return { file: recipe.file, ...options };
 }
 
 /** Options an adapter takes besides the plan and recipe. */
