@@ -27,7 +27,7 @@ export type PlanRecipe = Pick<Recipe, "runtime" | "context" | "batch" | "workloa
 
 /** Options of {@link plan}. */
 export interface PlanOptions {
-  /** Capabilities of the runtime (default: the planner's table, or the adapter's declaration). */
+  /** Capabilities of the runtime (default: what its adapter in engine/runtimes declares). */
   capabilities?: RuntimeCapabilities;
   /** Routing of the model (default: a trained model's independent per-token routing). */
   routing?: RoutingModel;
