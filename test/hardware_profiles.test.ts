@@ -104,3 +104,24 @@ test("probe: RAM bandwidth is assumed per core until spillway bench measures it"
   const small = await probeHardware({ host: { ...host, cpuCores: 1, logicalCpus: 1 }, gpus: { via: "none", why: ["test"] } });
   assertEquals(small.host.ramGBps, 10);
 });
+
+test("resolve: a spillway bench cache is used only for the machine it measured", async () => {
+  const { hostIds, machineKey, writeCacheEntry } = await import("../engine/hardware/bench/cache.ts");
+  const dir = mkdtempSync(join(tmpdir(), "spillway-hw-"));
+  try {
+    const cachePath = join(dir, "hardware.json");
+    const profile = { ...getProfile("cpu-only")!, name: "bench: this host", source: "bench" as const, gpu: null };
+    const other = { gpuName: "none", driver: "none", hostname: "elsewhere", cpuName: "other CPU", ramGiB: 1 };
+    writeCacheEntry({ key: machineKey(other), ids: other, measuredAt: "2026-01-01T00:00:00Z", profile: { ...profile, name: "bench: elsewhere" } }, cachePath);
+    const probed = await resolveHardware({ kind: "probe" }, { cachePath });
+    assertEquals(probed.source, "probe");
+    assertMatch(probed.notes!.at(-1)!, /other machines only/);
+    // This machine has no GPU here, so its entry is keyed "none".
+    const mine = { gpuName: "none", driver: "none", ...hostIds() };
+    writeCacheEntry({ key: machineKey(mine), ids: mine, measuredAt: "2026-01-02T00:00:00Z", profile }, cachePath);
+    const measured = await resolveHardware({ kind: "probe" }, { cachePath });
+    assertEquals([measured.name, measured.source], ["bench: this host", "bench"]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -8,7 +8,8 @@
 import { HardwareProbeError } from "../errors.ts";
 import type { HardwareOverrides, HardwareSpec } from "../recipe/types.ts";
 import type { HardwareProfile } from "../types.ts";
-import { measuredProfilePath, readMeasuredProfile } from "./cache.ts";
+import { type CachedProfile, measuredProfilePath, readMeasuredProfile } from "./cache.ts";
+import { type CacheFile, findBenchEntry } from "./bench/cache.ts";
 import { probeHardware, type ProbeOptions } from "./probe.ts";
 import { getProfile, profileNames } from "./profiles.ts";
 
@@ -31,24 +32,38 @@ function builtin(name: string): HardwareProfile {
   return p;
 }
 
+/**
+ * The measured profile for the machine `live` describes. A cache written by `spillway bench` keys
+ * its measurements by GPU and host, so one copied from another machine (or from before a GPU
+ * swap) is not used; a file holding just a profile (written by hand) is taken as it is.
+ */
+async function measuredFor(live: HardwareProfile, path: string): Promise<CachedProfile> {
+  const cached = await readMeasuredProfile(path);
+  if (cached.profile === null || (cached.profile as CacheFile).machines === undefined) return cached;
+  const gpuName = live.gpu?.name ?? "none";
+  const entry = findBenchEntry({ gpuName }, path);
+  if (entry !== null) return { profile: entry.profile };
+  return { profile: null, why: `${path} holds measurements of other machines only (not of ${gpuName} on this host)` };
+}
+
 async function probeOrMeasured(fallback: string | undefined, options: ResolveOptions): Promise<HardwareProfile> {
-  const cached = await readMeasuredProfile(options.cachePath ?? measuredProfilePath());
-  if (cached.profile !== null) {
-    const p = cached.profile;
-    p.notes = [...(p.notes ?? []), `measured profile from ${options.cachePath ?? measuredProfilePath()} (spillway bench)`];
+  const path = options.cachePath ?? measuredProfilePath();
+  const live = await probeHardware({ ...options.probe, fallback: undefined });
+  const measured = await measuredFor(live, path);
+  if (measured.profile !== null) {
+    const p = measured.profile;
+    p.notes = [...(p.notes ?? []), `measured profile from ${path} (spillway bench)`];
     // Bandwidths keep; free memory is a fact of now (another process or a ballast may hold VRAM).
-    const live = await probeHardware({ ...options.probe, fallback: undefined }).catch(() => null);
-    if (live !== null) {
-      p.host.availableRamBytes = live.host.availableRamBytes;
-      if (p.gpu !== null && live.gpu !== null && live.gpu.name === p.gpu.name) {
-        p.gpu.freeVramBytes = live.gpu.freeVramBytes;
-        p.notes.push(`free VRAM ${(live.gpu.freeVramBytes / 2 ** 30).toFixed(2)} GiB and available RAM probed now`);
-      }
+    p.host.availableRamBytes = live.host.availableRamBytes;
+    if (p.gpu !== null && live.gpu !== null && live.gpu.name === p.gpu.name) {
+      p.gpu.freeVramBytes = live.gpu.freeVramBytes;
+      p.notes.push(`free VRAM ${(live.gpu.freeVramBytes / 2 ** 30).toFixed(2)} GiB and available RAM probed now`);
     }
     return p;
   }
-  const p = await probeHardware({ ...options.probe, fallback: fallback ?? options.probe?.fallback });
-  p.notes = [...(p.notes ?? []), `no measured profile (${cached.why}); probed this machine`];
+  const fb = fallback ?? options.probe?.fallback;
+  const p = live.gpu === null && fb !== undefined ? await probeHardware({ ...options.probe, fallback: fb }) : live;
+  p.notes = [...(p.notes ?? []), `no measured profile (${measured.why}); probed this machine`];
   return p;
 }
 
