@@ -126,8 +126,16 @@ export function createCli(): ReturnType<typeof cac> {
     .option("--repeats <n>", "Repeats per figure", { default: 5 })
     .option("--target <path>", "Model file or directory whose filesystem to measure")
     .option("--skip <parts>", "Comma list of parts to skip: gpu,cpu,disk")
+    .option("--pin-bytes <size>", "Bytes per pinned allocation / registration trial, e.g. 4G (default: the buffer size)")
     .action(wrap(async (o: Record<string, unknown>) => {
       const { benchCommand } = await import("./engine/hardware/bench/command.ts");
+      let pinBytes: number | undefined;
+      if (o.pinBytes !== undefined) {
+        const { parseSize } = await import("./engine/recipe/size.ts");
+        const n = parseSize(String(o.pinBytes));
+        if (n === null || n < 1 << 20) throw new RecipeSchemaError("(command line)", "--pin-bytes", `expected a size >= 1M such as 4G, got '${String(o.pinBytes)}'`);
+        pinBytes = n;
+      }
       const skip = o.skip === undefined ? undefined : String(o.skip).split(",");
       const bad = skip?.filter((p) => !["gpu", "cpu", "disk"].includes(p)) ?? [];
       if (bad.length > 0) {
@@ -141,6 +149,7 @@ export function createCli(): ReturnType<typeof cac> {
         repeats: numberOption(o.repeats, "--repeats", 1),
         target: o.target as string | undefined,
         skip: skip as ("gpu" | "cpu" | "disk")[] | undefined,
+        pinBytes,
       });
     }));
 

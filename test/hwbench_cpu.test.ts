@@ -22,6 +22,19 @@ test("CPU RAM helper builds with gcc, runs all threads, reports > 0 GB/s per rep
   assertGreater(r.ramGBps.min, 0);
   assert(r.ramGBps.min <= r.ramGBps.median && r.ramGBps.median <= r.ramGBps.max);
   assertEquals(r.ramGBps.unit, "GB/s");
+  // The plain loop (reference-style) is measured too, with its own repeats.
+  assertGreater(r.simpleGBps!.min, 0);
+  assert(r.simpleGBps!.min <= r.simpleGBps!.median && r.simpleGBps!.median <= r.simpleGBps!.max);
+  const none = await measureCpuRam({ cacheDir: dir, threads: 1, bytes: 1 << 20, repeats: 1, simple: false });
+  assertEquals(none.simpleGBps, undefined);
+});
+
+test("CPU RAM helper rejects an unknown loop mode with its name", async () => {
+  const { buildHelper } = await import("../engine/hardware/bench/native.ts");
+  const { runHelper } = await import("../engine/hardware/bench/cpu.ts");
+  const exe = buildHelper("cpu_bw", dir, ["-pthread"]);
+  const e = await assertRejects(() => runHelper(exe, ["1", "1048576", "1", "fast"]), HardwareProbeError);
+  assertStringIncludes(e.message, "mode must be tuned or simple, not 'fast'");
 });
 
 test("disk helper: scratch file in a directory is read and removed; a file is read in place", async () => {
@@ -51,6 +64,7 @@ test("no GPU: the bench says so, measures CPU and disk, caches the profile, and 
   assertStringIncludes(err.join(""), "no GPU: the CUDA driver could not be loaded");
   assert(r.profile.notes!.some((n) => n.includes("no GPU measured") && n.includes("libcuda.so.1")));
   assertEquals(r.profile.host.ramGBps, r.profile.measured!.cpuRamGBps.median);
+  assertGreater(r.profile.measured!.cpuRamSimpleGBps.median, 0);
   assertEquals(r.profile.disk.readGBps, r.profile.measured!.diskReadGBps.median);
   const table = formatBenchTable(r);
   assertMatch(table, /GPU: none \(the CUDA driver could not be loaded/);

@@ -81,6 +81,46 @@ def sync():
     torch.cuda.synchronize()
 
 
+def shim_stats():
+    """Bytes per tier from this process's shim record (/dev/shm/spillway.<pid>, layout in
+    shim/include/spillway_stats.h), or None without the shim."""
+    import struct
+    try:
+        with open(f"/dev/shm/spillway.{os.getpid()}", "rb") as f:
+            raw = f.read(96 + 4 * 32)
+    except OSError:
+        return None
+    if len(raw) < 96 + 4 * 32 or struct.unpack_from("<Q", raw, 0)[0] != 0x5457534C4C495053:
+        return None
+    tiers = [struct.unpack_from("<QQQQ", raw, 96 + 32 * i) for i in range(4)]
+    return {"vram_bytes": tiers[0][0], "host_bytes": sum(t[0] for t in tiers[1:]),
+            "vram_budget": struct.unpack_from("<Q", raw, 48)[0]}
+
+
+def sm_clock_reader():
+    """A function returning the GPU's current SM clock in MHz through NVML (None if unavailable):
+    recorded per decode token, because per-token times that change within one run are otherwise
+    hard to tell apart from the method under test."""
+    import ctypes
+    try:
+        nv = ctypes.CDLL("libnvidia-ml.so.1")
+        if nv.nvmlInit_v2() != 0:
+            return lambda: None
+        h = ctypes.c_void_p()
+        if nv.nvmlDeviceGetHandleByIndex_v2(0, ctypes.byref(h)) != 0:
+            return lambda: None
+        mhz = ctypes.c_uint()
+
+        def read():
+            return mhz.value if nv.nvmlDeviceGetClockInfo(h, 1, ctypes.byref(mhz)) == 0 else None  # 1 = NVML_CLOCK_SM
+        return read
+    except OSError:
+        return lambda: None
+
+
+sm_clock = sm_clock_reader()
+
+
 load_t0 = time.perf_counter()
 if a.method == "all-vram":
     model = build(cuda)
@@ -98,6 +138,7 @@ else:
     model = dispatch_model(model, device_map=device_map, main_device=0)
 sync()
 load_s = time.perf_counter() - load_t0
+stats_after_load = shim_stats()
 
 g = torch.Generator(device="cpu").manual_seed(99)
 ids = torch.randint(0, cfg.vocab_size, (1, a.prompt), generator=g).to(cuda)
@@ -107,16 +148,25 @@ def greedy(prefill_out, n):
     pkv = prefill_out.past_key_values
     nxt = prefill_out.logits[0, -1].argmax().view(1, 1)
     rates, toks = [], []
+    trace.clear()
     t_all = time.perf_counter()
     for _ in range(n):
         t0 = time.perf_counter()
+        c0 = time.process_time()
         o = model(input_ids=nxt, past_key_values=pkv, use_cache=True)
         pkv = o.past_key_values
         nxt = o.logits[0, -1].argmax().view(1, 1)
+        c1 = time.process_time()
         sync()
-        rates.append(1.0 / (time.perf_counter() - t0))
+        dt = time.perf_counter() - t0
+        rates.append(1.0 / dt)
+        # Wall ms, CPU ms spent issuing the step (before the sync), SM clock MHz after the step.
+        trace.append([round(dt * 1e3, 2), round((c1 - c0) * 1e3, 2), sm_clock()])
         toks.append(int(nxt.item()))
     return toks, rates, n / (time.perf_counter() - t_all)
+
+
+trace = []
 
 
 with torch.inference_mode():
@@ -132,6 +182,7 @@ with torch.inference_mode():
         prefill_samples.append(a.prompt / (time.perf_counter() - t0))
     logits = out.logits[0].float()
     tokens, decode_samples, decode_tps = greedy(out, a.gen)
+    decode_trace = list(trace)
     # The reference decodes twice more: is greedy decoding deterministic on this GPU at all?
     self_consistent = None
     if a.method == "all-vram":
@@ -170,6 +221,10 @@ res = {
     "load_seconds": load_s, "total_seconds": time.perf_counter() - t_start,
     "max_memory_allocated": torch.cuda.max_memory_allocated(), "torch": torch.__version__,
     "weight_bytes": weight_bytes, "free_bytes": a.free_bytes,
+    # Per decode token: [wall ms, CPU ms issuing the step, SM clock MHz].
+    "decode_trace": decode_trace,
+    # The shim's placement after model.to("cuda") (weights only) and at the end.
+    "shim_after_load": stats_after_load, "shim_at_end": shim_stats(),
     "check": check,
 }
 print("RESULT " + json.dumps(res), flush=True)

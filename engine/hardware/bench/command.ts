@@ -28,6 +28,8 @@ export interface BenchOptions {
   quick?: boolean;
   /** Buffer size of every measurement (overrides `quick`; the VRAM read uses twice this). */
   bytes?: number;
+  /** Bytes per pinned allocation and registration trial (default: the buffer size). */
+  pinBytes?: number;
   /** Parts to leave out. */
   skip?: ("gpu" | "cpu" | "disk")[];
   /** GPU ordinal (default 0). */
@@ -114,7 +116,7 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchReport> {
         copyBytes: sz,
         hostReadBytes: sz,
         vramBytes: 2 * sz,
-        pinBytes: sz,
+        pinBytes: opts.pinBytes ?? sz,
         onStep: (s) => err(`      ${s}\n`),
       });
       parts.pcie = parts.gpu.pcie;
@@ -167,6 +169,7 @@ const LABELS: Record<string, string> = {
   hostRegisterMsPerGiB: "registration (cuMemHostRegister)",
   hostUnregisterMsPerGiB: "unregistration (cuMemHostUnregister)",
   cpuRamGBps: "CPU reading RAM, all cores",
+  cpuRamSimpleGBps: "CPU reading RAM, all cores, plain loop",
   diskReadGBps: "sequential read, O_DIRECT",
 };
 

@@ -21,11 +21,19 @@ export interface CpuRamOptions {
   bytes?: number;
   /** Repeats; default 5. */
   repeats?: number;
+  /**
+   * Also measure the `simple` loop (one scalar accumulator, buffer filled by one thread), the way
+   * a plain summing program reads RAM; default true.
+   */
+  simple?: boolean;
 }
 
 /** Result of {@linkcode measureCpuRam}. */
 export interface CpuRamResult {
+  /** The tuned loop (first touch per thread, eight accumulators): what the cores can stream. */
   ramGBps: Measured;
+  /** The simple loop, when measured: comparable with figures of plain summing programs. */
+  simpleGBps?: Measured;
   threads: number;
   bytes: number;
 }
@@ -70,6 +78,11 @@ export async function measureCpuRam(opts: CpuRamOptions): Promise<CpuRamResult> 
   const bytes = opts.bytes ?? defaultCpuBufferBytes();
   const repeats = opts.repeats ?? 5;
   const exe = buildHelper("cpu_bw", opts.cacheDir, ["-pthread"]);
-  const out = parseHelperOutput("cpu_bw", await runHelper(exe, [String(threads), String(bytes), String(repeats)]));
-  return { ramGBps: summarize(out.gbps, "GB/s"), threads: out.threads ?? threads, bytes: out.bytes };
+  const out = parseHelperOutput("cpu_bw", await runHelper(exe, [String(threads), String(bytes), String(repeats), "tuned"]));
+  const result: CpuRamResult = { ramGBps: summarize(out.gbps, "GB/s"), threads: out.threads ?? threads, bytes: out.bytes };
+  if (opts.simple ?? true) {
+    const simple = parseHelperOutput("cpu_bw", await runHelper(exe, [String(threads), String(bytes), String(repeats), "simple"]));
+    result.simpleGBps = summarize(simple.gbps, "GB/s");
+  }
+  return result;
 }

@@ -2,10 +2,13 @@
  * spillway CPU RAM read bandwidth: N threads each sum their own slice of one large buffer.
  * Built with gcc by engine/hardware/bench/cpu.ts at first use (cached), never at install time.
  *
- * usage: cpu_bw <threads> <bytes> <repeats>
- * prints one JSON object: {"threads":N,"bytes":B,"gbps":[...one per repeat...],"checksum":X}
+ * usage: cpu_bw <threads> <bytes> <repeats> [tuned|simple]
+ * prints one JSON object: {"threads":N,"bytes":B,"mode":M,"gbps":[...one per repeat...],"checksum":X}
  *
- * Each thread first-touches its own slice (so pages land on its NUMA node) and then all threads
+ * tuned (default): each thread first-touches its own slice (so pages land on its NUMA node) and
+ * sums it with eight independent accumulators (vectorized). simple: the main thread fills the whole
+ * buffer, each thread sums its slice with one scalar accumulator, the way a plain summing loop
+ * does; it exists to compare with reference figures taken by such programs. In both, all threads
  * start together at a barrier; the time of one repeat is from the first thread's start to the last
  * thread's end.
  */
@@ -47,14 +50,23 @@ static uint64_t sum_words(const uint64_t *p, size_t n) {
   return s;
 }
 
+/* One dependent chain of scalar adds, not vectorized: what a plain `s += p[i]` loop compiles to. */
+__attribute__((optimize("no-tree-vectorize", "no-unroll-loops"))) static uint64_t sum_words_simple(
+    const uint64_t *p, size_t n) {
+  uint64_t s = 0;
+  for (size_t i = 0; i < n; i++) s += p[i];
+  return s;
+}
+
+static int simple_mode;
+
 static void *worker(void *arg) {
   job_t *j = arg;
-  /* first touch */
-  memset((void *)j->p, 1, j->n * sizeof(uint64_t));
+  if (!simple_mode) memset((void *)j->p, 1, j->n * sizeof(uint64_t)); /* first touch */
   for (int r = 0; r < j->repeats; r++) {
     pthread_barrier_wait(&barrier);
     j->start[r] = now();
-    j->sum += sum_words(j->p, j->n);
+    j->sum += simple_mode ? sum_words_simple(j->p, j->n) : sum_words(j->p, j->n);
     j->end[r] = now();
     pthread_barrier_wait(&barrier);
   }
@@ -62,9 +74,16 @@ static void *worker(void *arg) {
 }
 
 int main(int argc, char **argv) {
-  if (argc != 4) {
-    fprintf(stderr, "usage: %s <threads> <bytes> <repeats>\n", argv[0]);
+  if (argc != 4 && argc != 5) {
+    fprintf(stderr, "usage: %s <threads> <bytes> <repeats> [tuned|simple]\n", argv[0]);
     return 2;
+  }
+  if (argc == 5) {
+    if (strcmp(argv[4], "simple") == 0) simple_mode = 1;
+    else if (strcmp(argv[4], "tuned") != 0) {
+      fprintf(stderr, "cpu_bw: mode must be tuned or simple, not '%s'\n", argv[4]);
+      return 2;
+    }
   }
   int threads = atoi(argv[1]);
   size_t bytes = strtoull(argv[2], NULL, 10);
@@ -93,6 +112,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "cpu_bw: out of memory\n");
     return 1;
   }
+  if (simple_mode) memset(buf, 1, per * threads * sizeof(uint64_t)); /* main thread touches all */
   pthread_barrier_init(&barrier, NULL, threads);
   for (int t = 0; t < threads; t++) {
     jobs[t] = (job_t){buf + per * t, per, repeats, 0, starts + (size_t)t * repeats, ends + (size_t)t * repeats};
@@ -106,7 +126,8 @@ int main(int argc, char **argv) {
     pthread_join(tids[t], NULL);
     checksum += jobs[t].sum;
   }
-  printf("{\"threads\":%d,\"bytes\":%zu,\"gbps\":[", threads, per * threads * sizeof(uint64_t));
+  printf("{\"threads\":%d,\"bytes\":%zu,\"mode\":\"%s\",\"gbps\":[", threads,
+         per * threads * sizeof(uint64_t), simple_mode ? "simple" : "tuned");
   for (int r = 0; r < repeats; r++) {
     double first = starts[r], last = 0;
     for (int t = 0; t < threads; t++) {

@@ -105,6 +105,7 @@ export function benchProfile(parts: BenchParts, base?: HardwareProfile): Hardwar
   let ramGBps = base?.host.ramGBps ?? 20;
   if (parts.cpu) {
     measured.cpuRamGBps = parts.cpu.ramGBps;
+    if (parts.cpu.simpleGBps) measured.cpuRamSimpleGBps = parts.cpu.simpleGBps;
     ramGBps = parts.cpu.ramGBps.median;
   } else notes.push(`CPU RAM bandwidth not measured: ${ramGBps} GB/s ${base ? "from the base profile" : "assumed"}`);
   const cpuGflops = base?.host.cpuGflops ?? cores * 40;
