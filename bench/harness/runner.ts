@@ -213,6 +213,21 @@ async function runLlamaMethod(ctx: RunContext, matrix: Matrix, m: LlamaMethod, m
   return { ...full, ...figures, check, seconds: (performance.now() - t0) / 1000, status, ...(error ? { error } : {}) };
 }
 
+/**
+ * Zero-copy and VRAM read rates for rooflines: this run's `spillway bench` figures (tiers.json in
+ * the results folder, written by entry.sh) when present, else the NOTES reference of one H200.
+ */
+function tierRates(ctx: RunContext): { zeroCopy: number; vram: number; source: string } {
+  try {
+    const t = JSON.parse(readFileSync(join(ctx.out, "tiers.json"), "utf8")) as { profile?: { measured?: Record<string, { median: number }> } };
+    const m = t.profile?.measured;
+    if (m?.zeroCopyGBps && m.vramGBps) return { zeroCopy: m.zeroCopyGBps.median, vram: m.vramGBps.median, source: "rates measured by spillway bench in this run" };
+  } catch {
+    // no tiers in this run
+  }
+  return { zeroCopy: 51.3, vram: 4485, source: "reference rates of shared/gpu/NOTES.md" };
+}
+
 /** PyTorch comparison: bench/gpu/torch_bench.py per method; it prints `RESULT {json}`. */
 async function runTorchMethod(ctx: RunContext, matrix: Matrix, method: "all-vram" | "accelerate" | "shim", ballast: Ballast | null, level: number | null): Promise<MethodResult> {
   const t = matrix.torch!;
@@ -238,6 +253,7 @@ async function runTorchMethod(ctx: RunContext, matrix: Matrix, method: "all-vram
   }
   const o = JSON.parse(line.slice(7)) as {
     prefill_tps: number; decode_tps: number; decode_samples: number[]; prefill_samples: number[]; weight_bytes?: number; free_bytes?: number;
+    decode_trace?: (number | null)[][]; shim_after_load?: { host_bytes: number; vram_bytes: number } | null;
     check: { compared: boolean; max_abs_diff?: number; argmax_agree_pct?: number; exact?: boolean; detail?: string };
   };
   const exact = method === "all-vram" ? null : o.check.compared ? (o.check.exact ?? false) : null;
@@ -255,15 +271,21 @@ async function runTorchMethod(ctx: RunContext, matrix: Matrix, method: "all-vram
     return { tokens, tps, stddev: sd, samples };
   };
   log(ctx, `torch-${method}: pp=${o.prefill_tps.toFixed(1)} tg=${o.decode_tps.toFixed(2)} check=${check.pass}`);
-  // Zero-copy roofline of a decode step: the spilled bytes cross PCIe, the rest is read from VRAM
-  // (51.2 GB/s zero-copy and 4485 GB/s VRAM are the H200 figures of shared/gpu/NOTES.md).
+  // Zero-copy roofline of a decode step: every weight byte the shim placed in host memory crosses
+  // PCIe once per token at the measured zero-copy rate, the rest is read from VRAM. The host bytes
+  // come from the shim's own record right after model.to("cuda"), so only weights count (the
+  // embedding table, the one weight not read whole per token, is moved first and stays in VRAM).
   let roofline: MethodResult["roofline"];
-  if (method === "shim" && o.weight_bytes && ballast) {
-    const resident = Math.max(0, ballast.freeBytes - 1 * GiB - 1.5 * GiB);
-    const spilled = Math.max(0, o.weight_bytes - resident);
-    const tps = 1 / (spilled / 51.2e9 + Math.min(o.weight_bytes, resident) / 4485e9);
-    roofline = { decodeTps: tps, basis: `${(spilled / 1e9).toFixed(2)} GB of ${(o.weight_bytes / 1e9).toFixed(2)} GB weights over PCIe at 51.2 GB/s, the rest from VRAM at 4485 GB/s (assumes ${((resident) / GiB).toFixed(1)} GiB resident: free minus 1 GiB reserve minus 1.5 GiB activations/KV)` };
+  const hostBytes = o.shim_after_load?.host_bytes;
+  if (method === "shim" && o.weight_bytes && hostBytes !== undefined) {
+    const { zeroCopy, vram, source } = tierRates(ctx);
+    const tps = 1 / (hostBytes / (zeroCopy * 1e9) + Math.max(0, o.weight_bytes - hostBytes) / (vram * 1e9));
+    roofline = { decodeTps: tps, basis: `${(hostBytes / 1e9).toFixed(2)} GB of ${(o.weight_bytes / 1e9).toFixed(2)} GB weights in host memory (shim record) over PCIe at ${zeroCopy.toFixed(1)} GB/s, the rest from VRAM at ${vram.toFixed(0)} GB/s (${source})` };
   }
+  const trace = o.decode_trace;
+  const traceNote = trace && trace.length > 0
+    ? `; per token [wall ms, CPU ms, SM MHz]: ${trace.map((t) => `[${t.join(",")}]`).join(" ")}` : "";
+  if (traceNote) check.detail = `${check.detail ?? ""}${traceNote}`.replace(/^; /, "");
   return { ...base, ...(roofline ? { roofline } : {}), prefill: mk(o.prefill_tps, t.prompt, o.prefill_samples), decode: mk(o.decode_tps, t.gen, o.decode_samples), endToEnd: null, check, seconds: (performance.now() - t0) / 1000, status: r.code === 0 ? "ok" : "failed" };
 }
 
