@@ -77,6 +77,31 @@ test("shim: with the default budget, late allocations that fit the reserve stay 
   assertEquals([after.fake.vramUsed, after.fake.hostVmm], [0, 0]);
 });
 
+test("shim: the reserve serves at most SPILLWAY_RESERVE_ALLOCS live late allocations; a free gives the slot back", async () => {
+  // Weights loaded tensor by tensor (PyTorch) must not fill the reserve: after two late 10M
+  // allocations the third spills; freeing one lets the next late allocation into the reserve again.
+  const r = await runProg(["init", "a:drv:250M", "a:drv:10M", "a:drv:10M", "a:drv:10M", "s", "f:drv:1", "a:drv:10M", "s"], {
+    env: { FAKECUDA_VRAM: "256M", SPILLWAY_RESERVE: "56M", SPILLWAY_RESERVE_ALLOCS: "2", SPILLWAY_MIN_SPILL: "1M", SPILLWAY_HOST_LIMIT: "1G" },
+  });
+  assertEquals(ofOp(r, "a").map((l) => l.r), [0, 0, 0, 0, 0]);
+  const [s, after] = ofOp(r, "s");
+  assertEquals([s.fake.vramUsed, s.fake.hostVmm], [220 * MiB, 60 * MiB]);
+  assertEquals([after.fake.vramUsed, after.fake.hostVmm], [220 * MiB, 60 * MiB]);
+  assertEquals(after.shim.spills, 2, "the split weights and the third late allocation");
+});
+
+test("shim: an allocation below the min spill size that VRAM refuses goes to host memory instead of failing", async () => {
+  // 64M card, 8M reserve: three 20M allocations fit the device, the fourth does not; CUDA would say
+  // out of memory, the shim places it in host memory.
+  const r = await runProg(["init", "a:drv:20M", "a:drv:20M", "a:drv:20M", "a:drv:20M", "s"], {
+    env: { FAKECUDA_VRAM: "64M", SPILLWAY_RESERVE: "8M", SPILLWAY_MIN_SPILL: "32M", SPILLWAY_HOST_LIMIT: "1G" },
+  });
+  assertEquals(ofOp(r, "a").map((l) => l.r), [0, 0, 0, 0]);
+  const [s] = ofOp(r, "s");
+  assertEquals([s.fake.vramUsed, s.fake.hostVmm], [60 * MiB, 20 * MiB]);
+  assertEquals(s.shim.tiers[0].bytes, 60 * MiB);
+});
+
 test("shim: a split tail is rounded up to the 2 MiB granularity and accounted as placed", async () => {
   const r = await runProg(["init", "a:drv:150000001", "s", "f:drv:0", "s"], { env: base });
   const [s, after] = ofOp(r, "s");

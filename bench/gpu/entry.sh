@@ -12,7 +12,7 @@
 # Phases reuse what an earlier call left on a warm machine ($WORK, models), checked by stamps.
 # Environment: SPILLWAY_BENCH_WORK (default /tmp/spillway-bench), SPILLWAY_BENCH_MODELS (default
 # /dev/shm/spillway-models when /dev/shm has room, else $WORK/models), SPILLWAY_BENCH_BUDGET_S
-# (seconds this invocation may use in all, default 570: the device tool stops a command at 600),
+# (seconds this invocation may use in all, default 585: the device tool stops a command at 600),
 # SPILLWAY_BENCH_ONLY (comma-separated method ids to run), SPILLWAY_BENCH_REPS (llama-bench -r
 # override; `all` defaults to 1 to stay inside the device tool's 10 minutes), OUT (results folder, default $WORK/out).
 set -uo pipefail
@@ -23,7 +23,7 @@ OUTDIR="${OUT:-$WORK/out}"
 PHASE="${1:-all}"
 MATRIX="${2:-$ROOT/bench/matrices/moe30b-12g.json5}"
 START=$(date +%s)
-BUDGET="${SPILLWAY_BENCH_BUDGET_S:-570}"
+BUDGET="${SPILLWAY_BENCH_BUDGET_S:-585}"
 # A re-invocation for one step (__fn, below) inherits the parent's deadline.
 DEADLINE="${SPILLWAY_BENCH_DEADLINE:-$((START + BUDGET))}"
 export SPILLWAY_BENCH_DEADLINE="$DEADLINE"
@@ -88,7 +88,8 @@ unxz_to() { # src dst: xz may be missing on the image; python's lzma is always t
 NODE="$WORK/node"
 LLAMA_SRC="$WORK/llama.cpp"
 LLAMA_BIN="$LLAMA_SRC/build/bin"
-LLAMA_TARGETS=(llama-bench llama-fit-params llama-completion llama-perplexity llama-cli llama-server)
+# What the harness runs: llama-bench, the fit choice, the logits check, and the server (issue 7).
+LLAMA_TARGETS=(llama-bench llama-fit-params llama-perplexity llama-server)
 
 need_pack() {
   for f in node.xz llama.cpp.tar.xz harness.mjs; do
@@ -119,7 +120,10 @@ build_llama() {
   fi
   cd "$LLAMA_SRC" || return 1
   # -DLLAMA_USE_PREBUILT_UI=OFF: no download attempt for the web UI (no network there).
+  # -DGGML_CUDA_COMPRESSION_MODE=none: no fatbin compression (default "size"): the same kernels,
+  # built faster, which the one-invocation budget needs.
   cmake -S . -B build -G Ninja -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 -DGGML_NATIVE=ON \
+    -DGGML_CUDA_COMPRESSION_MODE=none \
     -DCMAKE_BUILD_TYPE=Release -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_APP=OFF \
     -DLLAMA_BUILD_SERVER=ON -DLLAMA_USE_PREBUILT_UI=OFF -DLLAMA_BUILD_UI=OFF -DLLAMA_CURL=OFF \
     -DLLAMA_OPENSSL=OFF >/dev/null || return 1
@@ -199,7 +203,10 @@ case "$PHASE" in
     # with the measured bandwidths and the free VRAM probed under the ballast.
     export XDG_CACHE_HOME="$WORK/cache"
     if [[ "${SPILLWAY_BENCH_TIERS:-1}" == 1 ]]; then
-      step tiers 120 bash "$ROOT/bench/gpu/tiers.sh" "$LOGS/tiers" && cp "$LOGS/tiers/tiers.json" "$OUTDIR/tiers.json"
+      # `all` pins 1 GiB per registration trial (seconds, not the half minute 4 GiB trials take).
+      [[ "$PHASE" == all ]] && export SPILLWAY_TIERS_PIN_BYTES="${SPILLWAY_TIERS_PIN_BYTES:-1G}"
+      step tiers 120 bash "$ROOT/bench/gpu/tiers.sh" "$LOGS/tiers" && cp "$LOGS/tiers/tiers.json" "$OUTDIR/tiers.json" \
+        && cp "$LOGS/tiers/tiers-vs-reference.md" "$OUTDIR/tiers-vs-reference.md"
     fi
     # The harness itself synthesizes missing models and time-boxes each method within the deadline.
     reps=()

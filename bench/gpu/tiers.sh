@@ -37,8 +37,10 @@ BUNDLE="${SPILLWAY_BUNDLE:-$ROOT/bench/.pack/spillway.mjs}"
 } >"$OUTDIR/tiers-machine.txt" 2>&1
 
 # The cache goes to OUTDIR unless the caller names one (entry.sh shares it with the planner).
-# --pin-bytes 4G: one 4 GiB registration per trial, as in the reference ("registering 4 GiB took 161 ms").
-XDG_CACHE_HOME="${XDG_CACHE_HOME:-$OUTDIR/cache}" "$NODE" "$BUNDLE" bench --json --force --target "$ROOT" ${SPILLWAY_BENCH_ARGS:---pin-bytes 4G} \
+# Pinning trials of 4 GiB by default, one registration each, as in the reference ("registering 4 GiB
+# took 161 ms"); SPILLWAY_TIERS_PIN_BYTES changes it (entry.sh all: 1G, for time).
+XDG_CACHE_HOME="${XDG_CACHE_HOME:-$OUTDIR/cache}" "$NODE" "$BUNDLE" bench --json --force --target "$ROOT" \
+  --pin-bytes "${SPILLWAY_TIERS_PIN_BYTES:-4G}" ${SPILLWAY_BENCH_ARGS:-} \
   >"$OUTDIR/tiers.json" 2>"$OUTDIR/tiers.log"
 rc=$?
 cat "$OUTDIR/tiers.log" >&2
@@ -60,7 +62,7 @@ const ref = [
   ["vramGBps", "VRAM read", 4485, 1],
   ["cpuRamGBps", "16 CPU threads summing RAM (tuned loop: per-thread first touch, 8 accumulators)", 69, 1],
   ["cpuRamSimpleGBps", "16 CPU threads summing RAM (plain loop: one accumulator, one filling thread)", 69, 1],
-  ["hostRegisterMsPerGiB", "registering 4 GiB (ms)", 161, 4],
+  ["hostRegisterMsPerGiB", "registering 4 GiB (ms; trials of " + (process.argv[3] || "4G") + ")", 161, 4],
 ];
 const rows = ["| figure | measured median (min..max) | reference | deviation | within 10% |", "| --- | --- | --- | --- | --- |"];
 for (const [k, label, refv, scale] of ref) {
@@ -73,4 +75,4 @@ const g = r.profile.gpu;
 const head = `# Memory tiers vs reference\n\nmachine: ${r.key}\nmeasured: ${r.measuredAt}\nGPU: ${g ? `${g.name}, PCIe gen ${g.pcie.gen} x${g.pcie.width}, driver ${g.driver}` : "none"}\n\n`;
 fs.writeFileSync(process.argv[2], head + rows.join("\n") + "\n");
 console.log(rows.join("\n"));
-' "$OUTDIR/tiers.json" "$OUTDIR/tiers-vs-reference.md"
+' "$OUTDIR/tiers.json" "$OUTDIR/tiers-vs-reference.md" "${SPILLWAY_TIERS_PIN_BYTES:-4G}"

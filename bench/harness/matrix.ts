@@ -1,6 +1,7 @@
 /**
  * The benchmark matrix (JSON5): models (synthetic shapes + quantization), free-VRAM levels held by
- * the ballast, workloads (prompt / generated tokens), and methods (how each runtime is configured).
+ * the ballast, workloads (prompt / generated tokens), methods (how each runtime is configured), and
+ * the optional PyTorch and llama-server (`spillway run`) sections.
  * `parseMatrix` validates everything and names the file and field of any error.
  *
  * @module
@@ -58,6 +59,11 @@ export interface LlamaMethod {
   ballast: boolean;
   config: LlamaConfig;
   check: CorrectnessRule;
+  /**
+   * Whether this method runs the workload's end-to-end test (llama-bench -pg); default: the
+   * workload's `endToEnd`. Slow methods that no ratio needs end to end can leave it out to save time.
+   */
+  endToEnd: boolean | null;
 }
 
 /** The PyTorch comparison: a random-init transformers model of a real shape. */
@@ -71,6 +77,48 @@ export interface TorchSection {
   timeoutS: number;
 }
 
+/** How a llama-server method of the server section is configured. */
+export type ServerConfig =
+  /** `-ngl 99`, no ballast: the speed reference and the reference tokens. */
+  | { kind: "all-vram" }
+  /** llama-server with only -m -c -t --port --host: its own defaults (fit on). */
+  | { kind: "default" }
+  /** The default command plus fixed flags (hand-tuned). */
+  | { kind: "flags"; flags: string[] }
+  /** `spillway run <recipe> -- --port P --host 127.0.0.1`: the plan applied by spillway itself. */
+  | { kind: "spillway-run" };
+
+/** One llama-server method. */
+export interface ServerMethod {
+  id: string;
+  label: string;
+  /** Whether the ballast holds VRAM for this method (false only for the reference). */
+  ballast: boolean;
+  config: ServerConfig;
+}
+
+/**
+ * Measurements through llama-server's HTTP API (issue 7: the real `spillway run` path): each
+ * method starts a server, waits for /health, sends one warm-up and `repetitions` measured
+ * /completion requests of `prompt` token ids + `gen` generated tokens, then stops it.
+ */
+export interface ServerSection {
+  /** Id of the model (models[].id) the section runs; the first model by default. */
+  model: string;
+  prompt: number;
+  gen: number;
+  repetitions: number;
+  /** Seconds each method may take in all (start, load, requests, stop). */
+  timeoutS: number;
+  /** Port every server listens on (127.0.0.1), one at a time. */
+  port: number;
+  /** Leading generated tokens that must equal the reference's for the check to pass. */
+  agreeTokens: number;
+  /** Arguments added to every server's command line (spillway run: after `--`). */
+  args: string[];
+  methods: ServerMethod[];
+}
+
 /** A whole matrix. */
 export interface Matrix {
   file: string;
@@ -81,6 +129,7 @@ export interface Matrix {
   workloads: MatrixWorkload[];
   methods: LlamaMethod[];
   torch: TorchSection | null;
+  server: ServerSection | null;
   /** llama-bench -r. */
   repetitions: number;
   /** CPU threads (-t). */
@@ -159,7 +208,7 @@ function parseCheck(c: Checker, v: unknown, path: string, dflt: CorrectnessRule[
 
 function parseMethod(c: Checker, v: unknown, path: string): LlamaMethod {
   const o = c.obj(v, path);
-  c.keys(o, path, ["id", "label", "runtime", "ballast", "config", "flags", "env", "reserveGiB", "objective", "autotune", "check"]);
+  c.keys(o, path, ["id", "label", "runtime", "ballast", "config", "flags", "env", "reserveGiB", "objective", "autotune", "check", "endToEnd"]);
   const id = c.str(o.id, `${path}.id`);
   if (!ID.test(id)) c.fail(`${path}.id`, "letters, digits, '.', '_' and '-' only");
   if (o.runtime !== undefined) c.oneOf(o.runtime, `${path}.runtime`, ["llama.cpp"] as const);
@@ -206,6 +255,54 @@ function parseMethod(c: Checker, v: unknown, path: string): LlamaMethod {
     ballast,
     config,
     check: parseCheck(c, o.check, `${path}.check`, kind === "shim" ? "exact" : kind === "all-vram" ? "none" : "close"),
+    endToEnd: o.endToEnd === undefined ? null : c.bool(o.endToEnd, `${path}.endToEnd`),
+  };
+}
+
+function parseServerMethod(c: Checker, v: unknown, path: string): ServerMethod {
+  const o = c.obj(v, path);
+  c.keys(o, path, ["id", "label", "config", "flags", "ballast"]);
+  const id = c.str(o.id, `${path}.id`);
+  if (!ID.test(id)) c.fail(`${path}.id`, "letters, digits, '.', '_' and '-' only");
+  const kind = c.oneOf(o.config, `${path}.config`, ["all-vram", "default", "flags", "spillway-run"] as const);
+  let config: ServerConfig;
+  if (kind === "flags") {
+    const flags = o.flags === undefined ? [] : c.strings(o.flags, `${path}.flags`);
+    if (flags.length === 0) c.fail(`${path}.flags`, "a 'flags' method needs at least one flag");
+    config = { kind, flags };
+  } else {
+    if (o.flags !== undefined) c.fail(`${path}.flags`, `only a 'flags' method takes flags (this one is '${kind}'; use server.args for every method)`);
+    config = { kind };
+  }
+  return {
+    id,
+    label: o.label === undefined ? id : c.str(o.label, `${path}.label`),
+    ballast: o.ballast === undefined ? kind !== "all-vram" : c.bool(o.ballast, `${path}.ballast`),
+    config,
+  };
+}
+
+function parseServer(c: Checker, v: unknown, models: MatrixModel[]): ServerSection {
+  const s = c.obj(v, "server");
+  c.keys(s, "server", ["model", "prompt", "gen", "repetitions", "timeoutS", "port", "agreeTokens", "args", "methods"]);
+  const model = s.model === undefined ? models[0].id : c.str(s.model, "server.model");
+  if (!models.some((m) => m.id === model)) c.fail("server.model", `no model with id '${model}' (known: ${models.map((m) => m.id).join(", ")})`);
+  const methods = c.arr(s.methods, "server.methods").map((m, i) => parseServerMethod(c, m, `server.methods[${i}]`));
+  if (methods.length === 0) c.fail("server.methods", "needs at least one method");
+  c.unique(methods.map((m) => m.id), "server.methods");
+  const port = c.int(s.port ?? 18080, "server.port", 1024);
+  if (port > 65535) c.fail("server.port", "must be at most 65535");
+  const gen = c.int(s.gen ?? 256, "server.gen", 1);
+  return {
+    model,
+    prompt: c.int(s.prompt ?? 4096, "server.prompt", 1),
+    gen,
+    repetitions: c.int(s.repetitions ?? 2, "server.repetitions", 1),
+    timeoutS: c.num(s.timeoutS ?? 180, "server.timeoutS", 10),
+    port,
+    agreeTokens: Math.min(gen, c.int(s.agreeTokens ?? 16, "server.agreeTokens", 1)),
+    args: s.args === undefined ? [] : c.strings(s.args, "server.args"),
+    methods,
   };
 }
 
@@ -213,7 +310,7 @@ function parseMethod(c: Checker, v: unknown, path: string): LlamaMethod {
 export function validateMatrix(raw: unknown, file: string): Matrix {
   const c = new Checker(file);
   const o = c.obj(raw, "(root)");
-  c.keys(o, "", ["name", "models", "freeVramGiB", "workloads", "methods", "torch", "repetitions", "threads", "stepTimeoutS", "checkContext", "checkChunks"]);
+  c.keys(o, "", ["name", "models", "freeVramGiB", "workloads", "methods", "torch", "server", "repetitions", "threads", "stepTimeoutS", "checkContext", "checkChunks"]);
   const models = c.arr(o.models, "models").map((m, i) => {
     const p = `models[${i}]`;
     const mo = c.obj(m, p);
@@ -225,7 +322,7 @@ export function validateMatrix(raw: unknown, file: string): Matrix {
   if (models.length === 0) c.fail("models", "needs at least one model");
   c.unique(models.map((m) => m.id), "models");
   const freeVramGiB = c.arr(o.freeVramGiB, "freeVramGiB").map((v, i) => c.num(v, `freeVramGiB[${i}]`, 0.5));
-  const workloads = c.arr(o.workloads, "workloads").map((w, i) => {
+  const workloads = (o.workloads === undefined ? [] : c.arr(o.workloads, "workloads")).map((w, i) => {
     const p = `workloads[${i}]`;
     const wo = c.obj(w, p);
     c.keys(wo, p, ["id", "prompt", "gen", "endToEnd"]);
@@ -236,9 +333,8 @@ export function validateMatrix(raw: unknown, file: string): Matrix {
       endToEnd: wo.endToEnd === undefined ? false : c.bool(wo.endToEnd, `${p}.endToEnd`),
     };
   });
-  if (workloads.length === 0) c.fail("workloads", "needs at least one workload");
   c.unique(workloads.map((w) => w.id), "workloads");
-  const methods = c.arr(o.methods, "methods").map((m, i) => parseMethod(c, m, `methods[${i}]`));
+  const methods = (o.methods === undefined ? [] : c.arr(o.methods, "methods")).map((m, i) => parseMethod(c, m, `methods[${i}]`));
   c.unique(methods.map((m) => m.id), "methods");
   if (methods.some((m) => m.ballast) && freeVramGiB.length === 0) c.fail("freeVramGiB", "methods with a ballast need at least one level");
   let torch: TorchSection | null = null;
@@ -255,6 +351,18 @@ export function validateMatrix(raw: unknown, file: string): Matrix {
       timeoutS: c.num(t.timeoutS ?? 240, "torch.timeoutS", 1),
     };
   }
+  const server = o.server === undefined || o.server === null ? null : parseServer(c, o.server, models);
+  if (server) {
+    // Results and SPILLWAY_BENCH_ONLY name methods by id: one id space for both lists.
+    for (const [i, m] of server.methods.entries()) {
+      if (methods.some((x) => x.id === m.id)) c.fail(`server.methods[${i}].id`, `duplicate id '${m.id}' (also in methods)`);
+    }
+    if (server.methods.some((m) => m.ballast) && freeVramGiB.length === 0) c.fail("freeVramGiB", "server methods with a ballast need at least one level");
+  }
+  // The llama-bench methods (and the PyTorch reference, run with the first workload) need a workload;
+  // a matrix of only the server section needs none.
+  if (workloads.length === 0 && (methods.length > 0 || torch !== null)) c.fail("workloads", "needs at least one workload");
+  if (methods.length === 0 && torch === null && server === null) c.fail("methods", "nothing to run: give methods, a torch section or a server section");
   return {
     file,
     name: o.name === undefined ? file.replace(/^.*\//, "").replace(/\.json5?$/, "") : c.str(o.name, "name"),
@@ -263,6 +371,7 @@ export function validateMatrix(raw: unknown, file: string): Matrix {
     workloads,
     methods,
     torch,
+    server,
     repetitions: c.int(o.repetitions ?? 2, "repetitions", 1),
     threads: c.int(o.threads ?? 16, "threads", 1),
     stepTimeoutS: c.num(o.stepTimeoutS ?? 180, "stepTimeoutS", 1),

@@ -35,11 +35,41 @@ export interface CheckResult {
   detail?: string;
 }
 
+/** How a server process ended and whether anything of its launch outlived it. */
+export interface StopReport {
+  /** Exit status (128 + signal number when a signal ended it); null when it never exited. */
+  exitStatus: number | null;
+  /** Seconds from the stop signal to the exit. */
+  seconds: number;
+  /** True when SIGTERM was not enough and the process group got SIGKILL. */
+  killed: boolean;
+  /** Processes of the launch (command line holding `--port PORT`) still alive after the exit; each was then killed. */
+  orphans: number;
+  orphanCommands?: string[];
+  /** Whether the port stopped answering /health. */
+  portFree: boolean;
+}
+
+/** What only a llama-server (server section) result has. */
+export interface ServerDetails {
+  /** The section's config kind: all-vram, default, flags, spillway-run. */
+  config: string;
+  port: number;
+  /** Seconds from start until /health answered 200 (load time included). */
+  readySeconds: number | null;
+  /** Greedy tokens of the first measured request (the check compares these). */
+  tokens?: number[];
+  /** `spillway run`: its `launch` line, the llama-server command it ran. */
+  launched?: string;
+  stop: StopReport | null;
+}
+
 /** One measured method (a row of the table). */
 export interface MethodResult {
   id: string;
   label: string;
-  runtime: "llama.cpp" | "torch" | "node-llama-cpp";
+  /** `llama-server`: measured through its HTTP API (server section); `llama.cpp`: llama-bench. */
+  runtime: "llama.cpp" | "llama-server" | "torch" | "node-llama-cpp";
   model: string;
   /** GiB left free by the ballast, or null when no ballast ran. */
   freeVramGiB: number | null;
@@ -53,9 +83,11 @@ export interface MethodResult {
   derivedFrom?: string;
   prefill: Throughput | null;
   decode: Throughput | null;
-  /** Combined prompt + generation (llama-bench -pg): total tokens / total seconds. */
+  /** Combined prompt + generation (llama-bench -pg; server: one request's wall time): total tokens / total seconds. */
   endToEnd: (Throughput & { prompt: number; gen: number; seconds: number }) | null;
   check: CheckResult;
+  /** Server section only: readiness, tokens, and how the server stopped. */
+  server?: ServerDetails;
   /** Decode speed the PCIe link allows for this placement, when the harness can compute it. */
   roofline?: { decodeTps: number; basis: string };
   seconds: number;

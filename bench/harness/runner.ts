@@ -27,6 +27,7 @@ import {
 import { machineDetails } from "./machine.ts";
 import { type LlamaMethod, loadMatrix, type Matrix, type MatrixModel, type MatrixWorkload } from "./matrix.ts";
 import { runStep, type StepResult } from "./proc.ts";
+import { runServerSection } from "./server.ts";
 import { renderMarkdown } from "./table.ts";
 import { type CheckResult, type MethodResult, type RunResults, writeResults } from "./results.ts";
 import { ensureModel, modelsDir } from "./synth.ts";
@@ -185,7 +186,8 @@ async function runLlamaMethod(ctx: RunContext, matrix: Matrix, m: LlamaMethod, m
   } catch (e) {
     return failResult(base, "failed", `deriving flags: ${(e as Error).message}`, (performance.now() - t0) / 1000);
   }
-  const argv = [join(ctx.llamaBin, "llama-bench"), "-m", modelPath, ...testFlags(w, matrix.repetitions, matrix.threads), ...d.flags];
+  const tests = m.endToEnd === null ? w : { ...w, endToEnd: w.endToEnd && m.endToEnd };
+  const argv = [join(ctx.llamaBin, "llama-bench"), "-m", modelPath, ...testFlags(tests, matrix.repetitions, matrix.threads), ...d.flags];
   const full = { ...base, command: argv, env: d.env, derivedFrom: d.derivedFrom };
   log(ctx, `${m.id}: ${argv.slice(1).join(" ")}`);
   const r: StepResult = await runStep(argv, { env: d.env, timeoutS: Math.min(matrix.stepTimeoutS, left(ctx)), logFile: ctx.logFile });
@@ -359,6 +361,8 @@ export async function runMatrix(matrix: Matrix, ctx: RunContext): Promise<RunRes
         }
       }
     }
+    // llama-server through its HTTP API (the real `spillway run` path), in its own ballast window.
+    await runServerSection({ ctx, matrix, model: mm, info, modelPath, results, save, log: (s) => log(ctx, s), left: (keep) => left(ctx, keep), want });
   }
   results.finishedAt = new Date().toISOString();
   save();

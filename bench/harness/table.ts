@@ -1,6 +1,7 @@
 /**
  * The markdown report of a results file: machine details, one row per method (prefill, decode,
- * end to end, correctness, status), the headline ratios, and the exact commands.
+ * end to end, correctness, status), the headline ratios, how each llama-server started and stopped,
+ * and the exact commands.
  *
  * @module
  */
@@ -41,6 +42,7 @@ export function headlineRatios(res: RunResults): string[] {
   if (sp && hands.length > 0) {
     lines.push(`spillway plan vs best hand-tuned: prefill ${ratio(sp.prefill?.tps, best("prefill")?.prefill?.tps)}, decode ${ratio(sp.decode?.tps, best("decode")?.decode?.tps)}, end to end ${ratio(sp.endToEnd?.tps, best("endToEnd")?.endToEnd?.tps)}`);
   }
+  lines.push(...serverRatios(res));
   const shim = by("shim");
   if (shim && def) lines.push(`shim vs llama.cpp default: prefill ${ratio(shim.prefill?.tps, def.prefill?.tps)}, decode ${ratio(shim.decode?.tps, def.decode?.tps)}`);
   const ts = res.results.find((r) => r.id === "torch-shim" && r.status === "ok");
@@ -48,6 +50,42 @@ export function headlineRatios(res: RunResults): string[] {
   if (ts && ta) lines.push(`PyTorch shim vs accelerate offload: decode ${ratio(ts.decode?.tps, ta.decode?.tps)}, prefill ${ratio(ts.prefill?.tps, ta.prefill?.tps)}`);
   if (ts?.roofline && ts.decode) lines.push(`PyTorch shim decode = ${((ts.decode.tps / ts.roofline.decodeTps) * 100).toFixed(0)}% of its PCIe roofline (${ts.roofline.decodeTps.toFixed(2)} t/s: ${ts.roofline.basis})`);
   return lines;
+}
+
+/**
+ * Ratios of the server section (issue 7): `spillway run` vs the best hand-tuned llama-server per
+ * figure (target >= 95%), and vs llama-server's defaults end to end. Methods are found by config.
+ */
+export function serverRatios(res: RunResults): string[] {
+  const ok = res.results.filter((r) => r.status === "ok" && r.runtime === "llama-server" && r.server);
+  const sp = ok.find((r) => r.server!.config === "spillway-run");
+  const def = ok.find((r) => r.server!.config === "default");
+  const hands = ok.filter((r) => r.server!.config === "flags");
+  const best = (k: "prefill" | "decode" | "endToEnd") => hands.reduce<MethodResult | undefined>((b, r) => (r[k] && (!b || r[k]!.tps > b[k]!.tps) ? r : b), undefined);
+  const pct = (a: number | undefined, b: number | undefined): string => (a && b ? `${((a / b) * 100).toFixed(0)}%` : "-");
+  const lines: string[] = [];
+  if (sp && hands.length > 0) {
+    const bp = best("prefill");
+    const bd = best("decode");
+    const be = best("endToEnd");
+    lines.push(`spillway run vs best hand-tuned llama-server: prefill ${pct(sp.prefill?.tps, bp?.prefill?.tps)} (${bp?.id}), decode ${pct(sp.decode?.tps, bd?.decode?.tps)} (${bd?.id}), end to end ${ratio(sp.endToEnd?.tps, be?.endToEnd?.tps)} (target: prefill and decode >= 95%)`);
+  }
+  if (sp && def) {
+    lines.push(`spillway run vs llama-server defaults, end to end ${def.endToEnd?.prompt ?? "?"}+${def.endToEnd?.gen ?? "?"}: ${ratio(sp.endToEnd?.tps, def.endToEnd?.tps)} (${fmt(sp.endToEnd?.seconds, 2)} s vs ${fmt(def.endToEnd?.seconds, 2)} s; prefill ${ratio(sp.prefill?.tps, def.prefill?.tps)}, decode ${ratio(sp.decode?.tps, def.decode?.tps)})`);
+  }
+  return lines;
+}
+
+/** One line per server method: readiness and how it stopped (exit status, SIGKILL, leftovers). */
+export function serverStopLines(res: RunResults): string[] {
+  return res.results.filter((r) => r.server).map((r) => {
+    const s = r.server!;
+    const st = s.stop;
+    const stop = st === null
+      ? "not stopped by the harness"
+      : `exit ${st.exitStatus ?? "?"} ${st.seconds.toFixed(1)} s after SIGTERM${st.killed ? " (needed SIGKILL)" : ""}, ${st.orphans} process(es) left${st.orphans > 0 ? ` (killed: ${(st.orphanCommands ?? []).join("; ").slice(0, 200)})` : ""}, port ${st.portFree ? "free" : "STILL ANSWERING"}`;
+    return `${r.id}: ${s.readySeconds === null ? "never ready" : `ready in ${s.readySeconds.toFixed(1)} s`}; ${stop}${s.launched ? `; launched \`${s.launched.slice(0, 300)}\`` : ""}`;
+  });
 }
 
 /** Renders the whole report. */
@@ -72,6 +110,8 @@ export function renderMarkdown(res: RunResults): string {
   }
   const ratios = headlineRatios(res);
   if (ratios.length > 0) out.push("", "## Ratios", "", ...ratios.map((l) => `- ${l}`));
+  const stops = serverStopLines(res);
+  if (stops.length > 0) out.push("", "## Server starts and stops", "", ...stops.map((l) => `- ${l}`));
   if (res.notes.length > 0) out.push("", "## Notes", "", ...res.notes.map((n) => `- ${n}`));
   out.push("", "## Commands", "");
   for (const r of res.results) {

@@ -34,6 +34,7 @@ struct sw_rec {
   uint64_t host; /* host bytes it holds */
   void *hostp;   /* host address (mapped, kmod) */
   int kind, dev, fd;
+  int in_reserve; /* placed whole in the reserve after the budget was spent */
 };
 
 struct sw_dev {
@@ -45,6 +46,7 @@ struct sw_dev {
   uint64_t gran;
   int numa;
   int vmm;
+  uint64_t reserve_live; /* live allocations placed whole in the reserve */
 };
 
 #define NBUCKETS 65536
@@ -384,9 +386,12 @@ int sw_alloc(size_t size, const struct sw_vram_fn *v, CUdeviceptr *out) {
     uint64_t avail = d->budget > d->vram_used ? d->budget - d->vram_used : 0;
     /* With the default budget (free VRAM minus the reserve), the reserve is what late allocations
      * (KV cache, compute buffers) get whole once the big early ones have spent the budget: spilling
-     * them costs far more than spilling weights. Only allocations no larger than the reserve use it. */
+     * them costs far more than spilling weights. Only allocations no larger than the reserve use it,
+     * and only a few at once (SPILLWAY_RESERVE_ALLOCS): a runtime that loads weights tensor by
+     * tensor (PyTorch) would otherwise fill the reserve with weights and leave no VRAM for the
+     * small allocations and activations that follow. */
     uint64_t in_reserve = 0;
-    if (!d->has_budget_override && !sw_cfg.has_budget && size <= sw_cfg.reserve) {
+    if (!d->has_budget_override && !sw_cfg.has_budget && size <= sw_cfg.reserve && d->reserve_live < sw_cfg.reserve_allocs) {
       uint64_t limit = sw_cfg.reserve > UINT64_MAX - d->budget ? UINT64_MAX : d->budget + sw_cfg.reserve;
       in_reserve = limit > d->vram_used ? limit - d->vram_used : 0;
     }
@@ -395,6 +400,7 @@ int sw_alloc(size_t size, const struct sw_vram_fn *v, CUdeviceptr *out) {
                         to_reserve || (action == SW_ACT_HEAD && rule->head >= size))) {
       rec.kind = SW_K_VRAM;
       rec.vram = size;
+      rec.in_reserve = to_reserve;
       why = action == SW_ACT_VRAM ? "placement rule" : size < sw_cfg.min_spill ? "below min spill"
             : to_reserve ? "late allocation, fits the reserve" : "fits the budget";
     } else {
@@ -419,6 +425,7 @@ int sw_alloc(size_t size, const struct sw_vram_fn *v, CUdeviceptr *out) {
       }
     }
     d->vram_used += rec.vram;
+    d->reserve_live += rec.in_reserve;
     host_used += rec.host;
     uint64_t budget = d->budget, used = d->vram_used;
     pthread_mutex_unlock(&sw_lock);
@@ -445,6 +452,7 @@ int sw_alloc(size_t size, const struct sw_vram_fn *v, CUdeviceptr *out) {
     }
     pthread_mutex_lock(&sw_lock);
     d->vram_used -= rec.vram;
+    d->reserve_live -= rec.in_reserve;
     host_used -= rec.host;
     if (rec.kind != SW_K_VRAM) {
       sw_stats_begin();
@@ -457,8 +465,9 @@ int sw_alloc(size_t size, const struct sw_vram_fn *v, CUdeviceptr *out) {
     SW_DEBUG("alloc %.1f MiB on device %d as %s (%.1f MiB VRAM + %.1f MiB host) failed: %d", mib(size), dev,
              kind_name[rec.kind], mib(rec.vram), mib(rec.host), r);
     if (rec.kind == SW_K_VRAM) {
-      /* The budget said yes but the device said no: spill it, unless a rule pinned it to VRAM or it is small. */
-      if (r != CUDA_ERROR_OUT_OF_MEMORY || action == SW_ACT_VRAM || size < sw_cfg.min_spill) break;
+      /* The budget said yes but the device said no (VRAM is full, e.g. small allocations used up the
+       * reserve): spill it, small or not, unless a rule pinned it to VRAM. */
+      if (r != CUDA_ERROR_OUT_OF_MEMORY || action == SW_ACT_VRAM) break;
       force_host = 1;
     } else if (rec.kind == SW_K_VMM && host_unsupported && sw_cfg.backing == SPILLWAY_BACKING_AUTO) {
       SW_WARN("host allocations through CUDA VMM are not supported here (%d): using mapped pinned memory", r);
@@ -492,6 +501,7 @@ int sw_alloc(size_t size, const struct sw_vram_fn *v, CUdeviceptr *out) {
 
 static void release_locked(struct sw_rec *r) {
   devs[r->dev].vram_used -= r->vram;
+  devs[r->dev].reserve_live -= r->in_reserve;
   host_used -= r->host;
   sw_stats_begin();
   if (r->vram) sw_stats_tier_sub(SPILLWAY_TIER_VRAM, r->vram);

@@ -11,6 +11,7 @@
 
 struct sw_config sw_cfg = {
     .reserve = 1ull << 30,
+    .reserve_allocs = 4,
     .min_spill = 32ull << 20,
     .report_mode = SPILLWAY_REPORT_VRAM_HOST,
     .backing = SPILLWAY_BACKING_AUTO,
@@ -207,6 +208,7 @@ void sw_config_load(void) {
   if ((v = getenv("SPILLWAY_DISABLE")) && !strcmp(v, "1")) sw_cfg.disabled = 1;
   size_var("SPILLWAY_VRAM_BUDGET", &sw_cfg.budget, &sw_cfg.has_budget);
   size_var("SPILLWAY_RESERVE", &sw_cfg.reserve, NULL);
+  size_var("SPILLWAY_RESERVE_ALLOCS", &sw_cfg.reserve_allocs, NULL);
   size_var("SPILLWAY_MIN_SPILL", &sw_cfg.min_spill, NULL);
   int has_host = 0;
   size_var("SPILLWAY_HOST_LIMIT", &sw_cfg.host_limit, &has_host);

@@ -36,6 +36,7 @@ struct sw_config {
   int has_budget;
   uint64_t budget;
   uint64_t reserve;
+  uint64_t reserve_allocs; /* live allocations >= min_spill the reserve serves whole at most */
   uint64_t min_spill;
   uint64_t host_limit;
   int report_mode; /* SPILLWAY_REPORT_* */
