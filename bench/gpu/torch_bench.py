@@ -42,6 +42,11 @@ SHAPES = {
                        num_key_value_heads=2, vocab_size=512, rope_theta=10000.0, rms_norm_eps=1e-5),
 }
 dtype = torch.bfloat16 if a.dtype == "bf16" else torch.float16
+# Every method: no cuDNN attention. With a growing KV cache each decode step has a new shape, and
+# the cuDNN SDPA backend spent ~1.2 ms of host time per call on it from the third token on (38 of
+# 61 ms per token all in VRAM, bench/gpu/torch_decode_probe.py); flash / memory-efficient SDPA
+# kernels do not, so the decode figures measure the weights' placement, not that overhead.
+torch.backends.cuda.enable_cudnn_sdp(False)
 cfg = LlamaConfig(**SHAPES[a.shape], max_position_embeddings=max(4096, a.prompt + a.gen + 16), tie_word_embeddings=False)
 cfg.torch_dtype = dtype
 cuda = torch.device("cuda")
@@ -220,6 +225,7 @@ res = {
     "decode_tps": decode_tps, "decode_samples": decode_samples,
     "load_seconds": load_s, "total_seconds": time.perf_counter() - t_start,
     "max_memory_allocated": torch.cuda.max_memory_allocated(), "torch": torch.__version__,
+    "cudnn_sdp": torch.backends.cuda.cudnn_sdp_enabled(),
     "weight_bytes": weight_bytes, "free_bytes": a.free_bytes,
     # Per decode token: [wall ms, CPU ms issuing the step, SM clock MHz].
     "decode_trace": decode_trace,
