@@ -17,6 +17,7 @@ import { delimiter, isAbsolute, join, resolve } from "node:path";
 import process from "node:process";
 import type { Readable } from "node:stream";
 import { LaunchError, RuntimeMissingError } from "./errors.ts";
+import { exitStatus } from "./exit_status.ts";
 import type { LaunchSpec, Plan } from "./types.ts";
 import { processAlive, readProcessStats, type ProcessStats } from "./monitor.ts";
 import type { AdapterOptions, RunRecipe } from "./runtimes/adapter.ts";
@@ -65,14 +66,7 @@ export interface LaunchHandle {
 }
 
 const FORWARDED: NodeJS.Signals[] = ["SIGINT", "SIGTERM", "SIGHUP"];
-const SIGNUM: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGKILL: 9, SIGSEGV: 11, SIGPIPE: 13, SIGTERM: 15, SIGABRT: 6, SIGBUS: 7, SIGFPE: 8, SIGUSR1: 10, SIGUSR2: 12 };
-
-/** Exit status for a child that ended with `code` or by `signal` (shell convention 128 + n). */
-export function exitStatus(code: number | null, signal: NodeJS.Signals | null): number {
-  if (code !== null) return code;
-  if (signal !== null) return 128 + (SIGNUM[signal] ?? 0);
-  return 1;
-}
+export { exitStatus };
 
 /** Absolute path of `program` (a path, or a name looked up in `PATH`), or null when not executable. */
 export function resolveExecutable(program: string, pathVar: string = process.env.PATH ?? ""): string | null {
@@ -330,7 +324,7 @@ function launchInProcess(run: ReturnType<typeof nodeLlamaCppRun>, options: PlanL
   const onSignal = (sig: NodeJS.Signals): void => {
     if (caught !== null) {
       // Second signal: the native evaluation may not return soon; leave now.
-      process.exit(128 + (SIGNUM[sig] ?? 0));
+      process.exit(exitStatus(null, sig));
     }
     caught = sig;
     ac.abort(new Error(`interrupted by ${sig}`));
@@ -347,7 +341,7 @@ function launchInProcess(run: ReturnType<typeof nodeLlamaCppRun>, options: PlanL
   result.catch(() => {});
   const exited = result.then(
     () => 0,
-    () => (caught !== null ? 128 + (SIGNUM[caught] ?? 0) : ac.signal.aborted ? 130 : 1),
+    () => (caught !== null ? exitStatus(null, caught) : ac.signal.aborted ? 130 : 1),
   ).finally(() => {
     for (const [sig, h] of handlers) process.off(sig, h);
   });

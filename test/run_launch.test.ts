@@ -19,6 +19,8 @@ test("launchSpec: exit status of the child, 128 + n when a signal ends it", asyn
   const killed = launchSpec({ argv: ["sleep", "30"], env: {} }, { stdio: "ignore", forwardSignals: false, newProcessGroup: true });
   assertEquals(await killed.stop("SIGTERM"), 143);
   assertEquals(exitStatus(null, "SIGINT"), 130);
+  // The whole table of the OS, not a hand-picked list (SIGALRM was missing from the old one).
+  assertEquals([exitStatus(null, "SIGALRM"), exitStatus(null, "SIGKILL"), exitStatus(7, null), exitStatus(null, null)], [142, 137, 7, 1]);
 });
 
 test("launchSpec: the spec's environment reaches the child; LD_PRELOAD goes before ours", async () => {

@@ -12,6 +12,7 @@
 import type { ChildProcess } from "node:child_process";
 import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { exitStatus } from "../../engine/exit_status.ts";
 import type { ModelInfo } from "../../engine/types.ts";
 import { type Ballast, startBallast } from "./ballast.ts";
 import type { Matrix, MatrixModel, ServerMethod, ServerSection } from "./matrix.ts";
@@ -20,7 +21,6 @@ import { type CheckResult, meanStd, type MethodResult, type RunResults, type Sto
 import type { RunContext } from "./runner.ts";
 
 const HOST = "127.0.0.1";
-const SIGNUM: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGKILL: 9, SIGSEGV: 11, SIGPIPE: 13, SIGTERM: 15, SIGABRT: 6, SIGBUS: 7 };
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -181,12 +181,6 @@ function commandPid(pid: number): number {
   return pid;
 }
 
-/** Exit status of a finished step: its code, else 128 + the signal number. */
-function statusOf(r: StepResult): number {
-  if (r.code !== null) return r.code;
-  return 128 + (SIGNUM[r.signal ?? ""] ?? 0);
-}
-
 function within<T>(p: Promise<T>, ms: number): Promise<T | null> {
   let timer: ReturnType<typeof setTimeout> | undefined;
   const t = new Promise<null>((r) => {
@@ -263,7 +257,7 @@ export async function startServer(argv: string[], opts: ServerOptions): Promise<
     if (exited !== null || elapsed > opts.readyTimeoutS) {
       const rep = await stop();
       const r = rep.result;
-      const why = exited !== null ? `exited with status ${statusOf(exited)} before /health answered 200` : `not ready after ${opts.readyTimeoutS} s (last /health: ${last})`;
+      const why = exited !== null ? `exited with status ${exitStatus(exited.code, exited.signal)} before /health answered 200` : `not ready after ${opts.readyTimeoutS} s (last /health: ${last})`;
       const { result: _r, ...report } = rep;
       throw new ServerStartError(`server ${why}: ${cmd}${r ? `; output: ${(r.stderr + r.stdout).trim().slice(-800)}` : ""}`, report, stdout);
     }
@@ -316,7 +310,7 @@ async function stopServer(child: ChildProcess, done: Promise<StepResult>, state:
     portFree = (await healthStatus(port, 1000)) === null;
   }
   return {
-    exitStatus: result ? statusOf(result) : null,
+    exitStatus: result ? exitStatus(result.code, result.signal) : null,
     seconds,
     killed,
     orphans: left.length,
