@@ -88,6 +88,12 @@ test("shim: the reserve serves at most SPILLWAY_RESERVE_ALLOCS live late allocat
   assertEquals([s.fake.vramUsed, s.fake.hostVmm], [220 * MiB, 60 * MiB]);
   assertEquals([after.fake.vramUsed, after.fake.hostVmm], [220 * MiB, 60 * MiB]);
   assertEquals(after.shim.spills, 2, "the split weights and the third late allocation");
+  // Not a count: said on stderr, the default (4) kept, so all three late allocations fit the reserve.
+  const bad = await runProg(["init", "a:drv:250M", "a:drv:10M", "a:drv:10M", "a:drv:10M", "s"], {
+    env: { FAKECUDA_VRAM: "256M", SPILLWAY_RESERVE: "56M", SPILLWAY_RESERVE_ALLOCS: "2K", SPILLWAY_MIN_SPILL: "1M", SPILLWAY_HOST_LIMIT: "1G" },
+  });
+  assertMatch(bad.stderr, /SPILLWAY_RESERVE_ALLOCS=2K: not a count/);
+  assertEquals(ofOp(bad, "s")[0].fake.vramUsed, 230 * MiB);
 });
 
 test("shim: an allocation below the min spill size that VRAM refuses goes to host memory instead of failing", async () => {

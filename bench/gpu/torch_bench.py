@@ -14,72 +14,31 @@ Prints `RESULT {json}` last. Never uses managed memory.
 import argparse
 import json
 import os
-import sys
 import time
-import zlib
 
 import torch
+from torch_models import SHAPES, build_model, llama_config  # bench/gpu, the script's folder
 
 p = argparse.ArgumentParser()
 p.add_argument("--method", required=True, choices=["all-vram", "accelerate", "shim"])
-p.add_argument("--shape", default="llama-8b")
+p.add_argument("--shape", default="llama-8b", choices=list(SHAPES))
 p.add_argument("--dtype", default="bf16", choices=["bf16", "fp16"])
 p.add_argument("--prompt", type=int, default=512)
 p.add_argument("--gen", type=int, default=16)
 p.add_argument("--ref", required=True, help="reference logits file (written by all-vram, read by the others)")
 p.add_argument("--free-bytes", type=int, default=0, help="free VRAM with the ballast in place")
 p.add_argument("--reserve-gib", type=float, default=2.5, help="VRAM accelerate leaves for activations, KV, logits")
-p.add_argument("--device", default="cpu-test", help=argparse.SUPPRESS)
 a = p.parse_args()
 
-from transformers import LlamaConfig, LlamaForCausalLM  # noqa: E402
-
-SHAPES = {
-    # The dimensions of engine/model/shapes.ts.
-    "llama-8b": dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
-                     num_key_value_heads=8, vocab_size=128256, rope_theta=500000.0, rms_norm_eps=1e-5),
-    "tiny-llama": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                       num_key_value_heads=2, vocab_size=512, rope_theta=10000.0, rms_norm_eps=1e-5),
-}
 dtype = torch.bfloat16 if a.dtype == "bf16" else torch.float16
 # Every method: no cuDNN attention. With a growing KV cache each decode step has a new shape, and
 # the cuDNN SDPA backend spent ~1.2 ms of host time per call on it from the third token on (38 of
 # 61 ms per token all in VRAM, bench/gpu/torch_decode_probe.py); flash / memory-efficient SDPA
 # kernels do not, so the decode figures measure the weights' placement, not that overhead.
 torch.backends.cuda.enable_cudnn_sdp(False)
-cfg = LlamaConfig(**SHAPES[a.shape], max_position_embeddings=max(4096, a.prompt + a.gen + 16), tie_word_embeddings=False)
-cfg.torch_dtype = dtype
+cfg = llama_config(a.shape, dtype, max(4096, a.prompt + a.gen + 16))
 cuda = torch.device("cuda")
 t_start = time.perf_counter()
-
-
-def build(device):
-    """The model with deterministic weights on `device`: the same values whatever the device."""
-    with torch.device("meta"):
-        model = LlamaForCausalLM(cfg)
-    model = model.to(dtype=dtype).to_empty(device=device)
-    # Non-persistent buffers (rotary inverse frequencies) are not weights: rebuild them.
-    rot = model.model.rotary_emb
-    model.model.rotary_emb = type(rot)(config=cfg, device=device)
-    g = torch.Generator(device="cpu").manual_seed(1234)
-    pool = (torch.randn(1 << 24, generator=g) * 0.02).to(dtype)
-    pool_dev = pool.to(device)
-    with torch.no_grad():
-        for name, prm in model.named_parameters():
-            flat = prm.view(-1)
-            if "norm" in name:
-                flat.fill_(1.0)
-                continue
-            n = flat.numel()
-            off = zlib.crc32(name.encode()) % pool_dev.numel()
-            pos = 0
-            while pos < n:
-                k = min(n - pos, pool_dev.numel() - off)
-                flat[pos:pos + k].copy_(pool_dev[off:off + k])
-                pos += k
-                off = 0
-    model.eval()
-    return model
 
 
 def sync():
@@ -128,14 +87,14 @@ sm_clock = sm_clock_reader()
 
 load_t0 = time.perf_counter()
 if a.method == "all-vram":
-    model = build(cuda)
+    model = build_model(cfg, dtype, cuda)
 elif a.method == "shim":
-    model = build(torch.device("cpu"))
+    model = build_model(cfg, dtype, torch.device("cpu"))
     model = model.to("cuda")
 else:
     from accelerate import dispatch_model, infer_auto_device_map
 
-    model = build(torch.device("cpu"))
+    model = build_model(cfg, dtype, torch.device("cpu"))
     free = a.free_bytes or torch.cuda.mem_get_info()[0]
     gpu_budget = max(0, int(free - a.reserve_gib * (1 << 30)))
     device_map = infer_auto_device_map(model, max_memory={0: gpu_budget, "cpu": 200 << 30},

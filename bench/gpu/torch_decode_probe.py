@@ -17,35 +17,22 @@ SDPA backend for every method.
 """
 
 import argparse
+import gc
 import json
 import time
 
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
+from torch_models import SHAPES, build_model, llama_config  # bench/gpu, the script's folder
 
 p = argparse.ArgumentParser()
-p.add_argument("--shape", default="llama-8b")
+p.add_argument("--shape", default="llama-8b", choices=list(SHAPES))
 p.add_argument("--prompt", type=int, default=512)
 p.add_argument("--gen", type=int, default=24)
 a = p.parse_args()
 
-SHAPES = {
-    "llama-8b": dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
-                     num_key_value_heads=8, vocab_size=128256, rope_theta=500000.0, rms_norm_eps=1e-5),
-    "tiny-llama": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                       num_key_value_heads=2, vocab_size=512, rope_theta=10000.0, rms_norm_eps=1e-5),
-}
 cuda = torch.device("cuda")
-cfg = LlamaConfig(**SHAPES[a.shape], max_position_embeddings=4096, tie_word_embeddings=False)
-with torch.device("meta"):
-    model = LlamaForCausalLM(cfg)
-model = model.to(dtype=torch.bfloat16).to_empty(device=cuda)
-rot = model.model.rotary_emb
-model.model.rotary_emb = type(rot)(config=cfg, device=cuda)
-with torch.no_grad():
-    for prm in model.parameters():
-        prm.normal_(0, 0.02)
-model.eval()
+cfg = llama_config(a.shape, torch.bfloat16)
+model = build_model(cfg, torch.bfloat16, cuda)
 ids = torch.randint(0, cfg.vocab_size, (1, a.prompt), generator=torch.Generator().manual_seed(1)).to(cuda)
 
 
@@ -99,6 +86,5 @@ with torch.inference_mode():
         res["static"], _ = decode("static", a.gen)
     except Exception as e:  # report, do not hide: the dynamic figures stand on their own
         res["static_error"] = f"{type(e).__name__}: {e}"
-import gc
 res["gc_counts"] = gc.get_count()
 print("PROBE " + json.dumps(res), flush=True)

@@ -88,6 +88,8 @@ export interface MethodResult {
   check: CheckResult;
   /** Server section only: readiness, tokens, and how the server stopped. */
   server?: ServerDetails;
+  /** PyTorch decode, per token: wall ms, host ms spent issuing the step, SM clock (MHz) after it. */
+  decodeTrace?: { wallMs: number; cpuMs: number; smMhz: number | null }[];
   /** Decode speed the PCIe link allows for this placement, when the harness can compute it. */
   roofline?: { decodeTps: number; basis: string };
   seconds: number;

@@ -9,6 +9,7 @@
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
+import type { BenchReport } from "../../engine/hardware/bench/command.ts";
 import { readModel } from "../../engine/model/mod.ts";
 import { llamaBenchArgs } from "../../engine/runtimes/llamacpp.ts";
 import type { ModelInfo, Plan } from "../../engine/types.ts";
@@ -221,8 +222,8 @@ async function runLlamaMethod(ctx: RunContext, matrix: Matrix, m: LlamaMethod, m
  */
 function tierRates(ctx: RunContext): { zeroCopy: number; vram: number; source: string } {
   try {
-    const t = JSON.parse(readFileSync(join(ctx.out, "tiers.json"), "utf8")) as { profile?: { measured?: Record<string, { median: number }> } };
-    const m = t.profile?.measured;
+    const t = JSON.parse(readFileSync(join(ctx.out, "tiers.json"), "utf8")) as BenchReport;
+    const m = t.profile.measured;
     if (m?.zeroCopyGBps && m.vramGBps) return { zeroCopy: m.zeroCopyGBps.median, vram: m.vramGBps.median, source: "rates measured by spillway bench in this run" };
   } catch {
     // no tiers in this run
@@ -255,7 +256,7 @@ async function runTorchMethod(ctx: RunContext, matrix: Matrix, method: "all-vram
   }
   const o = JSON.parse(line.slice(7)) as {
     prefill_tps: number; decode_tps: number; decode_samples: number[]; prefill_samples: number[]; weight_bytes?: number; free_bytes?: number;
-    decode_trace?: (number | null)[][]; shim_after_load?: { host_bytes: number; vram_bytes: number } | null;
+    decode_trace?: [number, number, number | null][]; shim_after_load?: { host_bytes: number; vram_bytes: number } | null;
     check: { compared: boolean; max_abs_diff?: number; argmax_agree_pct?: number; exact?: boolean; detail?: string };
   };
   const exact = method === "all-vram" ? null : o.check.compared ? (o.check.exact ?? false) : null;
@@ -284,11 +285,8 @@ async function runTorchMethod(ctx: RunContext, matrix: Matrix, method: "all-vram
     const tps = 1 / (hostBytes / (zeroCopy * 1e9) + Math.max(0, o.weight_bytes - hostBytes) / (vram * 1e9));
     roofline = { decodeTps: tps, basis: `${(hostBytes / 1e9).toFixed(2)} GB of ${(o.weight_bytes / 1e9).toFixed(2)} GB weights in host memory (shim record) over PCIe at ${zeroCopy.toFixed(1)} GB/s, the rest from VRAM at ${vram.toFixed(0)} GB/s (${source})` };
   }
-  const trace = o.decode_trace;
-  const traceNote = trace && trace.length > 0
-    ? `; per token [wall ms, CPU ms, SM MHz]: ${trace.map((t) => `[${t.join(",")}]`).join(" ")}` : "";
-  if (traceNote) check.detail = `${check.detail ?? ""}${traceNote}`.replace(/^; /, "");
-  return { ...base, ...(roofline ? { roofline } : {}), prefill: mk(o.prefill_tps, t.prompt, o.prefill_samples), decode: mk(o.decode_tps, t.gen, o.decode_samples), endToEnd: null, check, seconds: (performance.now() - t0) / 1000, status: r.code === 0 ? "ok" : "failed" };
+  const decodeTrace = o.decode_trace?.map(([wallMs, cpuMs, smMhz]) => ({ wallMs, cpuMs, smMhz }));
+  return { ...base, ...(roofline ? { roofline } : {}), ...(decodeTrace ? { decodeTrace } : {}), prefill: mk(o.prefill_tps, t.prompt, o.prefill_samples), decode: mk(o.decode_tps, t.gen, o.decode_samples), endToEnd: null, check, seconds: (performance.now() - t0) / 1000, status: r.code === 0 ? "ok" : "failed" };
 }
 
 /** Runs the whole matrix; returns the results (also written to ctx.out/results.json). */

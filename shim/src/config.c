@@ -84,6 +84,19 @@ static void size_var(const char *name, uint64_t *dst, int *has) {
   if (has) *has = 1;
 }
 
+static void count_var(const char *name, uint64_t *dst) {
+  const char *v = getenv(name);
+  if (!v || !*v) return;
+  char *end;
+  errno = 0;
+  unsigned long long x = strtoull(v, &end, 10);
+  if (errno || end == v || *end || !isdigit((unsigned char)*v)) {
+    SW_ERROR("%s=%s: not a count (a whole number such as 4); keeping the default", name, v);
+    return;
+  }
+  *dst = x;
+}
+
 static uint64_t mem_available(void) {
   FILE *f = fopen("/proc/meminfo", "r");
   if (!f) return 0;
@@ -208,7 +221,7 @@ void sw_config_load(void) {
   if ((v = getenv("SPILLWAY_DISABLE")) && !strcmp(v, "1")) sw_cfg.disabled = 1;
   size_var("SPILLWAY_VRAM_BUDGET", &sw_cfg.budget, &sw_cfg.has_budget);
   size_var("SPILLWAY_RESERVE", &sw_cfg.reserve, NULL);
-  size_var("SPILLWAY_RESERVE_ALLOCS", &sw_cfg.reserve_allocs, NULL);
+  count_var("SPILLWAY_RESERVE_ALLOCS", &sw_cfg.reserve_allocs);
   size_var("SPILLWAY_MIN_SPILL", &sw_cfg.min_spill, NULL);
   int has_host = 0;
   size_var("SPILLWAY_HOST_LIMIT", &sw_cfg.host_limit, &has_host);
