@@ -59,44 +59,37 @@ static void launch(const cfg &c, const void *p, size_t bytes) {
   else readk<4><<<sms * c.grid_per_sm, c.block>>>((const uint4 *)p, bytes / 16, sink);
 }
 
-// Best and median GB/s (1e9 bytes/s) of reps timed runs of one kernel configuration.
-static void time_read(const cfg &c, const void *p, size_t bytes, int reps, double *best, double *median) {
+// Best and median GB/s (1e9 bytes/s) of reps timed runs of `op`, after one untimed run.
+template <class Op> static void time_op(Op op, size_t bytes, int reps, double *best, double *median) {
   cudaEvent_t a, b;
   CK(cudaEventCreate(&a));
   CK(cudaEventCreate(&b));
-  launch(c, p, bytes);
+  op();
   CK(cudaDeviceSynchronize());
   std::vector<double> v;
   for (int r = 0; r < reps; r++) {
     CK(cudaEventRecord(a));
-    launch(c, p, bytes);
+    op();
     CK(cudaEventRecord(b));
     CK(cudaEventSynchronize(b));
     float ms;
     CK(cudaEventElapsedTime(&ms, a, b));
     v.push_back(bytes / (ms * 1e6));
   }
+  CK(cudaEventDestroy(a));
+  CK(cudaEventDestroy(b));
   std::sort(v.begin(), v.end());
   *best = v.back(), *median = v[v.size() / 2];
 }
 
+// A kernel configuration reading `bytes` at `p`.
+static void time_read(const cfg &c, const void *p, size_t bytes, int reps, double *best, double *median) {
+  time_op([&] { launch(c, p, bytes); }, bytes, reps, best, median);
+}
+
+// Pinned host-to-device copy engine.
 static void time_h2d(void *dst, const void *src, size_t bytes, int reps, double *best, double *median) {
-  cudaEvent_t a, b;
-  CK(cudaEventCreate(&a));
-  CK(cudaEventCreate(&b));
-  CK(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice));
-  std::vector<double> v;
-  for (int r = 0; r < reps; r++) {
-    CK(cudaEventRecord(a));
-    CK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, 0));
-    CK(cudaEventRecord(b));
-    CK(cudaEventSynchronize(b));
-    float ms;
-    CK(cudaEventElapsedTime(&ms, a, b));
-    v.push_back(bytes / (ms * 1e6));
-  }
-  std::sort(v.begin(), v.end());
-  *best = v.back(), *median = v[v.size() / 2];
+  time_op([&] { CK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, 0)); }, bytes, reps, best, median);
 }
 
 int main(int argc, char **argv) {
