@@ -59,6 +59,19 @@ static char g_detail[1024];
 
 /* ---------------------------------------------------------------- helpers */
 
+/* Cleanup of a test's resources, each only if it was acquired. */
+static void close_if(int fd)
+{
+	if (fd >= 0)
+		close(fd);
+}
+
+static void unmap_if(void *p, size_t len)
+{
+	if (p != MAP_FAILED)
+		munmap(p, len);
+}
+
 static int dev_open(void)
 {
 	return open(SPILLWAY_DEVICE_PATH, O_RDWR | O_CLOEXEC);
@@ -237,8 +250,7 @@ static void t_device_node(void)
 	EXPECT(!(st.st_mode & 0007), "world-accessible");
 	dev = dev_open();
 	EXPECT(dev >= 0, "open: %s", strerror(errno));
-	if (dev >= 0)
-		close(dev);
+	close_if(dev);
 out:;
 }
 
@@ -262,8 +274,7 @@ static void t_version(void)
 	v.reserved = 1;
 	EXPECT(xioctl(dev, SPILLWAY_IOC_VERSION, &v) == -EINVAL, "reserved!=0 accepted");
 out:
-	if (dev >= 0)
-		close(dev);
+	close_if(dev);
 }
 
 static void t_bad_input(void)
@@ -294,8 +305,7 @@ static void t_bad_input(void)
 		ret = do_alloc(dev, bad_sizes[i], 0, NULL);
 		EXPECT(ret == -EINVAL, "size %llu: %d, want -EINVAL",
 		       (unsigned long long)bad_sizes[i], ret);
-		if (ret >= 0)
-			close(ret);
+		close_if(ret);
 	}
 	ret = do_alloc(dev, CHUNK, 1U << 5, NULL);
 	EXPECT(ret == -EINVAL, "unknown flag: %d, want -EINVAL", ret);
@@ -317,11 +327,9 @@ static void t_bad_input(void)
 	EXPECT(pool_info(dev, &info) == 0, "POOL_INFO on O_RDONLY failed");
 	ret = do_alloc(dev, CHUNK, 0, NULL);
 	EXPECT(ret == -EBADF, "ALLOC on O_RDONLY: %d, want -EBADF", ret);
-	if (ret >= 0)
-		close(ret);
+	close_if(ret);
 out:
-	if (dev >= 0)
-		close(dev);
+	close_if(dev);
 }
 
 static void t_alloc_free_loop(void)
@@ -337,8 +345,7 @@ static void t_alloc_free_loop(void)
 		uint64_t size = (1 + rnd() % 4) * CHUNK;
 		struct spillway_alloc a;
 
-		if (fds[slot] >= 0)
-			close(fds[slot]);
+		close_if(fds[slot]);
 		fds[slot] = do_alloc(dev, size, 0, &a);
 		REQUIRE(fds[slot] >= 0, "alloc %llu (iteration %d): %s", (unsigned long long)size,
 			i, strerror(-fds[slot]));
@@ -359,8 +366,7 @@ static void t_alloc_free_loop(void)
 	EXPECT(read_sysfs_num("buffers") == 4, "sysfs buffers %lld", read_sysfs_num("buffers"));
 out:
 	for (int i = 0; i < 4; i++)
-		if (fds[i] >= 0)
-			close(fds[i]);
+		close_if(fds[i]);
 	if (dev < 0)
 		return;
 	EXPECT(pool_info(dev, &after) == 0 && after.used_bytes == 0 && after.buffers == 0,
@@ -402,10 +408,8 @@ static void t_sysfs(void)
 	EXPECT(!strcmp(buf, "none\n") || !strcmp(buf, "moderate\n") || !strcmp(buf, "critical\n"),
 	       "pressure '%s'", buf);
 out:
-	if (fd >= 0)
-		close(fd);
-	if (dev >= 0)
-		close(dev);
+	close_if(fd);
+	close_if(dev);
 }
 
 static void t_mmap_sg(void)
@@ -452,14 +456,10 @@ static void t_mmap_sg(void)
 	q[100] = 0x5a;
 	EXPECT(p[CHUNK + 100] == 0x5a, "write through offset mapping not visible");
 out:
-	if (q != MAP_FAILED)
-		munmap(q, CHUNK);
-	if (p != MAP_FAILED)
-		munmap(p, size);
-	if (fd >= 0)
-		close(fd);
-	if (dev >= 0)
-		close(dev);
+	unmap_if(q, CHUNK);
+	unmap_if(p, size);
+	close_if(fd);
+	close_if(dev);
 }
 
 static int set_param(const char *name, const char *value);
@@ -478,8 +478,7 @@ static void fallback_case(int dev, unsigned int above, const char *above_s)
 	REQUIRE(set_param("debug_fail_above_order", above_s) == 0, "set debug_fail_above_order");
 	ret = do_alloc(dev, size, 0, NULL);
 	EXPECT(ret == -ENOMEM, "order %u: alloc without FALLBACK gave %d, want -ENOMEM", above, ret);
-	if (ret >= 0)
-		close(ret);
+	close_if(ret);
 	fd = do_alloc(dev, size, SPILLWAY_ALLOC_FALLBACK, &a);
 	REQUIRE(fd >= 0, "order %u: alloc with FALLBACK: %s", above, strerror(-fd));
 	EXPECT(a.min_order == above && a.nr_chunks == want_chunks, "order %u: chunks %u min_order %u",
@@ -497,10 +496,8 @@ static void fallback_case(int dev, unsigned int above, const char *above_s)
 	EXPECT(c.csum_sg == csum(p, size) && c.csum_vmap == c.csum_sg, "order %u: kernel sees other bytes",
 	       above);
 out:
-	if (p != MAP_FAILED)
-		munmap(p, size);
-	if (fd >= 0)
-		close(fd);
+	unmap_if(p, size);
+	close_if(fd);
 	set_param("debug_fail_above_order", "9");
 }
 
@@ -520,8 +517,7 @@ static void t_fallback_flag(void)
 	fallback_case(dev, 4, "4");   /* 64 KiB chunks */
 	fallback_case(dev, 0, "0");   /* 4 KiB pages: 1536 chunks, the chunk array grows */
 out:
-	if (dev >= 0)
-		close(dev);
+	close_if(dev);
 }
 
 static void t_pin_longterm(void)
@@ -545,12 +541,9 @@ static void t_pin_longterm(void)
 	       "pin_user_pages(FOLL_LONGTERM) pinned %lld matched %llu of %zu pages",
 	       (long long)pin.pinned, (unsigned long long)pin.matched, size / 4096);
 out:
-	if (p != MAP_FAILED)
-		munmap(p, size);
-	if (fd >= 0)
-		close(fd);
-	if (dev >= 0)
-		close(dev);
+	unmap_if(p, size);
+	close_if(fd);
+	close_if(dev);
 }
 
 static void t_o_direct(void)
@@ -587,14 +580,10 @@ static void t_o_direct(void)
 	EXPECT(check_fill(anon, len, 0xE2), "O_DIRECT write data differs");
 out:
 	free(anon);
-	if (bfd >= 0)
-		close(bfd);
-	if (p != MAP_FAILED)
-		munmap(p, size);
-	if (fd >= 0)
-		close(fd);
-	if (dev >= 0)
-		close(dev);
+	close_if(bfd);
+	unmap_if(p, size);
+	close_if(fd);
+	close_if(dev);
 }
 
 /* Another process reads and writes our mapping (remote GUP of the pages). */
@@ -635,12 +624,9 @@ static void t_process_vm(void)
 	REQUIRE(debug_check(dev, fd, &c) == 0, "DEBUG_CHECK: %s", strerror(errno));
 	EXPECT(c.csum_sg == csum(p, size), "kernel view differs after process_vm_writev");
 out:
-	if (p != MAP_FAILED)
-		munmap(p, size);
-	if (fd >= 0)
-		close(fd);
-	if (dev >= 0)
-		close(dev);
+	unmap_if(p, size);
+	close_if(fd);
+	close_if(dev);
 }
 
 /* The last reference decides: a mapping keeps the buffer after its fd is closed. */
@@ -665,12 +651,9 @@ static void t_lifetime(void)
 	p = MAP_FAILED;
 	EXPECT(wait_pool_empty(dev, 2000), "pool not empty after munmap");
 out:
-	if (p != MAP_FAILED)
-		munmap(p, CHUNK);
-	if (fd >= 0)
-		close(fd);
-	if (dev >= 0)
-		close(dev);
+	unmap_if(p, CHUNK);
+	close_if(fd);
+	close_if(dev);
 }
 
 static void t_limit(void)
@@ -691,8 +674,7 @@ static void t_limit(void)
 	}
 	ret = do_alloc(dev, CHUNK, 0, NULL);
 	EXPECT(ret == -ENOMEM, "alloc over the limit: %d, want -ENOMEM", ret);
-	if (ret >= 0)
-		close(ret);
+	close_if(ret);
 	EXPECT(pool_info(dev, &info) == 0 && info.used_bytes == 4 * CHUNK &&
 	       info.failed_total == before.failed_total + 1, "used %llu failed %llu",
 	       (unsigned long long)info.used_bytes, (unsigned long long)info.failed_total);
@@ -712,8 +694,7 @@ static void t_limit(void)
 	}
 	ret = do_alloc(dev, 2 * CHUNK, 0, NULL);
 	EXPECT(ret == -ENOMEM, "single alloc above limit: %d", ret);
-	if (ret >= 0)
-		close(ret);
+	close_if(ret);
 	EXPECT(write_file(SPILLWAY_SYSFS_DIR "/pool_limit_bytes", "banana") == -EINVAL,
 	       "sysfs accepted 'banana'");
 	EXPECT(set_limit(dev, 1ULL << 62, &tmp) == -EINVAL, "limit above RAM accepted");
@@ -724,8 +705,7 @@ static void t_limit(void)
 	}
 out:
 	for (int i = 0; i < 5; i++)
-		if (fds[i] >= 0)
-			close(fds[i]);
+		close_if(fds[i]);
 	if (dev >= 0) {
 		if (old)
 			EXPECT(set_limit(dev, old, NULL) == 0, "restoring the limit failed");
@@ -892,12 +872,9 @@ out:
 		kill(child, SIGKILL);
 		waitpid(child, NULL, 0);
 	}
-	if (pfd[0] >= 0)
-		close(pfd[0]);
-	if (pfd[1] >= 0)
-		close(pfd[1]);
-	if (dev >= 0)
-		close(dev);
+	close_if(pfd[0]);
+	close_if(pfd[1]);
+	close_if(dev);
 }
 
 static int set_param(const char *name, const char *value)
@@ -961,10 +938,8 @@ static void t_pressure_poll(void)
 out:
 	set_param("pressure_moderate_mb", "0");
 	set_param("pressure_critical_mb", "0");
-	if (sfd >= 0)
-		close(sfd);
-	if (dev >= 0)
-		close(dev);
+	close_if(sfd);
+	close_if(dev);
 }
 
 /* 10,000 random ioctls: valid and invalid commands, sizes, flags, pointers, fds. */
@@ -1062,8 +1037,7 @@ static void t_fuzz(void)
 			struct spillway_alloc *a = (void *)arg.bytes;
 			int slot = nfds++ % 4;
 
-			if (live[slot] >= 0)
-				close(live[slot]);
+			close_if(live[slot]);
 			live[slot] = a->fd;
 		}
 	}
@@ -1073,18 +1047,15 @@ static void t_fuzz(void)
 	       "fuzz did not reach all paths: ok %d ENOTTY %d EINVAL %d", counts[0], counts[1],
 	       counts[2]);
 	for (int i = 0; i < 4; i++)
-		if (live[i] >= 0)
-			close(live[i]);
+		close_if(live[i]);
 	munmap(map, 2 * CHUNK);
 	map = MAP_FAILED;
 	close(mapfd);
 	mapfd = -1;
 	/* fds leaked by ALLOCs whose output pointer was random are closed by exit */
 out:
-	if (map != MAP_FAILED)
-		munmap(map, 2 * CHUNK);
-	if (mapfd >= 0)
-		close(mapfd);
+	unmap_if(map, 2 * CHUNK);
+	close_if(mapfd);
 	if (dev >= 0) {
 		if (old_limit)
 			set_limit(dev, old_limit, NULL);
@@ -1109,8 +1080,7 @@ static void t_debug_off(void)
 	memset(&pin, 0, sizeof(pin));
 	EXPECT(xioctl(dev, SPILLWAY_IOC_DEBUG_PIN, &pin) == -ENOTTY, "DEBUG_PIN not -ENOTTY");
 out:
-	if (dev >= 0)
-		close(dev);
+	close_if(dev);
 }
 
 /* ---------------------------------------------------------------- runner */
@@ -1193,8 +1163,7 @@ int main(int argc, char **argv)
 			snprintf(detail, sizeof(detail), "pool not empty after the test");
 			status = 1;
 		}
-		if (dev >= 0)
-			close(dev);
+		close_if(dev);
 		if (status == 0) {
 			printf("PASS: %s\n", t->name);
 		} else {
