@@ -143,6 +143,8 @@ export interface Matrix {
 
 type Obj = Record<string, unknown>;
 
+const ID = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
+
 class Checker {
   constructor(readonly file: string) {}
   fail(path: string, detail: string): never {
@@ -183,6 +185,12 @@ class Checker {
   keys(o: Obj, path: string, allowed: readonly string[]): void {
     for (const k of Object.keys(o)) if (!allowed.includes(k)) this.fail(`${path}.${k}`.replace(/^\./, ""), `unknown field (known: ${allowed.join(", ")})`);
   }
+  /** An id: letters, digits, '.', '_' and '-' (it names results and SPILLWAY_BENCH_ONLY entries). */
+  id(v: unknown, path: string): string {
+    const id = this.str(v, path);
+    if (!ID.test(id)) this.fail(path, "letters, digits, '.', '_' and '-' only");
+    return id;
+  }
   unique(ids: string[], path: string): void {
     const seen = new Set<string>();
     for (const id of ids) {
@@ -191,8 +199,6 @@ class Checker {
     }
   }
 }
-
-const ID = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 
 function parseCheck(c: Checker, v: unknown, path: string, dflt: CorrectnessRule["mode"]): CorrectnessRule {
   if (v === undefined) return { mode: dflt, minSameTop: 0.9, maxKld: 0.05 };
@@ -209,8 +215,7 @@ function parseCheck(c: Checker, v: unknown, path: string, dflt: CorrectnessRule[
 function parseMethod(c: Checker, v: unknown, path: string): LlamaMethod {
   const o = c.obj(v, path);
   c.keys(o, path, ["id", "label", "runtime", "ballast", "config", "flags", "env", "reserveGiB", "objective", "autotune", "check", "endToEnd"]);
-  const id = c.str(o.id, `${path}.id`);
-  if (!ID.test(id)) c.fail(`${path}.id`, "letters, digits, '.', '_' and '-' only");
+  const id = c.id(o.id, `${path}.id`);
   if (o.runtime !== undefined) c.oneOf(o.runtime, `${path}.runtime`, ["llama.cpp"] as const);
   const kind = c.oneOf(o.config, `${path}.config`, ["all-vram", "naive-layers", "fit", "flags", "shim", "planned"] as const);
   let config: LlamaConfig;
@@ -262,8 +267,7 @@ function parseMethod(c: Checker, v: unknown, path: string): LlamaMethod {
 function parseServerMethod(c: Checker, v: unknown, path: string): ServerMethod {
   const o = c.obj(v, path);
   c.keys(o, path, ["id", "label", "config", "flags", "ballast"]);
-  const id = c.str(o.id, `${path}.id`);
-  if (!ID.test(id)) c.fail(`${path}.id`, "letters, digits, '.', '_' and '-' only");
+  const id = c.id(o.id, `${path}.id`);
   const kind = c.oneOf(o.config, `${path}.config`, ["all-vram", "default", "flags", "spillway-run"] as const);
   let config: ServerConfig;
   if (kind === "flags") {
@@ -315,8 +319,7 @@ export function validateMatrix(raw: unknown, file: string): Matrix {
     const p = `models[${i}]`;
     const mo = c.obj(m, p);
     c.keys(mo, p, ["id", "shape", "quant"]);
-    const id = c.str(mo.id, `${p}.id`);
-    if (!ID.test(id)) c.fail(`${p}.id`, "letters, digits, '.', '_' and '-' only");
+    const id = c.id(mo.id, `${p}.id`);
     return { id, shape: c.str(mo.shape, `${p}.shape`), quant: c.oneOf(mo.quant, `${p}.quant`, ["Q8_0", "Q4_0", "F16"] as const) };
   });
   if (models.length === 0) c.fail("models", "needs at least one model");
