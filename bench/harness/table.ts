@@ -29,6 +29,13 @@ function ratio(a: number | undefined, b: number | undefined): string {
   return a && b ? `${(a / b).toFixed(2)}x` : "-";
 }
 
+type Figure = "prefill" | "decode" | "endToEnd";
+
+/** The row with the highest `k` tokens/s, or undefined when none has it. */
+function bestOf(rows: MethodResult[], k: Figure): MethodResult | undefined {
+  return rows.reduce<MethodResult | undefined>((b, r) => (r[k] && (!b || r[k]!.tps > b[k]!.tps) ? r : b), undefined);
+}
+
 /** Ratios the issues ask for, when the methods are present: spillway vs default and vs hand-tuned. */
 export function headlineRatios(res: RunResults): string[] {
   const ok = res.results.filter((r) => r.status === "ok" && r.runtime === "llama.cpp");
@@ -37,7 +44,7 @@ export function headlineRatios(res: RunResults): string[] {
   const sp = by("spillway");
   const def = by("default");
   const hands = ok.filter((r) => r.id.startsWith("hand"));
-  const best = (k: "prefill" | "decode" | "endToEnd") => hands.reduce<MethodResult | undefined>((b, r) => (r[k] && (!b || r[k]!.tps > b[k]!.tps) ? r : b), undefined);
+  const best = (k: Figure) => bestOf(hands, k);
   if (sp && def) lines.push(`spillway plan vs llama.cpp default, end to end: ${ratio(sp.endToEnd?.tps, def.endToEnd?.tps)} (prefill ${ratio(sp.prefill?.tps, def.prefill?.tps)}, decode ${ratio(sp.decode?.tps, def.decode?.tps)})`);
   if (sp && hands.length > 0) {
     lines.push(`spillway plan vs best hand-tuned: prefill ${ratio(sp.prefill?.tps, best("prefill")?.prefill?.tps)}, decode ${ratio(sp.decode?.tps, best("decode")?.decode?.tps)}, end to end ${ratio(sp.endToEnd?.tps, best("endToEnd")?.endToEnd?.tps)}`);
@@ -61,7 +68,7 @@ export function serverRatios(res: RunResults): string[] {
   const sp = ok.find((r) => r.server!.config === "spillway-run");
   const def = ok.find((r) => r.server!.config === "default");
   const hands = ok.filter((r) => r.server!.config === "flags");
-  const best = (k: "prefill" | "decode" | "endToEnd") => hands.reduce<MethodResult | undefined>((b, r) => (r[k] && (!b || r[k]!.tps > b[k]!.tps) ? r : b), undefined);
+  const best = (k: Figure) => bestOf(hands, k);
   const pct = (a: number | undefined, b: number | undefined): string => (a && b ? `${((a / b) * 100).toFixed(0)}%` : "-");
   const lines: string[] = [];
   if (sp && hands.length > 0) {
