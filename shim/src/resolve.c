@@ -44,16 +44,25 @@ static void store_real(struct sw_hook *h, void *fn) {
   __atomic_compare_exchange_n(h->real, &expected, fn, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
 }
 
-/* The libcudart this process loaded (12 or 13), found among the loaded objects. */
+/*
+ * The path of the libcudart this process loaded (12 or 13), found among the loaded objects. Only the
+ * name is copied here: dl_iterate_phdr holds the loader's lock while it calls back, and dlopen in
+ * the callback would take the loader's other lock in the opposite order to a concurrent dlopen
+ * (deadlock). The caller dlopens after dl_iterate_phdr has returned.
+ */
+struct cudart_name {
+  char path[4096];
+};
 static int find_cudart(struct dl_phdr_info *info, size_t size, void *data) {
   (void)size;
   const char *slash = strrchr(info->dlpi_name, '/');
   const char *base = slash ? slash + 1 : info->dlpi_name;
-  if (!strncmp(base, "libcudart.so", 12)) {
-    *(void **)data = dlopen(info->dlpi_name, RTLD_NOW | RTLD_NOLOAD);
-    return *(void **)data != NULL;
-  }
-  return 0;
+  if (strncmp(base, "libcudart.so", 12)) return 0;
+  struct cudart_name *out = data;
+  size_t n = strlen(info->dlpi_name);
+  if (n >= sizeof out->path) return 0; /* cannot be named: keep looking */
+  memcpy(out->path, info->dlpi_name, n + 1);
+  return 1;
 }
 
 void *sw_real_of(const char *name, int lib) {
@@ -73,8 +82,10 @@ void *sw_real_of(const char *name, int lib) {
     if (!fn) {
       /* ... or, for a library loaded with RTLD_LOCAL, the loaded object itself. */
       void *handle = NULL;
-      if (lib == SW_LIB_RUNTIME) dl_iterate_phdr(find_cudart, &handle);
-      else handle = dlopen("libnvidia-ml.so.1", RTLD_NOW | RTLD_NOLOAD);
+      if (lib == SW_LIB_RUNTIME) {
+        struct cudart_name found = {{0}};
+        if (dl_iterate_phdr(find_cudart, &found)) handle = dlopen(found.path, RTLD_NOW | RTLD_NOLOAD);
+      } else handle = dlopen("libnvidia-ml.so.1", RTLD_NOW | RTLD_NOLOAD);
       if (handle) {
         fn = sw_real_dlsym(handle, name);
         dlclose(handle);
