@@ -22,6 +22,11 @@ export type PlacementAction = "vram" | "host" | "auto" | { head: number };
 export interface PlacementRule {
   /** The allocation's 0-based number among those the shim handled. */
   index?: number;
+  /**
+   * The allocation's 0-based number among those this rule's size matchers (`size`, `min`, `max`)
+   * accept: `{ min: 32 MiB, nth: 0 }` is the first allocation of at least 32 MiB.
+   */
+  nth?: number;
   /** Exact size in bytes. */
   size?: number;
   /** Smallest size in bytes. */
@@ -41,9 +46,9 @@ function count(name: string, n: number | undefined): string | null {
 
 /** The text of a placement map. @throws RangeError on a negative or fractional number. */
 export function formatPlacementMap(rules: readonly PlacementRule[]): string {
-  const lines = ["# spillway placement map v1: [index=N] [size=B] [min=B] [max=B] vram|host|auto|head=B"];
+  const lines = ["# spillway placement map v1: [index=N] [nth=K] [size=B] [min=B] [max=B] vram|host|auto|head=B"];
   for (const r of rules) {
-    const parts = [count("index", r.index), count("size", r.size), count("min", r.min), count("max", r.max)]
+    const parts = [count("index", r.index), count("nth", r.nth), count("size", r.size), count("min", r.min), count("max", r.max)]
       .filter((p): p is string => p !== null);
     if (parts.length === 0) parts.push("*");
     parts.push(typeof r.action === "string" ? r.action : count("head", r.action.head)!);

@@ -108,9 +108,21 @@ static uint64_t mem_available(void) {
   return (uint64_t)kb * 1024;
 }
 
-/* One rule line: matchers (index=N size=S min=S max=S or *) then an action (vram, host, head=S, auto). */
-static int parse_rule(char *line, struct sw_rule *r) {
+/* `nth=K` matchers, beside sw_cfg.rules (same positions): a rule with one matches only the K-th
+ * allocation (from 0) of those its size matchers accept. PyTorch's `model.to("cuda")` makes one
+ * allocation per large tensor in module order, so "the 3rd allocation of at least 32 MiB" names a
+ * tensor where a global index would also count the allocator's small segments. */
+struct sw_nth {
+  int has;
+  uint64_t nth;
+  uint64_t seen; /* allocations its size matchers accepted so far (atomic) */
+};
+static struct sw_nth *rule_nth;
+
+/* One rule line: matchers (index=N nth=K size=S min=S max=S or *) then an action (vram, host, head=S, auto). */
+static int parse_rule(char *line, struct sw_rule *r, struct sw_nth *nth) {
   memset(r, 0, sizeof *r);
+  memset(nth, 0, sizeof *nth);
   int have_action = 0;
   for (char *tok = strtok(line, " \t\r\n"); tok; tok = strtok(NULL, " \t\r\n")) {
     if (have_action) return -1;
@@ -127,12 +139,13 @@ static int parse_rule(char *line, struct sw_rule *r) {
     *eq = 0;
     const char *key = tok, *val = eq + 1;
     uint64_t x;
-    if (!strcmp(key, "index")) {
+    if (!strcmp(key, "index") || !strcmp(key, "nth")) {
       char *end;
       errno = 0;
       x = strtoull(val, &end, 10);
-      if (errno || *end || !*val) return -1;
-      r->has_index = 1, r->index = x;
+      if (errno || *end || !isdigit((unsigned char)*val)) return -1;
+      if (key[0] == 'i') r->has_index = 1, r->index = x;
+      else nth->has = 1, nth->nth = x;
     } else {
       if (sw_parse_size(val, &x)) return -1;
       if (!strcmp(key, "size")) r->has_size = 1, r->size = x;
@@ -160,14 +173,19 @@ static void add_rules(const char *text, const char *origin, char sep) {
     char orig[256];
     snprintf(orig, sizeof orig, "%s", p);
     struct sw_rule r;
-    if (parse_rule(p, &r)) {
-      SW_ERROR("%s:%d: bad placement rule '%s' (want: [index=N] [size=S] [min=S] [max=S] vram|host|head=S|auto); ignored",
+    struct sw_nth n;
+    if (parse_rule(p, &r, &n)) {
+      SW_ERROR("%s:%d: bad placement rule '%s' (want: [index=N] [nth=K] [size=S] [min=S] [max=S] vram|host|head=S|auto); ignored",
                origin, lineno, orig);
       continue;
     }
+    struct sw_nth *grown_nth = realloc(rule_nth, sizeof *grown_nth * (size_t)(sw_cfg.nrules + 1));
+    if (!grown_nth) break;
+    rule_nth = grown_nth;
     struct sw_rule *grown = realloc(sw_cfg.rules, sizeof *grown * (size_t)(sw_cfg.nrules + 1));
     if (!grown) break;
     sw_cfg.rules = grown;
+    rule_nth[sw_cfg.nrules] = n;
     sw_cfg.rules[sw_cfg.nrules++] = r;
   }
   free(copy);
@@ -197,16 +215,23 @@ static void load_placement_file(const char *path) {
   free(text);
 }
 
+/* Called once per allocation. Every rule with `nth` counts the allocations its size matchers accept,
+ * whether or not an earlier rule decides, so a rule's count does not depend on the rules above it. */
 const struct sw_rule *sw_rule_match(uint64_t index, uint64_t size) {
+  const struct sw_rule *found = NULL;
   for (int i = 0; i < sw_cfg.nrules; i++) {
     const struct sw_rule *r = &sw_cfg.rules[i];
-    if (r->has_index && r->index != index) continue;
     if (r->has_size && r->size != size) continue;
     if (r->has_min && size < r->min) continue;
     if (r->has_max && size > r->max) continue;
-    return r;
+    int ok = !(r->has_index && r->index != index);
+    if (rule_nth && rule_nth[i].has) {
+      uint64_t n = __atomic_fetch_add(&rule_nth[i].seen, 1, __ATOMIC_RELAXED);
+      ok = ok && n == rule_nth[i].nth;
+    }
+    if (ok && !found) found = r;
   }
-  return NULL;
+  return found;
 }
 
 void sw_config_load(void) {
