@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0 OR MIT
 /*
- * buffer.c - spillway buffers: 2 MiB compound pages, charged to the pool and to the allocating
- * process's RLIMIT_MEMLOCK, exported as a DMA-BUF.
+ * buffer.c - spillway buffers: 2 MiB compound pages, charged to the pool (limit and per-user
+ * quota), to the allocating user's RLIMIT_MEMLOCK and to its memory cgroup, exported as a DMA-BUF.
  *
  * The mmap path inserts the pages themselves (vm_insert_pages) rather than their PFNs
  * (remap_pfn_range): only then can pin_user_pages(FOLL_LONGTERM) pin the mapping, which is what
@@ -13,7 +13,10 @@
 #include <linux/file.h>
 #include <linux/highmem.h>
 #include <linux/iosys-map.h>
+#include <linux/cred.h>
 #include <linux/sched/mm.h>
+#include <linux/sched/signal.h>
+#include <linux/sched/user.h>
 #include <linux/scatterlist.h>
 #include <linux/slab.h>
 #include <linux/uaccess.h>
@@ -40,34 +43,62 @@ static struct spw_export *to_export(struct dma_buf *db)
 	return db->priv;
 }
 
+/*
+ * RLIMIT_MEMLOCK against the user, as io_uring charges it (__io_account_mem): user_struct.locked_vm
+ * is shared by every process of the uid and is not reset by exec or exit.
+ */
+static int spw_user_charge(struct user_struct *user, unsigned long pages)
+{
+	unsigned long limit = rlimit(RLIMIT_MEMLOCK) >> PAGE_SHIFT;
+	unsigned long cur = atomic_long_read(&user->locked_vm), new;
+
+	do {
+		new = cur + pages;
+		if (new < cur || new > limit)
+			return -ENOMEM;
+	} while (!atomic_long_try_cmpxchg(&user->locked_vm, &cur, new));
+	return 0;
+}
+
 /* Free pages, undo every charge. Safe on a partly built buffer. */
 static void spw_buf_destroy(struct spw_export *ex)
 {
 	struct spw_buf *b = &ex->buf;
 	unsigned int i;
 
+	/* freeing a page also uncharges it from the memory cgroup it was charged to */
 	for (i = 0; i < b->nr_chunks; i++) {
 		__free_pages(b->chunks[i].page, b->chunks[i].order);
 		atomic64_dec(&spw_pool.chunks[b->chunks[i].order]);
 	}
 	kvfree(b->chunks);
+	if (b->user) {
+		atomic_long_sub(b->locked_pages, &b->user->locked_vm);
+		free_uid(b->user);
+	}
 	if (b->mm) {
 		/* the process may be gone; its mm_struct is kept alive by our mmgrab */
 		account_locked_vm(b->mm, b->locked_pages, false);
 		mmdrop(b->mm);
 	}
-	spw_pool_unreserve(b->size);
+	if (b->reserved)
+		spw_pool_unreserve(b->size, b->uid);
 	kfree(ex);
 }
 
 /* Allocate the pages of a reserved, charged buffer. Largest order first; lower only with fallback. */
 static int spw_buf_fill(struct spw_buf *b, bool fallback)
 {
-	const gfp_t gfp = GFP_HIGHUSER | __GFP_COMP | __GFP_ZERO | __GFP_NOWARN | __GFP_RETRY_MAYFAIL;
+	/*
+	 * __GFP_ACCOUNT: the pages count against the caller's memory cgroup (memory.max applies; with
+	 * __GFP_RETRY_MAYFAIL a cgroup at its limit fails the allocation instead of OOM-killing).
+	 */
+	const gfp_t gfp = GFP_HIGHUSER | __GFP_COMP | __GFP_ZERO | __GFP_NOWARN | __GFP_RETRY_MAYFAIL |
+			  __GFP_ACCOUNT;
 	unsigned long remaining = b->size >> PAGE_SHIFT;
 	unsigned int order = SPILLWAY_CHUNK_ORDER, cap = b->size / SPILLWAY_CHUNK_SIZE;
 
-	b->chunks = kvmalloc_array(cap, sizeof(*b->chunks), GFP_KERNEL);
+	b->chunks = kvmalloc_array(cap, sizeof(*b->chunks), GFP_KERNEL_ACCOUNT);
 	if (!b->chunks)
 		return -ENOMEM;
 	b->min_order = order;
@@ -76,8 +107,8 @@ static int spw_buf_fill(struct spw_buf *b, bool fallback)
 
 		if (fatal_signal_pending(current))
 			return -EINTR;
-		if (spw_debug_ioctls && order > READ_ONCE(spw_debug_fail_above_order))
-			page = NULL;   /* fault injection for the test bed */
+		if (spw_debug_fail_order(order))
+			page = NULL;   /* fault injection for the test bed (debug builds only) */
 		else
 			page = alloc_pages(order ? gfp : gfp & ~__GFP_COMP, order);
 		if (!page) {
@@ -90,7 +121,7 @@ static int spw_buf_fill(struct spw_buf *b, bool fallback)
 			/* fallback made more, smaller chunks than planned: grow the array */
 			struct spw_chunk *more;
 
-			more = kvmalloc_array(cap * 2, sizeof(*more), GFP_KERNEL);
+			more = kvmalloc_array(cap * 2, sizeof(*more), GFP_KERNEL_ACCOUNT);
 			if (!more) {
 				__free_pages(page, order);
 				return -ENOMEM;
@@ -113,18 +144,13 @@ static int spw_buf_fill(struct spw_buf *b, bool fallback)
 
 static struct spw_export *spw_buf_create(u64 size, u32 flags, int *err)
 {
+	unsigned long pages = size >> PAGE_SHIFT;
 	struct spw_export *ex;
 	struct spw_buf *b;
 	int ret;
 
-	ret = spw_pool_reserve(size);
-	if (ret) {
-		*err = ret;
-		return NULL;
-	}
-	ex = kzalloc(sizeof(*ex), GFP_KERNEL);
+	ex = kzalloc(sizeof(*ex), GFP_KERNEL_ACCOUNT);
 	if (!ex) {
-		spw_pool_unreserve(size);
 		*err = -ENOMEM;
 		return NULL;
 	}
@@ -134,16 +160,33 @@ static struct spw_export *spw_buf_create(u64 size, u32 flags, int *err)
 	mutex_init(&b->lock);
 	b->size = size;
 	b->tgid = task_tgid_nr(current);
+	b->uid = current_uid();
 	get_task_comm(b->comm, current);
 
-	/* RLIMIT_MEMLOCK: charged to the caller's mm unless it may lock memory without limit */
-	if (current->mm && !capable(CAP_IPC_LOCK)) {
-		ret = account_locked_vm(current->mm, size >> PAGE_SHIFT, true);
-		if (ret)
+	/* the pool limit and the uid's share of it (user_quota_bytes) */
+	ret = spw_pool_reserve(size, b->uid);
+	if (ret)
+		goto fail;
+	b->reserved = true;
+
+	/* RLIMIT_MEMLOCK unless the caller may lock memory without limit: the user, then the mm */
+	if (!capable(CAP_IPC_LOCK)) {
+		struct user_struct *user = get_current_user();
+
+		ret = spw_user_charge(user, pages);
+		if (ret) {
+			free_uid(user);
 			goto fail;
-		b->mm = current->mm;
-		mmgrab(b->mm);
-		b->locked_pages = size >> PAGE_SHIFT;
+		}
+		b->user = user;
+		b->locked_pages = pages;
+		if (current->mm) {
+			ret = account_locked_vm(current->mm, pages, true);
+			if (ret)
+				goto fail;
+			b->mm = current->mm;
+			mmgrab(b->mm);
+		}
 	}
 	ret = spw_buf_fill(b, flags & SPILLWAY_ALLOC_FALLBACK);
 	if (ret)

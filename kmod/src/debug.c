@@ -1,22 +1,34 @@
 // SPDX-License-Identifier: GPL-2.0 OR MIT
 /*
- * debug.c - test-only ioctls (module parameter debug_ioctls=1, CAP_SYS_ADMIN): look at a buffer
+ * debug.c - test-only ioctls, compiled only into test builds (make SPILLWAY_DEBUG=1; see Kbuild)
+ * and enabled there by the module parameter debug_ioctls=1 (CAP_SYS_ADMIN): look at a buffer
  * the way the kernel does. DEBUG_CHECK imports the DMA-BUF like a device driver (attach +
  * map_dma_buf) and checksums the bytes page by page through the sg table and again through
  * dma_buf_vmap. DEBUG_PIN long-term pins a user mapping the way a GPU driver registering host
- * memory does (pin_user_pages with FOLL_WRITE | FOLL_LONGTERM under the mmap lock).
+ * memory does (pin_user_pages with FOLL_WRITE | FOLL_LONGTERM under the mmap lock). Also the
+ * fault injection of buffer.c (debug_fail_above_order). A production build has none of this.
  */
 #include <linux/capability.h>
 #include <linux/dma-buf.h>
 #include <linux/dma-mapping.h>
 #include <linux/highmem.h>
 #include <linux/iosys-map.h>
+#include <linux/moduleparam.h>
 #include <linux/platform_device.h>
 #include <linux/scatterlist.h>
 #include <linux/slab.h>
 #include <linux/uaccess.h>
 
 #include "spw.h"
+
+bool spw_debug_ioctls;
+unsigned int spw_debug_fail_above_order = SPILLWAY_CHUNK_ORDER;
+
+module_param_named(debug_ioctls, spw_debug_ioctls, bool, 0444);
+MODULE_PARM_DESC(debug_ioctls, "Enable the DEBUG_CHECK/DEBUG_PIN ioctls (CAP_SYS_ADMIN; test builds)");
+module_param_named(debug_fail_above_order, spw_debug_fail_above_order, uint, 0644);
+MODULE_PARM_DESC(debug_fail_above_order,
+		 "With debug_ioctls=1: pretend pages above this order are unavailable (tests the fallback)");
 
 /* A device with a 64-bit DMA mask to attach as importer. */
 static struct platform_device *spw_importer;
@@ -62,7 +74,7 @@ static struct dma_buf *spw_get_own(int fd)
 	return db;
 }
 
-long spw_ioctl_debug_check(void __user *uarg)
+static long spw_ioctl_debug_check(void __user *uarg)
 {
 	struct spillway_debug_check req;
 	struct dma_buf_attachment *at;
@@ -140,7 +152,7 @@ put:
 	return ret;
 }
 
-long spw_ioctl_debug_pin(void __user *uarg)
+static long spw_ioctl_debug_pin(void __user *uarg)
 {
 	struct spillway_debug_pin req;
 	struct page **pages;
@@ -187,4 +199,17 @@ long spw_ioctl_debug_pin(void __user *uarg)
 	kvfree(pages);
 	dma_buf_put(db);
 	return copy_to_user(uarg, &req, sizeof(req)) ? -EFAULT : 0;
+}
+
+long spw_debug_ioctl(unsigned int cmd, void __user *uarg)
+{
+	if (!spw_debug_ioctls)
+		return -ENOTTY;
+	switch (cmd) {
+	case SPILLWAY_IOC_DEBUG_CHECK:
+		return spw_ioctl_debug_check(uarg);
+	case SPILLWAY_IOC_DEBUG_PIN:
+		return spw_ioctl_debug_pin(uarg);
+	}
+	return -ENOTTY;
 }

@@ -29,11 +29,10 @@ MODULE_IMPORT_NS(DMA_BUF);
 
 static unsigned long pool_limit_bytes;
 static unsigned int group;
-bool spw_debug_ioctls;
 unsigned int spw_pressure_moderate_mb;
 unsigned int spw_pressure_critical_mb;
 unsigned int spw_pressure_interval_ms = 1000;
-unsigned int spw_debug_fail_above_order = SPILLWAY_CHUNK_ORDER;
+unsigned long spw_user_quota_bytes;
 
 /* Reading the parameter shows the live limit (sysfs and SET_LIMIT change it after load). */
 static int spw_param_limit_get(char *buf, const struct kernel_param *kp)
@@ -51,11 +50,9 @@ MODULE_PARM_DESC(pool_limit_bytes,
 		 "System-wide pool limit in bytes at load (0: half of RAM); change it later in sysfs");
 module_param(group, uint, 0444);
 MODULE_PARM_DESC(group, "Group id owning /dev/spillway (mode 0660); default 0 (root)");
-module_param_named(debug_ioctls, spw_debug_ioctls, bool, 0444);
-MODULE_PARM_DESC(debug_ioctls, "Enable the DEBUG_CHECK/DEBUG_PIN ioctls (CAP_SYS_ADMIN; tests)");
-module_param_named(debug_fail_above_order, spw_debug_fail_above_order, uint, 0644);
-MODULE_PARM_DESC(debug_fail_above_order,
-		 "With debug_ioctls=1: pretend pages above this order are unavailable (tests the fallback)");
+module_param_named(user_quota_bytes, spw_user_quota_bytes, ulong, 0644);
+MODULE_PARM_DESC(user_quota_bytes,
+		 "Most bytes of the pool one user (uid) may hold, all its processes together (0: no quota)");
 module_param_named(pressure_moderate_mb, spw_pressure_moderate_mb, uint, 0644);
 MODULE_PARM_DESC(pressure_moderate_mb, "MemAvailable below this is moderate pressure (0: 10% of RAM)");
 module_param_named(pressure_critical_mb, spw_pressure_critical_mb, uint, 0644);
@@ -67,8 +64,15 @@ MODULE_PARM_DESC(pressure_interval_ms, "Period of the memory pressure check (min
 
 static dev_t spw_devt;
 static struct cdev spw_cdev;
-static struct device spw_dev;
+static struct class *spw_class;
+/*
+ * The device is allocated (spw_device_alloc) and freed by its release when the last reference
+ * goes, which may be after cdev_device_del (an open sysfs file, CONFIG_DEBUG_KOBJECT_RELEASE's
+ * delayed release). Unload waits for that release: it runs module code.
+ */
+static struct device *spw_dev;
 static bool spw_dev_added;
+static DECLARE_COMPLETION(spw_dev_released);
 
 /* Per open file: the pressure event count it has seen (POOL_INFO acknowledges). */
 struct spw_file {
@@ -143,13 +147,8 @@ static long spw_ioctl(struct file *file, unsigned int cmd, unsigned long arg)
 	case SPILLWAY_IOC_SET_LIMIT:
 		return spw_ioctl_set_limit(file, uarg);
 	case SPILLWAY_IOC_DEBUG_CHECK:
-		if (!spw_debug_ioctls)
-			return -ENOTTY;
-		return spw_ioctl_debug_check(uarg);
 	case SPILLWAY_IOC_DEBUG_PIN:
-		if (!spw_debug_ioctls)
-			return -ENOTTY;
-		return spw_ioctl_debug_pin(uarg);
+		return spw_debug_ioctl(cmd, uarg);   /* -ENOTTY unless a test build loaded with debug_ioctls=1 */
 	}
 	return -ENOTTY;
 }
@@ -197,7 +196,8 @@ static ssize_t pool_info_show(struct device *dev, struct device_attribute *attr,
 {
 	return spw_pool_info_show(buf);
 }
-static DEVICE_ATTR_RO(pool_info);
+/* 0440 root:<group>: it names other users' processes (pid, command) and their sizes */
+static DEVICE_ATTR(pool_info, 0440, pool_info_show, NULL);
 
 static ssize_t pool_limit_bytes_show(struct device *dev, struct device_attribute *attr, char *buf)
 {
@@ -260,19 +260,22 @@ static char *spw_devnode(SPW_DEVNODE_CONST struct device *dev, umode_t *mode, ku
 	return NULL;
 }
 
+/* sysfs files of the device belong to root:<group>, so pool_info (0440) is readable by the group */
+static void spw_get_ownership(SPW_DEVNODE_CONST struct device *dev, kuid_t *uid, kgid_t *gid)
+{
+	*gid = make_kgid(&init_user_ns, group);
+}
+
 static const struct device_type spw_device_type = {
 	.name = SPW_NAME,
 	.groups = spw_groups,
 	.devnode = spw_devnode,
 };
 
-static struct class spw_class = {
-	.name = SPW_NAME,
-};
-
 static void spw_dev_release(struct device *dev)
 {
-	/* static device: nothing to free */
+	kfree(dev);
+	complete(&spw_dev_released);
 }
 
 /* ---------------------------------------------------------------- load / unload */
@@ -296,38 +299,50 @@ static int __init spw_init(void)
 	ret = spw_debug_init();
 	if (ret)
 		return ret;
-	ret = class_register(&spw_class);
-	if (ret)
+	spw_class = spw_class_create(SPW_NAME);
+	if (IS_ERR(spw_class)) {
+		ret = PTR_ERR(spw_class);
 		goto err_debug;
+	}
+	spw_class->get_ownership = spw_get_ownership;
 	ret = alloc_chrdev_region(&spw_devt, 0, 1, SPW_NAME);
 	if (ret)
 		goto err_class;
 
+	spw_dev = kzalloc(sizeof(*spw_dev), GFP_KERNEL);
+	if (!spw_dev) {
+		ret = -ENOMEM;
+		goto err_region;
+	}
+	reinit_completion(&spw_dev_released);
 	cdev_init(&spw_cdev, &spw_fops);
 	spw_cdev.owner = THIS_MODULE;
-	device_initialize(&spw_dev);
-	spw_dev.class = &spw_class;
-	spw_dev.type = &spw_device_type;
-	spw_dev.devt = spw_devt;
-	spw_dev.release = spw_dev_release;
-	ret = dev_set_name(&spw_dev, SPW_NAME);
+	device_initialize(spw_dev);
+	spw_dev->class = spw_class;
+	spw_dev->type = &spw_device_type;
+	spw_dev->devt = spw_devt;
+	spw_dev->release = spw_dev_release;
+	ret = dev_set_name(spw_dev, SPW_NAME);
 	if (ret)
 		goto err_put;
-	ret = cdev_device_add(&spw_cdev, &spw_dev);
+	ret = cdev_device_add(&spw_cdev, spw_dev);
 	if (ret)
 		goto err_put;
 	spw_dev_added = true;
-	spw_pressure_start(&spw_dev);
-	pr_info(SPW_NAME ": uapi %u.%u, /dev/%s group %u, pool limit %llu bytes%s\n",
+	spw_pressure_start(spw_dev);
+	pr_info(SPW_NAME ": uapi %u.%u, /dev/%s group %u, pool limit %llu bytes%s%s\n",
 		SPILLWAY_UAPI_VERSION_MAJOR, SPILLWAY_UAPI_VERSION_MINOR, SPW_NAME, group, limit,
+		IS_ENABLED(SPILLWAY_DEBUG) ? ", test build" : "",
 		spw_debug_ioctls ? ", debug ioctls on" : "");
 	return 0;
 
 err_put:
-	put_device(&spw_dev);
+	put_device(spw_dev);
+	wait_for_completion(&spw_dev_released);
+err_region:
 	unregister_chrdev_region(spw_devt, 1);
 err_class:
-	class_unregister(&spw_class);
+	class_destroy(spw_class);
 err_debug:
 	spw_debug_exit();
 	return ret;
@@ -337,18 +352,21 @@ static void __exit spw_exit(void)
 {
 	u64 used;
 
-	/* every DMA-BUF holds a module reference, so no buffer can be alive here */
+	/* every DMA-BUF holds a module reference (dma_buf_export), so no buffer can be alive here */
 	spw_pressure_stop();
 	if (spw_dev_added)
-		cdev_device_del(&spw_cdev, &spw_dev);
-	put_device(&spw_dev);
+		cdev_device_del(&spw_cdev, spw_dev);
+	put_device(spw_dev);
+	/* the release is module code: it must have run before the module's memory goes */
+	wait_for_completion(&spw_dev_released);
 	unregister_chrdev_region(spw_devt, 1);
-	class_unregister(&spw_class);
+	class_destroy(spw_class);
 	spw_debug_exit();
 	used = spw_pool_used();
 	if (used || atomic64_read(&spw_pool.buffers))
 		pr_err(SPW_NAME ": leak at unload: %llu bytes in %lld buffers\n", used,
 		       (long long)atomic64_read(&spw_pool.buffers));
+	spw_pool_exit();
 	pr_info(SPW_NAME ": unloaded\n");
 }
 

@@ -5,7 +5,10 @@
  */
 #include <linux/jiffies.h>
 #include <linux/poll.h>
+#include <linux/slab.h>
+#include <linux/string_helpers.h>
 #include <linux/sysfs.h>
+#include <linux/uidgid.h>
 
 #include "spw.h"
 
@@ -28,37 +31,91 @@ void spw_pool_init(u64 limit)
 	atomic64_set(&spw_pool.next_id, 0);
 	mutex_init(&spw_pool.list_lock);
 	INIT_LIST_HEAD(&spw_pool.list);
+	INIT_LIST_HEAD(&spw_pool.users);
 	spw_pool.pressure = SPILLWAY_PRESSURE_NONE;
 	spw_pool.mem_available = 0;
 	atomic64_set(&spw_pool.pressure_events, 0);
 	init_waitqueue_head(&spw_pool.wq);
 }
 
-/* Take bytes out of the pool before allocating pages, so concurrent callers cannot overshoot. */
-int spw_pool_reserve(u64 bytes)
+/* The pool's record of a uid, or NULL. Called with spw_pool.lock held. */
+static struct spw_user *spw_user_find(kuid_t uid)
 {
+	struct spw_user *u;
+
+	list_for_each_entry(u, &spw_pool.users, node)
+		if (uid_eq(u->uid, uid))
+			return u;
+	return NULL;
+}
+
+/*
+ * Take bytes out of the pool and out of the uid's quota before allocating pages, so concurrent
+ * callers cannot overshoot either. -ENOMEM over the pool limit or over user_quota_bytes.
+ */
+int spw_pool_reserve(u64 bytes, kuid_t uid)
+{
+	struct spw_user *fresh = kzalloc(sizeof(*fresh), GFP_KERNEL), *u;
+	u64 quota = READ_ONCE(spw_user_quota_bytes);
 	int ret = 0;
 
+	if (!fresh)
+		return -ENOMEM;
 	spin_lock(&spw_pool.lock);
+	u = spw_user_find(uid);
 	if (bytes > spw_pool.limit || spw_pool.used > spw_pool.limit - bytes) {
 		ret = -ENOMEM;
+	} else if (quota && (bytes > quota || (u && u->bytes > quota - bytes))) {
+		ret = -ENOMEM;
 	} else {
+		if (!u) {
+			u = fresh;
+			fresh = NULL;
+			u->uid = uid;
+			list_add(&u->node, &spw_pool.users);
+		}
+		u->bytes += bytes;
+		u->buffers++;
 		spw_pool.used += bytes;
 		if (spw_pool.used > spw_pool.peak)
 			spw_pool.peak = spw_pool.used;
 	}
 	spin_unlock(&spw_pool.lock);
+	kfree(fresh);
 	return ret;
 }
 
-void spw_pool_unreserve(u64 bytes)
+void spw_pool_unreserve(u64 bytes, kuid_t uid)
 {
+	struct spw_user *u, *gone = NULL;
+
 	spin_lock(&spw_pool.lock);
 	if (WARN_ON_ONCE(bytes > spw_pool.used))
 		spw_pool.used = 0;
 	else
 		spw_pool.used -= bytes;
+	u = spw_user_find(uid);
+	if (!WARN_ON_ONCE(!u || u->bytes < bytes || !u->buffers)) {
+		u->bytes -= bytes;
+		u->buffers--;
+		if (!u->buffers) {
+			list_del(&u->node);
+			gone = u;
+		}
+	}
 	spin_unlock(&spw_pool.lock);
+	kfree(gone);
+}
+
+/* At unload: free user records (there are none unless a buffer leaked). */
+void spw_pool_exit(void)
+{
+	struct spw_user *u, *tmp;
+
+	list_for_each_entry_safe(u, tmp, &spw_pool.users, node) {
+		list_del(&u->node);
+		kfree(u);
+	}
 }
 
 /* A limit below what is in use only stops new allocations; live buffers are never revoked. */
@@ -180,10 +237,27 @@ void spw_pressure_stop(void)
 	spw_pool.dev = NULL;
 }
 
-/* Human-readable summary plus one line per live buffer; truncated to one page. */
+/*
+ * The command name as one printable token: control, non-ASCII, space, '=', '"' and '\\' become
+ * \ooo octal escapes, so a process cannot forge lines or fields of pool_info, nor send terminal
+ * escape sequences to whoever reads it.
+ */
+static void spw_escape_comm(const char *comm, char *out, size_t len)
+{
+	int n = string_escape_mem(comm, strnlen(comm, TASK_COMM_LEN), out, len - 1,
+				  ESCAPE_OCTAL | ESCAPE_NAP | ESCAPE_APPEND, " =\"\\");
+
+	out[min_t(size_t, max(n, 0), len - 1)] = 0;
+}
+
+/*
+ * Human-readable summary, per-user totals, then one line per live buffer; truncated to one page.
+ * The file is 0440 root:<group> (see spw_get_ownership in main.c): it names other users' processes.
+ */
 ssize_t spw_pool_info_show(char *buf)
 {
 	struct spillway_pool_info info;
+	struct spw_user *u;
 	struct spw_buf *b;
 	int n = 0, i, shown = 0, total = 0;
 
@@ -199,20 +273,33 @@ ssize_t spw_pool_info_show(char *buf)
 	n += sysfs_emit_at(buf, n, "pressure        %s\n", spw_pressure_name(info.pressure));
 	n += sysfs_emit_at(buf, n, "mem_available   %llu\n", info.mem_available_bytes);
 	n += sysfs_emit_at(buf, n, "pressure_events %llu\n", info.pressure_events);
+	n += sysfs_emit_at(buf, n, "user_quota      %lu\n", READ_ONCE(spw_user_quota_bytes));
 	n += sysfs_emit_at(buf, n, "chunks_by_order");
 	for (i = 0; i < SPILLWAY_NR_ORDERS; i++)
 		n += sysfs_emit_at(buf, n, " %d:%llu", i, info.chunks[i]);
 	n += sysfs_emit_at(buf, n, "\n");
 
+	spin_lock(&spw_pool.lock);
+	list_for_each_entry(u, &spw_pool.users, node) {
+		if (n > PAGE_SIZE / 2)
+			break;
+		n += sysfs_emit_at(buf, n, "user uid=%u bytes=%llu buffers=%llu\n",
+				   from_kuid(&init_user_ns, u->uid), u->bytes, u->buffers);
+	}
+	spin_unlock(&spw_pool.lock);
+
 	mutex_lock(&spw_pool.list_lock);
 	list_for_each_entry(b, &spw_pool.list, node) {
+		char comm[4 * TASK_COMM_LEN + 1];
+
 		total++;
-		if (n > PAGE_SIZE - 160)
+		if (n > PAGE_SIZE - 240)
 			continue;
+		spw_escape_comm(b->comm, comm, sizeof(comm));
 		n += sysfs_emit_at(buf, n,
-				   "buffer id=%llu size=%llu chunks=%u min_order=%u tgid=%d comm=%s locked_pages=%lu\n",
-				   b->id, b->size, b->nr_chunks, b->min_order, b->tgid, b->comm,
-				   b->locked_pages);
+				   "buffer id=%llu size=%llu chunks=%u min_order=%u tgid=%d uid=%u comm=%s locked_pages=%lu\n",
+				   b->id, b->size, b->nr_chunks, b->min_order, b->tgid,
+				   from_kuid(&init_user_ns, b->uid), comm, b->locked_pages);
 		shown++;
 	}
 	mutex_unlock(&spw_pool.list_lock);

@@ -7,6 +7,7 @@
 #include <linux/device.h>
 #include <linux/list.h>
 #include <linux/mm.h>
+#include <linux/sched/user.h>
 #include <linux/mutex.h>
 #include <linux/sched.h>
 #include <linux/spinlock.h>
@@ -51,12 +52,17 @@
 #define nth_page(page, n) ((page) + (n))
 #endif
 
+#if LINUX_VERSION_CODE >= KERNEL_VERSION(6, 4, 0)
+#define spw_class_create(name) class_create(name)
+#else
+#define spw_class_create(name) class_create(THIS_MODULE, name)
+#endif
+
 /* ---- module parameters (main.c) ---- */
-extern bool spw_debug_ioctls;
 extern unsigned int spw_pressure_moderate_mb;
 extern unsigned int spw_pressure_critical_mb;
 extern unsigned int spw_pressure_interval_ms;
-extern unsigned int spw_debug_fail_above_order;
+extern unsigned long spw_user_quota_bytes;
 
 /* ---- pool: accounting, limit, pressure (pool.c) ---- */
 struct spw_pool {
@@ -73,6 +79,7 @@ struct spw_pool {
 
 	struct mutex list_lock;     /* guards list (read by sysfs pool_info) */
 	struct list_head list;
+	struct list_head users;     /* struct spw_user, guarded by lock */
 
 	/* pressure: written only by the worker */
 	int pressure;
@@ -85,9 +92,18 @@ struct spw_pool {
 
 extern struct spw_pool spw_pool;
 
+/* What one user (uid) holds in the pool, for the per-user quota (user_quota_bytes). */
+struct spw_user {
+	struct list_head node;      /* in spw_pool.users */
+	kuid_t uid;
+	u64 bytes;
+	u64 buffers;
+};
+
 void spw_pool_init(u64 limit);
-int spw_pool_reserve(u64 bytes);
-void spw_pool_unreserve(u64 bytes);
+int spw_pool_reserve(u64 bytes, kuid_t uid);
+void spw_pool_unreserve(u64 bytes, kuid_t uid);
+void spw_pool_exit(void);
 int spw_pool_set_limit(u64 limit, u64 *old);
 u64 spw_pool_limit(void);
 u64 spw_pool_used(void);
@@ -112,6 +128,15 @@ struct spw_buf {
 	struct spw_chunk *chunks;
 	pid_t tgid;                 /* owner: the allocating process (init pid namespace) */
 	char comm[TASK_COMM_LEN];
+	kuid_t uid;                 /* owner's real uid: the per-user pool quota */
+	bool reserved;              /* size is taken out of the pool (and the uid's quota) */
+	/*
+	 * RLIMIT_MEMLOCK charges, both undone at release. The user's (user_struct.locked_vm, as
+	 * io_uring charges) is what bounds the user: it stays while the buffer lives, whichever
+	 * process holds it, so exec or passing the fd to another process and exiting cannot reset it.
+	 * The mm's (mm->locked_vm, shown as VmLck) is the allocating process's view of the same pages.
+	 */
+	struct user_struct *user;   /* get_uid'd when locked_pages were charged to it */
 	struct mm_struct *mm;       /* mmgrab'd when locked_pages were charged to it */
 	unsigned long locked_pages;
 	struct mutex lock;          /* guards vaddr */
@@ -122,10 +147,28 @@ extern const struct dma_buf_ops spw_dmabuf_ops;
 
 long spw_ioctl_alloc(struct file *file, void __user *uarg);
 
-/* ---- debug ioctls (debug.c) ---- */
+/*
+ * ---- debug ioctls and fault injection (debug.c): test builds only ----
+ * debug.c is compiled only with `make SPILLWAY_DEBUG=1` (the qemu test bed does); a production
+ * build has no debug ioctls (-ENOTTY), no debug_* parameters and no fault injection.
+ */
+#ifdef SPILLWAY_DEBUG
+extern bool spw_debug_ioctls;
+extern unsigned int spw_debug_fail_above_order;
 int spw_debug_init(void);
 void spw_debug_exit(void);
-long spw_ioctl_debug_check(void __user *uarg);
-long spw_ioctl_debug_pin(void __user *uarg);
+long spw_debug_ioctl(unsigned int cmd, void __user *uarg);
+/* fault injection for the fallback tests: pretend pages above an order are unavailable */
+static inline bool spw_debug_fail_order(unsigned int order)
+{
+	return spw_debug_ioctls && order > READ_ONCE(spw_debug_fail_above_order);
+}
+#else
+#define spw_debug_ioctls false
+static inline int spw_debug_init(void) { return 0; }
+static inline void spw_debug_exit(void) { }
+static inline long spw_debug_ioctl(unsigned int cmd, void __user *uarg) { return -ENOTTY; }
+static inline bool spw_debug_fail_order(unsigned int order) { return false; }
+#endif
 
 #endif /* SPW_H */

@@ -14,7 +14,8 @@
 #   SPILLWAY_KVER           kernel ABI (default: what linux-image-amd64 depends on now)
 #   SPILLWAY_KMOD_TIMEOUT   seconds the guest may run (default 240)
 #   SPILLWAY_TESTBED_BUN    bun binary to run the TypeScript client in the guest (default: the
-#                           repository's node_modules/.bin/bun; "none" skips that part)
+#                           repository's node_modules/.bin/bun). A missing bun is a failure;
+#                           "none" skips that part on purpose (said in the output)
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -43,6 +44,11 @@ die() {
 	exit 1
 }
 
+# the TypeScript client's end-to-end test is part of the run: no bun is a failure, not a skip
+BUN=${SPILLWAY_TESTBED_BUN:-$REPO/node_modules/.bin/bun}
+if [ "$BUN" != none ] && [ ! -x "$BUN" ]; then
+	die "ts-client-e2e: no bun at $BUN (npm install provides node_modules/.bin/bun; SPILLWAY_TESTBED_BUN=none skips the TypeScript client on purpose)"
+fi
 [ "$(id -u)" = 0 ] || die "must run as root: it installs qemu and friends with apt"
 mkdir -p "$DEBS" "$CACHE"
 # one run at a time per cache (the run directory is shared)
@@ -150,16 +156,37 @@ lap "kernel image + headers"
 # ---------------------------------------------------------------- 4. build module + guest tests
 rm -rf "$WORK"
 mkdir -p "$WORK/build" "$WORK/initramfs"/{bin,dev,proc,sys,tmp,lib/modules}
-cp -r "$KMOD/src" "$KMOD/include" "$WORK/build/"   # build outside the repo: no objects there
-if ! make -s -C "$KDIR" M="$WORK/build/src" modules >"$WORK/build.log" 2>&1; then
-	cat "$WORK/build.log" >&2
-	die "module build failed (log above)"
-fi
-grep -v 'Skipping BTF generation' "$WORK/build.log" >&2 || true
+# two builds outside the repo (no objects there): the test build (SPILLWAY_DEBUG=1: debug ioctls,
+# fault injection) the tests drive, and the production build, checked to lack them
+build_ko() {   # build_ko <dir> <SPILLWAY_DEBUG value>
+	mkdir -p "$1"
+	cp -r "$KMOD/src" "$KMOD/include" "$1/"
+	if ! make -s -C "$KDIR" M="$1/src" SPILLWAY_DEBUG="$2" modules >"$1.log" 2>&1; then
+		cat "$1.log" >&2
+		die "module build (SPILLWAY_DEBUG=$2) failed (log above)"
+	fi
+	grep -v 'Skipping BTF generation' "$1.log" >&2 || true
+	[ -f "$1/src/spillway.ko" ] || die "module build (SPILLWAY_DEBUG=$2) produced no spillway.ko"
+	modinfo -F vermagic "$1/src/spillway.ko" 2>/dev/null | grep -q "^$KVER " ||
+		grep -aq "vermagic=$KVER " "$1/src/spillway.ko" || die "spillway.ko vermagic is not $KVER"
+}
+build_ko "$WORK/build" 1
+build_ko "$WORK/build-prod" 0
 KO=$WORK/build/src/spillway.ko
-[ -f "$KO" ] || die "module build produced no spillway.ko"
-modinfo -F vermagic "$KO" 2>/dev/null | grep -q "^$KVER " ||
-	grep -aq "vermagic=$KVER " "$KO" || die "spillway.ko vermagic is not $KVER"
+KO_PROD=$WORK/build-prod/src/spillway.ko
+# host-side checks, reported like guest results
+nm "$KO_PROD" >"$WORK/prod.nm" && nm "$KO" >"$WORK/test.nm" || die "nm failed"
+if grep -qE 'spw_debug_ioctl|spw_ioctl_debug|spw_importer|debug_ioctls' "$WORK/prod.nm"; then
+	echo "FAIL: production-build-has-no-debug-code"
+	echo "  detail: $(grep -E 'debug' "$WORK/prod.nm" | tr '\n' ' ')"
+	HOST_FAIL=1
+elif grep -q spw_debug_ioctl "$WORK/test.nm"; then
+	echo "PASS: production-build-has-no-debug-code"
+else
+	echo "FAIL: production-build-has-no-debug-code"
+	echo "  detail: the test build has no spw_debug_ioctl either: the nm check proves nothing"
+	HOST_FAIL=1
+fi
 gcc -static -O2 -Wall -Wextra -Wno-sign-compare -Wno-format-truncation \
 	-Wno-missing-field-initializers -I"$KMOD/include" \
 	-o "$WORK/initramfs/bin/spwtest" "$HERE/guest/spwtest.c" || die "guest test build failed"
@@ -169,6 +196,7 @@ lap "build spillway.ko + guest tests"
 IRD=$WORK/initramfs
 cp /bin/busybox "$IRD/bin/busybox"
 cp "$KO" "$BRD" "$IRD/lib/modules/"
+cp "$KO_PROD" "$IRD/lib/modules/spillway-prod.ko"
 cp "$HERE/init.sh" "$IRD/init"
 chmod 755 "$IRD/init"
 # bun + the client's TypeScript (ffi/, engine/errors.ts, engine/paths.ts, kmod/*.ts) for the end-to-end client test
@@ -187,7 +215,9 @@ if [ "$BUN" != none ] && [ -x "$BUN" ]; then
 	cp "$HERE/guest/client_e2e.ts" "$IRD/spillway/kmod/testbed/guest/"
 	echo '{ "type": "module" }' >"$IRD/spillway/package.json"
 else
-	log "no bun at $BUN: the TypeScript client will not run in the guest"
+	log "SPILLWAY_TESTBED_BUN=none: the TypeScript client will not run in the guest"
+	mkdir -p "$IRD/etc"
+	echo "SPILLWAY_TESTBED_BUN=none" >"$IRD/etc/spillway-no-bun"
 fi
 # uncompressed: unpacking gzip under TCG costs more than copying the bytes
 (cd "$IRD" && find . -print0 | cpio --null -o -H newc --quiet >"$WORK/initrd.cpio") ||
@@ -195,12 +225,14 @@ fi
 lap "initramfs"
 
 # ---------------------------------------------------------------- 6. boot (TCG) and test
+# init_on_alloc=0: Debian's kernel zeroes every page it hands out by default, which would hide a
+# module that forgot __GFP_ZERO (zeroing-after-fill-free-realloc checks the module's own zeroing)
 LOG=$WORK/serial.log
 log "booting $KVER under qemu TCG (timeout ${TIMEOUT}s)"
 set +e
 timeout -k 10 "$TIMEOUT" qemu-system-x86_64 -accel tcg -cpu max -m 1536M -smp 2 -nographic -no-reboot \
 	-nic none -kernel "$VMLINUZ" -initrd "$WORK/initrd.cpio" \
-	-append "console=ttyS0 panic=-1 quiet oops=panic" </dev/null 2>&1 |
+	-append "console=ttyS0 panic=-1 quiet oops=panic init_on_alloc=0" </dev/null 2>&1 |
 	tr -d '\r' | sed -u 's/\x1b\[[0-9;?]*[A-Za-z]//g; s/\x1bc//g' >"$LOG"
 QRC=${PIPESTATUS[0]}
 set -e
@@ -226,6 +258,8 @@ elif ! grep -q '^SPWTEST-RESULT: 0$' "$LOG" || grep -qE '^SPWTEST-RESULT: [1-9]'
 	reason="guest test program did not report 0 failures"
 elif ! grep -q '^SPILLWAY-GUEST-DONE rc=0 ' "$LOG" || grep -q '^FAIL: ' "$LOG"; then
 	reason="guest tests failed"
+elif [ -n "${HOST_FAIL:-}" ]; then
+	reason="a host-side check failed"
 fi
 if [ -n "$reason" ]; then
 	grep -q '^SPILLWAY-GUEST-DONE ' "$LOG" || { echo "---- last 60 console lines ----"; tail -n 60 "$LOG"; }

@@ -2,7 +2,9 @@
 /*
  * spwtest - the spillway module's tests, run as root inside the qemu guest (static binary).
  *
- * Usage: spwtest <group-id>   (the group the module was loaded with, group=<gid>)
+ * Usage: spwtest <group-id> [test-name]   (the group the module was loaded with, group=<gid>)
+ *        spwtest --hold fd|map              (keeps a buffer alive until killed: unload tests)
+ *        spwtest --exec-chain <step> <ok>   (a step of memlock-bypass-exec)
  *
  * Each test runs in its own child process (a crash or hang fails that test, not the run) and
  * prints exactly one line "PASS: <name>" or "FAIL: <name>", a failure followed by "  detail: ...".
@@ -23,8 +25,12 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/klog.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
@@ -942,7 +948,552 @@ out:
 	close_if(dev);
 }
 
-/* 10,000 random ioctls: valid and invalid commands, sizes, flags, pointers, fds. */
+/* ---------------------------------------------------------------- hardening (issue 18) */
+
+/* Number of open descriptors of this process (/proc/self/fd, less the one reading it). */
+static int count_fds(void)
+{
+	char buf[16384];
+	int fd = open("/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC), n = 0;
+	long got;
+
+	if (fd < 0)
+		return -1;
+	while ((got = syscall(SYS_getdents64, fd, buf, sizeof(buf))) > 0)
+		for (long off = 0; off < got;) {
+			struct linux_dirent64 {
+				uint64_t d_ino;
+				int64_t d_off;
+				unsigned short d_reclen;
+				unsigned char d_type;
+				char d_name[];
+			} *d = (void *)(buf + off);
+
+			if (d->d_name[0] != '.')
+				n++;
+			off += d->d_reclen;
+		}
+	close(fd);
+	return n - 1;
+}
+
+/* Send one int (an fd when ok, else -errno) over a Unix socket; fds travel as SCM_RIGHTS. */
+static int send_result(int sock, int fd)
+{
+	char cbuf[CMSG_SPACE(sizeof(int))];
+	struct iovec iov = { &fd, sizeof(fd) };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
+
+	if (fd >= 0) {
+		struct cmsghdr *c;
+
+		memset(cbuf, 0, sizeof(cbuf));
+		m.msg_control = cbuf;
+		m.msg_controllen = sizeof(cbuf);
+		c = CMSG_FIRSTHDR(&m);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(c), &fd, sizeof(int));
+	}
+	return sendmsg(sock, &m, 0) == sizeof(fd) ? 0 : -errno;
+}
+
+/* Receive what send_result sent: the received fd, or the sender's -errno. */
+static int recv_result(int sock)
+{
+	char cbuf[CMSG_SPACE(sizeof(int))];
+	int val = -EIO, fd = -1;
+	struct iovec iov = { &val, sizeof(val) };
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = cbuf,
+			    .msg_controllen = sizeof(cbuf) };
+	struct cmsghdr *c;
+
+	if (recvmsg(sock, &m, MSG_CMSG_CLOEXEC) != sizeof(val))
+		return -EIO;
+	for (c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c))
+		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
+			memcpy(&fd, CMSG_DATA(c), sizeof(int));
+	return val >= 0 ? fd : val;
+}
+
+/*
+ * The bypass of issue 18: children allocate, pass the DMA-BUF fd to the parent over a Unix
+ * socket and exit, so each child's mm (where the old charge lived) is gone. As nobody with a
+ * 6 MiB RLIMIT_MEMLOCK, the user may hold 3 chunks in all, however many processes it uses.
+ */
+static int fork_passfd_child(char *detail, size_t dlen)
+{
+	struct rlimit rl = { 3 * CHUNK, 3 * CHUNK };
+	int sv[2], fds[8], ok = 0, enomem = 0, ret;
+
+	if (setrlimit(RLIMIT_MEMLOCK, &rl))
+		CHILD_FAIL("setrlimit: %s", strerror(errno));
+	if ((ret = drop_privileges(1)))
+		CHILD_FAIL("drop privileges: %s", strerror(-ret));
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
+		CHILD_FAIL("socketpair: %s", strerror(errno));
+	for (int i = 0; i < 8; i++) {
+		pid_t pid = fork();
+
+		if (pid == 0) {
+			int dev = dev_open(), fd;
+
+			fd = dev < 0 ? -errno : do_alloc(dev, CHUNK, 0, NULL);
+			_exit(send_result(sv[1], fd) ? 1 : 0);
+		}
+		if (pid < 0)
+			CHILD_FAIL("fork: %s", strerror(errno));
+		fds[i] = recv_result(sv[0]);
+		waitpid(pid, NULL, 0);
+		if (fds[i] >= 0)
+			ok++;
+		else if (fds[i] == -ENOMEM)
+			enomem++;
+		else
+			CHILD_FAIL("child %d: %s", i, strerror(-fds[i]));
+	}
+	if (ok != 3 || enomem != 5)
+		CHILD_FAIL("8 children of one user under a 6 MiB RLIMIT_MEMLOCK pinned %d x 2 MiB "
+			   "(%d ENOMEM), want 3 and then ENOMEM", ok, enomem);
+	/* closing the passed fds returns the user's charge: a new child may allocate again */
+	for (int i = 0; i < 8; i++)
+		close_if(fds[i]);
+	{
+		pid_t pid = fork();
+		int fd;
+
+		if (pid == 0) {
+			int dev = dev_open();
+
+			_exit(send_result(sv[1], dev < 0 ? -errno : do_alloc(dev, 3 * CHUNK, 0, NULL)) ? 1 : 0);
+		}
+		fd = recv_result(sv[0]);
+		waitpid(pid, NULL, 0);
+		if (fd < 0)
+			CHILD_FAIL("after closing every fd the user's charge was not returned: %s",
+				   strerror(-fd));
+		close(fd);
+	}
+	close(sv[0]);
+	close(sv[1]);
+	return 0;
+}
+
+static void t_memlock_fork_passfd(void)
+{
+	char d[512];
+	int rc = run_in_child(fork_passfd_child, d, sizeof(d));
+
+	EXPECT(rc == 0, "%s (rc %d)", d, rc);
+}
+
+/*
+ * The exec variant: a process allocates, keeps the fd across exec (a new mm starts at
+ * locked_vm 0) and allocates again, 6 times. Each step is `spwtest --exec-chain <step> <ok>`; the
+ * last exits with the number of allocations that succeeded.
+ */
+static int exec_chain(int step, int ok)
+{
+	char s[16], o[16];
+	int dev = dev_open(), fd;
+
+	if (dev < 0)
+		return 90;
+	fd = do_alloc(dev, CHUNK, 0, NULL);
+	close(dev);
+	if (fd >= 0) {
+		ok++;
+		fcntl(fd, F_SETFD, 0);   /* kept across exec */
+	} else if (fd != -ENOMEM) {
+		return 91;
+	}
+	if (step >= 5)
+		return ok;
+	snprintf(s, sizeof(s), "%d", step + 1);
+	snprintf(o, sizeof(o), "%d", ok);
+	execl("/proc/self/exe", "spwtest", "--exec-chain", s, o, (char *)NULL);
+	return 92;
+}
+
+static void t_memlock_exec(void)
+{
+	struct rlimit rl = { 3 * CHUNK, 3 * CHUNK };
+	int status = -1;
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		if (setrlimit(RLIMIT_MEMLOCK, &rl) || drop_privileges(1))
+			_exit(93);
+		execl("/proc/self/exe", "spwtest", "--exec-chain", "0", "0", (char *)NULL);
+		_exit(92);
+	}
+	REQUIRE(pid > 0, "fork: %s", strerror(errno));
+	REQUIRE(waitpid(pid, &status, 0) == pid, "waitpid");
+	REQUIRE(WIFEXITED(status), "exec chain died: status %#x", status);
+	EXPECT(WEXITSTATUS(status) == 3,
+	       "6 execs of one process under a 6 MiB RLIMIT_MEMLOCK pinned %d x 2 MiB, want 3 "
+	       "(90+: setup error)", WEXITSTATUS(status));
+out:;
+}
+
+static int write_str(const char *path, const char *value)
+{
+	return write_file(path, value);
+}
+
+/*
+ * A process in a memory cgroup with memory.max = 16 MiB cannot pin beyond it: the pages are
+ * charged to the cgroup (__GFP_ACCOUNT) and an allocation over the limit fails with ENOMEM.
+ */
+static void t_memcg(void)
+{
+	const char *cg = "/sys/fs/cgroup/spwtest";
+	int pfd[2] = { -1, -1 }, status;
+	long long res[3] = { -1, -1, -1 };
+	pid_t pid = -1;
+
+	REQUIRE(access("/sys/fs/cgroup/cgroup.controllers", F_OK) == 0, "cgroup2 not mounted at /sys/fs/cgroup");
+	write_str("/sys/fs/cgroup/cgroup.subtree_control", "+memory");
+	REQUIRE(mkdir(cg, 0755) == 0 || errno == EEXIST, "mkdir %s: %s", cg, strerror(errno));
+	REQUIRE(write_str("/sys/fs/cgroup/spwtest/memory.max", "16777216") == 0, "memory.max: %s",
+		strerror(errno));
+	REQUIRE(pipe(pfd) == 0, "pipe");
+	pid = fork();
+	if (pid == 0) {
+		char self[32], buf[64];
+		int dev, fds[32], n = 0, err = 0;
+		long long cur0 = -1, cur1 = -1;
+
+		snprintf(self, sizeof(self), "%d", getpid());
+		if (write_str("/sys/fs/cgroup/spwtest/cgroup.procs", self))
+			_exit(1);
+		dev = dev_open();
+		if (read_file("/sys/fs/cgroup/spwtest/memory.current", buf, sizeof(buf)) > 0)
+			cur0 = strtoll(buf, NULL, 10);
+		for (n = 0; n < 32; n++) {
+			fds[n] = do_alloc(dev, CHUNK, 0, NULL);
+			if (fds[n] < 0) {
+				err = -fds[n];
+				break;
+			}
+		}
+		if (read_file("/sys/fs/cgroup/spwtest/memory.current", buf, sizeof(buf)) > 0)
+			cur1 = strtoll(buf, NULL, 10);
+		{
+			long long out[3] = { n * (long long)CHUNK, cur1 - cur0, err };
+
+			if (write(pfd[1], out, sizeof(out)) != sizeof(out))
+				_exit(2);
+		}
+		_exit(0);
+	}
+	REQUIRE(pid > 0, "fork");
+	close(pfd[1]);
+	pfd[1] = -1;
+	EXPECT(read(pfd[0], res, sizeof(res)) == sizeof(res), "child did not report");
+	waitpid(pid, &status, 0);
+	pid = -1;
+	printf("INFO: memcg memory.max 16 MiB: pinned %lld MiB, memory.current +%lld KiB, then %s\n",
+	       res[0] >> 20, res[1] >> 10, res[2] > 0 ? strerror((int)res[2]) : "no error");
+	EXPECT(res[0] >= 0 && res[0] <= 16 * (long long)MIB && res[2] == ENOMEM,
+	       "in a 16 MiB memory cgroup pinned %lld MiB (last error %lld), want at most 16 and ENOMEM",
+	       res[0] >> 20, res[2]);
+	EXPECT(res[0] > 0 && res[1] >= res[0], "memory.current grew by %lld bytes for %lld bytes pinned: "
+	       "the pages are not charged to the cgroup", res[1], res[0]);
+out:
+	if (pid > 0)
+		waitpid(pid, NULL, 0);
+	close_if(pfd[0]);
+	close_if(pfd[1]);
+	/* the child exited and its buffers with it; the cgroup is empty */
+	for (int i = 0; i < 50 && rmdir(cg) && errno == EBUSY; i++)
+		usleep(20000);
+}
+
+/* user_quota_bytes: one user's processes together hold at most the quota; other users are apart. */
+static int quota_child(char *detail, size_t dlen)
+{
+	struct rlimit rl = { 64 * MIB, 64 * MIB };
+	int dev, fds[6], ok = 0, ret, sv[2];
+	pid_t pid;
+
+	if (setrlimit(RLIMIT_MEMLOCK, &rl))
+		CHILD_FAIL("setrlimit: %s", strerror(errno));
+	if ((ret = drop_privileges(1)))
+		CHILD_FAIL("drop privileges: %s", strerror(-ret));
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
+		CHILD_FAIL("socketpair");
+	dev = dev_open();
+	for (int i = 0; i < 3; i++)
+		if ((fds[i] = do_alloc(dev, CHUNK, 0, NULL)) >= 0)
+			ok++;
+	/* a second process of the same user gets only what is left of the quota */
+	pid = fork();
+	if (pid == 0) {
+		int a = do_alloc(dev, CHUNK, 0, NULL), b = do_alloc(dev, CHUNK, 0, NULL);
+
+		send_result(sv[1], a);
+		send_result(sv[1], b);
+		_exit(0);
+	}
+	fds[3] = recv_result(sv[0]);
+	fds[4] = recv_result(sv[0]);
+	waitpid(pid, NULL, 0);
+	if (ok != 3 || fds[3] < 0 || fds[4] != -ENOMEM)
+		CHILD_FAIL("quota 8 MiB: parent got %d of 3 chunks, child %d then %d (want fd, -ENOMEM)",
+			   ok, fds[3], fds[4]);
+	for (int i = 0; i < 4; i++)
+		close_if(fds[i]);
+	fds[0] = do_alloc(dev, 4 * CHUNK, 0, NULL);
+	if (fds[0] < 0)
+		CHILD_FAIL("the whole quota after closing everything: %s", strerror(-fds[0]));
+	close(fds[0]);
+	close(dev);
+	return 0;
+}
+
+static void t_user_quota(void)
+{
+	char d[512], q[32];
+	int dev = dev_open(), fd = -1, rc;
+
+	REQUIRE(dev >= 0, "open: %s", strerror(errno));
+	snprintf(q, sizeof(q), "%llu", 4 * CHUNK);
+	REQUIRE(set_param("user_quota_bytes", q) == 0, "set user_quota_bytes: %s", strerror(errno));
+	/* root holds some of its own quota meanwhile: quotas are per uid */
+	fd = do_alloc(dev, 3 * CHUNK, 0, NULL);
+	REQUIRE(fd >= 0, "root alloc under its quota: %s", strerror(-fd));
+	rc = run_in_child(quota_child, d, sizeof(d));
+	EXPECT(rc == 0, "%s (rc %d)", d, rc);
+	rc = do_alloc(dev, 2 * CHUNK, 0, NULL);
+	EXPECT(rc == -ENOMEM, "root over its quota: %d, want -ENOMEM", rc);
+	close_if(rc);
+out:
+	set_param("user_quota_bytes", "0");
+	close_if(fd);
+	close_if(dev);
+}
+
+/* pool_info names other users' processes: 0440 root:<group>, and the command name escaped. */
+static int pool_info_reader(char *detail, size_t dlen, int in_group)
+{
+	char buf[8192];
+	int ret = drop_privileges(in_group);
+
+	if (ret)
+		CHILD_FAIL("drop privileges: %s", strerror(-ret));
+	ret = read_file(SPILLWAY_SYSFS_DIR "/pool_info", buf, sizeof(buf));
+	if (in_group && ret <= 0)
+		CHILD_FAIL("pool_info unreadable by the device group: %s", strerror(-ret));
+	if (!in_group && ret != -EACCES)
+		CHILD_FAIL("pool_info read by nobody outside the group: %d, want -EACCES", ret);
+	return 0;
+}
+static int reader_in_group(char *d, size_t n) { return pool_info_reader(d, n, 1); }
+static int reader_outside(char *d, size_t n) { return pool_info_reader(d, n, 0); }
+
+static void t_pool_info_restricted(void)
+{
+	static const char evil[] = "\x1b[2Jx y=1\n\\\xff";
+	char buf[8192], d[512];
+	struct stat st;
+	int dev = dev_open(), fd = -1, rc;
+	pid_t pid = -1;
+	int pfd[2] = { -1, -1 };
+
+	REQUIRE(dev >= 0, "open: %s", strerror(errno));
+	REQUIRE(stat(SPILLWAY_SYSFS_DIR "/pool_info", &st) == 0, "stat pool_info");
+	EXPECT((st.st_mode & 0777) == 0440 && st.st_uid == 0 && st.st_gid == g_group,
+	       "pool_info mode %o owner %u:%u, want 0440 0:%u", st.st_mode & 0777, st.st_uid,
+	       st.st_gid, g_group);
+	rc = run_in_child(reader_outside, d, sizeof(d));
+	EXPECT(rc == 0, "%s", d);
+	rc = run_in_child(reader_in_group, d, sizeof(d));
+	EXPECT(rc == 0, "%s", d);
+	/* a process whose command name carries a terminal escape, a newline and field syntax */
+	REQUIRE(pipe(pfd) == 0, "pipe");
+	pid = fork();
+	if (pid == 0) {
+		prctl(PR_SET_NAME, evil);
+		fd = do_alloc(dev, CHUNK, 0, NULL);
+		if (write(pfd[1], "r", 1) != 1 || fd < 0)
+			_exit(1);
+		pause();
+		_exit(0);
+	}
+	REQUIRE(pid > 0, "fork");
+	REQUIRE(read(pfd[0], d, 1) == 1, "child not ready");
+	REQUIRE(read_file(SPILLWAY_SYSFS_DIR "/pool_info", buf, sizeof(buf)) > 0, "read pool_info");
+	for (const char *p = buf; *p; p++)
+		if ((*p < 0x20 && *p != '\n') || (unsigned char)*p >= 0x7f) {
+			EXPECT(0, "pool_info has raw byte %#x at %zu: %s", (unsigned char)*p,
+			       (size_t)(p - buf), buf);
+			break;
+		}
+	EXPECT(strstr(buf, "comm=\\033[2Jx\\040y\\0751\\012\\134\\377 ") != NULL,
+	       "command name not escaped as octal: %s", buf);
+out:
+	if (pid > 0) {
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+	}
+	close_if(pfd[0]);
+	close_if(pfd[1]);
+	close_if(dev);
+}
+
+/* Physical frame of each page of a mapping (root reads PFNs from /proc/self/pagemap). */
+static void pfns(const void *p, size_t bytes, uint64_t *out)
+{
+	int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+	size_t n = bytes / 4096;
+
+	memset(out, 0, n * sizeof(*out));
+	if (fd < 0)
+		return;
+	if (pread(fd, out, n * 8, (uintptr_t)p / 4096 * 8) != (ssize_t)(n * 8))
+		memset(out, 0, n * sizeof(*out));
+	for (size_t i = 0; i < n; i++)
+		out[i] &= (1ULL << 55) - 1;
+	close(fd);
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * Zeroing where it matters: pages that held another buffer's bytes come back zeroed. Allocate,
+ * fill, free, allocate again: the new buffer reuses freed pages (checked by PFN) and reads zero.
+ */
+static void t_zeroing_reuse(void)
+{
+	const size_t size = 16 * CHUNK, n = size / 4096;
+	static uint64_t first[16 * CHUNK / 4096], second[16 * CHUNK / 4096];
+	int dev = dev_open(), fd = -1;
+	uint8_t *p = MAP_FAILED;
+	size_t reused = 0, nonzero = 0;
+
+	REQUIRE(dev >= 0, "open: %s", strerror(errno));
+	fd = do_alloc(dev, size, 0, NULL);
+	REQUIRE(fd >= 0, "alloc: %s", strerror(-fd));
+	p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	REQUIRE(p != MAP_FAILED, "mmap: %s", strerror(errno));
+	memset(p, 0xA5, size);
+	pfns(p, size, first);
+	munmap(p, size);
+	close(fd);
+	REQUIRE(wait_pool_empty(dev, 2000), "first buffer not freed");
+	fd = do_alloc(dev, size, 0, NULL);
+	REQUIRE(fd >= 0, "realloc: %s", strerror(-fd));
+	p = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	REQUIRE(p != MAP_FAILED, "mmap: %s", strerror(errno));
+	for (size_t i = 0; i < size; i += 8)
+		if (*(uint64_t *)(p + i))
+			nonzero++;
+	pfns(p, size, second);
+	qsort(first, n, sizeof(uint64_t), cmp_u64);
+	for (size_t i = 0; i < n; i++)
+		if (second[i] && bsearch(&second[i], first, n, sizeof(uint64_t), cmp_u64))
+			reused++;
+	printf("INFO: zeroing: %zu of %zu pages of the new buffer held the freed buffer's bytes\n",
+	       reused, n);
+	EXPECT(nonzero == 0, "%zu non-zero words in a reallocated buffer", nonzero);
+	EXPECT(reused > 0, "no page of the freed buffer was reused: the check proves nothing");
+out:
+	unmap_if(p, size);
+	close_if(fd);
+	close_if(dev);
+}
+
+/*
+ * ALLOC whose result cannot be copied out (the argument is in a read-only page): -EFAULT, and no
+ * descriptor installed, no buffer left.
+ */
+static void t_copyout_efault(void)
+{
+	struct spillway_alloc *a = MAP_FAILED;
+	struct spillway_pool_info info;
+	int dev = dev_open(), before, after;
+
+	REQUIRE(dev >= 0, "open: %s", strerror(errno));
+	a = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	REQUIRE(a != MAP_FAILED, "mmap");
+	a->size = CHUNK;
+	REQUIRE(mprotect(a, 4096, PROT_READ) == 0, "mprotect");
+	before = count_fds();
+	for (int i = 0; i < 50; i++)
+		EXPECT(xioctl(dev, SPILLWAY_IOC_ALLOC, a) == -EFAULT, "ALLOC into a read-only page not -EFAULT");
+	after = count_fds();
+	EXPECT(before > 0 && after == before, "open fds %d -> %d after 50 failed copy-outs", before, after);
+	EXPECT(wait_pool_empty(dev, 2000), "buffers left after failed copy-outs");
+	EXPECT(pool_info(dev, &info) == 0 && info.allocs_total == info.frees_total,
+	       "allocs %llu frees %llu", (unsigned long long)info.allocs_total,
+	       (unsigned long long)info.frees_total);
+out:
+	unmap_if(a, 4096);
+	close_if(dev);
+}
+
+/* The kernel log has no warning, BUG, KASAN report or oops (klogctl: root). */
+static int kernel_log_clean(char *first_bad, size_t len)
+{
+	static char log[1 << 20];
+	static const char *const bad[] = { "WARNING:", "BUG:", "KASAN", "Oops", "Call Trace",
+					   "general protection", "spillway: leak" };
+	int n = klogctl(3 /* SYSLOG_ACTION_READ_ALL */, log, sizeof(log) - 1);
+
+	if (n < 0) {
+		snprintf(first_bad, len, "klogctl: %s", strerror(errno));
+		return 0;
+	}
+	log[n] = 0;
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		const char *p = strstr(log, bad[i]);
+
+		if (p) {
+			snprintf(first_bad, len, "%.200s", p);
+			return 0;
+		}
+	}
+	return 1;
+}
+
+/* hold mode for the unload tests in init.sh: keep a buffer alive by fd or by mapping only */
+static int hold_buffer(const char *how)
+{
+	int dev = dev_open(), fd;
+	void *p;
+
+	if (dev < 0)
+		return 1;
+	fd = do_alloc(dev, CHUNK, 0, NULL);
+	close(dev);   /* only the buffer keeps the module busy */
+	if (fd < 0)
+		return 2;
+	if (!strcmp(how, "map")) {
+		p = mmap(NULL, CHUNK, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+		if (p == MAP_FAILED)
+			return 3;
+		memset(p, 0x3c, CHUNK);
+		close(fd);
+	}
+	printf("HOLDING %s\n", how);
+	fflush(stdout);
+	/* until killed */
+	for (;;)
+		pause();
+}
+
+/*
+ * 20,000 random ioctls: valid and invalid commands, sizes, flags, pointers, fds; ALLOCs whose
+ * result cannot be copied out (read-only argument). Afterwards: no descriptor leaked (counted in
+ * /proc/self/fd), the pool back at 0, and the kernel log clean.
+ */
 static void t_fuzz(void)
 {
 	static const unsigned long cmds[] = {
@@ -956,7 +1507,9 @@ static void t_fuzz(void)
 	int dev = dev_open(), live[4] = { -1, -1, -1, -1 }, nfds = 0, counts[4] = { 0 };
 	uint64_t old_limit = 0;
 	void *map = MAP_FAILED;
-	int mapfd = -1;
+	struct spillway_alloc *ro = MAP_FAILED;
+	int mapfd = -1, fds0, fds1, copyout_faults = 0;
+	char bad[256];
 	union {
 		uint8_t bytes[512];
 		uint64_t words[64];
@@ -968,9 +1521,14 @@ static void t_fuzz(void)
 	REQUIRE(mapfd >= 0, "alloc: %s", strerror(-mapfd));
 	map = mmap(NULL, 2 * CHUNK, PROT_READ | PROT_WRITE, MAP_SHARED, mapfd, 0);
 	REQUIRE(map != MAP_FAILED, "mmap");
+	ro = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	REQUIRE(ro != MAP_FAILED, "mmap");
+	ro->size = CHUNK;   /* a valid request the module cannot answer into */
+	REQUIRE(mprotect(ro, 4096, PROT_READ) == 0, "mprotect");
+	fds0 = count_fds();
 	rng_state ^= (uint64_t)time(NULL);
 	printf("INFO: fuzz seed %#llx\n", (unsigned long long)rng_state);
-	for (int i = 0; i < 10000; i++) {
+	for (int i = 0; i < 20000; i++) {
 		uint64_t r = rnd();
 		unsigned long cmd;
 		void *p = arg.bytes;
@@ -1022,6 +1580,13 @@ static void t_fuzz(void)
 		case 0:
 			p = NULL;
 			break;
+		case 3:   /* copy-in works, copy-out faults: nothing may be installed */
+			if (target == dev && cmd == SPILLWAY_IOC_ALLOC) {
+				/* room for it whatever limit the fuzz set: 4 live <= 14 MiB + 4 MiB mapped */
+				set_limit(dev, 64 * MIB, NULL);
+				p = ro;
+			}
+			break;
 		case 1:
 			p = (void *)(uintptr_t)rnd();
 			break;
@@ -1033,6 +1598,12 @@ static void t_fuzz(void)
 		}
 		ret = ioctl(target, cmd, p);
 		counts[ret == 0 ? 0 : errno == ENOTTY ? 1 : errno == EINVAL ? 2 : 3]++;
+		if (p == ro) {
+			/* EFAULT, or ENOMEM when the fuzzed limit is full; never a descriptor */
+			copyout_faults += ret < 0 && errno == EFAULT;
+			EXPECT(ret < 0 && (errno == EFAULT || errno == ENOMEM),
+			       "ALLOC into a read-only argument: %d (%s)", ret, strerror(errno));
+		}
 		if (ret == 0 && target == dev && cmd == SPILLWAY_IOC_ALLOC && p == arg.bytes) {
 			struct spillway_alloc *a = (void *)arg.bytes;
 			int slot = nfds++ % 4;
@@ -1041,30 +1612,48 @@ static void t_fuzz(void)
 			live[slot] = a->fd;
 		}
 	}
-	printf("INFO: fuzz results: ok %d, ENOTTY %d, EINVAL %d, other errors %d\n", counts[0],
-	       counts[1], counts[2], counts[3]);
-	EXPECT(counts[0] > 100 && counts[1] > 100 && counts[2] > 100,
-	       "fuzz did not reach all paths: ok %d ENOTTY %d EINVAL %d", counts[0], counts[1],
-	       counts[2]);
+	printf("INFO: fuzz results: ok %d, ENOTTY %d, EINVAL %d, other errors %d; "
+	       "%d ALLOCs with a read-only argument\n", counts[0], counts[1], counts[2], counts[3],
+	       copyout_faults);
+	EXPECT(counts[0] > 200 && counts[1] > 200 && counts[2] > 200 && copyout_faults > 20,
+	       "fuzz did not reach all paths: ok %d ENOTTY %d EINVAL %d copy-out faults %d",
+	       counts[0], counts[1], counts[2], copyout_faults);
+	/* every descriptor the fuzz got is one of live[]: after the last ALLOCs, none more */
+	fds1 = count_fds();
+	{
+		int held = 0;
+
+		for (int i = 0; i < 4; i++)
+			held += live[i] >= 0;
+		EXPECT(fds1 == fds0 + held, "open fds %d before, %d after with %d live buffers: a "
+		       "descriptor leaked", fds0, fds1, held);
+	}
 	for (int i = 0; i < 4; i++)
 		close_if(live[i]);
 	munmap(map, 2 * CHUNK);
 	map = MAP_FAILED;
 	close(mapfd);
 	mapfd = -1;
-	/* fds leaked by ALLOCs whose output pointer was random are closed by exit */
+	EXPECT(wait_pool_empty(dev, 3000), "pool not back at 0 after the fuzz");
+	EXPECT(kernel_log_clean(bad, sizeof(bad)), "kernel log after the fuzz: %s", bad);
 out:
 	unmap_if(map, 2 * CHUNK);
+	unmap_if(ro, 4096);
 	close_if(mapfd);
 	if (dev >= 0) {
 		if (old_limit)
 			set_limit(dev, old_limit, NULL);
-		EXPECT(pool_info(dev, &info) == 0, "POOL_INFO after fuzz: %s", strerror(errno));
+		EXPECT(pool_info(dev, &info) == 0 && info.used_bytes == 0 && info.buffers == 0,
+		       "POOL_INFO after fuzz: %s, used %llu", strerror(errno),
+		       (unsigned long long)info.used_bytes);
 		close(dev);
 	}
 }
 
-/* Loaded without debug_ioctls=1 the debug ioctls do not exist. */
+/*
+ * A production build (no SPILLWAY_DEBUG) has no debug ioctls even as root and even when loaded
+ * with debug_ioctls=1 (an unknown parameter there), and no debug_* parameters.
+ */
 static void t_debug_off(void)
 {
 	struct spillway_debug_check c;
@@ -1079,6 +1668,10 @@ static void t_debug_off(void)
 	EXPECT(debug_check(dev, 0, &c) == -ENOTTY, "DEBUG_CHECK not -ENOTTY");
 	memset(&pin, 0, sizeof(pin));
 	EXPECT(xioctl(dev, SPILLWAY_IOC_DEBUG_PIN, &pin) == -ENOTTY, "DEBUG_PIN not -ENOTTY");
+	EXPECT(access("/sys/module/spillway/parameters/debug_ioctls", F_OK) && errno == ENOENT,
+	       "parameter debug_ioctls exists");
+	EXPECT(access("/sys/module/spillway/parameters/debug_fail_above_order", F_OK) && errno == ENOENT,
+	       "parameter debug_fail_above_order exists");
 out:
 	close_if(dev);
 }
@@ -1109,8 +1702,15 @@ static const struct test tests[] = {
 	{ "unprivileged-rlimit-memlock-and-eperm", t_unprivileged, 20 },
 	{ "sigkill-with-live-buffers-returns-every-page", t_kill, 30 },
 	{ "pressure-poll-and-sysfs", t_pressure_poll, 40 },
-	{ "fuzz-10000-random-ioctls", t_fuzz, 120 },
-	{ "debug-ioctls-off-by-default", t_debug_off, 10, 1 },
+	{ "memlock-bypass-fork-passfd", t_memlock_fork_passfd, 30 },
+	{ "memlock-bypass-exec", t_memlock_exec, 30 },
+	{ "memcg-max-limits-pinning", t_memcg, 60 },
+	{ "user-quota-per-uid", t_user_quota, 30 },
+	{ "sysfs-pool-info-restricted-and-escaped", t_pool_info_restricted, 20 },
+	{ "zeroing-after-fill-free-realloc", t_zeroing_reuse, 30 },
+	{ "alloc-copyout-efault-leaks-no-fd", t_copyout_efault, 20 },
+	{ "fuzz-20000-random-ioctls-no-fd-leak-pool-zero-dmesg-clean", t_fuzz, 180 },
+	{ "debug-ioctls-absent-in-production-build", t_debug_off, 10, 1 },
 };
 
 int main(int argc, char **argv)
@@ -1119,6 +1719,10 @@ int main(int argc, char **argv)
 	const char *only = argc > 2 ? argv[2] : NULL;
 
 	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (argc == 4 && !strcmp(argv[1], "--exec-chain"))
+		return exec_chain(atoi(argv[2]), atoi(argv[3]));
+	if (argc == 3 && !strcmp(argv[1], "--hold"))
+		return hold_buffer(argv[2]);
 	if (argc < 2) {
 		fprintf(stderr, "usage: %s <group-id> [test-name]\n", argv[0]);
 		return 2;
