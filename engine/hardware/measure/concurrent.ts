@@ -1,0 +1,114 @@
+/**
+ * The concurrent tier figure: do the CPU's path to host memory and the GPU's zero-copy path over
+ * PCIe add up when both read at the same time? Runs the concurrent_bw C helper (built at first use;
+ * it loads the CUDA driver with dlopen and runs read_kernel.ptx): CPU threads summing one pinned
+ * buffer, a GPU kernel reading another, host-mapped buffer, each alone and both together.
+ * The planner's hybrid strategy (engine/planner/hybrid.ts) splits expert reads by these rates.
+ *
+ * @example
+ * const r = await measureConcurrent({ cacheDir: "/tmp/spillway", gpuBytes: 1 << 30, cpuBytes: 1 << 30 });
+ * console.log(r.cpuTogetherGBps.median + r.gpuTogetherGBps.median); // e.g. 129 on an H200 machine
+ * @module
+ */
+import { availableParallelism } from "node:os";
+import type { Measured } from "../../../core/types.ts";
+import { HardwareProbeError } from "../../../core/errors.ts";
+import { runHelper } from "./cpu.ts";
+import { assetPath, buildHelper } from "./native.ts";
+import { summarize } from "./stats.ts";
+
+/** Options of {@linkcode measureConcurrent}. */
+export interface ConcurrentOptions {
+  /** Where the helper is built (`<cacheDir>/bin`). */
+  cacheDir: string;
+  /** CUDA driver library the helper opens; default `libcuda.so.1`. */
+  libcuda?: string;
+  /** CPU threads; default all cores. */
+  threads?: number;
+  /** Bytes of the buffer the CPU sums; default 1 GiB. */
+  cpuBytes?: number;
+  /** Bytes of the host-mapped buffer the GPU reads; default 1 GiB. */
+  gpuBytes?: number;
+  /** Seconds of each window (alone and together); default 1.5. */
+  seconds?: number;
+  /** Repeats of the three windows; default 3. */
+  repeats?: number;
+  device?: number;
+}
+
+/** What {@linkcode measureConcurrent} found (GB/s = 1e9 bytes/s). */
+export interface ConcurrentResult {
+  threads: number;
+  cpuBytes: number;
+  gpuBytes: number;
+  cpuAloneGBps: Measured;
+  gpuAloneGBps: Measured;
+  /** The CPU's rate while the GPU reads too (same window). */
+  cpuTogetherGBps: Measured;
+  /** The GPU's rate while the CPU reads too (same window). */
+  gpuTogetherGBps: Measured;
+  /** Median CPU + median GPU rate together. */
+  sumTogetherGBps: number;
+  /** sumTogether / max(cpu alone, gpu alone): 1 means the paths share one limit, 2 that they add fully. */
+  gainVsBestAlone: number;
+}
+
+const FIELDS = ["cpuAloneGBps", "gpuAloneGBps", "cpuTogetherGBps", "gpuTogetherGBps"] as const;
+
+/**
+ * Parse concurrent_bw's stdout (its last non-empty line is one JSON object).
+ * @throws HardwareProbeError naming the field that is missing or wrong.
+ */
+export function parseConcurrentOutput(stdout: string): ConcurrentResult {
+  const line = stdout.trim().split("\n").pop() ?? "";
+  let obj: unknown;
+  try {
+    obj = JSON.parse(line);
+  } catch (e) {
+    throw new HardwareProbeError(`concurrent_bw: output is not JSON: ${JSON.stringify(line.slice(0, 200))}`, { cause: e });
+  }
+  if (typeof obj !== "object" || obj === null || Array.isArray(obj)) throw new HardwareProbeError("concurrent_bw: output is not a JSON object");
+  const o = obj as Record<string, unknown>;
+  for (const k of ["threads", "cpuBytes", "gpuBytes"] as const) {
+    if (typeof o[k] !== "number" || !((o[k] as number) > 0)) {
+      throw new HardwareProbeError(`concurrent_bw: field ${k} must be a positive number, got ${JSON.stringify(o[k])}`);
+    }
+  }
+  const lists: Record<string, number[]> = {};
+  let n = -1;
+  for (const k of FIELDS) {
+    const v = o[k];
+    if (!Array.isArray(v) || v.length === 0 || !v.every((x) => typeof x === "number" && Number.isFinite(x) && x > 0)) {
+      throw new HardwareProbeError(`concurrent_bw: field ${k} must be a non-empty array of positive numbers, got ${JSON.stringify(v)}`);
+    }
+    if (n >= 0 && v.length !== n) throw new HardwareProbeError(`concurrent_bw: field ${k} has ${v.length} repeats, the others ${n}`);
+    n = v.length;
+    lists[k] = v as number[];
+  }
+  const m = Object.fromEntries(FIELDS.map((k) => [k, summarize(lists[k], "GB/s")])) as Record<(typeof FIELDS)[number], Measured>;
+  const sum = m.cpuTogetherGBps.median + m.gpuTogetherGBps.median;
+  return {
+    threads: o.threads as number,
+    cpuBytes: o.cpuBytes as number,
+    gpuBytes: o.gpuBytes as number,
+    ...m,
+    sumTogetherGBps: sum,
+    gainVsBestAlone: sum / Math.max(m.cpuAloneGBps.median, m.gpuAloneGBps.median),
+  };
+}
+
+/** Measure the two host-memory paths alone and together (needs gcc and a CUDA driver). */
+export async function measureConcurrent(opts: ConcurrentOptions): Promise<ConcurrentResult> {
+  const exe = buildHelper("concurrent_bw", opts.cacheDir, ["-pthread", "-ldl"]);
+  const args = [
+    opts.libcuda ?? "libcuda.so.1",
+    assetPath("read_kernel.ptx"),
+    "--threads", String(opts.threads ?? availableParallelism()),
+    "--cpu-bytes", String(opts.cpuBytes ?? 1024 ** 3),
+    "--gpu-bytes", String(opts.gpuBytes ?? 1024 ** 3),
+    "--seconds", String(opts.seconds ?? 1.5),
+    "--repeats", String(opts.repeats ?? 3),
+    "--device", String(opts.device ?? 0),
+  ];
+  return parseConcurrentOutput(await runHelper(exe, args));
+}
