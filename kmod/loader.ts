@@ -129,7 +129,31 @@ const LOAD_HINTS: Readonly<Record<number, string>> = {
 };
 
 /**
- * Load a built module with finit_module(2).
+ * Refuse, as root, a module file that someone other than root could have written: root would
+ * load their code into the kernel (a .ko built in a user's cache directory, loaded under sudo).
+ * Checked on the opened descriptor (/proc/self/fd), so the file cannot be swapped after the check.
+ * @throws KernelModuleError when the file is not root's or is writable by group or others.
+ */
+export function checkModuleFileOwner(ko: string, fd: number, euid: number | undefined = process.geteuid?.()): void {
+  if (euid !== 0) return; // not root: the kernel refuses the load anyway (EPERM)
+  const st = statSync(`/proc/self/fd/${fd}`);
+  const fix = `rebuild it as root into a root-owned directory (sudo spillway kmod build --build-dir /var/lib/spillway/kmod), ` +
+    `or chown root and chmod go-w it`;
+  if (!st.isFile()) throw new KernelModuleError(`module file ${ko} is not a regular file`);
+  if (st.uid !== 0) {
+    throw new KernelModuleError(`module file ${ko} is owned by uid ${st.uid}, not root: refusing to load code another user can change; ${fix}`);
+  }
+  if (st.mode & 0o022) {
+    throw new KernelModuleError(
+      `module file ${ko} is writable by ${st.mode & 0o020 ? "its group" : "others"} (mode ${(st.mode & 0o7777).toString(8).padStart(4, "0")}): ` +
+        `refusing to load code another user can change; ${fix}`,
+    );
+  }
+}
+
+/**
+ * Load a built module with finit_module(2). As root, the file must be root's and not writable
+ * by group or others ({@linkcode checkModuleFileOwner}).
  * @throws KernelModuleError naming the file and the decoded errno.
  */
 export async function loadModule(ko: string, params: ModuleParams = ""): Promise<void> {
@@ -140,6 +164,7 @@ export async function loadModule(ko: string, params: ModuleParams = ""): Promise
   if (fd < 0) throw kmodError(c, `opening ${ko}`, c.errno());
   const bytes = new TextEncoder().encode(`${paramString}\0`);
   try {
+    checkModuleFileOwner(ko, fd);
     const r = c.syscall(SYS.finit_module, BigInt(fd), c.ffi.addressOf(bytes), 0n);
     if (r < 0n) throw kmodError(c, `loading ${ko}${paramString ? ` (${paramString})` : ""}`, c.errno(), LOAD_HINTS);
   } finally {
@@ -251,6 +276,17 @@ export function moduleStatus(paths: StatusPaths = {}): ModuleStatus {
   };
 }
 
+/**
+ * Control characters (C0 but newline, DEL, C1) as `\xHH`: pool_info carries other processes'
+ * command names, which must not reach the terminal as escape sequences (an older module prints
+ * them raw).
+ * @example escapeControl("a\x1b[2Jb") // "a\\x1b[2Jb"
+ */
+export function escapeControl(text: string): string {
+  // deno-lint-ignore no-control-regex
+  return text.replace(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/g, (ch) => `\\x${ch.charCodeAt(0).toString(16).padStart(2, "0")}`);
+}
+
 /** Multi-line text for `spillway kmod status`. */
 export function formatStatus(s: ModuleStatus): string {
   if (!s.loaded) return s.message;
@@ -258,6 +294,7 @@ export function formatStatus(s: ModuleStatus): string {
   lines.push(`device   ${s.device.path}${s.device.exists ? ` mode ${s.device.mode} gid ${s.device.gid}` : " (missing)"}`);
   const params = Object.entries(s.params).map(([k, v]) => `${k}=${v}`).join(" ");
   if (params) lines.push(`params   ${params}`);
-  if (s.poolInfo) lines.push("pool_info:", ...s.poolInfo.split("\n").map((l) => `  ${l}`));
+  if (s.poolInfo) lines.push("pool_info:", ...escapeControl(s.poolInfo).split("\n").map((l) => `  ${l}`));
+  else lines.push("pool_info: not readable by this user (mode 0440: root and the device's group)");
   return lines.join("\n");
 }
