@@ -108,3 +108,30 @@ test("placement map under the shim (fake GPU): model.to('cuda')-ordered allocati
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("planner: a shim run of a transformers model spills the embedding first and predicts the gain from bytes read per token", async () => {
+  const { planContext } = await import("../engine/planner/plan.ts");
+  const { evaluate } = await import("../engine/planner/candidates.ts");
+  const { modelInfoFromShape } = await import("../engine/planner/from_shape.ts");
+  const { getProfile } = await import("../engine/hardware/profiles.ts");
+  const model = modelInfoFromShape("llama-8b", "bf16", "llama-8b-bf16.gguf");
+  const recipe = {
+    runtime: { name: "transformers" }, context: 1024, batch: 512, threads: 16,
+    workload: { objective: "custom" as const, promptTokens: 512, generatedTokens: 64 },
+    placement: { auto: true, kv: "auto" as const, experts: "auto" as const, cpuLayers: [] },
+  };
+  const ctx = planContext(model, getProfile("h200-12gib-free")!, recipe);
+  const access = evaluate(ctx, { kind: "zero_copy", ubatch: 512 });
+  const tierOf = (g: string) => access.layout.units.filter((u) => u.group === g).map((u) => u.tier);
+  assertEquals(tierOf("embedding"), ["host_mapped"]);
+  assertEquals(tierOf("output"), ["vram"]);
+  // Decode time over PCIe counts the bytes read per token: the embedding's ~1 GB in host memory
+  // costs one row per token, so the host time is that of the layers' bytes alone.
+  const hostUnits = access.layout.units.filter((u) => u.tier === "host_mapped");
+  const emb = hostUnits.find((u) => u.group === "embedding")!.bytes;
+  const layers = hostUnits.filter((u) => u.group !== "embedding").reduce((s, u) => s + u.bytes, 0);
+  assert(emb > 0.9e9 && layers > 1e9, `${emb} ${layers}`);
+  const bw = ctx.hw.gpu!.zeroCopyGBps * 0.9 * 1e9;
+  const t = access.prediction.decode.host_mapped;
+  assert(Math.abs(t - layers / bw) < 0.01 * t, `host time ${t}, layers alone ${layers / bw}, with the embedding ${(layers + emb) / bw}`);
+});

@@ -88,3 +88,25 @@ test("python assist: the model from argv (path, --opt=path) or the HF cache; a p
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("transformers recipe: the shim gets the access-aware rules inline (embedding first); a recipe's env wins", async () => {
+  const { transformersLaunchSpec } = await import("../engine/runtimes/transformers.ts");
+  const dir = mkdtempSync(join(tmpdir(), "spillway-tf-"));
+  try {
+    writeFileSync(join(dir, "config.json"), JSON.stringify(TINY));
+    const shim = { vramBudgetBytes: 400 * MiB, reserveBytes: 2 ** 30, minSpillBytes: 16 * MiB, backing: "auto" as const, report: "vram+host" as const };
+    const plan = {
+      settings: { threads: 4, shim },
+      workload: { promptTokens: 512, generatedTokens: 32 },
+      model: { path: join(dir, "config.json") },
+    } as unknown as Parameters<typeof transformersLaunchSpec>[0];
+    const spec = transformersLaunchSpec(plan, null, { shimPath: "/opt/libspillway_shim.so" });
+    const rules = spec.env.SPILLWAY_PLACEMENT_RULES!.split(";");
+    assertEquals(rules[0], "nth=0 min=16777216 host");
+    assert(rules.length > 1 && rules.every((r) => /^nth=\d+ min=16777216 host$/.test(r)), rules.join(";"));
+    const own = transformersLaunchSpec(plan, { env: { SPILLWAY_PLACEMENT_RULES: "* auto" } } as never, { shimPath: "/opt/libspillway_shim.so" });
+    assertEquals(own.env.SPILLWAY_PLACEMENT_RULES, "* auto");
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -133,9 +133,11 @@ function zeroCopyLayout(ctx: PlanContext, spec: Extract<CandidateSpec, { kind: "
   if (spec.order === "allocation") {
     order = [...gpuUnits.filter((u) => u.group === "output"), ...gpuUnits.filter((u) => u.group !== "output")];
   } else {
-    // Dense tensors read for every token first; routed experts (read 1/16 or so per token) last;
-    // for dense models the FFN of the last blocks spills first.
-    const rank = (u: Unit): number => (u.group === "output" || u.group === "embedding" ? 0 : u.group === "attention" ? 1 : u.group === "ffn_dense" ? 2 : 3);
+    // Dense tensors read for every token first; routed experts (read 1/16 or so per token) next;
+    // the token embedding (one row read per token: a gathered table) last, so it spills first
+    // (engine/planner/placement_map.ts writes the shim's map in the same order); for dense models
+    // the FFN of the last blocks spills after it.
+    const rank = (u: Unit): number => (u.group === "output" ? 0 : u.group === "attention" ? 1 : u.group === "ffn_dense" ? 2 : u.group === "embedding" ? 4 : 3);
     order = [...gpuUnits].sort((a, b) => rank(a) - rank(b) || (rank(a) === 2 ? (a.layer ?? 0) - (b.layer ?? 0) : 0));
   }
   const units: Unit[] = [];

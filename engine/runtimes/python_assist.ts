@@ -177,3 +177,21 @@ export function pythonAssist(argv: readonly string[], env: Record<string, string
     "runtime: transformers in a recipe runs the same model with a static cache and CUDA graphs");
   return out;
 }
+
+/**
+ * The access-aware map of the model in `dir` as inline rules (SPILLWAY_PLACEMENT_RULES, `;`
+ * between rules): what a launcher that owns the command (the transformers recipe) hands the shim
+ * without writing a file. Null when the model cannot be read or nothing needs to spill.
+ */
+export function inlinePlacementRules(dir: string, vramForWeights: number, minSpill: number): { rules: string; plan: PlacementPlan } | null {
+  let tensors: WeightTensor[];
+  try {
+    tensors = modelTensors(dir);
+  } catch {
+    return null;
+  }
+  const plan = placementForTensors(tensors, { vramForWeights, minSpill });
+  if (plan.rules.length === 0) return null;
+  const text = formatPlacementMap(plan.rules.map((r) => ({ ...r, comment: undefined })));
+  return { rules: text.split("\n").filter((l) => l && !l.startsWith("#")).join(";"), plan };
+}

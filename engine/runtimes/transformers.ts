@@ -13,6 +13,7 @@ import type { LaunchSpec, Plan } from "../types.ts";
 import type { AdapterOptions, RunRecipe, RuntimeAdapter } from "./adapter.ts";
 import type { RuntimeCapabilities } from "./capabilities.ts";
 import { shimEnvironment } from "./shim_path.ts";
+import { inlinePlacementRules } from "./python_assist.ts";
 
 /** What transformers can express. */
 export const transformersCapabilities: RuntimeCapabilities = {
@@ -63,10 +64,14 @@ export function transformersLaunchSpec(plan: Plan, recipe: RunRecipe | null, opt
     argv.push("--device", "cuda");
   }
   if (recipe?.prompt !== undefined) argv.push("--prompt", recipe.prompt);
-  const env: Record<string, string> = {
-    ...shimEnvironment(s.shim, options),
-    ...(recipe?.env ?? {}),
-  };
+  const env: Record<string, string> = { ...shimEnvironment(s.shim, options) };
+  // The shim places the embedding, then the last layers, in host memory (bytes read per token, not
+  // allocation order): the plan's zero-copy layout assumes this order (engine/planner/candidates.ts).
+  if (s.shim && !native && !s.shim.placementMapFile && s.shim.vramBudgetBytes !== undefined) {
+    const inline = inlinePlacementRules(modelDir(plan, recipe), s.shim.vramBudgetBytes, s.shim.minSpillBytes);
+    if (inline) env.SPILLWAY_PLACEMENT_RULES = inline.rules;
+  }
+  Object.assign(env, recipe?.env ?? {});
   return { argv: [...argv, ...(recipe?.args ?? [])], env };
 }
 
