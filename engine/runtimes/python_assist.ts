@@ -47,13 +47,13 @@ export interface Assist {
 }
 
 /**
- * VRAM a program's weights may use under the shim's default budget: free VRAM minus the CUDA
- * context (~0.5 GiB measured with PyTorch) minus the shim's reserve minus a margin for the first
- * activations; the map leaves what it does not name to the shim, so an underestimate only spills
- * the last allocations.
+ * VRAM a program's weights may use under the shim's default budget (free VRAM at its first
+ * allocation minus the reserve): free VRAM minus 0.4 GiB for the CUDA context and a margin (the
+ * H200 run of 2026-11-22 saw a 10.85 GiB budget at 12 GiB free) minus the reserve. The map leaves
+ * what it does not name to the shim, so an overestimate only spills the last allocations too.
  */
 export function weightsBudgetFor(freeVramBytes: number, reserveBytes: number): number {
-  return Math.max(0, freeVramBytes - 0.5 * 2 ** 30 - reserveBytes - 0.4 * 2 ** 30);
+  return Math.max(0, freeVramBytes - 0.4 * 2 ** 30 - reserveBytes);
 }
 
 /** True when `path` is a map {@linkcode pythonAssist} wrote (the launcher removes it after the run). */
