@@ -137,8 +137,8 @@ const LOAD_HINTS: Readonly<Record<number, string>> = {
 export function checkModuleFileOwner(ko: string, fd: number, euid: number | undefined = process.geteuid?.()): void {
   if (euid !== 0) return; // not root: the kernel refuses the load anyway (EPERM)
   const st = statSync(`/proc/self/fd/${fd}`);
-  const fix = `rebuild it as root into a root-owned directory (sudo spillway kmod build --build-dir /var/lib/spillway/kmod), ` +
-    `or chown root and chmod go-w it`;
+  const fix = `rebuild it as root (sudo spillway kmod build: root's own cache directory), chown root and chmod go-w it, ` +
+    `or pass --ko with a root-owned file`;
   if (!st.isFile()) throw new KernelModuleError(`module file ${ko} is not a regular file`);
   if (st.uid !== 0) {
     throw new KernelModuleError(`module file ${ko} is owned by uid ${st.uid}, not root: refusing to load code another user can change; ${fix}`);
