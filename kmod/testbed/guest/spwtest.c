@@ -1676,6 +1676,220 @@ out:
 	close_if(dev);
 }
 
+/*
+ * What a forked child inherits (docs/kmod.md, Security): the DMA-BUF fd and a MAP_SHARED mapping
+ * keep the buffer (and its charges) alive after the parent freed it, until the child drops them;
+ * a mapping marked MADV_DONTFORK is not inherited, so a child that also closes the fd holds nothing.
+ */
+static int fork_case(int dev, int dontfork, char *why, size_t len)
+{
+	int fd = do_alloc(dev, CHUNK, 0, NULL), go[2] = { -1, -1 }, ready[2] = { -1, -1 }, held = -1;
+	uint8_t *p = MAP_FAILED;
+	char c;
+	pid_t pid = -1;
+
+	if (fd < 0 || pipe(go) || pipe(ready)) {
+		snprintf(why, len, "setup: %s", strerror(fd < 0 ? -fd : errno));
+		goto out;
+	}
+	p = mmap(NULL, CHUNK, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (p == MAP_FAILED || (dontfork && madvise(p, CHUNK, MADV_DONTFORK))) {
+		snprintf(why, len, "mmap/madvise: %s", strerror(errno));
+		goto out;
+	}
+	memset(p, 0x5a, CHUNK);
+	pid = fork();
+	if (pid == 0) {
+		/* the child: drops the inherited fd when told to (as the shim's atfork handler may) */
+		if (dontfork)
+			close(fd);
+		c = dontfork ? '0' + (msync(p, 4096, MS_ASYNC) == 0) : '0' + (p[100] == 0x5a);
+		if (write(ready[1], &c, 1) != 1 || read(go[0], &c, 1) != 1)
+			_exit(1);
+		_exit(0);
+	}
+	if (pid < 0 || read(ready[0], &c, 1) != 1) {
+		snprintf(why, len, "fork/child: %s", strerror(errno));
+		goto out;
+	}
+	if (dontfork && c != '0') {
+		snprintf(why, len, "MADV_DONTFORK: the mapping is in the child");
+		goto out;
+	}
+	if (!dontfork && c != '1') {
+		snprintf(why, len, "the child does not see the parent's bytes through the inherited mapping");
+		goto out;
+	}
+	/* the parent frees its side */
+	munmap(p, CHUNK);
+	p = MAP_FAILED;
+	close(fd);
+	fd = -1;
+	{
+		struct spillway_pool_info info;
+
+		usleep(100000);
+		held = pool_info(dev, &info) == 0 ? (int)info.buffers : -1;
+	}
+	if (write(go[1], "g", 1) != 1)
+		held = -2;
+out:
+	if (pid > 0)
+		waitpid(pid, NULL, 0);
+	unmap_if(p, CHUNK);
+	close_if(fd);
+	close_if(go[0]);
+	close_if(go[1]);
+	close_if(ready[0]);
+	close_if(ready[1]);
+	return held;
+}
+
+static void t_fork_inherits(void)
+{
+	char why[256] = "";
+	int dev = dev_open(), held;
+
+	REQUIRE(dev >= 0, "open: %s", strerror(errno));
+	held = fork_case(dev, 0, why, sizeof(why));
+	EXPECT(held == 1, "plain fork: %d buffers held by the child after the parent freed, want 1 %s",
+	       held, why);
+	EXPECT(wait_pool_empty(dev, 2000), "pool not empty after the child exited");
+	why[0] = 0;
+	held = fork_case(dev, 1, why, sizeof(why));
+	EXPECT(held == 0, "MADV_DONTFORK + child closes the fd: %d buffers left after the parent freed, "
+	       "want 0 %s", held, why);
+out:
+	close_if(dev);
+}
+
+/* ---------------------------------------------------------------- the CUDA shim on the real device */
+
+/* VmLck of a process in KiB, -1 when unknown. */
+static long vmlck_of(pid_t pid)
+{
+	char path[64], buf[4096], *p;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	if (read_file(path, buf, sizeof(buf)) < 0)
+		return -1;
+	p = strstr(buf, "VmLck:");
+	return p ? strtol(p + 6, NULL, 10) : -1;
+}
+
+/* Read the child's stdout until a line containing want; the lines read so far go to log. */
+static int read_until(FILE *in, const char *want, char *log, size_t len)
+{
+	char line[4096];
+
+	while (fgets(line, sizeof(line), in)) {
+		if (strlen(log) + strlen(line) < len)
+			strcat(log, line);
+		if (strstr(line, want))
+			return 1;
+	}
+	return 0;
+}
+
+/*
+ * The CUDA shim (LD_PRELOAD, built from shim/src) over the fake libcuda, as nobody in the device's
+ * group with a 64 MiB RLIMIT_MEMLOCK, spilling to the real /dev/spillway (SPILLWAY_BACKING=kmod):
+ * spill 20 MiB, write and read it back, free; the pool and the memlock charge follow; then an
+ * allocation left to process exit. Run when the initramfs has /shim (run.sh builds it).
+ */
+static void t_shim_real_device(void)
+{
+	static char log[16384];
+	struct spillway_pool_info info;
+	char pi[8192];
+	int in[2] = { -1, -1 }, out[2] = { -1, -1 }, dev = dev_open(), status;
+	FILE *from = NULL;
+	pid_t pid = -1;
+	long lck;
+
+	log[0] = 0;
+	REQUIRE(dev >= 0, "open: %s", strerror(errno));
+	REQUIRE(access("/shim/shimprog13", X_OK) == 0, "/shim/shimprog13 missing from the initramfs");
+	REQUIRE(pipe(in) == 0 && pipe(out) == 0, "pipe");
+	pid = fork();
+	if (pid == 0) {
+		struct rlimit rl = { 64 * MIB, 64 * MIB };
+		char *const argv[] = { "shimprog13", "init", "a:drv:20M", "w:0:20M", "s", "pause",
+				       "f:drv:0", "s", "pause", "a:drv:10M", "w:1:10M", "pause", "exit",
+				       NULL };
+		char *const envp[] = { "LD_PRELOAD=/shim/libspillway_shim.so",
+				       "LD_LIBRARY_PATH=/shim:/lib/x86_64-linux-gnu",
+				       "SPILLWAY_BACKING=kmod", "FAKECUDA_VRAM=256M",
+				       "SPILLWAY_VRAM_BUDGET=8M", "SPILLWAY_MIN_SPILL=1M",
+				       "SPILLWAY_HOST_LIMIT=1G", "SPILLWAY_STATS_DIR=/tmp",
+				       "SPILLWAY_LOG=warn", "PATH=/bin", NULL };
+
+		dup2(in[0], 0);
+		dup2(out[1], 1);
+		if (setrlimit(RLIMIT_MEMLOCK, &rl) || drop_privileges(1))
+			_exit(120);
+		execve("/shim/shimprog13", argv, envp);
+		_exit(121);
+	}
+	REQUIRE(pid > 0, "fork");
+	close(in[0]);
+	close(out[1]);
+	in[0] = out[1] = -1;
+	from = fdopen(out[0], "r");
+	out[0] = -1;
+	REQUIRE(from, "fdopen");
+
+	/* 1: spilled into the pool, written and read back */
+	REQUIRE(read_until(from, "\"op\":\"pause\"", log, sizeof(log)), "shimprog stopped: %s", log);
+	EXPECT(strstr(log, "{\"op\":\"a\",\"slot\":0,\"r\":0,") != NULL, "alloc failed: %s", log);
+	EXPECT(strstr(log, "{\"op\":\"w\",\"ok\":true}") != NULL, "write/read back failed: %s", log);
+	REQUIRE(pool_info(dev, &info) == 0, "POOL_INFO");
+	EXPECT(info.used_bytes == 20 * MIB && info.buffers == 1,
+	       "pool after the spill: used %llu buffers %llu, want 20 MiB in 1 (shim log: %s)",
+	       (unsigned long long)info.used_bytes, (unsigned long long)info.buffers, log);
+	lck = vmlck_of(pid);
+	EXPECT(lck == 20 * 1024, "VmLck of the shim's process %ld kB, want 20480 (charged)", lck);
+	EXPECT(read_file(SPILLWAY_SYSFS_DIR "/pool_info", pi, sizeof(pi)) > 0 &&
+	       strstr(pi, "user uid=65534 bytes=20971520 buffers=1") != NULL,
+	       "pool_info does not charge nobody 20 MiB: %s", pi);
+	printf("INFO: shim on /dev/spillway: 20 MiB spilled, pool %llu bytes, VmLck %ld kB\n",
+	       (unsigned long long)info.used_bytes, lck);
+	REQUIRE(write(in[1], "\n", 1) == 1, "resume");
+
+	/* 2: freed: the pool and the charge are back */
+	REQUIRE(read_until(from, "\"op\":\"pause\"", log, sizeof(log)), "shimprog stopped: %s", log);
+	EXPECT(strstr(log, "{\"op\":\"f\",\"r\":0}") != NULL, "free failed: %s", log);
+	EXPECT(wait_pool_empty(dev, 2000), "pool not empty after the shim freed");
+	lck = vmlck_of(pid);
+	EXPECT(lck == 0, "VmLck %ld kB after the free, want 0 (returned)", lck);
+	REQUIRE(write(in[1], "\n", 1) == 1, "resume");
+
+	/* 3: an allocation left to process exit */
+	REQUIRE(read_until(from, "\"op\":\"pause\"", log, sizeof(log)), "shimprog stopped: %s", log);
+	EXPECT(strstr(log, "{\"op\":\"a\",\"slot\":1,\"r\":0,") != NULL, "second alloc failed: %s", log);
+	EXPECT(pool_info(dev, &info) == 0 && info.used_bytes == 10 * MIB, "pool %llu, want 10 MiB",
+	       (unsigned long long)info.used_bytes);
+	REQUIRE(write(in[1], "\n", 1) == 1, "resume");
+	REQUIRE(waitpid(pid, &status, 0) == pid, "waitpid");
+	pid = -1;
+	EXPECT(WIFEXITED(status) && WEXITSTATUS(status) == 0, "shimprog status %#x: %s", status, log);
+	EXPECT(wait_pool_empty(dev, 3000), "pool not empty after the shim's process exited");
+	EXPECT(read_file(SPILLWAY_SYSFS_DIR "/pool_info", pi, sizeof(pi)) > 0 && !strstr(pi, "user uid="),
+	       "a user still holds pool memory: %s", pi);
+out:
+	if (pid > 0) {
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+	}
+	if (from)
+		fclose(from);
+	close_if(in[0]);
+	close_if(in[1]);
+	close_if(out[0]);
+	close_if(out[1]);
+	close_if(dev);
+}
+
 /* ---------------------------------------------------------------- runner */
 
 struct test {
@@ -1709,8 +1923,10 @@ static const struct test tests[] = {
 	{ "sysfs-pool-info-restricted-and-escaped", t_pool_info_restricted, 20 },
 	{ "zeroing-after-fill-free-realloc", t_zeroing_reuse, 30 },
 	{ "alloc-copyout-efault-leaks-no-fd", t_copyout_efault, 20 },
+	{ "fork-child-inherits-buffer-unless-dontfork-and-closed", t_fork_inherits, 20 },
 	{ "fuzz-20000-random-ioctls-no-fd-leak-pool-zero-dmesg-clean", t_fuzz, 180 },
 	{ "debug-ioctls-absent-in-production-build", t_debug_off, 10, 1 },
+	{ "shim-fakecuda-spills-to-real-device-pool-and-memlock-return", t_shim_real_device, 60, 1 },
 };
 
 int main(int argc, char **argv)
