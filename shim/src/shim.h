@@ -130,7 +130,10 @@ void *sw_substitute_named(const char *base, void *fn, int version, cuuint64_t fl
 /* Set while a runtime hook calls into the real libcudart: driver hooks below it pass through. */
 extern __thread int sw_tls_depth;
 
-/* ---- placement, tracking, backings (alloc.c) ---- */
+/* ---- the one lock (lock.c) ---- */
+extern pthread_mutex_t sw_lock;
+
+/* ---- placement (alloc.c, decide.c, backings.c, account.c; internals in place.h) ---- */
 enum { SW_API_DRV = 0, SW_API_DRV_ASYNC, SW_API_DRV_POOL, SW_API_RT, SW_API_RT_ASYNC, SW_API_RT_POOL };
 /* How to allocate plain VRAM for the hook that was called. */
 struct sw_vram_fn {
@@ -153,7 +156,6 @@ int sw_set_budget(int dev, uint64_t bytes);
 void sw_alloc_forget_locked(void);
 
 /* ---- stats (stats.c) ---- */
-extern pthread_mutex_t sw_lock;
 extern struct spillway_stats *sw_stats;
 void sw_stats_open(void);
 void sw_stats_begin(void); /* call with sw_lock held */

@@ -9,7 +9,6 @@
 #include <time.h>
 #include <unistd.h>
 
-pthread_mutex_t sw_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct spillway_stats local_stats; /* used until (or instead of) the shared file */
 struct spillway_stats *sw_stats = &local_stats;
 static char stats_path[600];

@@ -1,0 +1,129 @@
+/*
+ * Accounting: the table of live allocations the shim placed, their stats, frees, and the memory the
+ * hooks report (cuMemGetInfo, cudaMemGetInfo, cuDeviceTotalMem, NVML).
+ */
+#include "place.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define NBUCKETS 65536
+static struct sw_rec *table[NBUCKETS];
+
+static inline size_t bucket(CUdeviceptr p) { return (size_t)(((p >> 12) * 0x9E3779B97F4A7C15ull) >> 48); }
+
+void sw_table_insert_locked(struct sw_rec *r) {
+  size_t b = bucket(r->ptr);
+  r->next = table[b];
+  table[b] = r;
+}
+
+struct sw_rec *sw_table_remove_locked(CUdeviceptr p) {
+  for (struct sw_rec **pp = &table[bucket(p)]; *pp; pp = &(*pp)->next)
+    if ((*pp)->ptr == p) {
+      struct sw_rec *r = *pp;
+      *pp = r->next;
+      return r;
+    }
+  return NULL;
+}
+
+/* Account a placed allocation in the stats. */
+void sw_commit_locked(const struct sw_rec *r) {
+  sw_stats_begin();
+  if (r->vram) sw_stats_tier_add(SPILLWAY_TIER_VRAM, r->vram);
+  if (r->host) {
+    sw_stats_tier_add(sw_host_tier(r->kind), r->host);
+    sw_stats->spills++;
+    if (r->host > sw_stats->largest_spill) sw_stats->largest_spill = r->host;
+    if (r->vram) sw_stats->splits++;
+  }
+  sw_stats_end();
+}
+
+void sw_release_locked(struct sw_rec *r) {
+  sw_unreserve_locked(r);
+  sw_stats_begin();
+  if (r->vram) sw_stats_tier_sub(SPILLWAY_TIER_VRAM, r->vram);
+  if (r->host) sw_stats_tier_sub(sw_host_tier(r->kind), r->host);
+  sw_stats->frees++;
+  sw_stats_end();
+}
+
+int sw_free(CUdeviceptr ptr, int async, CUstream stream, void **cookie) {
+  if (!ptr) return SW_FREE_UNKNOWN;
+  pthread_mutex_lock(&sw_lock);
+  /* Out of the table before the memory goes back, so a new allocation at this address is never lost. */
+  struct sw_rec *r = sw_table_remove_locked(ptr);
+  if (!r) {
+    sw_stats_begin();
+    sw_stats->passthrough_frees++;
+    sw_stats_end();
+  }
+  pthread_mutex_unlock(&sw_lock);
+  if (!r) {
+    SW_DEBUG("free 0x%llx: not the shim's, passed to CUDA", (unsigned long long)ptr);
+    return SW_FREE_UNKNOWN;
+  }
+  if (r->kind == SW_K_VRAM) {
+    *cookie = r;
+    return SW_FREE_VRAM;
+  }
+  /* Host-backed memory may still be read by queued work: wait as cudaFree / the stream would. */
+  if (async && sw_drv.cuStreamSynchronize) sw_drv.cuStreamSynchronize(stream);
+  else if (sw_drv.cuCtxSynchronize) sw_drv.cuCtxSynchronize();
+  sw_backing_free(r);
+  SW_DEBUG("free 0x%llx: %.1f MiB VRAM + %.1f MiB host (%s) returned", (unsigned long long)ptr, sw_mib(r->vram),
+           sw_mib(r->host), sw_kind_name[r->kind]);
+  pthread_mutex_lock(&sw_lock);
+  sw_release_locked(r);
+  pthread_mutex_unlock(&sw_lock);
+  free(r);
+  return SW_FREE_DONE;
+}
+
+void sw_free_vram_result(void *cookie, int ok) {
+  struct sw_rec *r = cookie;
+  pthread_mutex_lock(&sw_lock);
+  if (ok) sw_release_locked(r);
+  else sw_table_insert_locked(r); /* CUDA refused the free: the allocation lives on */
+  pthread_mutex_unlock(&sw_lock);
+  if (ok) {
+    SW_DEBUG("free 0x%llx: %.1f MiB VRAM returned", (unsigned long long)r->ptr, sw_mib(r->vram));
+    free(r);
+  }
+}
+
+static uint64_t host_used_now(void) {
+  pthread_mutex_lock(&sw_lock);
+  uint64_t u = sw_host_used;
+  pthread_mutex_unlock(&sw_lock);
+  return u;
+}
+
+void sw_adjust_meminfo(int dev, size_t *free_b, size_t *total_b) {
+  (void)dev;
+  if (sw_cfg.report_mode == SPILLWAY_REPORT_VRAM) return;
+  uint64_t hu = host_used_now();
+  if (sw_cfg.report_mode == SPILLWAY_REPORT_VRAM_HOST) {
+    *total_b += sw_cfg.host_limit;
+    *free_b += sw_cfg.host_limit > hu ? sw_cfg.host_limit - hu : 0;
+  } else {
+    uint64_t used = (*total_b - *free_b) + hu, n = sw_cfg.report_size;
+    *total_b = n;
+    *free_b = n > used ? n - used : 0;
+  }
+}
+
+void sw_adjust_total(int dev, size_t *total_b) {
+  (void)dev;
+  if (sw_cfg.report_mode == SPILLWAY_REPORT_VRAM_HOST) *total_b += sw_cfg.host_limit;
+  else if (sw_cfg.report_mode == SPILLWAY_REPORT_SIZE) *total_b = sw_cfg.report_size;
+}
+
+/* A forked child has no CUDA allocations: forget the parent's (sw_lock is held by the atfork handler). */
+void sw_alloc_forget_locked(void) {
+  memset(table, 0, sizeof table);
+  for (int i = 0; i < SW_MAX_DEVICES; i++) sw_devs[i].vram_used = 0;
+  sw_host_used = 0;
+}
