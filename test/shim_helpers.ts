@@ -28,6 +28,7 @@ function recipes(dir: string): [string, string[]][] {
     ["libfakekmod.so", [...LIB, src("fakekmod.c"), "-ldl"]],
     ["shimprog12", ["-O2", "-Wall", src("shimprog.c"), `-L${dir}`, "-l:libcuda.so.1", "-l:libcudart.so.12", "-ldl", "-lpthread"]],
     ["shimprog13", ["-O2", "-Wall", src("shimprog.c"), `-L${dir}`, "-l:libcuda.so.1", "-l:libcudart.so.13", "-ldl", "-lpthread"]],
+    ["vmmprog", ["-O2", "-Wall", src("vmmprog.c"), `-L${dir}`, "-l:libcuda.so.1", "-l:libcudart.so.13", "-ldl"]],
   ];
 }
 
@@ -37,7 +38,7 @@ let fakeDir: string | null = null;
 export function fakeCudaDir(): string {
   if (fakeDir) return fakeDir;
   const h = createHash("sha256");
-  for (const f of ["fakecuda.c", "fakecudart.c", "fakenvml.c", "fakekmod.c", "shimprog.c"]) h.update(f).update(readFileSync(join(ROOT, FX, f)));
+  for (const f of ["fakecuda.c", "fakecudart.c", "fakenvml.c", "fakekmod.c", "shimprog.c", "vmmprog.c"]) h.update(f).update(readFileSync(join(ROOT, FX, f)));
   for (const f of [...HEADERS, UAPI]) h.update(f).update(readFileSync(join(ROOT, f)));
   h.update(JSON.stringify(recipes("")));
   const dir = join(CACHE_DIR, `fakecuda-${h.digest("hex").slice(0, 16)}`);
@@ -78,6 +79,8 @@ export interface RunOptions {
   kmod?: boolean;
   /** Program linked against libcudart.so.12 or .13 (default 13). */
   runtime?: 12 | 13;
+  /** Run test/fixtures/fakecuda/vmmprog.c instead of shimprog (VMM, managed, pitched, two devices). */
+  prog?: "vmmprog";
   env?: Record<string, string>;
   input?: string;
 }
@@ -96,7 +99,7 @@ export async function runProg(ops: string[], options: RunOptions = {}): Promise<
     env.LD_PRELOAD = `${env.LD_PRELOAD}:${join(dir, "libfakekmod.so")}`;
     env.FAKEKMOD_DEVICE = env.SPILLWAY_KMOD_DEVICE = join(dir, "fake-spillway");
   }
-  const r = spawnSync(join(dir, `shimprog${options.runtime ?? 13}`), ops, { env, encoding: "utf8", input: options.input ?? "", timeout: 30_000 });
+  const r = spawnSync(join(dir, options.prog ?? `shimprog${options.runtime ?? 13}`), ops, { env, encoding: "utf8", input: options.input ?? "", timeout: 30_000 });
   if (r.error) throw r.error;
   const lines = r.stdout.split("\n").filter((l) => l.trim()).map((l) => JSON.parse(l));
   return { status: r.status, lines, stderr: r.stderr };

@@ -69,7 +69,12 @@ typedef enum {
   CU_MEM_LOCATION_TYPE_MAX = 0x7FFFFFFF
 } CUmemLocationType;
 typedef enum { CU_MEM_ALLOCATION_TYPE_INVALID = 0, CU_MEM_ALLOCATION_TYPE_PINNED = 1, CU_MEM_ALLOCATION_TYPE_MAX = 0x7FFFFFFF } CUmemAllocationType;
-typedef enum { CU_MEM_HANDLE_TYPE_NONE = 0, CU_MEM_HANDLE_TYPE_MAX = 0x7FFFFFFF } CUmemAllocationHandleType;
+typedef enum {
+  CU_MEM_HANDLE_TYPE_NONE = 0,
+  CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR = 1,
+  CU_MEM_HANDLE_TYPE_FABRIC = 8,
+  CU_MEM_HANDLE_TYPE_MAX = 0x7FFFFFFF
+} CUmemAllocationHandleType;
 typedef enum { CU_MEM_ACCESS_FLAGS_PROT_NONE = 0, CU_MEM_ACCESS_FLAGS_PROT_READ = 1, CU_MEM_ACCESS_FLAGS_PROT_READWRITE = 3, CU_MEM_ACCESS_FLAGS_PROT_MAX = 0x7FFFFFFF } CUmemAccess_flags;
 typedef enum { CU_MEM_ALLOC_GRANULARITY_MINIMUM = 0, CU_MEM_ALLOC_GRANULARITY_RECOMMENDED = 1 } CUmemAllocationGranularity_flags;
 
@@ -96,6 +101,19 @@ typedef struct {
   CUmemAccess_flags flags;
 } CUmemAccessDesc;
 
+/* managed memory */
+#define CU_MEM_ATTACH_GLOBAL 0x1
+#define CU_MEM_ATTACH_HOST 0x2
+#define CU_DEVICE_CPU ((CUdevice)-1)
+typedef enum {
+  CU_MEM_ADVISE_SET_READ_MOSTLY = 1,
+  CU_MEM_ADVISE_UNSET_READ_MOSTLY = 2,
+  CU_MEM_ADVISE_SET_PREFERRED_LOCATION = 3,
+  CU_MEM_ADVISE_UNSET_PREFERRED_LOCATION = 4,
+  CU_MEM_ADVISE_SET_ACCESSED_BY = 5,
+  CU_MEM_ADVISE_UNSET_ACCESSED_BY = 6
+} CUmem_advise;
+
 /* ---- runtime API ---- */
 typedef int cudaError_t;
 typedef CUstream cudaStream_t;
@@ -109,6 +127,17 @@ enum {
   cudaErrorInvalidDevicePointer = 17,
   cudaErrorNotSupported = 801,
   cudaErrorUnknown = 999
+};
+struct cudaPitchedPtr {
+  void *ptr;
+  size_t pitch;
+  size_t xsize;
+  size_t ysize;
+};
+struct cudaExtent {
+  size_t width;
+  size_t height;
+  size_t depth;
 };
 typedef enum {
   cudaDriverEntryPointSuccess = 0,
@@ -162,6 +191,13 @@ typedef CUresult (*cuMemMap_t)(CUdeviceptr, size_t, size_t, CUmemGenericAllocati
 typedef CUresult (*cuMemUnmap_t)(CUdeviceptr, size_t);
 typedef CUresult (*cuMemSetAccess_t)(CUdeviceptr, size_t, const CUmemAccessDesc *, size_t);
 typedef CUresult (*cuMemGetAllocationGranularity_t)(size_t *, const CUmemAllocationProp *, CUmemAllocationGranularity_flags);
+typedef CUresult (*cuMemRetainAllocationHandle_t)(CUmemGenericAllocationHandle *, void *);
+typedef CUresult (*cuMemExportToShareableHandle_t)(void *, CUmemGenericAllocationHandle, CUmemAllocationHandleType, unsigned long long);
+typedef CUresult (*cuMemImportFromShareableHandle_t)(CUmemGenericAllocationHandle *, void *, CUmemAllocationHandleType);
+typedef CUresult (*cuMemAllocManaged_t)(CUdeviceptr *, size_t, unsigned int);
+typedef CUresult (*cuMemAdvise_t)(CUdeviceptr, size_t, CUmem_advise, CUdevice);
+typedef CUresult (*cuMemAdvise_v2_t)(CUdeviceptr, size_t, CUmem_advise, CUmemLocation);
+typedef CUresult (*cuMemAllocPitch_t)(CUdeviceptr *, size_t *, size_t, size_t, unsigned int);
 typedef CUresult (*cuGetProcAddress_v1_t)(const char *, void **, int, cuuint64_t);
 typedef CUresult (*cuGetProcAddress_v2_t)(const char *, void **, int, cuuint64_t, CUdriverProcAddressQueryResult *);
 
@@ -170,6 +206,9 @@ typedef cudaError_t (*cudaFree_t)(void *);
 typedef cudaError_t (*cudaMallocAsync_t)(void **, size_t, cudaStream_t);
 typedef cudaError_t (*cudaFreeAsync_t)(void *, cudaStream_t);
 typedef cudaError_t (*cudaMallocFromPoolAsync_t)(void **, size_t, cudaMemPool_t, cudaStream_t);
+typedef cudaError_t (*cudaMallocManaged_t)(void **, size_t, unsigned int);
+typedef cudaError_t (*cudaMallocPitch_t)(void **, size_t *, size_t, size_t);
+typedef cudaError_t (*cudaMalloc3D_t)(struct cudaPitchedPtr *, struct cudaExtent);
 typedef cudaError_t (*cudaMemGetInfo_t)(size_t *, size_t *);
 typedef cudaError_t (*cudaGetDriverEntryPoint_t)(const char *, void **, unsigned long long, cudaDriverEntryPointQueryResult *);
 typedef cudaError_t (*cudaGetDriverEntryPointByVersion_t)(const char *, void **, unsigned int, unsigned long long, cudaDriverEntryPointQueryResult *);

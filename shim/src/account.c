@@ -65,8 +65,8 @@ int sw_free(CUdeviceptr ptr, int async, CUstream stream, void **cookie) {
     SW_DEBUG("free 0x%llx: not the shim's, passed to CUDA", (unsigned long long)ptr);
     return SW_FREE_UNKNOWN;
   }
-  if (r->kind == SW_K_VRAM) {
-    *cookie = r;
+  if (r->kind == SW_K_VRAM || r->kind == SW_K_MANAGED) {
+    *cookie = r; /* the real free returns it (managed memory: cudaFree/cuMemFree wait for the device) */
     return SW_FREE_VRAM;
   }
   /* Host-backed memory may still be read by queued work: wait as cudaFree / the stream would. */
@@ -101,9 +101,14 @@ static uint64_t host_used_now(void) {
   return u;
 }
 
+/* The host part is reported only while every path the program uses can place there: where the driver
+ * refuses host-located VMM memory, a program that makes its own cuMemCreate allocations could not be
+ * given any of it, so it is told the device's own numbers. */
+int sw_report_host(void) { return !(sw_vmm_seen() && sw_vmm_host_unsupported()); }
+
 void sw_adjust_meminfo(int dev, size_t *free_b, size_t *total_b) {
   (void)dev;
-  if (sw_cfg.report_mode == SPILLWAY_REPORT_VRAM) return;
+  if (sw_cfg.report_mode == SPILLWAY_REPORT_VRAM || !sw_report_host()) return;
   uint64_t hu = host_used_now();
   if (sw_cfg.report_mode == SPILLWAY_REPORT_VRAM_HOST) {
     *total_b += sw_cfg.host_limit;
@@ -117,6 +122,7 @@ void sw_adjust_meminfo(int dev, size_t *free_b, size_t *total_b) {
 
 void sw_adjust_total(int dev, size_t *total_b) {
   (void)dev;
+  if (!sw_report_host()) return;
   if (sw_cfg.report_mode == SPILLWAY_REPORT_VRAM_HOST) *total_b += sw_cfg.host_limit;
   else if (sw_cfg.report_mode == SPILLWAY_REPORT_SIZE) *total_b = sw_cfg.report_size;
 }
@@ -126,4 +132,5 @@ void sw_alloc_forget_locked(void) {
   memset(table, 0, sizeof table);
   for (int i = 0; i < SW_MAX_DEVICES; i++) sw_devs[i].vram_used = 0;
   sw_host_used = 0;
+  sw_vmm_forget_locked();
 }

@@ -189,6 +189,8 @@ int sw_backing_choose(int dev, int split) {
 }
 
 int sw_host_tier(int kind) {
+  /* Managed memory advised to stay in host memory is counted with mapped pinned memory: both are
+   * host pages the GPU reads in place. */
   return kind == SW_K_VMM ? SPILLWAY_TIER_HOST_VMM : kind == SW_K_KMOD ? SPILLWAY_TIER_HOST_KMOD : SPILLWAY_TIER_HOST_MAPPED;
 }
 

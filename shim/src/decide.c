@@ -8,7 +8,7 @@
 #include <errno.h>
 #include <string.h>
 
-const char *const sw_kind_name[] = {"vram", "vmm", "mapped", "kmod"};
+const char *const sw_kind_name[] = {"vram", "vmm", "mapped", "kmod", "managed"};
 struct sw_dev sw_devs[SW_MAX_DEVICES];
 uint64_t sw_host_used;
 static int vmm_host_unsupported;
@@ -161,4 +161,20 @@ void sw_unreserve_locked(const struct sw_rec *rec) {
   sw_devs[rec->dev].vram_used -= rec->vram;
   sw_devs[rec->dev].reserve_live -= (uint64_t)rec->in_reserve;
   sw_host_used -= rec->host;
+}
+
+int sw_decide_whole_locked(int dev, uint64_t size, uint64_t host_bytes, int force_host, uint64_t min_spill, int *in_reserve) {
+  struct sw_dev *d = &sw_devs[dev];
+  uint64_t avail = sw_avail_locked(dev);
+  int to_reserve = size > avail && size >= min_spill && size <= reserve_room_locked(d, size);
+  *in_reserve = 0;
+  if (!force_host && (size < min_spill || size <= avail || to_reserve)) {
+    d->vram_used += size;
+    d->reserve_live += (uint64_t)to_reserve;
+    *in_reserve = to_reserve;
+    return SW_WHOLE_VRAM;
+  }
+  if (!sw_host_fits_locked(host_bytes)) return SW_WHOLE_REFUSED;
+  sw_host_used += host_bytes;
+  return SW_WHOLE_HOST;
 }

@@ -220,6 +220,24 @@ cudaError_t cudaGetDriverEntryPointByVersion(const char *, void **, unsigned int
 cudaError_t cudaGetDriverEntryPointByVersion_ptsz(const char *, void **, unsigned int, unsigned long long,
                                                   cudaDriverEntryPointQueryResult *);
 
+/* hooks_vmm.c */
+CUresult cuMemCreate(CUmemGenericAllocationHandle *, size_t, const CUmemAllocationProp *, unsigned long long);
+CUresult cuMemRelease(CUmemGenericAllocationHandle);
+CUresult cuMemMap(CUdeviceptr, size_t, size_t, CUmemGenericAllocationHandle, unsigned long long);
+CUresult cuMemUnmap(CUdeviceptr, size_t);
+CUresult cuMemSetAccess(CUdeviceptr, size_t, const CUmemAccessDesc *, size_t);
+CUresult cuMemAddressReserve(CUdeviceptr *, size_t, size_t, CUdeviceptr, unsigned long long);
+CUresult cuMemAddressFree(CUdeviceptr, size_t);
+CUresult cuMemGetAllocationGranularity(size_t *, const CUmemAllocationProp *, CUmemAllocationGranularity_flags);
+CUresult cuMemRetainAllocationHandle(CUmemGenericAllocationHandle *, void *);
+CUresult cuMemExportToShareableHandle(void *, CUmemGenericAllocationHandle, CUmemAllocationHandleType, unsigned long long);
+CUresult cuMemImportFromShareableHandle(CUmemGenericAllocationHandle *, void *, CUmemAllocationHandleType);
+CUresult cuMemAllocManaged(CUdeviceptr *, size_t, unsigned int);
+CUresult cuMemAllocPitch_v2(CUdeviceptr *, size_t *, size_t, size_t, unsigned int);
+cudaError_t cudaMallocManaged(void **, size_t, unsigned int);
+cudaError_t cudaMallocPitch(void **, size_t *, size_t, size_t);
+cudaError_t cudaMalloc3D(struct cudaPitchedPtr *, struct cudaExtent);
+
 #define D(name, base, ver, ptsz) {#name, base, ver, ptsz, SW_LIB_DRIVER, (void *)name, (void **)&sw_real.name}
 #define RT(name) {#name, NULL, 0, 0, SW_LIB_RUNTIME, (void *)name, (void **)&sw_real.name}
 #define NV(name) {#name, NULL, 0, 0, SW_LIB_NVML, (void *)name, (void **)&sw_real.name}
@@ -234,6 +252,19 @@ struct sw_hook sw_hooks[] = {
     D(cuMemAllocFromPoolAsync_ptsz, "cuMemAllocFromPoolAsync", 11020, 1),
     D(cuMemGetInfo_v2, "cuMemGetInfo", 3020, 0),
     D(cuDeviceTotalMem_v2, "cuDeviceTotalMem", 3020, 0),
+    D(cuMemCreate, "cuMemCreate", 10020, 0),
+    D(cuMemRelease, "cuMemRelease", 10020, 0),
+    D(cuMemMap, "cuMemMap", 10020, 0),
+    D(cuMemUnmap, "cuMemUnmap", 10020, 0),
+    D(cuMemSetAccess, "cuMemSetAccess", 10020, 0),
+    D(cuMemAddressReserve, "cuMemAddressReserve", 10020, 0),
+    D(cuMemAddressFree, "cuMemAddressFree", 10020, 0),
+    D(cuMemGetAllocationGranularity, "cuMemGetAllocationGranularity", 10020, 0),
+    D(cuMemRetainAllocationHandle, "cuMemRetainAllocationHandle", 11000, 0),
+    D(cuMemExportToShareableHandle, "cuMemExportToShareableHandle", 10020, 0),
+    D(cuMemImportFromShareableHandle, "cuMemImportFromShareableHandle", 10020, 0),
+    D(cuMemAllocManaged, "cuMemAllocManaged", 6000, 0),
+    D(cuMemAllocPitch_v2, "cuMemAllocPitch", 3020, 0),
     D(cuGetProcAddress, "cuGetProcAddress", 11030, 0),
     D(cuGetProcAddress_v2, "cuGetProcAddress", 12000, 0),
     D(cuGetProcAddress_v2_ptsz, "cuGetProcAddress", 12000, 1),
@@ -245,6 +276,9 @@ struct sw_hook sw_hooks[] = {
     RT(cudaFreeAsync_ptsz),
     RT(cudaMallocFromPoolAsync),
     RT(cudaMallocFromPoolAsync_ptsz),
+    RT(cudaMallocManaged),
+    RT(cudaMallocPitch),
+    RT(cudaMalloc3D),
     RT(cudaMemGetInfo),
     RT(cudaGetDriverEntryPoint),
     RT(cudaGetDriverEntryPoint_ptsz),

@@ -7,7 +7,8 @@
 
 #include "shim.h"
 
-enum { SW_K_VRAM = 0, SW_K_VMM, SW_K_MAPPED, SW_K_KMOD };
+/* Kinds of placed allocation; SW_K_MANAGED is the program's managed memory (VRAM-counted or host-preferred). */
+enum { SW_K_VRAM = 0, SW_K_VMM, SW_K_MAPPED, SW_K_KMOD, SW_K_MANAGED };
 extern const char *const sw_kind_name[];
 
 /* One live allocation the shim placed. */
@@ -48,6 +49,11 @@ enum { SW_DECIDE_OK = 0, SW_DECIDE_HOST_LIMIT, SW_DECIDE_TOO_BIG };
  * device and host counters (sw_lock held). Anything but SW_DECIDE_OK reserves nothing. */
 int sw_decide_locked(struct sw_rec *rec, const struct sw_rule *rule, int force_host, const char **why);
 void sw_unreserve_locked(const struct sw_rec *rec); /* give back what sw_decide_locked reserved */
+/* The decision for an allocation that cannot be split (the program's cuMemCreate, managed memory):
+ * VRAM (size reserved on the device), host (host_bytes reserved) or refused (over the host limit).
+ * Allocations below min_spill stay in VRAM. */
+enum { SW_WHOLE_VRAM = 0, SW_WHOLE_HOST, SW_WHOLE_REFUSED };
+int sw_decide_whole_locked(int dev, uint64_t size, uint64_t host_bytes, int force_host, uint64_t min_spill, int *in_reserve);
 uint64_t sw_avail_locked(int dev);                  /* budget left on a device */
 int sw_host_fits_locked(uint64_t bytes);            /* under SPILLWAY_HOST_LIMIT */
 int sw_vmm_usable(int dev);
@@ -67,5 +73,6 @@ void sw_table_insert_locked(struct sw_rec *r);
 struct sw_rec *sw_table_remove_locked(CUdeviceptr p);
 void sw_commit_locked(const struct sw_rec *r);
 void sw_release_locked(struct sw_rec *r);
+int sw_report_host(void); /* whether every allocation path can place in host memory (reports add it) */
 
 #endif

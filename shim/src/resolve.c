@@ -153,6 +153,8 @@ static void load_driver(void) {
   R(cuMemUnmap);
   R(cuMemSetAccess);
   R(cuMemGetAllocationGranularity);
+  R(cuMemAdvise);
+  R(cuMemAdvise_v2);
 #undef R
   sw_drv.cuMemHostGetDevicePointer = (cuMemHostGetDevicePointer_t)sw_real_dlsym(h, "cuMemHostGetDevicePointer_v2");
   /* cuda.h maps cuMemHostRegister to _v2 (CUDA >= 6.5); the unversioned export is the legacy ABI. */

@@ -94,6 +94,8 @@ struct sw_driver {
   cuMemUnmap_t cuMemUnmap;
   cuMemSetAccess_t cuMemSetAccess;
   cuMemGetAllocationGranularity_t cuMemGetAllocationGranularity;
+  cuMemAdvise_t cuMemAdvise;
+  cuMemAdvise_v2_t cuMemAdvise_v2;
 };
 extern struct sw_driver sw_drv;
 
@@ -116,6 +118,23 @@ struct sw_reals {
   cudaMemGetInfo_t cudaMemGetInfo;
   cudaGetDriverEntryPoint_t cudaGetDriverEntryPoint, cudaGetDriverEntryPoint_ptsz;
   cudaGetDriverEntryPointByVersion_t cudaGetDriverEntryPointByVersion, cudaGetDriverEntryPointByVersion_ptsz;
+  /* the program's own VMM, managed and pitched allocations (app_vmm.c, managed.c) */
+  cuMemCreate_t cuMemCreate;
+  cuMemRelease_t cuMemRelease;
+  cuMemMap_t cuMemMap;
+  cuMemUnmap_t cuMemUnmap;
+  cuMemSetAccess_t cuMemSetAccess;
+  cuMemAddressReserve_t cuMemAddressReserve;
+  cuMemAddressFree_t cuMemAddressFree;
+  cuMemGetAllocationGranularity_t cuMemGetAllocationGranularity;
+  cuMemRetainAllocationHandle_t cuMemRetainAllocationHandle;
+  cuMemExportToShareableHandle_t cuMemExportToShareableHandle;
+  cuMemImportFromShareableHandle_t cuMemImportFromShareableHandle;
+  cuMemAllocManaged_t cuMemAllocManaged;
+  cuMemAllocPitch_t cuMemAllocPitch_v2;
+  cudaMallocManaged_t cudaMallocManaged;
+  cudaMallocPitch_t cudaMallocPitch;
+  cudaMalloc3D_t cudaMalloc3D;
   nvmlDeviceGetMemoryInfo_t nvmlDeviceGetMemoryInfo;
   nvmlDeviceGetMemoryInfo_v2_t nvmlDeviceGetMemoryInfo_v2;
 };
@@ -154,6 +173,29 @@ void sw_adjust_total(int dev, size_t *total_b);
 int sw_current_device(void);
 int sw_set_budget(int dev, uint64_t bytes);
 void sw_alloc_forget_locked(void);
+
+/* ---- the program's own VMM allocations (app_vmm.c) ---- */
+CUresult sw_vmm_create(cuMemCreate_t real, CUmemGenericAllocationHandle *h, size_t size, const CUmemAllocationProp *prop,
+                       unsigned long long flags);
+CUresult sw_vmm_release(cuMemRelease_t real, CUmemGenericAllocationHandle h);
+CUresult sw_vmm_map(cuMemMap_t real, CUdeviceptr va, size_t size, size_t offset, CUmemGenericAllocationHandle h,
+                    unsigned long long flags);
+CUresult sw_vmm_unmap(cuMemUnmap_t real, CUdeviceptr va, size_t size);
+CUresult sw_vmm_retain(cuMemRetainAllocationHandle_t real, CUmemGenericAllocationHandle *h, void *addr);
+void sw_vmm_granularity(const CUmemAllocationProp *prop, size_t *g);
+int sw_vmm_seen(void);
+void sw_vmm_forget_locked(void);
+
+/* ---- managed and pitched allocations (managed.c) ---- */
+/* How to make the managed allocation for the hook that was called. */
+struct sw_managed_fn {
+  int runtime; /* 1: cudaMallocManaged (runtime codes), 0: cuMemAllocManaged */
+  void *fn;
+  unsigned int flags;
+};
+int sw_managed(size_t size, const struct sw_managed_fn *m, CUdeviceptr *out);
+/* The pitch the shim gives a pitched allocation of width bytes per row (a multiple of 512, as CUDA's). */
+int sw_pitch(size_t width, size_t rows, size_t *pitch, size_t *bytes);
 
 /* ---- stats (stats.c) ---- */
 extern struct spillway_stats *sw_stats;
