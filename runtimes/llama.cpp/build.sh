@@ -6,7 +6,7 @@
 # Usage: runtimes/llama.cpp/build.sh [options]
 #   --bundle FILE     git bundle to clone (default node_modules/node-llama-cpp/llama/gitRelease.bundle)
 #   --source DIR      an unpacked llama.cpp tree instead (its commit in DIR/.spillway-commit or git)
-#   --cache DIR       cache root (default $SPILLWAY_CACHE_DIR, else $XDG_CACHE_HOME/spillway, else ~/.cache/spillway)
+#   --cache DIR       cache root (default $SPILLWAY_CACHE, else $XDG_CACHE_HOME/spillway, else ~/.cache/spillway)
 #   --dir DIR         build in DIR instead of <cache>/llama.cpp-hybrid/<key> (rebuilt when the key changes)
 #   --targets "A B"   CMake targets (default "llama-server llama-cli llama-bench llama-perplexity")
 #   --cuda-arch A     CMAKE_CUDA_ARCHITECTURES (default native)
@@ -21,7 +21,7 @@ ROOT="$(cd "$HERE/../.." && pwd)"
 PATCHES="$HERE/patches"
 BUNDLE="$ROOT/node_modules/node-llama-cpp/llama/gitRelease.bundle"
 SOURCE=""
-CACHE="${SPILLWAY_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/spillway}"
+CACHE="${SPILLWAY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/spillway}"
 TARGETS="llama-server llama-cli llama-bench llama-perplexity"
 ARCH="native"
 CPU_ONLY=0
@@ -88,7 +88,8 @@ apply_patches() { # dir
   local p
   for p in "${PATCH_FILES[@]}"; do
     # git apply works on a plain folder too (no repository needed).
-    if ! (cd "$1" && git apply --whitespace=nowarn "$p"); then
+    # GIT_CEILING_DIRECTORIES: never let git find an enclosing repository and patch that instead.
+    if ! (cd "$1" && GIT_CEILING_DIRECTORIES="$(dirname "$1")" git apply --whitespace=nowarn "$p"); then
       echo "build.sh: $(basename "$p") does not apply to llama.cpp $COMMIT" >&2
       return 1
     fi
@@ -100,7 +101,7 @@ if [[ $MODE == check ]]; then
   trap 'rm -rf "$tmp"' EXIT
   fetch_source "$tmp/src"
   for p in "${PATCH_FILES[@]}"; do
-    (cd "$tmp/src" && git apply --check --whitespace=nowarn "$p" && git apply --whitespace=nowarn "$p") \
+    (cd "$tmp/src" && export GIT_CEILING_DIRECTORIES="$tmp" && git apply --check --whitespace=nowarn "$p" && git apply --whitespace=nowarn "$p") \
       || { echo "build.sh: $(basename "$p") does not apply to llama.cpp $COMMIT" >&2; exit 1; }
   done
   echo "build.sh: ${#PATCH_FILES[@]} patches apply to llama.cpp $COMMIT"

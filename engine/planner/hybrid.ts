@@ -1,0 +1,149 @@
+/**
+ * The hybrid strategy (issue 22, runtimes/llama.cpp/patches/): the routed experts of the first N
+ * blocks live in pinned host memory as with `-ncmoe N -lm none`, but for one-token batches (decode)
+ * each such block's experts are split: a share `f` is read by the GPU over PCIe (zero-copy), the
+ * rest computed by the CPU, both at the same time. Prefill batches take the stock path (weights
+ * copied to the GPU per micro-batch), so prefill is that of the `-ncmoe N -lm none` candidate.
+ *
+ * The split comes from measured rates: the CPU's RAM rate and the GPU's zero-copy rate (the cost
+ * model's tiers), each scaled by what it keeps while the other path reads too (the concurrent tier
+ * figure of `spillway bench`). The GPU share that balances both parts is `gpu / (cpu + gpu)`, and a
+ * block's expert reads then take `bytes / (cpu + gpu)` instead of `bytes / cpu`. Without a measured
+ * concurrent figure the strategy is not proposed (a note says why).
+ *
+ * @example
+ * const rates = hybridRates(profile); // null without `spillway bench`'s concurrent figure
+ * if (rates) console.log(`GPU share ${rates.gpuFraction}`); // e.g. 0.4
+ * @module
+ */
+import type { Candidate, HardwareProfile } from "../../core/types.ts";
+import type { Evaluated, PlanContext } from "./candidates.ts";
+import { type CostConstants, DEFAULT_CONSTANTS } from "./cost.ts";
+import type { ModelSummary } from "./summary.ts";
+
+/** Constants of the hybrid split (not fitted yet: first estimates, see docs/planner.md). */
+export interface HybridConstants {
+  /**
+   * Per hybrid block per decoded token, ms: the extra launch of the GPU part and the copy of its
+   * output to the CPU, where the two parts are summed.
+   */
+  layerOverheadMs: number;
+  /** Fraction of the zero-copy rate the GPU part's one-token expert kernels reach. */
+  kernelEfficiency: number;
+  /** The GPU share is rounded to this step (the patched llama.cpp takes one global share). */
+  fractionStep: number;
+}
+
+/** First estimates of {@link HybridConstants}. */
+export const HYBRID_CONSTANTS: HybridConstants = { layerOverheadMs: 0.05, kernelEfficiency: 0.85, fractionStep: 0.05 };
+
+/** Rates of the two paths while both read, and the GPU share that balances them. */
+export interface HybridRates {
+  /** GB/s the CPU computes host experts at while the GPU reads too. */
+  cpuGBps: number;
+  /** GB/s the GPU reads host experts at while the CPU reads too. */
+  gpuGBps: number;
+  /** Share of each block's experts the GPU computes (0..1). */
+  gpuFraction: number;
+  /** Where the figures come from, for the plan's explanation. */
+  source: string;
+}
+
+/**
+ * The hybrid rates of a machine, or null when its profile has no GPU or no concurrent figure
+ * (`profile.measured.concurrentCpuGBps` / `concurrentGpuGBps`, written by `spillway bench`).
+ */
+export function hybridRates(hw: HardwareProfile, k: CostConstants = DEFAULT_CONSTANTS, h: HybridConstants = HYBRID_CONSTANTS): HybridRates | null {
+  const m = hw.measured;
+  const g = hw.gpu;
+  if (!g || !m?.concurrentCpuGBps || !m.concurrentGpuGBps) return null;
+  const cpuAlone = m.concurrentCpuAloneGBps?.median ?? m.concurrentCpuGBps.median;
+  const gpuAlone = m.concurrentGpuAloneGBps?.median ?? m.concurrentGpuGBps.median;
+  const keepCpu = Math.min(1, m.concurrentCpuGBps.median / cpuAlone);
+  const keepGpu = Math.min(1, m.concurrentGpuGBps.median / gpuAlone);
+  const cpu = hw.host.ramGBps * k.cpuEfficiency * keepCpu;
+  const gpu = g.zeroCopyGBps * k.zeroCopyEfficiency * h.kernelEfficiency * keepGpu;
+  const raw = gpu / (cpu + gpu);
+  const gpuFraction = Math.min(1 - h.fractionStep, Math.max(h.fractionStep, Math.round(raw / h.fractionStep) * h.fractionStep));
+  return {
+    cpuGBps: cpu,
+    gpuGBps: gpu,
+    gpuFraction: +gpuFraction.toFixed(3),
+    source: `concurrent probe: CPU keeps ${(keepCpu * 100).toFixed(0)}% and GPU zero-copy ${(keepGpu * 100).toFixed(0)}% of their rates while both read`,
+  };
+}
+
+/** Host expert bytes read per decoded token by the CPU in a layout (experts on host_cpu, by block). */
+function hostExpertBytesPerToken(e: Evaluated, s: ModelSummary): { bytes: number; blocks: number } {
+  const blocks = new Set<number>();
+  let bytes = 0;
+  for (const u of e.layout.units) {
+    if (u.group === "ffn_experts" && u.tier === "host_cpu") {
+      bytes += u.bytes * s.expertFraction;
+      if (u.layer !== null) blocks.add(u.layer);
+    }
+  }
+  return { bytes, blocks: blocks.size };
+}
+
+/**
+ * The hybrid variant of a fitting `-ncmoe N -lm none` candidate (pinned host experts), or null when
+ * the candidate is not one or has no host experts. Memory and prefill are the base candidate's.
+ */
+export function hybridOf(ctx: PlanContext, base: Evaluated, rates: HybridRates, h: HybridConstants = HYBRID_CONSTANTS): Evaluated | null {
+  const c = base.candidate;
+  if (c.strategy !== "experts_cpu" || c.settings.loadMode !== "none" || c.settings.kvOnHost || !c.fits) return null;
+  const { bytes, blocks } = hostExpertBytesPerToken(base, ctx.summary);
+  if (bytes <= 0 || blocks === 0) return null;
+  const k = ctx.constants;
+  const GB = 1e9;
+  // The cost model's time for these reads on the CPU alone, and with the split (both at once).
+  const cpuOnly = bytes / (ctx.hw.host.ramGBps * k.cpuEfficiency * GB);
+  const f = rates.gpuFraction;
+  const split = Math.max((bytes * (1 - f)) / (rates.cpuGBps * GB), (bytes * f) / (rates.gpuGBps * GB)) + (blocks * h.layerOverheadMs) / 1000;
+  const p = base.prediction;
+  const decodeSeconds = 1 / p.decodeTps - cpuOnly + split;
+  if (!(decodeSeconds > 0)) return null;
+  const prefillSeconds = ctx.workload.promptTokens / p.prefillTps;
+  const totalSeconds = prefillSeconds + ctx.workload.generatedTokens * decodeSeconds;
+  const n = c.settings.cpuMoeLayers;
+  const candidate: Candidate = {
+    ...c,
+    id: `hybrid-${n}-ub${c.settings.ubatch}`,
+    label: `experts of ${n} of ${ctx.summary.layerCount} blocks in pinned host memory; decode splits each block's experts, ` +
+      `${Math.round(f * 100)}% read by the GPU over PCIe and ${Math.round((1 - f) * 100)}% computed by the CPU at the same time ` +
+      `(${rates.gpuGBps.toFixed(0)} + ${rates.cpuGBps.toFixed(0)} GB/s); prefill as ${c.id} (ub ${c.settings.ubatch}; patched llama.cpp)`,
+    strategy: "hybrid",
+    settings: { ...c.settings, hybridGpuFraction: f },
+    predicted: { prefillTps: c.predicted.prefillTps, decodeTps: +(1 / decodeSeconds).toPrecision(4), totalSeconds: +totalSeconds.toPrecision(4) },
+    placements: c.placements.map((pl) => ({ ...pl, ...(pl.layers ? { layers: [...pl.layers] as [number, number] } : {}) })),
+  };
+  return {
+    candidate,
+    layout: base.layout,
+    prediction: {
+      ...p,
+      decodeTps: 1 / decodeSeconds,
+      totalSeconds,
+      decode: { ...p.decode, host_cpu: p.decode.host_cpu - cpuOnly + split - (blocks * h.layerOverheadMs) / 1000, overhead: p.decode.overhead + (blocks * h.layerOverheadMs) / 1000 },
+    },
+  };
+}
+
+/**
+ * Add the hybrid variants of the ranked candidates (when the runtime can run the patched build and
+ * the profile has the concurrent figure), re-ranked; `note` says why none was added, if so.
+ */
+export function withHybrid(ctx: PlanContext, ranked: Evaluated[]): { ranked: Evaluated[]; note: string | null } {
+  if (!ctx.caps.strategies.includes("hybrid") || ctx.hw.gpu === null || ctx.summary.expertCount === 0) return { ranked, note: null };
+  const rates = hybridRates(ctx.hw, ctx.constants);
+  if (!rates) {
+    const hasPinnedExperts = ranked.some((e) => e.candidate.strategy === "experts_cpu" && e.candidate.settings.loadMode === "none" && e.candidate.fits);
+    return { ranked, note: hasPinnedExperts ? "hybrid experts not considered: the hardware profile has no concurrent figure (run `spillway bench`)" : null };
+  }
+  const extra = ranked.map((e) => hybridOf(ctx, e, rates)).filter((e): e is Evaluated => e !== null);
+  const all = [...ranked, ...extra].sort((a, b) =>
+    Number(b.candidate.fits) - Number(a.candidate.fits) || a.prediction.totalSeconds - b.prediction.totalSeconds
+  );
+  return { ranked: all, note: extra.length > 0 ? `hybrid split from measured rates (${rates.source})` : null };
+}

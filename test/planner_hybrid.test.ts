@@ -1,0 +1,134 @@
+// Issue 22: the hybrid strategy in the planner (engine/planner/hybrid.ts), the llama.cpp adapter's
+// launch of the patched build, and the cache key shared with runtimes/llama.cpp/build.sh.
+import { test } from "node:test";
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { assert, assertEquals, assertGreater, assertMatch, assertStringIncludes } from "./_assert.ts";
+import type { HardwareProfile, Measured } from "../core/types.ts";
+import { getProfile } from "../engine/hardware/profiles.ts";
+import { modelInfoFromShape } from "../engine/planner/from_shape.ts";
+import { plan, type PlanRecipe } from "../engine/planner/plan.ts";
+import { formatPlan } from "../engine/planner/format.ts";
+import { hybridRates } from "../engine/planner/hybrid.ts";
+import { llamaCppLaunchSpec } from "../engine/runtimes/llamacpp.ts";
+import { HYBRID_FRACTION_ENV, hybridBuild, hybridBuildHint, hybridKey } from "../engine/runtimes/llamacpp_hybrid.ts";
+
+const model = modelInfoFromShape("qwen3-30b-a3b", "q8_0", "qwen3moe-30b-a3b-q8_0.gguf");
+const m = (median: number): Measured => ({ min: median, median, max: median, unit: "GB/s" });
+
+/** The reference machine at 12 GiB free, with the concurrent figure of shared/gpu/NOTES.md (16 threads). */
+function withConcurrent(base: HardwareProfile, cpu = 78.2, gpu = 51.05, cpuAlone = 84.5, gpuAlone = 51.4): HardwareProfile {
+  return {
+    ...base,
+    measured: {
+      ...(base.measured ?? {}),
+      concurrentCpuAloneGBps: m(cpuAlone),
+      concurrentGpuAloneGBps: m(gpuAlone),
+      concurrentCpuGBps: m(cpu),
+      concurrentGpuGBps: m(gpu),
+    },
+  };
+}
+
+function recipe(promptTokens: number, generatedTokens: number): PlanRecipe {
+  return {
+    runtime: { name: "llama.cpp" },
+    context: promptTokens + generatedTokens,
+    batch: 2048,
+    threads: 16,
+    workload: { objective: "custom", promptTokens, generatedTokens },
+    placement: { auto: true, kv: "auto", experts: "auto", cpuLayers: [] },
+  };
+}
+
+const base = getProfile("h200-12gib-free")!;
+
+test("hybrid rates: none without the concurrent figure; the GPU share balances the two paths", () => {
+  assertEquals(hybridRates(base), null);
+  const r = hybridRates(withConcurrent(base))!;
+  // CPU: 69 GB/s profile rate keeping 78.2/84.5; GPU: 51.3 * 0.9 * 0.85 keeping 51.05/51.4.
+  assert(Math.abs(r.cpuGBps - 69 * (78.2 / 84.5)) < 0.01, String(r.cpuGBps));
+  assert(Math.abs(r.gpuGBps - 51.3 * 0.9 * 0.85 * (51.05 / 51.4)) < 0.01, String(r.gpuGBps));
+  assertEquals(r.gpuFraction, 0.4);
+  assertStringIncludes(r.source, "CPU keeps 93%");
+});
+
+test("plan: the 30B-A3B shape at 12 GiB free with a measured profile chooses hybrid for decode and explains the split", () => {
+  const p = plan(model, withConcurrent(base), recipe(512, 512));
+  assertMatch(p.chosen, /^hybrid-\d+-ub\d+$/);
+  const chosen = p.candidates.find((c) => c.id === p.chosen)!;
+  assertEquals(chosen.strategy, "hybrid");
+  assertEquals(chosen.settings.hybridGpuFraction, 0.4);
+  assertEquals(chosen.settings.loadMode, "none");
+  // Its base (the same -ncmoe, pinned) is a candidate too, with the same prefill and a slower decode.
+  const stock = p.candidates.find((c) => c.id === `ncmoe-${chosen.settings.cpuMoeLayers}-none-ub${chosen.settings.ubatch}`)!;
+  assertEquals(chosen.predicted.prefillTps, stock.predicted.prefillTps);
+  assertGreater(chosen.predicted.decodeTps, stock.predicted.decodeTps * 1.1);
+  assertEquals(chosen.memory, stock.memory);
+  assertStringIncludes(chosen.label, "40% read by the GPU over PCIe and 60% computed by the CPU at the same time");
+  assertStringIncludes(p.reason, `Chose ${chosen.id}`);
+  assert(p.notes!.some((n) => n.startsWith("hybrid split from measured rates")));
+  assertStringIncludes(formatPlan(p), "hybrid split from measured rates");
+});
+
+test("plan: no hybrid without the concurrent figure (a note says why), nor where it does not win", () => {
+  const p = plan(model, base, recipe(512, 512));
+  assert(!p.candidates.some((c) => c.strategy === "hybrid"));
+  assert(p.notes!.some((n) => n.includes("no concurrent figure (run `spillway bench`)")));
+  // A GPU whose zero-copy path is nearly useless: hybrid candidates exist but lose to stock.
+  const slowPcie: HardwareProfile = withConcurrent({ ...base, gpu: { ...base.gpu!, zeroCopyGBps: 0.5 } }, 78.2, 0.5, 84.5, 0.5);
+  const q = plan(model, slowPcie, recipe(512, 512));
+  assert(q.candidates.some((c) => c.strategy === "hybrid"));
+  assert(q.candidates.find((c) => c.id === q.chosen)!.strategy !== "hybrid", q.chosen);
+  // A runtime that cannot run the patched build never gets it.
+  const o = plan(model, withConcurrent(base), { ...recipe(512, 512), runtime: { name: "ollama" } });
+  assert(!o.candidates.some((c) => c.strategy === "hybrid"));
+});
+
+test("launch: a hybrid plan sets the GPU share for the patched llama.cpp; the launcher's hint says how to build it", () => {
+  const p = plan(model, withConcurrent(base), recipe(512, 512));
+  const spec = llamaCppLaunchSpec(p, null);
+  assertEquals(spec.env[HYBRID_FRACTION_ENV], "0.4");
+  const built = hybridBuild().built("llama-server");
+  assertEquals(spec.argv[0], built ?? "llama-server");
+  // The recipe's binary wins.
+  assertEquals(llamaCppLaunchSpec(p, { program: "server", binary: "/opt/llama/llama-server" } as never).argv[0], "/opt/llama/llama-server");
+  assertStringIncludes(hybridBuildHint(), "runtimes/llama.cpp/build.sh");
+  // A stock plan gets no hybrid environment.
+  const stock = plan(model, base, recipe(512, 512));
+  assertEquals(llamaCppLaunchSpec(stock, null).env[HYBRID_FRACTION_ENV], undefined);
+});
+
+test("the patched build's cache key: the same in TypeScript and in build.sh, and it changes with a patch", () => {
+  const dir = mkdtempSync(join(tmpdir(), "hybrid-key-"));
+  try {
+    // A throwaway runtimes/llama.cpp with the real build.sh, two patches and a one-commit bundle.
+    const rt = join(dir, "runtimes", "llama.cpp");
+    mkdirSync(join(rt, "patches"), { recursive: true });
+    execFileSync("cp", [join(process.cwd(), "runtimes", "llama.cpp", "build.sh"), rt]);
+    writeFileSync(join(rt, "patches", "0002-b.patch"), "b\n");
+    writeFileSync(join(rt, "patches", "0001-a.patch"), "a\n");
+    const src = join(dir, "src");
+    mkdirSync(src);
+    const git = (...a: string[]) => execFileSync("git", ["-C", src, "-c", "user.email=t@t", "-c", "user.name=t", ...a], { encoding: "utf8" });
+    git("init", "-q");
+    writeFileSync(join(src, "f"), "x\n");
+    git("add", "f");
+    git("commit", "-q", "-m", "x");
+    const commit = git("rev-parse", "HEAD").trim();
+    const bundle = join(dir, "src.bundle");
+    git("bundle", "create", bundle, "HEAD");
+    const cache = join(dir, "cache");
+    const fromScript = execFileSync("bash", [join(rt, "build.sh"), "--bundle", bundle, "--cache", cache, "--print-dir"], { encoding: "utf8" }).trim();
+    const b = hybridBuild({ root: rt, bundle, cache });
+    assertEquals(b.binDir, fromScript);
+    assertEquals(b.binDir, join(cache, "llama.cpp-hybrid", hybridKey(commit, [{ name: "0001-a.patch", content: "a\n" }, { name: "0002-b.patch", content: "b\n" }]), "build", "bin"));
+    assertEquals(b.built("llama-server"), null);
+    writeFileSync(join(rt, "patches", "0002-b.patch"), "b2\n");
+    assert(hybridBuild({ root: rt, bundle, cache }).binDir !== b.binDir);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
