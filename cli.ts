@@ -8,7 +8,7 @@
 import process from "node:process";
 import { cac } from "cac";
 import pkg from "./package.json" with { type: "json" };
-import { RecipeSchemaError, SpillwayError } from "./engine/errors.ts";
+import { RecipeSchemaError, SpillwayError } from "./core/errors.ts";
 
 /** Exit codes: 0 ok, 1 failure reported by the command, 2 usage or input error. */
 type Action = (...args: never[]) => Promise<number>;
@@ -54,12 +54,12 @@ export function createCli(): ReturnType<typeof cac> {
     .option("--out-dir <dir>", "With --autotune: where to write the results JSON and chart")
     .action(wrap(async (recipe: string, o: Record<string, unknown>) => {
       if (!o.autotune) {
-        const { planCommand } = await import("./engine/planner/command.ts");
+        const { planCommand } = await import("./commands/plan.ts");
         return planCommand(recipe, { json: Boolean(o.json), hardware: o.hardware as string | undefined });
       }
-      const { planRecipe } = await import("./engine/planner/command.ts");
+      const { planRecipe } = await import("./commands/plan.ts");
       const { formatPlan } = await import("./engine/planner/format.ts");
-      const { autotune } = await import("./engine/planner/autotune.ts");
+      const { autotune } = await import("./engine/autotune/autotune.ts");
       // The cost model's plan, not one a stored outcome already changed: autotune applies (or
       // with --force replaces) the stored outcome itself and records what the model predicted.
       const planned = await planRecipe(recipe, { hardware: o.hardware as string | undefined, cachedAutotune: false });
@@ -84,7 +84,7 @@ export function createCli(): ReturnType<typeof cac> {
     .option("--hardware <name>", "Hardware profile name (or 'probe') overriding the recipe's")
     .option("--shim <path>", "Shim library to preload (default: the built one)")
     .action(wrap(async (recipe: string | undefined, o: Record<string, unknown>) => {
-      const { runCommand } = await import("./engine/run_command.ts");
+      const { runCommand } = await import("./commands/run.ts");
       const extra = (o["--"] as string[] | undefined) ?? [];
       return runCommand(recipe ?? null, extra, {
         dryRun: Boolean(o.dryRun),
@@ -103,7 +103,7 @@ export function createCli(): ReturnType<typeof cac> {
     .option("--vocab <n>", "Vocabulary size override")
     .option("--list", "List the known shapes")
     .action(wrap(async (shape: string | undefined, o: Record<string, unknown>) => {
-      const { synthCommand, listShapes } = await import("./engine/model/synth_command.ts");
+      const { synthCommand, listShapes } = await import("./commands/synth.ts");
       if (o.list || !shape) {
         for (const s of listShapes()) console.log(`${s.id.padEnd(22)} ${s.description ?? ""}`);
         return shape || o.list ? 0 : 2;
@@ -128,7 +128,7 @@ export function createCli(): ReturnType<typeof cac> {
     .option("--skip <parts>", "Comma list of parts to skip: gpu,cpu,disk")
     .option("--pin-bytes <size>", "Bytes per pinned allocation / registration trial, e.g. 4G (default: the buffer size)")
     .action(wrap(async (o: Record<string, unknown>) => {
-      const { benchCommand } = await import("./engine/hardware/bench/command.ts");
+      const { benchCommand } = await import("./commands/bench.ts");
       let pinBytes: number | undefined;
       if (o.pinBytes !== undefined) {
         const { parseSize } = await import("./engine/recipe/size.ts");
@@ -158,7 +158,7 @@ export function createCli(): ReturnType<typeof cac> {
     .option("--json", "JSON output")
     .option("--once", "Print one snapshot and exit")
     .action(wrap(async (o: Record<string, unknown>) => {
-      const { topCommand } = await import("./engine/run_command.ts");
+      const { topCommand } = await import("./commands/run.ts");
       return topCommand({ json: Boolean(o.json), once: Boolean(o.once) });
     }));
 
@@ -169,7 +169,7 @@ export function createCli(): ReturnType<typeof cac> {
     .option("--ko <file>", "The .ko to load (default: the built one)")
     .option("--json", "Machine-readable status")
     .action(wrap(async (action: string, o: Record<string, unknown>) => {
-      const { kmodCommand } = await import("./kmod/cli.ts");
+      const { kmodCommand } = await import("./commands/kmod.ts");
       const actions = ["build", "load", "unload", "status"];
       if (!actions.includes(action)) {
         console.error(`spillway kmod: unknown action '${action}'; use one of ${actions.join(", ")}`);

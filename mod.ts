@@ -11,8 +11,8 @@
  *
  * @module
  */
-export * from "./engine/types.ts";
-export * from "./engine/errors.ts";
+export * from "./core/types.ts";
+export * from "./core/errors.ts";
 export { currentRuntime, loadFfi } from "./ffi/mod.ts";
 export type { Ffi, FnDecl, NativeLibrary, NativeType, SymbolDecls } from "./ffi/types.ts";
 export { defineStruct } from "./ffi/struct.ts";
@@ -29,15 +29,15 @@ export { listShapes } from "./engine/model/shapes.ts";
 export { getProfile, probeHardware, profileNames, resolveHardware } from "./engine/hardware/mod.ts";
 export { plan, planRecipe } from "./engine/planner/mod.ts";
 export type { PlannedRecipe, PlanOptions } from "./engine/planner/mod.ts";
-export { autotune } from "./engine/planner/autotune.ts";
-export type { AutotuneOptions, AutotuneResult } from "./engine/planner/autotune.ts";
-export { runBench } from "./engine/hardware/bench/mod.ts";
+export { autotune } from "./engine/autotune/autotune.ts";
+export type { AutotuneOptions, AutotuneResult } from "./engine/autotune/autotune.ts";
+export { runBench } from "./engine/hardware/measure/mod.ts";
 
 // Launching runtimes with a plan, and watching them.
 export { adapterFor, llamaBenchArgs } from "./engine/runtimes/mod.ts";
 export type { RunRecipe, RuntimeAdapter, RuntimeCapabilities } from "./engine/runtimes/mod.ts";
-export { launch, launchSpec } from "./engine/launch.ts";
-export type { LaunchHandle, LaunchOptions, PlanLaunchOptions } from "./engine/launch.ts";
+export { launch, launchSpec } from "./engine/launch/mod.ts";
+export type { LaunchHandle, LaunchOptions, PlanLaunchOptions } from "./engine/launch/mod.ts";
 export { snapshot } from "./engine/monitor.ts";
 export type { ProcessStats, Snapshot } from "./engine/monitor.ts";
 

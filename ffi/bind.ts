@@ -5,7 +5,7 @@
  *
  * @module
  */
-import { FfiLoadError } from "../engine/errors.ts";
+import { FfiLoadError } from "../core/errors.ts";
 import type { FnDecl, NativeLibrary, NativeType, SymbolDecls } from "./types.ts";
 
 /** How one backend converts values at the interface. */

@@ -15,7 +15,7 @@
  *
  * @module
  */
-import { HardwareProbeError } from "../engine/errors.ts";
+import { HardwareProbeError } from "../core/errors.ts";
 import { loadFfi } from "./mod.ts";
 import type { Ffi, NativeLibrary } from "./types.ts";
 

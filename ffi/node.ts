@@ -3,7 +3,7 @@
  * @module
  */
 import { createRequire } from "node:module";
-import { FfiLoadError } from "../engine/errors.ts";
+import { FfiLoadError } from "../core/errors.ts";
 import type { Ffi, FnDecl, NativeLibrary, NativeType, SymbolDecls } from "./types.ts";
 
 // koffi is CommonJS with a native addon; require keeps bundlers from inlining it.

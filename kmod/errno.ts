@@ -11,7 +11,7 @@
  *
  * @module
  */
-import { KernelModuleError } from "../engine/errors.ts";
+import { KernelModuleError } from "../core/errors.ts";
 import type { Libc } from "../ffi/libc.ts";
 
 /** Linux errno names for the values the module client can meet (x86-64 / generic numbering). */

@@ -17,11 +17,11 @@ import { release } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import process from "node:process";
-import { KernelModuleError } from "../engine/errors.ts";
+import { KernelModuleError } from "../core/errors.ts";
 import { libc, O, SYS } from "../ffi/libc.ts";
 import { kmodError } from "./errno.ts";
 import { DEVICE_PATH, PARAMS_DIR, SYSFS_DIR } from "./uapi.ts";
-import { cacheDir } from "../engine/paths.ts";
+import { cacheDir } from "../core/paths.ts";
 
 /** The module's name, as the kernel knows it. */
 export const MODULE_NAME = "spillway";

@@ -18,7 +18,7 @@
  *
  * @module
  */
-import { KernelModuleError } from "../engine/errors.ts";
+import { KernelModuleError } from "../core/errors.ts";
 import { libc, type Libc, MMAP, O } from "../ffi/libc.ts";
 import { kmodError } from "./errno.ts";
 import { NOT_LOADED_MESSAGE } from "./loader.ts";

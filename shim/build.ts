@@ -21,9 +21,9 @@ import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { LaunchError } from "../engine/errors.ts";
-import { cacheDir } from "../engine/paths.ts";
-import type { ShimSettings } from "../engine/types.ts";
+import { LaunchError } from "../core/errors.ts";
+import { cacheDir } from "../core/paths.ts";
+import type { ShimSettings } from "../core/types.ts";
 
 /** File name of the library. */
 export const SHIM_LIBRARY_NAME = "libspillway_shim.so";

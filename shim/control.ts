@@ -15,7 +15,7 @@
  * @module
  */
 import { loadFfi } from "../ffi/mod.ts";
-import { SpillwayError } from "../engine/errors.ts";
+import { SpillwayError } from "../core/errors.ts";
 import { decodeShimStats, type ShimStats, STATS_SIZE } from "./stats.ts";
 
 const SYMBOLS = {

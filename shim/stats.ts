@@ -16,7 +16,7 @@
  */
 import { readdirSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { SpillwayError } from "../engine/errors.ts";
+import { SpillwayError } from "../core/errors.ts";
 
 /** "SPILLSWT" as a little-endian u64. */
 export const STATS_MAGIC = 0x5457534c4c495053n;

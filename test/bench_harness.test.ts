@@ -7,7 +7,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { assert, assertEquals, assertGreater, assertLess, assertMatch, assertThrows } from "./_assert.ts";
-import { RecipeSchemaError, RecipeSyntaxError } from "../engine/errors.ts";
+import { RecipeSchemaError, RecipeSyntaxError } from "../core/errors.ts";
 import { readModel } from "../engine/model/mod.ts";
 import { synthesize } from "../engine/model/synth.ts";
 import { parseReadyLine } from "../bench/harness/ballast.ts";

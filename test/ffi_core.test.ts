@@ -8,7 +8,7 @@ import process from "node:process";
 import { currentRuntime, loadFfi } from "../ffi/mod.ts";
 import { libc, MMAP, O } from "../ffi/libc.ts";
 import { defineStruct } from "../ffi/struct.ts";
-import { FfiLoadError } from "../engine/errors.ts";
+import { FfiLoadError } from "../core/errors.ts";
 import { assert, assertEquals, assertGreater, assertStrictEquals, assertThrows } from "./_assert.ts";
 import { buildC } from "./_native.ts";
 

@@ -15,7 +15,7 @@ import {
   profileNames,
   resolveHardware,
 } from "../engine/hardware/mod.ts";
-import { HardwareProbeError } from "../engine/errors.ts";
+import { HardwareProbeError } from "../core/errors.ts";
 
 const GiB = 2 ** 30;
 
@@ -106,7 +106,7 @@ test("probe: RAM bandwidth is assumed per core until spillway bench measures it"
 });
 
 test("resolve: a spillway bench cache is used only for the machine it measured", async () => {
-  const { hostIds, machineKey, writeCacheEntry } = await import("../engine/hardware/bench/cache.ts");
+  const { hostIds, machineKey, writeCacheEntry } = await import("../engine/hardware/measure/machine_cache.ts");
   const dir = mkdtempSync(join(tmpdir(), "spillway-hw-"));
   try {
     const cachePath = join(dir, "hardware.json");

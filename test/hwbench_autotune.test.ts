@@ -4,15 +4,15 @@ import { test } from "node:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { autotune, calibratedConstants, pickMeasuredBest, selectTrialCandidates, workloadSeconds } from "../engine/planner/autotune.ts";
-import { fitConstants } from "../engine/hardware/bench/calibrate.ts";
+import { autotune, calibratedConstants, pickMeasuredBest, selectTrialCandidates, workloadSeconds } from "../engine/autotune/autotune.ts";
+import { fitConstants } from "../engine/autotune/calibrate.ts";
 import { modelInfoFromShape } from "../engine/planner/from_shape.ts";
 import { getProfile } from "../engine/hardware/profiles.ts";
 import { plan as makePlan, type PlanRecipe } from "../engine/planner/plan.ts";
 import { DEFAULT_CONSTANTS } from "../engine/planner/cost.ts";
-import type { AutotuneRow } from "../engine/hardware/bench/autotune_cache.ts";
-import type { Candidate, Plan } from "../engine/types.ts";
-import { PlanError } from "../engine/errors.ts";
+import type { AutotuneRow } from "../engine/autotune/outcome_cache.ts";
+import type { Candidate, Plan } from "../core/types.ts";
+import { PlanError } from "../core/errors.ts";
 import { assert, assertAlmostEquals, assertEquals, assertLess, assertNotEquals, assertRejects } from "./_assert.ts";
 
 const recipe: PlanRecipe & { runtime: { name: "llama.cpp"; binary: string } } = {

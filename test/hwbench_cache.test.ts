@@ -3,10 +3,10 @@ import { test } from "node:test";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { type CacheEntry, findBenchEntry, machineKey, type MachineIds, readCache, writeCacheEntry } from "../engine/hardware/bench/cache.ts";
-import { autotuneKey, findAutotune, readAutotune, writeAutotune, type AutotuneEntry } from "../engine/hardware/bench/autotune_cache.ts";
-import { HardwareProbeError } from "../engine/errors.ts";
-import type { HardwareProfile, Plan } from "../engine/types.ts";
+import { type CacheEntry, findBenchEntry, machineKey, type MachineIds, readCache, writeCacheEntry } from "../engine/hardware/measure/machine_cache.ts";
+import { autotuneKey, findAutotune, readAutotune, writeAutotune, type AutotuneEntry } from "../engine/autotune/outcome_cache.ts";
+import { HardwareProbeError } from "../core/errors.ts";
+import type { HardwareProfile, Plan } from "../core/types.ts";
 import { assert, assertEquals, assertNotEquals, assertThrows } from "./_assert.ts";
 
 const host = { hostname: "box", cpuName: "Xeon", ramGiB: 126 };

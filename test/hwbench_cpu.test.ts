@@ -4,12 +4,12 @@ import { test } from "node:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { measureCpuRam } from "../engine/hardware/bench/cpu.ts";
-import { measureDiskRead } from "../engine/hardware/bench/disk.ts";
-import { benchCommand, formatBenchTable, runBench } from "../engine/hardware/bench/command.ts";
-import { autotuneChartSvg, renderPng } from "../engine/hardware/bench/chart.ts";
-import type { AutotuneEntry } from "../engine/hardware/bench/autotune_cache.ts";
-import { FfiLoadError, HardwareProbeError } from "../engine/errors.ts";
+import { measureCpuRam } from "../engine/hardware/measure/cpu.ts";
+import { measureDiskRead } from "../engine/hardware/measure/disk.ts";
+import { benchCommand, formatBenchTable, runBench } from "../commands/bench.ts";
+import { autotuneChartSvg, renderPng } from "../engine/autotune/chart.ts";
+import type { AutotuneEntry } from "../engine/autotune/outcome_cache.ts";
+import { FfiLoadError, HardwareProbeError } from "../core/errors.ts";
 import { assert, assertEquals, assertGreater, assertMatch, assertRejects, assertStringIncludes } from "./_assert.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "hwbench-cpu-"));
@@ -30,8 +30,8 @@ test("CPU RAM helper builds with gcc, runs all threads, reports > 0 GB/s per rep
 });
 
 test("CPU RAM helper rejects an unknown loop mode with its name", async () => {
-  const { buildHelper } = await import("../engine/hardware/bench/native.ts");
-  const { runHelper } = await import("../engine/hardware/bench/cpu.ts");
+  const { buildHelper } = await import("../engine/hardware/measure/native.ts");
+  const { runHelper } = await import("../engine/hardware/measure/cpu.ts");
   const exe = buildHelper("cpu_bw", dir, ["-pthread"]);
   const e = await assertRejects(() => runHelper(exe, ["1", "1048576", "1", "fast"]), HardwareProbeError);
   assertStringIncludes(e.message, "mode must be tuned or simple, not 'fast'");

@@ -1,5 +1,5 @@
 /*
- * A fake libcuda for the CPU tests of ffi/cuda.ts and engine/hardware/bench/gpu.ts: the calls the
+ * A fake libcuda for the CPU tests of ffi/cuda.ts and engine/hardware/measure/gpu.ts: the calls the
  * bench makes, implemented on host memory, so argument marshalling (out-parameters, kernel
  * parameter arrays, 64-bit sizes) and the bench's bookkeeping are checked without a GPU.
  *

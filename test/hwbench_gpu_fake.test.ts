@@ -6,8 +6,8 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { CudaError, loadCuda } from "../ffi/cuda.ts";
 import { loadFfi } from "../ffi/mod.ts";
-import { measureGpu, readKernelPtx } from "../engine/hardware/bench/gpu.ts";
-import { runBench } from "../engine/hardware/bench/command.ts";
+import { measureGpu, readKernelPtx } from "../engine/hardware/measure/gpu.ts";
+import { runBench } from "../commands/bench.ts";
 import { buildC } from "./_native.ts";
 import { assert, assertEquals, assertGreater, assertMatch, assertRejects, assertStringIncludes, assertThrows } from "./_assert.ts";
 

@@ -1,11 +1,11 @@
 // Parsing and small pure pieces of `spillway bench` and autotune.
 import { test } from "node:test";
-import { parseHelperOutput } from "../engine/hardware/bench/helper_output.ts";
-import { summarize } from "../engine/hardware/bench/stats.ts";
-import { pcieGenFromSpeed } from "../engine/hardware/bench/profile.ts";
-import { parseLlamaBenchJson, trialCounts } from "../engine/hardware/bench/trials.ts";
-import { fmtBytes } from "../engine/hardware/bench/gpu.ts";
-import { HardwareProbeError, LaunchError } from "../engine/errors.ts";
+import { parseHelperOutput } from "../engine/hardware/measure/helper_output.ts";
+import { summarize } from "../engine/hardware/measure/stats.ts";
+import { pcieGenFromSpeed } from "../engine/hardware/measure/profile.ts";
+import { parseLlamaBenchJson, trialCounts } from "../engine/autotune/trials.ts";
+import { fmtBytes } from "../engine/hardware/measure/gpu.ts";
+import { HardwareProbeError, LaunchError } from "../core/errors.ts";
 import { assertEquals, assertThrows } from "./_assert.ts";
 
 test("summarize: min/median/max, even and odd counts, bad input", () => {

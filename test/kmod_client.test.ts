@@ -5,9 +5,9 @@ import { test } from "node:test";
 import { chmodSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { KernelModuleError } from "../engine/errors.ts";
+import { KernelModuleError } from "../core/errors.ts";
 import { libc, O } from "../ffi/libc.ts";
-import { kmodCommand } from "../kmod/cli.ts";
+import { kmodCommand } from "../commands/kmod.ts";
 import {
   buildModule,
   formatParams,

@@ -4,7 +4,7 @@ import { assertEquals } from "./_assert.ts";
 import { classifyTensor } from "../engine/model/classify.ts";
 import { kvBytesPerToken } from "../engine/model/kv.ts";
 import { getShape, listShapes, shapeTensors } from "../engine/model/shapes.ts";
-import type { TensorClass } from "../engine/types.ts";
+import type { TensorClass } from "../core/types.ts";
 
 function check(cases: [string, TensorClass, number | null][]): void {
   for (const [name, cls, layer] of cases) {

@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gguf } from "@huggingface/gguf";
 import { assert, assertEquals, assertLess, assertRejects } from "./_assert.ts";
-import { ModelFileError } from "../engine/errors.ts";
+import { ModelFileError } from "../core/errors.ts";
 import { readModel } from "../engine/model/mod.ts";
 import { readGgufHeader, GGUF_TYPE } from "../engine/model/gguf.ts";
 import { layoutGguf, type GgufWriteValue } from "../engine/model/gguf_writer.ts";

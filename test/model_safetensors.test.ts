@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync, statSync, truncateSync, writeFileSync } from "node
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { assert, assertEquals, assertRejects } from "./_assert.ts";
-import { ModelFileError } from "../engine/errors.ts";
+import { ModelFileError } from "../core/errors.ts";
 import { readModel } from "../engine/model/mod.ts";
 
 async function withTmp(fn: (dir: string) => Promise<void>): Promise<void> {

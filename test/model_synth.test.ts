@@ -5,10 +5,10 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { assert, assertAlmostEquals, assertEquals, assertGreater, assertLess, assertNotEquals, assertRejects } from "./_assert.ts";
-import { InterruptedError, ModelFileError } from "../engine/errors.ts";
+import { InterruptedError, ModelFileError } from "../core/errors.ts";
 import { readModel } from "../engine/model/mod.ts";
 import { synthesize, toF16 } from "../engine/model/synth.ts";
-import { listShapes, synthCommand } from "../engine/model/synth_command.ts";
+import { listShapes, synthCommand } from "../commands/synth.ts";
 
 async function withTmp(fn: (dir: string) => Promise<void>): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), "spillway-synth-"));

@@ -20,7 +20,7 @@
 import { readFileSync } from "node:fs";
 import { test } from "node:test";
 import { assert, assertEquals } from "./_assert.ts";
-import type { HardwareProfile } from "../engine/types.ts";
+import type { HardwareProfile } from "../core/types.ts";
 import { getProfile } from "../engine/hardware/profiles.ts";
 import type { CandidateSpec } from "../engine/planner/candidates.ts";
 import { evaluate } from "../engine/planner/candidates.ts";

@@ -3,15 +3,15 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { assert, assertEquals, assertLess, assertMatch, assertThrows } from "./_assert.ts";
-import { PlanError } from "../engine/errors.ts";
+import { PlanError } from "../core/errors.ts";
 import { getProfile } from "../engine/hardware/profiles.ts";
 import { readModel } from "../engine/model/mod.ts";
 import { synthesize } from "../engine/model/synth.ts";
 import { modelInfoFromShape } from "../engine/planner/from_shape.ts";
-import { planCommand } from "../engine/planner/command.ts";
+import { planCommand } from "../commands/plan.ts";
 import { plan, type PlanRecipe } from "../engine/planner/plan.ts";
 import { DEFAULT_RESERVE } from "../engine/planner/memory.ts";
-import type { Plan } from "../engine/types.ts";
+import type { Plan } from "../core/types.ts";
 
 function recipe(runtime: string, over: Partial<PlanRecipe> = {}): PlanRecipe {
   return {

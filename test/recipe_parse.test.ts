@@ -3,7 +3,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "n
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { assert, assertEquals, assertMatch, assertRejects, assertThrows } from "./_assert.ts";
-import { ModelFileError, RecipeSchemaError, RecipeSyntaxError } from "../engine/errors.ts";
+import { ModelFileError, RecipeSchemaError, RecipeSyntaxError } from "../core/errors.ts";
 import { loadRecipe, parseRecipe, parseSize, RECIPE_SPEC, toJsonSchema } from "../engine/recipe/mod.ts";
 
 const ok = `{ model: { path: "m.gguf" }, runtime: "llama.cpp" }`;

@@ -5,7 +5,7 @@ import { test } from "node:test";
 import { join } from "node:path";
 import { assert, assertEquals, assertGreater, assertMatch } from "./_assert.ts";
 import { ROOT } from "./_native.ts";
-import { formatCommand, runCommand, type RunReport } from "../engine/run_command.ts";
+import { formatCommand, runCommand, type RunReport } from "../commands/run.ts";
 
 test("spillway run recipes/demo.json5: plans, runs node-llama-cpp in process, reports t/s", async () => {
   let text = "";

@@ -3,8 +3,8 @@
 //   run_driver.ts run <recipe|-> [--dry-run] [--json] [-- extra args...]
 //   run_driver.ts top [--once] [--json]
 import process from "node:process";
-import { SpillwayError } from "../engine/errors.ts";
-import { runCommand, topCommand } from "../engine/run_command.ts";
+import { SpillwayError } from "../core/errors.ts";
+import { runCommand, topCommand } from "../commands/run.ts";
 
 const argv = process.argv.slice(2);
 const dash = argv.indexOf("--");

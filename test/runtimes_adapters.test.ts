@@ -1,8 +1,8 @@
 // Golden argv/env per runtime adapter for hand-built plans.
 import { test } from "node:test";
 import { assert, assertEquals, assertMatch, assertThrows } from "./_assert.ts";
-import type { Candidate, Plan, RuntimeSettings, ShimSettings } from "../engine/types.ts";
-import { LaunchError, RecipeSchemaError } from "../engine/errors.ts";
+import type { Candidate, Plan, RuntimeSettings, ShimSettings } from "../core/types.ts";
+import { LaunchError, RecipeSchemaError } from "../core/errors.ts";
 import { adapterFor, ADAPTERS, canExpress, llamaBenchArgs, llamaProgramOf, ollamaModelfile, ollamaRequestOptions } from "../engine/runtimes/mod.ts";
 import { transformersEntryPath } from "../engine/runtimes/transformers.ts";
 import { nodeLlamaCppRun } from "../engine/runtimes/node_llama_cpp.ts";

@@ -6,7 +6,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { buildShim, locateShim, SHIM_LIBRARY_NAME, shimContentHash, shimEnv, shimLibraryPath } from "../shim/build.ts";
 import { formatPlacementMap } from "../shim/placement.ts";
-import { LaunchError } from "../engine/errors.ts";
+import { LaunchError } from "../core/errors.ts";
 import { assert, assertEquals, assertMatch, assertRejects, assertThrows } from "./_assert.ts";
 import { testShim } from "./shim_helpers.ts";
 

@@ -8,7 +8,7 @@ import { join } from "node:path";
 import process from "node:process";
 import { openShimControl } from "../shim/control.ts";
 import { decodeShimStats, listShimStats, readShimStats, STATS_SIZE } from "../shim/stats.ts";
-import { SpillwayError } from "../engine/errors.ts";
+import { SpillwayError } from "../core/errors.ts";
 import { assert, assertEquals, assertThrows } from "./_assert.ts";
 import { fakeCudaDir, MiB, ofOp, runProg, testShim } from "./shim_helpers.ts";
 

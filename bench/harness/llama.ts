@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { ModelInfo } from "../../engine/types.ts";
+import type { ModelInfo } from "../../core/types.ts";
 import type { Throughput } from "./results.ts";
 
 /** One test row of `llama-bench -o json`. */

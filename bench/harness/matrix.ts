@@ -8,7 +8,7 @@
  */
 import { readFileSync } from "node:fs";
 import JSON5 from "json5";
-import { RecipeSchemaError, RecipeSyntaxError } from "../../engine/errors.ts";
+import { RecipeSchemaError, RecipeSyntaxError } from "../../core/errors.ts";
 
 /** A synthetic model of a known shape (engine/model/shapes.ts). */
 export interface MatrixModel {

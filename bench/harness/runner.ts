@@ -9,10 +9,10 @@
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import type { BenchReport } from "../../engine/hardware/bench/command.ts";
+import type { BenchReport } from "../../commands/bench.ts";
 import { readModel } from "../../engine/model/mod.ts";
 import { llamaBenchArgs } from "../../engine/runtimes/llamacpp.ts";
-import type { ModelInfo, Plan } from "../../engine/types.ts";
+import type { ModelInfo, Plan } from "../../core/types.ts";
 import { shimEnv } from "../../shim/build.ts";
 import { type Ballast, startBallast } from "./ballast.ts";
 import {

@@ -12,8 +12,8 @@
 import type { ChildProcess } from "node:child_process";
 import { readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { exitStatus } from "../../engine/exit_status.ts";
-import type { ModelInfo } from "../../engine/types.ts";
+import { exitStatus } from "../../core/exit_status.ts";
+import type { ModelInfo } from "../../core/types.ts";
 import { type Ballast, startBallast } from "./ballast.ts";
 import type { Matrix, MatrixModel, ServerMethod, ServerSection } from "./matrix.ts";
 import { formatCommand, startChild, type StepResult } from "./proc.ts";

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { HardwareProfile } from "../types.ts";
+import type { HardwareProfile } from "../../core/types.ts";
 
 const GiB = 2 ** 30;
 const MiB = 2 ** 20;

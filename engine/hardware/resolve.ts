@@ -5,11 +5,11 @@
  *
  * @module
  */
-import { HardwareProbeError } from "../errors.ts";
+import { HardwareProbeError } from "../../core/errors.ts";
 import type { HardwareOverrides, HardwareSpec } from "../recipe/types.ts";
-import type { HardwareProfile } from "../types.ts";
-import { type CachedProfile, measuredProfilePath, readMeasuredProfile } from "./cache.ts";
-import { type CacheFile, findBenchEntry } from "./bench/cache.ts";
+import type { HardwareProfile } from "../../core/types.ts";
+import { type CachedProfile, measuredProfilePath, readMeasuredProfile } from "./measured_profile.ts";
+import { type CacheFile, findBenchEntry } from "./measure/machine_cache.ts";
 import { probeHardware, type ProbeOptions } from "./probe.ts";
 import { getProfile, profileNames } from "./profiles.ts";
 

@@ -6,7 +6,7 @@
  */
 
 import { closeSync, fstatSync, openSync, readSync } from "node:fs";
-import { ModelFileError } from "../errors.ts";
+import { ModelFileError } from "../../core/errors.ts";
 
 const MIN_CHUNK = 1 << 20;
 

@@ -6,7 +6,7 @@
  * @module
  */
 
-import type { TensorClass } from "../types.ts";
+import type { TensorClass } from "../../core/types.ts";
 
 /** Role and transformer block of a tensor. */
 export interface TensorRole {

@@ -8,7 +8,7 @@
  * @module
  */
 
-import { ModelFileError } from "../errors.ts";
+import { ModelFileError } from "../../core/errors.ts";
 import { ByteReader } from "./byte_reader.ts";
 import { type GgmlType, ggmlTypeById } from "./ggml_types.ts";
 

@@ -15,8 +15,8 @@
 
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
-import { ModelFileError } from "../errors.ts";
-import type { ModelInfo, TensorInfo } from "../types.ts";
+import { ModelFileError } from "../../core/errors.ts";
+import type { ModelInfo, TensorInfo } from "../../core/types.ts";
 import { ByteReader } from "./byte_reader.ts";
 import { classifyTensor } from "./classify.ts";
 import { type GgufHeader, type GgufKv, type GgufValue, readGgufHeader } from "./gguf.ts";

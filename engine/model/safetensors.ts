@@ -9,7 +9,7 @@
 
 import { readFileSync } from "node:fs";
 import { basename, dirname, join } from "node:path";
-import { ModelFileError } from "../errors.ts";
+import { ModelFileError } from "../../core/errors.ts";
 import { ByteReader } from "./byte_reader.ts";
 
 /** Bytes per element of each safetensors dtype (F4 packs two elements per byte). */

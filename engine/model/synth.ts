@@ -9,7 +9,7 @@
  */
 
 import { open, rename, rm } from "node:fs/promises";
-import { ModelFileError } from "../errors.ts";
+import { ModelFileError } from "../../core/errors.ts";
 import { type GgmlType, ggmlTypeByName } from "./ggml_types.ts";
 import { GGUF_TYPE } from "./gguf.ts";
 import { type GgufWriteValue, layoutGguf } from "./gguf_writer.ts";

@@ -7,7 +7,7 @@
  * @module
  */
 import type { PlacementPolicy } from "../recipe/types.ts";
-import type { Candidate, HardwareProfile, RuntimeSettings, ShimSettings, Tier, Workload } from "../types.ts";
+import type { Candidate, HardwareProfile, RuntimeSettings, ShimSettings, Tier, Workload } from "../../core/types.ts";
 import { formatBytes } from "../recipe/size.ts";
 import type { RuntimeCapabilities } from "./capabilities.ts";
 import { type CostConstants, DEFAULT_CONSTANTS, isLlamaFamily, predict, type Prediction, type RoutingModel } from "./cost.ts";

@@ -7,7 +7,7 @@
  *
  * @module
  */
-import type { HardwareProfile, Workload } from "../types.ts";
+import type { HardwareProfile, Workload } from "../../core/types.ts";
 import type { Layout, Unit } from "./layout.ts";
 import { cpuLayerCount } from "./layout.ts";
 import type { ModelSummary } from "./summary.ts";

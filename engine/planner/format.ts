@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { Candidate, Plan } from "../types.ts";
+import type { Candidate, Plan } from "../../core/types.ts";
 
 const gib = (b: number): string => (b / 2 ** 30).toFixed(1);
 const tps = (x: number): string => (x >= 1000 ? x.toFixed(0) : x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2));

@@ -6,12 +6,12 @@
  *
  * @module
  */
-import { ModelFileError } from "../errors.ts";
+import { ModelFileError } from "../../core/errors.ts";
 import { classifyTensor, kvBytesPerToken } from "../model/mod.ts";
 import { ggmlTensorBytes, ggmlTypeByName } from "../model/ggml_types.ts";
 import { getShape, listShapes, shapeTensors } from "../model/shapes.ts";
 import { KNOWN_MODELS } from "../recipe/models.ts";
-import type { ModelInfo, TensorInfo } from "../types.ts";
+import type { ModelInfo, TensorInfo } from "../../core/types.ts";
 
 /** Shape id for a recipe id or shape id, or undefined. */
 export function shapeIdFor(id: string): string | undefined {

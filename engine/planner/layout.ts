@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { MemoryByTier } from "../types.ts";
+import type { MemoryByTier } from "../../core/types.ts";
 import type { ModelSummary, UnitGroup } from "./summary.ts";
 
 /**

@@ -5,7 +5,7 @@
  *
  * @module
  */
-import type { HardwareProfile, MemoryByTier } from "../types.ts";
+import type { HardwareProfile, MemoryByTier } from "../../core/types.ts";
 import { formatBytes } from "../recipe/size.ts";
 import type { Layout } from "./layout.ts";
 import { weightBytesByTier } from "./layout.ts";

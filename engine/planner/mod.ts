@@ -17,5 +17,5 @@ export { summarizeModel } from "./summary.ts";
 export type { ModelSummary } from "./summary.ts";
 export { modelInfoFromShape, shapeIdFor } from "./from_shape.ts";
 export { formatPlan } from "./format.ts";
-export { launchLines, planCommand, planRecipe, recipeModel } from "./command.ts";
-export type { PlanCommandOptions, PlannedRecipe } from "./command.ts";
+export { launchLines, planCommand, planRecipe, recipeModel } from "../../commands/plan.ts";
+export type { PlanCommandOptions, PlannedRecipe } from "../../commands/plan.ts";

@@ -4,10 +4,10 @@
  *
  * @module
  */
-import { PlanError } from "../errors.ts";
+import { PlanError } from "../../core/errors.ts";
 import type { Recipe } from "../recipe/types.ts";
 import { formatBytes } from "../recipe/size.ts";
-import type { HardwareProfile, ModelInfo, Plan } from "../types.ts";
+import type { HardwareProfile, ModelInfo, Plan } from "../../core/types.ts";
 import { capabilitiesFor, type RuntimeCapabilities } from "./capabilities.ts";
 import {
   type CandidateSpec,

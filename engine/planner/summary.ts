@@ -6,7 +6,7 @@
  *
  * @module
  */
-import type { ModelInfo, TensorClass, TensorInfo } from "../types.ts";
+import type { ModelInfo, TensorClass, TensorInfo } from "../../core/types.ts";
 
 /** A group of tensors placed together. */
 export type UnitGroup = "attention" | "ffn_dense" | "ffn_experts" | "output" | "embedding";

@@ -6,7 +6,7 @@
  * @module
  */
 import { join } from "node:path";
-import { cacheDir } from "../paths.ts";
+import { cacheDir } from "../../core/paths.ts";
 
 /** One known model id. */
 export interface KnownModel {

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { HardwareProfile, Workload } from "../types.ts";
+import type { HardwareProfile, Workload } from "../../core/types.ts";
 
 /** Runtimes a recipe can name. */
 export type RecipeRuntimeName = "llama.cpp" | "vllm" | "ollama" | "transformers" | "node-llama-cpp" | "command";

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import { RecipeSchemaError } from "../errors.ts";
+import { RecipeSchemaError } from "../../core/errors.ts";
 import type { Spec } from "./schema.ts";
 import { parseSize } from "./size.ts";
 import { suggest } from "./suggest.ts";

@@ -6,7 +6,7 @@
  * @module
  */
 import type { Recipe, RecipeRuntime } from "../recipe/types.ts";
-import type { LaunchSpec, Plan } from "../types.ts";
+import type { LaunchSpec, Plan } from "../../core/types.ts";
 import type { RuntimeCapabilities } from "./capabilities.ts";
 
 /** Names of the runtimes spillway can launch. */

@@ -4,7 +4,7 @@
  *
  * @module
  */
-import type { Candidate } from "../types.ts";
+import type { Candidate } from "../../core/types.ts";
 
 /** A placement strategy, as named on {@link Candidate}. */
 export type Strategy = Candidate["strategy"];

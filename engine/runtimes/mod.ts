@@ -9,9 +9,9 @@
  *
  * @module
  */
-import { RecipeSchemaError } from "../errors.ts";
+import { RecipeSchemaError } from "../../core/errors.ts";
 import type { RuntimeAdapter, RuntimeName } from "./adapter.ts";
-import { commandAdapter } from "./command.ts";
+import { commandAdapter } from "./command_adapter.ts";
 import { llamaCppAdapter } from "./llamacpp.ts";
 import { nodeLlamaCppAdapter } from "./node_llama_cpp.ts";
 import { ollamaAdapter } from "./ollama.ts";

@@ -7,8 +7,8 @@
  * @module
  */
 import { availableParallelism } from "node:os";
-import { LaunchError, RuntimeMissingError } from "../errors.ts";
-import type { LaunchSpec, Plan } from "../types.ts";
+import { LaunchError, RuntimeMissingError } from "../../core/errors.ts";
+import type { LaunchSpec, Plan } from "../../core/types.ts";
 import type { RunRecipe, RuntimeAdapter } from "./adapter.ts";
 import type { RuntimeCapabilities } from "./capabilities.ts";
 

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import type { LaunchSpec, Plan } from "../types.ts";
+import type { LaunchSpec, Plan } from "../../core/types.ts";
 import type { AdapterOptions, RunRecipe, RuntimeAdapter } from "./adapter.ts";
 import type { RuntimeCapabilities } from "./capabilities.ts";
 import { shimEnvironment } from "./shim_path.ts";

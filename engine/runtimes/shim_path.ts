@@ -6,7 +6,7 @@
  * @module
  */
 import { shimEnv, shimLibraryPath } from "../../shim/build.ts";
-import type { ShimSettings } from "../types.ts";
+import type { ShimSettings } from "../../core/types.ts";
 import type { AdapterOptions } from "./adapter.ts";
 
 /** Where the shim library is (or will be built): SPILLWAY_SHIM, else the content-addressed cache. */

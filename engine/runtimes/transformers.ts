@@ -9,7 +9,7 @@
  */
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import type { LaunchSpec, Plan } from "../types.ts";
+import type { LaunchSpec, Plan } from "../../core/types.ts";
 import type { AdapterOptions, RunRecipe, RuntimeAdapter } from "./adapter.ts";
 import type { RuntimeCapabilities } from "./capabilities.ts";
 import { shimEnvironment } from "./shim_path.ts";

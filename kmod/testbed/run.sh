@@ -199,7 +199,7 @@ cp "$KO" "$BRD" "$IRD/lib/modules/"
 cp "$KO_PROD" "$IRD/lib/modules/spillway-prod.ko"
 cp "$HERE/init.sh" "$IRD/init"
 chmod 755 "$IRD/init"
-# bun + the client's TypeScript (ffi/, engine/errors.ts, engine/paths.ts, kmod/*.ts) for the end-to-end client test
+# bun + the client's TypeScript (ffi/, core/errors.ts, core/paths.ts, kmod/*.ts) for the end-to-end client test
 BUN=${SPILLWAY_TESTBED_BUN:-$REPO/node_modules/.bin/bun}
 if [ "$BUN" != none ] && [ -x "$BUN" ]; then
 	BUN=$(readlink -f "$BUN")
@@ -208,9 +208,9 @@ if [ "$BUN" != none ] && [ -x "$BUN" ]; then
 		mkdir -p "$IRD$(dirname "$lib")"
 		cp -L "$lib" "$IRD$lib"
 	done
-	mkdir -p "$IRD/spillway/ffi" "$IRD/spillway/engine" "$IRD/spillway/kmod/testbed/guest"
+	mkdir -p "$IRD/spillway/ffi" "$IRD/spillway/core" "$IRD/spillway/kmod/testbed/guest"
 	cp "$REPO"/ffi/*.ts "$IRD/spillway/ffi/"
-	cp "$REPO/engine/errors.ts" "$REPO/engine/paths.ts" "$IRD/spillway/engine/"
+	cp "$REPO/core/errors.ts" "$REPO/core/paths.ts" "$IRD/spillway/core/"
 	cp "$KMOD"/*.ts "$IRD/spillway/kmod/"
 	cp "$HERE/guest/client_e2e.ts" "$IRD/spillway/kmod/testbed/guest/"
 	echo '{ "type": "module" }' >"$IRD/spillway/package.json"

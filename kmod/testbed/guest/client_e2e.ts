@@ -5,7 +5,7 @@
 //
 // Usage: bun client_e2e.ts <path of spillway.ko>
 import process from "node:process";
-import { KernelModuleError } from "../../../engine/errors.ts";
+import { KernelModuleError } from "../../../core/errors.ts";
 import { libc, O } from "../../../ffi/libc.ts";
 import { loadModule, moduleStatus, NOT_LOADED_MESSAGE, unloadModule } from "../../loader.ts";
 import { Pool } from "../../pool.ts";

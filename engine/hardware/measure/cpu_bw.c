@@ -1,6 +1,6 @@
 /*
  * spillway CPU RAM read bandwidth: N threads each sum their own slice of one large buffer.
- * Built with gcc by engine/hardware/bench/cpu.ts at first use (cached), never at install time.
+ * Built with gcc by engine/hardware/measure/cpu.ts at first use (cached), never at install time.
  *
  * usage: cpu_bw <threads> <bytes> <repeats> [tuned|simple]
  * prints one JSON object: {"threads":N,"bytes":B,"mode":M,"gbps":[...one per repeat...],"checksum":X}

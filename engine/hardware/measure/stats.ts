@@ -2,7 +2,7 @@
  * min/median/max of repeated measurements.
  * @module
  */
-import type { Measured } from "../../types.ts";
+import type { Measured } from "../../../core/types.ts";
 
 /**
  * Summarize repeats as min/median/max (median of an even count is the mean of the middle two).

@@ -17,9 +17,9 @@
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { cpus, hostname, totalmem } from "node:os";
 import { dirname, join } from "node:path";
-import type { HardwareProfile } from "../../types.ts";
-import { HardwareProbeError } from "../../errors.ts";
-import { cacheDir as sharedCacheDir } from "../../paths.ts";
+import type { HardwareProfile } from "../../../core/types.ts";
+import { HardwareProbeError } from "../../../core/errors.ts";
+import { cacheDir as sharedCacheDir } from "../../../core/paths.ts";
 
 /** What identifies a machine for the cache. */
 export interface MachineIds {

@@ -6,7 +6,7 @@
  */
 import { readFileSync } from "node:fs";
 import { availableParallelism, totalmem } from "node:os";
-import type { HardwareProfile, Measured } from "../../types.ts";
+import type { HardwareProfile, Measured } from "../../../core/types.ts";
 import type { CpuRamResult } from "./cpu.ts";
 import type { DiskReadResult } from "./disk.ts";
 import type { GpuBenchResult } from "./gpu.ts";

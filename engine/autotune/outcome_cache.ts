@@ -7,9 +7,9 @@
 import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
-import type { Plan, RuntimeSettings, Workload } from "../../types.ts";
-import { HardwareProbeError } from "../../errors.ts";
-import { cacheDir } from "./cache.ts";
+import type { Plan, RuntimeSettings, Workload } from "../../core/types.ts";
+import { HardwareProbeError } from "../../core/errors.ts";
+import { cacheDir } from "../hardware/measure/machine_cache.ts";
 
 /** One candidate's trial, predicted and measured side by side. */
 export interface AutotuneRow {

@@ -4,7 +4,7 @@
  * @module
  */
 import { spawn } from "node:child_process";
-import { LaunchError, RuntimeMissingError } from "../../errors.ts";
+import { LaunchError, RuntimeMissingError } from "../../core/errors.ts";
 
 /** Measured speed of one trial. */
 export interface TrialMeasurement {

@@ -1,6 +1,6 @@
 /*
  * spillway filesystem sequential read bandwidth with O_DIRECT (page cache bypassed, so the figure is
- * the storage's, not RAM's). Built with gcc by engine/hardware/bench/disk.ts at first use (cached).
+ * the storage's, not RAM's). Built with gcc by engine/hardware/measure/disk.ts at first use (cached).
  *
  * usage: disk_bw read <file> <bytes> <block> <repeats>   read the first <bytes> of <file>
  *        disk_bw write <file> <bytes> <block>            create a test file of <bytes>

@@ -5,8 +5,8 @@
  */
 import { rmSync, statSync } from "node:fs";
 import { join } from "node:path";
-import type { Measured } from "../../types.ts";
-import { HardwareProbeError } from "../../errors.ts";
+import type { Measured } from "../../../core/types.ts";
+import { HardwareProbeError } from "../../../core/errors.ts";
 import { runHelper } from "./cpu.ts";
 import { parseHelperOutput } from "./helper_output.ts";
 import { buildHelper } from "./native.ts";

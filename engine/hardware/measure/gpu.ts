@@ -8,8 +8,8 @@
 import { readFileSync } from "node:fs";
 import { CU_DEVICE_ATTRIBUTE, CU_MEMHOSTALLOC, CU_MEMHOSTREGISTER, type Cuda } from "../../../ffi/cuda.ts";
 import { libc, MMAP } from "../../../ffi/libc.ts";
-import type { Measured } from "../../types.ts";
-import { HardwareProbeError } from "../../errors.ts";
+import type { Measured } from "../../../core/types.ts";
+import { HardwareProbeError } from "../../../core/errors.ts";
 import { assetPath } from "./native.ts";
 import { readPcieLink } from "./profile.ts";
 import { summarize } from "./stats.ts";

@@ -15,17 +15,17 @@
  */
 import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
-import type { Candidate, HardwareProfile, ModelInfo, Plan, RuntimeSettings, Workload } from "../types.ts";
-import { PlanError, SpillwayError } from "../errors.ts";
+import type { Candidate, HardwareProfile, ModelInfo, Plan, RuntimeSettings, Workload } from "../../core/types.ts";
+import { PlanError, SpillwayError } from "../../core/errors.ts";
 import { llamaBenchArgs } from "../runtimes/llamacpp.ts";
 import { shimEnvironment } from "../runtimes/shim_path.ts";
-import { type AutotuneEntry, autotuneKey, autotunePath, type AutotuneRow, findAutotune, readAutotune, writeAutotune } from "../hardware/bench/autotune_cache.ts";
-import { fitConstants, type Speeds } from "../hardware/bench/calibrate.ts";
-import { autotuneChartSvg, renderPng } from "../hardware/bench/chart.ts";
-import { runLlamaBench, trialCounts, type TrialMeasurement } from "../hardware/bench/trials.ts";
-import { type CandidateSpec, enumerateSpecs, evaluate, type PlanContext } from "./candidates.ts";
-import { type CostConstants, DEFAULT_CONSTANTS } from "./cost.ts";
-import { planContext, type PlanOptions, type PlanRecipe } from "./plan.ts";
+import { type AutotuneEntry, autotuneKey, autotunePath, type AutotuneRow, findAutotune, readAutotune, writeAutotune } from "./outcome_cache.ts";
+import { fitConstants, type Speeds } from "./calibrate.ts";
+import { autotuneChartSvg, renderPng } from "./chart.ts";
+import { runLlamaBench, trialCounts, type TrialMeasurement } from "./trials.ts";
+import { type CandidateSpec, enumerateSpecs, evaluate, type PlanContext } from "../planner/candidates.ts";
+import { type CostConstants, DEFAULT_CONSTANTS } from "../planner/cost.ts";
+import { planContext, type PlanOptions, type PlanRecipe } from "../planner/plan.ts";
 
 /** The recipe parts autotune reads (a full Recipe works). */
 export type AutotuneRecipe = PlanRecipe & { runtime: { name: string; binary?: string; env?: Record<string, string> } };

@@ -5,19 +5,19 @@
  *
  * @module
  */
-import { applyCachedAutotune } from "./autotune.ts";
-import { adapterFor } from "../runtimes/mod.ts";
-import { runRecipeOf } from "../runtimes/adapter.ts";
+import { applyCachedAutotune } from "../engine/autotune/autotune.ts";
+import { adapterFor } from "../engine/runtimes/mod.ts";
+import { runRecipeOf } from "../engine/runtimes/adapter.ts";
 import { existsSync } from "node:fs";
-import { SpillwayError } from "../errors.ts";
-import { resolveHardware } from "../hardware/resolve.ts";
-import { readModel } from "../model/mod.ts";
-import { loadRecipe } from "../recipe/parse.ts";
-import type { Recipe } from "../recipe/types.ts";
-import type { HardwareProfile, ModelInfo, Plan } from "../types.ts";
-import { formatPlan } from "./format.ts";
-import { modelInfoFromShape } from "./from_shape.ts";
-import { plan } from "./plan.ts";
+import { SpillwayError } from "../core/errors.ts";
+import { resolveHardware } from "../engine/hardware/resolve.ts";
+import { readModel } from "../engine/model/mod.ts";
+import { loadRecipe } from "../engine/recipe/parse.ts";
+import type { Recipe } from "../engine/recipe/types.ts";
+import type { HardwareProfile, ModelInfo, Plan } from "../core/types.ts";
+import { formatPlan } from "../engine/planner/format.ts";
+import { modelInfoFromShape } from "../engine/planner/from_shape.ts";
+import { plan } from "../engine/planner/plan.ts";
 
 /** Options of {@link planCommand}. */
 export interface PlanCommandOptions {

@@ -3,14 +3,14 @@
  *
  * @example
  * ```ts
- * import { kmodCommand } from "./cli.ts";
+ * import { kmodCommand } from "./kmod.ts";
  * process.exitCode = await kmodCommand("status", {});
  * ```
  *
  * @module
  */
 import { existsSync } from "node:fs";
-import { SpillwayError } from "../engine/errors.ts";
+import { SpillwayError } from "../core/errors.ts";
 import {
   buildModule,
   defaultBuildDir,
@@ -20,9 +20,9 @@ import {
   moduleStatus,
   type StatusPaths,
   unloadModule,
-} from "./loader.ts";
+} from "../kmod/loader.ts";
 import { join } from "node:path";
-import { DEVICE_PATH } from "./uapi.ts";
+import { DEVICE_PATH } from "../kmod/uapi.ts";
 
 /** The actions of `spillway kmod`. */
 export type KmodAction = "build" | "load" | "unload" | "status";

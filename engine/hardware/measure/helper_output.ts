@@ -3,7 +3,7 @@
  * helper and what was wrong.
  * @module
  */
-import { HardwareProbeError } from "../../errors.ts";
+import { HardwareProbeError } from "../../../core/errors.ts";
 
 /** What cpu_bw and disk_bw print. */
 export interface HelperResult {

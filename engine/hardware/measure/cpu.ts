@@ -5,8 +5,8 @@
 import { execFile } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { availableParallelism, freemem } from "node:os";
-import type { Measured } from "../../types.ts";
-import { HardwareProbeError } from "../../errors.ts";
+import type { Measured } from "../../../core/types.ts";
+import { HardwareProbeError } from "../../../core/errors.ts";
 import { parseHelperOutput } from "./helper_output.ts";
 import { buildHelper } from "./native.ts";
 import { summarize } from "./stats.ts";

@@ -5,11 +5,11 @@
  * @module
  */
 
-import { withInterrupt } from "../interrupt.ts";
-import { progressBar } from "../progress.ts";
-import { InterruptedError, SpillwayError } from "../errors.ts";
-import { getShape, listShapes as allShapes, type ModelShape } from "./shapes.ts";
-import { synthesize, type SynthQuant } from "./synth.ts";
+import { withInterrupt } from "../core/interrupt.ts";
+import { progressBar } from "../core/progress.ts";
+import { InterruptedError, SpillwayError } from "../core/errors.ts";
+import { getShape, listShapes as allShapes, type ModelShape } from "../engine/model/shapes.ts";
+import { synthesize, type SynthQuant } from "../engine/model/synth.ts";
 
 /** Options of synthCommand (parsed CLI arguments). */
 export interface SynthCommandOptions {

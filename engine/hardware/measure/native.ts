@@ -8,13 +8,13 @@ import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { HardwareProbeError } from "../../errors.ts";
+import { HardwareProbeError } from "../../../core/errors.ts";
 
-const ASSET_DIR = join("engine", "hardware", "bench");
+const ASSET_DIR = join("engine", "hardware", "measure");
 
 /**
  * Path of a file shipped next to this module (`read_kernel.ptx`, `cpu_bw.c`, `disk_bw.c`).
- * Also works from a bundle (dist/, bench/.pack/): it then looks for `engine/hardware/bench/<name>`
+ * Also works from a bundle (dist/, bench/.pack/): it then looks for `engine/hardware/measure/<name>`
  * in the bundle's directory and up to four levels above it.
  * @throws HardwareProbeError when the file is nowhere to be found.
  */

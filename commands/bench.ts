@@ -5,14 +5,14 @@
  * @module
  */
 import { join } from "node:path";
-import type { Cuda } from "../../../ffi/cuda.ts";
-import type { HardwareProfile, Measured } from "../../types.ts";
-import { SpillwayError } from "../../errors.ts";
-import { type CacheEntry, cacheDir, findBenchEntry, hostIds, machineKey, type MachineIds, nvidiaDriverVersion, writeCacheEntry } from "./cache.ts";
-import { defaultCpuBufferBytes, measureCpuRam } from "./cpu.ts";
-import { measureDiskRead } from "./disk.ts";
-import { fmtBytes, measureGpu } from "./gpu.ts";
-import { type BenchParts, benchProfile } from "./profile.ts";
+import type { Cuda } from "../ffi/cuda.ts";
+import type { HardwareProfile, Measured } from "../core/types.ts";
+import { SpillwayError } from "../core/errors.ts";
+import { type CacheEntry, cacheDir, findBenchEntry, hostIds, machineKey, type MachineIds, nvidiaDriverVersion, writeCacheEntry } from "../engine/hardware/measure/machine_cache.ts";
+import { defaultCpuBufferBytes, measureCpuRam } from "../engine/hardware/measure/cpu.ts";
+import { measureDiskRead } from "../engine/hardware/measure/disk.ts";
+import { fmtBytes, measureGpu } from "../engine/hardware/measure/gpu.ts";
+import { type BenchParts, benchProfile } from "../engine/hardware/measure/profile.ts";
 
 /** Options of {@linkcode benchCommand} / {@linkcode runBench}. */
 export interface BenchOptions {
@@ -57,7 +57,7 @@ const GiB = 1024 * MiB;
 async function openGpu(opts: BenchOptions): Promise<{ cu: Cuda; name: string } | { absent: string }> {
   let cu: Cuda;
   try {
-    cu = await (opts.loadCuda ?? (async () => (await import("../../../ffi/cuda.ts")).loadCuda()))();
+    cu = await (opts.loadCuda ?? (async () => (await import("../ffi/cuda.ts")).loadCuda()))();
   } catch (e) {
     return { absent: `the CUDA driver could not be loaded (${(e as Error).message})` };
   }

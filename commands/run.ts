@@ -12,28 +12,28 @@
  *
  * @module
  */
-import { withInterrupt } from "./interrupt.ts";
+import { withInterrupt } from "../core/interrupt.ts";
 import { existsSync, mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import process from "node:process";
-import { ModelFileError, PlanError, RecipeSchemaError } from "./errors.ts";
-import { resolveHardware } from "./hardware/mod.ts";
-import { launch, type LaunchHandle } from "./launch.ts";
-import { readModel } from "./model/mod.ts";
-import { synthesize, type SynthQuant } from "./model/synth.ts";
-import { fmtBytes, renderSnapshot, snapshot, snapshotJson, statsDirectory } from "./monitor.ts";
-import { planRecipe } from "./planner/command.ts";
-import { plan as makePlan, type PlanRecipe } from "./planner/plan.ts";
-import { loadRecipe, RECIPE_DEFAULTS, WORKLOADS } from "./recipe/mod.ts";
-import type { Recipe } from "./recipe/types.ts";
-import { runRecipeOf, type RunRecipe } from "./runtimes/adapter.ts";
-import { intArgOf, llamaProgramOf, mergeUserArgs, modelArgOf } from "./runtimes/llamacpp.ts";
-import { adapterFor } from "./runtimes/mod.ts";
-import type { GenerationResult } from "./runtimes/node_llama_cpp.ts";
+import { ModelFileError, PlanError, RecipeSchemaError } from "../core/errors.ts";
+import { resolveHardware } from "../engine/hardware/mod.ts";
+import { launch, type LaunchHandle } from "../engine/launch/mod.ts";
+import { readModel } from "../engine/model/mod.ts";
+import { synthesize, type SynthQuant } from "../engine/model/synth.ts";
+import { fmtBytes, renderSnapshot, snapshot, snapshotJson, statsDirectory } from "../engine/monitor.ts";
+import { planRecipe } from "./plan.ts";
+import { plan as makePlan, type PlanRecipe } from "../engine/planner/plan.ts";
+import { loadRecipe, RECIPE_DEFAULTS, WORKLOADS } from "../engine/recipe/mod.ts";
+import type { Recipe } from "../engine/recipe/types.ts";
+import { runRecipeOf, type RunRecipe } from "../engine/runtimes/adapter.ts";
+import { intArgOf, llamaProgramOf, mergeUserArgs, modelArgOf } from "../engine/runtimes/llamacpp.ts";
+import { adapterFor } from "../engine/runtimes/mod.ts";
+import type { GenerationResult } from "../engine/runtimes/node_llama_cpp.ts";
 import { locateShim, shimEnv } from "../shim/build.ts";
-import { defaultShimPath } from "./runtimes/shim_path.ts";
-import type { HardwareProfile, LaunchSpec, Plan } from "./types.ts";
-import { progressBar, type Progress } from "./progress.ts";
+import { defaultShimPath } from "../engine/runtimes/shim_path.ts";
+import type { HardwareProfile, LaunchSpec, Plan } from "../core/types.ts";
+import { progressBar, type Progress } from "../core/progress.ts";
 
 /** Options of {@link runCommand}. */
 export interface RunCommandOptions {

@@ -5,7 +5,7 @@
  * @module
  */
 import { createRequire } from "node:module";
-import type { AutotuneEntry } from "./autotune_cache.ts";
+import type { AutotuneEntry } from "./outcome_cache.ts";
 
 /** One group of bars. */
 export interface BarGroup {

@@ -4,8 +4,8 @@
  *
  * @module
  */
-import { LaunchError } from "../errors.ts";
-import type { LaunchSpec, Plan } from "../types.ts";
+import { LaunchError } from "../../core/errors.ts";
+import type { LaunchSpec, Plan } from "../../core/types.ts";
 import type { AdapterOptions, RunRecipe, RuntimeAdapter } from "./adapter.ts";
 import type { RuntimeCapabilities } from "./capabilities.ts";
 import { shimEnvironment } from "./shim_path.ts";

@@ -6,8 +6,8 @@
  */
 import { readFile } from "node:fs/promises";
 import { join } from "node:path";
-import type { HardwareProfile } from "../types.ts";
-import { cacheDir } from "../paths.ts";
+import type { HardwareProfile } from "../../core/types.ts";
+import { cacheDir } from "../../core/paths.ts";
 
 /** Path of the measured profile. */
 export function measuredProfilePath(): string {

@@ -16,14 +16,14 @@ import { accessSync, constants, existsSync, readdirSync, statSync, unlinkSync } 
 import { delimiter, isAbsolute, join, resolve } from "node:path";
 import process from "node:process";
 import type { Readable } from "node:stream";
-import { LaunchError, RuntimeMissingError } from "./errors.ts";
-import { exitStatus } from "./exit_status.ts";
-import type { LaunchSpec, Plan } from "./types.ts";
-import { processAlive, readProcessStats, type ProcessStats } from "./monitor.ts";
-import type { AdapterOptions, RunRecipe } from "./runtimes/adapter.ts";
-import { commandLaunchSpec } from "./runtimes/command.ts";
-import { adapterFor } from "./runtimes/mod.ts";
-import { nodeLlamaCppRun, runNodeLlamaCpp, type GenerationResult, type InProcessHooks } from "./runtimes/node_llama_cpp.ts";
+import { LaunchError, RuntimeMissingError } from "../../core/errors.ts";
+import { exitStatus } from "../../core/exit_status.ts";
+import type { LaunchSpec, Plan } from "../../core/types.ts";
+import { processAlive, readProcessStats, type ProcessStats } from "../monitor.ts";
+import type { AdapterOptions, RunRecipe } from "../runtimes/adapter.ts";
+import { commandLaunchSpec } from "../runtimes/command_adapter.ts";
+import { adapterFor } from "../runtimes/mod.ts";
+import { nodeLlamaCppRun, runNodeLlamaCpp, type GenerationResult, type InProcessHooks } from "../runtimes/node_llama_cpp.ts";
 
 /** How to launch. */
 export interface LaunchOptions {
