@@ -18,6 +18,7 @@ import { basename, dirname, join } from "node:path";
 import { ModelFileError } from "../../core/errors.ts";
 import type { ModelInfo, TensorInfo } from "../../core/types.ts";
 import { ByteReader } from "./byte_reader.ts";
+import { checkGgufShape } from "./check.ts";
 import { classifyTensor } from "./classify.ts";
 import { type GgufHeader, type GgufKv, type GgufValue, readGgufHeader } from "./gguf.ts";
 import { kvBytesPerToken } from "./kv.ts";
@@ -185,6 +186,8 @@ function fromGguf(parts: GgufHeader[]): ModelInfo {
     }
   }
 
+  // The header's numbers size everything downstream: refuse those the tensors contradict.
+  checkGgufShape(path, arch, (k) => numOrArr(md.get(`${arch}.${k}`)), tensors);
   const maxLayer = tensors.reduce((m, t) => (t.layer !== null && t.layer > m ? t.layer : m), -1);
   const layerCount = get("block_count") ?? maxLayer + 1;
   const embeddingLength = get("embedding_length") ?? 0;
