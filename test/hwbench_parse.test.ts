@@ -2,7 +2,7 @@
 import { test } from "node:test";
 import { parseHelperOutput } from "../engine/hardware/measure/helper_output.ts";
 import { summarize } from "../engine/hardware/measure/stats.ts";
-import { pcieGenFromSpeed } from "../engine/hardware/measure/profile.ts";
+import { pcieGenFromSpeed } from "../engine/hardware/measure/pcie.ts";
 import { parseLlamaBenchJson, trialCounts } from "../engine/autotune/trials.ts";
 import { fmtBytes } from "../engine/hardware/measure/gpu.ts";
 import { HardwareProbeError, LaunchError } from "../core/errors.ts";

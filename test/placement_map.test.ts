@@ -1,4 +1,4 @@
-// Access-aware placement (engine/planner/placement_map.ts): the allocations PyTorch makes for
+// Access-aware placement (engine/placement_map.ts): the allocations PyTorch makes for
 // `model.to("cuda")`, which of them spill (embedding first, then layers from the last, never the
 // head), and the shim placing a fake program's allocations by that map (fake GPU).
 import { test } from "node:test";
@@ -7,7 +7,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { writePlacementMap } from "../shim/placement.ts";
 import { formatPlacementMap } from "../shim/placement.ts";
-import { placementForTensors, tensorsFromConfig, tensorsFromHeader, torchAllocations } from "../engine/planner/placement_map.ts";
+import { placementForTensors, tensorsFromConfig, tensorsFromHeader, torchAllocations } from "../engine/placement_map.ts";
 import { assert, assertEquals, assertThrows } from "./_assert.ts";
 import { MiB, ofOp, runProg } from "./shim_helpers.ts";
 

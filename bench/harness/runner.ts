@@ -32,25 +32,9 @@ import { runServerSection } from "./server.ts";
 import { renderMarkdown } from "./table.ts";
 import { type CheckResult, type MethodResult, type RunResults, writeResults } from "./results.ts";
 import { ensureModel, modelsDir } from "./synth.ts";
+import type { RunContext } from "./context.ts";
 
-/** Where things are on the machine running the matrix. */
-export interface RunContext {
-  root: string;
-  llamaBin: string;
-  work: string;
-  out: string;
-  /** Epoch milliseconds by which everything must be written. */
-  deadline: number;
-  logFile: string;
-  /** Method ids to run (all when null). */
-  only: Set<string> | null;
-  python: string;
-  /** The bundled spillway CLI (for `spillway plan --json`), or null. */
-  spillwayCli: string | null;
-  node: string;
-  /** Notes copied into the results. */
-  notes: string[];
-}
+export type { RunContext } from "./context.ts";
 
 const GiB = 2 ** 30;
 

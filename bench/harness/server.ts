@@ -18,7 +18,7 @@ import { type Ballast, startBallast } from "./ballast.ts";
 import type { Matrix, MatrixModel, ServerMethod, ServerSection } from "./matrix.ts";
 import { formatCommand, startChild, type StepResult } from "./proc.ts";
 import { type CheckResult, meanStd, type MethodResult, type RunResults, type StopReport, type Throughput } from "./results.ts";
-import type { RunContext } from "./runner.ts";
+import type { RunContext } from "./context.ts";
 
 const HOST = "127.0.0.1";
 

@@ -6,7 +6,7 @@
  * @module
  */
 import { HardwareProbeError } from "../../core/errors.ts";
-import type { HardwareOverrides, HardwareSpec } from "../recipe/types.ts";
+import type { HardwareOverrides, HardwareSpec } from "./spec.ts";
 import type { HardwareProfile } from "../../core/types.ts";
 import { type CachedProfile, measuredProfilePath, readMeasuredProfile } from "./measured_profile.ts";
 import { type CacheFile, findBenchEntry } from "./measure/machine_cache.ts";

@@ -5,6 +5,9 @@
  * @module
  */
 import type { HardwareProfile, Workload } from "../../core/types.ts";
+import type { HardwareSpec } from "../hardware/spec.ts";
+
+export type { HardwareOverrides, HardwareSpec } from "../hardware/spec.ts";
 
 /** Runtimes a recipe can name. */
 export type RecipeRuntimeName = "llama.cpp" | "vllm" | "ollama" | "transformers" | "node-llama-cpp" | "command";
@@ -73,23 +76,6 @@ export interface PlacementPolicy {
   /** VRAM kept free for the CUDA context, late allocations and fragmentation, bytes. */
   reserve?: number;
 }
-
-/** Explicit hardware numbers overriding a profile (same field names as HardwareProfile). */
-export interface HardwareOverrides {
-  name?: string;
-  gpu?: null | Partial<Omit<NonNullable<HardwareProfile["gpu"]>, "pcie">> & { pcie?: { gen?: number; width?: number } };
-  host?: Partial<HardwareProfile["host"]>;
-  disk?: Partial<HardwareProfile["disk"]>;
-}
-
-/** Where the hardware description comes from. */
-export type HardwareSpec =
-  /** Probe this machine (or use the `spillway bench` cache); `fallback` profile when there is no GPU. */
-  | { kind: "probe"; fallback?: string }
-  /** A built-in profile by name. */
-  | { kind: "profile"; name: string }
-  /** A profile (or the probe when `profile` is absent) with explicit numbers on top. */
-  | { kind: "explicit"; profile?: string; overrides: HardwareOverrides };
 
 /** A validated recipe. */
 export interface Recipe {

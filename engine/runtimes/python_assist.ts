@@ -25,7 +25,7 @@ import { homedir } from "node:os";
 import { basename, join } from "node:path";
 import { randomBytes } from "node:crypto";
 import { readSafetensorsHeader, readSafetensorsIndex } from "../model/safetensors.ts";
-import { type PlacementPlan, placementForTensors, tensorsFromConfig, tensorsFromHeader, type WeightTensor } from "../planner/placement_map.ts";
+import { type PlacementPlan, placementForTensors, tensorsFromConfig, tensorsFromHeader, type WeightTensor } from "../placement_map.ts";
 import { formatPlacementMap } from "../../shim/placement.ts";
 
 /** Options of {@linkcode pythonAssist}. */

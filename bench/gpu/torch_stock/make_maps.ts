@@ -1,6 +1,6 @@
 /**
  * Writes the placement maps the stock-script benchmark (run_all.py) hands the shim, with the planner's
- * access-aware writer (engine/planner/placement_map.ts), for the benchmark's model shapes at the
+ * access-aware writer (engine/placement_map.ts), for the benchmark's model shapes at the
  * free VRAM it runs at. The GPU machine has no node: the maps are made here and travel with the tree.
  *
  *   node --import tsx bench/gpu/torch_stock/make_maps.ts [--vram-gib G]
@@ -15,7 +15,7 @@
 import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { placementForTensors, tensorsFromConfig } from "../../../engine/planner/placement_map.ts";
+import { placementForTensors, tensorsFromConfig } from "../../../engine/placement_map.ts";
 import { formatPlacementMap } from "../../../shim/placement.ts";
 import { weightsBudgetFor } from "../../../engine/runtimes/python_assist.ts";
 

@@ -11,7 +11,7 @@ import { libc, MMAP } from "../../../ffi/libc.ts";
 import type { Measured } from "../../../core/types.ts";
 import { HardwareProbeError } from "../../../core/errors.ts";
 import { assetPath } from "./native.ts";
-import { readPcieLink } from "./profile.ts";
+import { readPcieLink } from "./pcie.ts";
 import { summarize } from "./stats.ts";
 
 const GiB = 1024 ** 3;

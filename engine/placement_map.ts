@@ -25,8 +25,8 @@
  *
  * @module
  */
-import { classifyTensor } from "../model/classify.ts";
-import type { PlacementRule } from "../../shim/placement.ts";
+import { classifyTensor } from "./model/classify.ts";
+import type { PlacementRule } from "../shim/placement.ts";
 
 /** One weight tensor as the runtime holds it on the GPU. */
 export interface WeightTensor {

@@ -1,0 +1,154 @@
+#!/usr/bin/env node
+// The layer check (issue 15): every import of the project's TypeScript points down the layers of
+// docs/architecture.md, and no import circle exists between files. Runs in CI through
+// test/architecture_layers.test.ts; by hand: `node scripts/check-layers.mjs` (exit 1 and one line
+// per problem when it fails).
+//
+// Imports are read with TypeScript's own pre-parser (ts.preProcessFile: static imports,
+// `export ... from`, dynamic import() and require(); comments and strings ignored), so a JSDoc
+// example cannot count as an import.
+import { readdirSync, readFileSync, statSync } from "node:fs";
+import { createRequire } from "node:module";
+import { dirname, join, normalize, resolve, sep } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const ts = createRequire(import.meta.url)("typescript");
+
+/**
+ * The layers, lowest first. A file belongs to the first entry whose prefix its path starts with;
+ * it may import files of its own group and of any group of a lower rank, nothing else. Groups of
+ * the same rank (kmod/ and shim/, commands/ and bench/) may not import each other.
+ */
+export const LAYERS = [
+  { group: "core", prefix: ["core/"], rank: 0 },
+  { group: "ffi", prefix: ["ffi/"], rank: 1 },
+  { group: "kmod", prefix: ["kmod/"], rank: 2, except: ["kmod/testbed/"] },
+  { group: "shim", prefix: ["shim/"], rank: 2 },
+  // engine: its stages, in the order they may use each other
+  { group: "engine/model", prefix: ["engine/model/"], rank: 3 },
+  { group: "engine/hardware", prefix: ["engine/hardware/"], rank: 3 },
+  { group: "engine/monitor", prefix: ["engine/monitor.ts"], rank: 3 },
+  { group: "engine/placement_map", prefix: ["engine/placement_map.ts"], rank: 4 },
+  { group: "engine/recipe", prefix: ["engine/recipe/"], rank: 4 },
+  { group: "engine/runtimes", prefix: ["engine/runtimes/"], rank: 5 },
+  { group: "engine/planner", prefix: ["engine/planner/"], rank: 6 },
+  { group: "engine/autotune", prefix: ["engine/autotune/"], rank: 7 },
+  { group: "engine/launch", prefix: ["engine/launch/"], rank: 7 },
+  { group: "commands", prefix: ["commands/"], rank: 8 },
+  { group: "bench", prefix: ["bench/"], rank: 8 },
+  { group: "kmod/testbed", prefix: ["kmod/testbed/"], rank: 8 },
+  { group: "cli", prefix: ["cli.ts"], rank: 9 },
+  { group: "mod", prefix: ["mod.ts"], rank: 9 },
+  { group: "examples", prefix: ["examples/"], rank: 10 },
+];
+
+/** Folders searched for .ts files (test/ may import anything and is not checked). */
+const ROOTS = ["core", "ffi", "kmod", "shim", "engine", "commands", "bench", "examples", "cli.ts", "mod.ts"];
+const SKIP = new Set(["node_modules", "dist", ".pack"]);
+
+/** The layer of a repository-relative path (with `/` separators), or null when none applies. */
+export function layerOf(path) {
+  for (const l of LAYERS) {
+    if (l.except?.some((p) => path.startsWith(p))) continue;
+    if (l.prefix.some((p) => path === p || path.startsWith(p))) return l;
+  }
+  return null;
+}
+
+function listTs(root, rel) {
+  const p = join(root, rel);
+  let st;
+  try {
+    st = statSync(p);
+  } catch {
+    return [];
+  }
+  if (st.isFile()) return rel.endsWith(".ts") && !rel.endsWith(".d.ts") ? [rel] : [];
+  const out = [];
+  for (const name of readdirSync(p).sort()) {
+    if (SKIP.has(name)) continue;
+    out.push(...listTs(root, `${rel}/${name}`));
+  }
+  return out;
+}
+
+/** Project-relative imports of each file: Map<file, {to, line}[]> (only imports of project .ts files). */
+export function importGraph(root) {
+  const files = ROOTS.flatMap((r) => listTs(root, r));
+  const known = new Set(files);
+  const graph = new Map();
+  for (const file of files) {
+    const text = readFileSync(join(root, file), "utf8");
+    const info = ts.preProcessFile(text, true, true);
+    const edges = [];
+    for (const ref of info.importedFiles) {
+      const spec = ref.fileName;
+      if (!spec.startsWith(".")) continue;
+      const to = normalize(join(dirname(file), spec)).split(sep).join("/");
+      if (!to.endsWith(".ts")) continue;
+      const line = text.slice(0, ref.pos).split("\n").length;
+      edges.push({ to, line, missing: !known.has(to) });
+    }
+    graph.set(file, edges);
+  }
+  return graph;
+}
+
+/** Import circles between files (strongly connected components of more than one file, or a self import). */
+export function circles(graph) {
+  let index = 0;
+  const idx = new Map(), low = new Map(), stack = [], on = new Set(), out = [];
+  const visit = (v) => {
+    idx.set(v, index), low.set(v, index), index++;
+    stack.push(v), on.add(v);
+    for (const { to } of graph.get(v) ?? []) {
+      if (!graph.has(to)) continue;
+      if (!idx.has(to)) visit(to), low.set(v, Math.min(low.get(v), low.get(to)));
+      else if (on.has(to)) low.set(v, Math.min(low.get(v), idx.get(to)));
+    }
+    if (low.get(v) === idx.get(v)) {
+      const comp = [];
+      let w;
+      do (w = stack.pop()), on.delete(w), comp.push(w);
+      while (w !== v);
+      const self = (graph.get(v) ?? []).some((e) => e.to === v);
+      if (comp.length > 1 || self) out.push(comp.sort());
+    }
+  };
+  for (const v of graph.keys()) if (!idx.has(v)) visit(v);
+  return out;
+}
+
+/** Every problem found under `root`, one line each (empty when the structure holds). */
+export function checkLayers(root) {
+  const graph = importGraph(root);
+  const problems = [];
+  for (const [file, edges] of graph) {
+    const from = layerOf(file);
+    if (from === null) {
+      problems.push(`${file}: in no layer (add it to LAYERS in scripts/check-layers.mjs)`);
+      continue;
+    }
+    for (const { to, line, missing } of edges) {
+      if (missing) {
+        problems.push(`${file}:${line}: imports ${to}, which does not exist`);
+        continue;
+      }
+      const target = layerOf(to);
+      if (target === null || target.group === from.group) continue;
+      if (target.rank >= from.rank) {
+        problems.push(`${file}:${line}: imports ${to}: layer ${from.group} (rank ${from.rank}) may not import ${target.group} (rank ${target.rank}); imports point down only`);
+      }
+    }
+  }
+  for (const c of circles(graph)) problems.push(`import circle: ${c.join(" <-> ")}`);
+  return problems;
+}
+
+if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  const root = resolve(fileURLToPath(import.meta.url), "../..");
+  const problems = checkLayers(process.argv[2] ? resolve(process.argv[2]) : root);
+  for (const p of problems) console.log(p);
+  console.log(problems.length ? `layer check: ${problems.length} problem(s)` : "layer check: imports point down, no circles");
+  process.exit(problems.length ? 1 : 0);
+}
