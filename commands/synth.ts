@@ -9,7 +9,7 @@ import { withInterrupt } from "../core/interrupt.ts";
 import { progressBar } from "../core/progress.ts";
 import { InterruptedError, SpillwayError } from "../core/errors.ts";
 import { getShape, listShapes as allShapes, type ModelShape } from "../engine/model/shapes.ts";
-import { synthesize, type SynthQuant } from "../engine/model/synth.ts";
+import { synthesize, SYNTH_LIMITS, type SynthQuant } from "../engine/model/synth.ts";
 
 /** Options of synthCommand (parsed CLI arguments). */
 export interface SynthCommandOptions {
@@ -51,6 +51,17 @@ export async function synthCommand(opts: SynthCommandOptions): Promise<number> {
   }
   if (!opts.out) {
     console.error("spillway synth: missing output path (-o file.gguf)");
+    return 2;
+  }
+  // Bounded before anything is written: an absurd vocabulary used to run a minute, then exhaust memory.
+  const v = opts.vocabSize;
+  if (v !== undefined && !(Number.isInteger(v) && v >= SYNTH_LIMITS.vocabMin && v <= SYNTH_LIMITS.vocabMax)) {
+    console.error(`spillway synth: --vocab ${v} is outside ${SYNTH_LIMITS.vocabMin}..${SYNTH_LIMITS.vocabMax} (256 byte tokens + BOS + EOS at least; the largest real vocabularies have ~262k tokens)`);
+    return 2;
+  }
+  const seed = opts.seed;
+  if (seed !== undefined && !(Number.isInteger(seed) && seed >= 0 && seed <= SYNTH_LIMITS.seedMax)) {
+    console.error(`spillway synth: --seed ${seed} is outside 0..${SYNTH_LIMITS.seedMax} (a 32-bit seed)`);
     return 2;
   }
   const bar = progressBar("synth", "bytes");

@@ -8,10 +8,17 @@
 import { type GgmlType, ggmlTensorBytes } from "./ggml_types.ts";
 import { GGUF_TYPE, type GgufType } from "./gguf.ts";
 
-/** A metadata entry to write. Arrays give their item type; values are written as that type. */
+type Scalar = number | bigint | boolean | string;
+
+/**
+ * A metadata entry to write. Arrays give their item type; values are written as that type. A long
+ * array (a vocabulary of millions of tokens) can be given as `length` and an iterable that makes
+ * the items as they are written, so they are never all in memory.
+ */
 export type GgufWriteValue =
-  | { type: Exclude<GgufType, typeof GGUF_TYPE.ARRAY>; value: number | bigint | boolean | string }
-  | { type: typeof GGUF_TYPE.ARRAY; itemType: Exclude<GgufType, typeof GGUF_TYPE.ARRAY>; value: readonly (number | bigint | boolean | string)[] };
+  | { type: Exclude<GgufType, typeof GGUF_TYPE.ARRAY>; value: Scalar }
+  | { type: typeof GGUF_TYPE.ARRAY; itemType: Exclude<GgufType, typeof GGUF_TYPE.ARRAY>; value: readonly Scalar[] }
+  | { type: typeof GGUF_TYPE.ARRAY; itemType: Exclude<GgufType, typeof GGUF_TYPE.ARRAY>; length: number; value: Iterable<Scalar> };
 
 /** A tensor to lay out. */
 export interface GgufWriteTensor {
@@ -21,10 +28,10 @@ export interface GgufWriteTensor {
   type: GgmlType;
 }
 
-/** The encoded header and where each tensor's data goes. */
-export interface GgufLayout {
-  /** Header bytes, padded to the alignment: the data section starts at `header.length`. */
-  header: Uint8Array;
+/** Where each tensor's data goes, once the header is written. */
+export interface GgufPlacement {
+  /** Header bytes (padded to the alignment): the data section starts here. */
+  headerBytes: number;
   /** Absolute offset and byte size of each tensor, in input order. */
   tensors: { name: string; offset: number; bytes: number }[];
   /** Total file size (header + data, each tensor padded to the alignment). */
@@ -32,12 +39,39 @@ export interface GgufLayout {
   alignment: number;
 }
 
+/** The encoded header and where each tensor's data goes. */
+export interface GgufLayout extends GgufPlacement {
+  /** Header bytes, padded to the alignment: the data section starts at `header.length`. */
+  header: Uint8Array;
+}
+
+/** Bytes the header encoder buffers before handing a chunk to the sink. */
+const FLUSH_BYTES = 1 << 20;
+
 class Out {
   private _buf = new Uint8Array(1 << 16);
   private _view = new DataView(this._buf.buffer);
+  /** Bytes in the buffer now. */
   len = 0;
+  /** Bytes handed to the sink so far. */
+  flushed = 0;
   private _enc = new TextEncoder();
+  /** With a sink, full buffers go to it (the header streams); without, the buffer grows. */
+  constructor(private readonly _sink?: (chunk: Uint8Array) => void) {}
+  /** Total bytes encoded. */
+  get total(): number {
+    return this.flushed + this.len;
+  }
+  /** Hands the buffered bytes to the sink (no-op without one). */
+  flush(): void {
+    if (!this._sink || this.len === 0) return;
+    this._sink(this._buf.subarray(0, this.len));
+    this.flushed += this.len;
+    this.len = 0;
+  }
   private _grow(n: number): void {
+    // Streaming: hand over what is buffered before it passes FLUSH_BYTES.
+    if (this._sink && this.len > 0 && this.len + n > FLUSH_BYTES) this.flush();
     if (this.len + n <= this._buf.length) return;
     let size = this._buf.length * 2;
     while (size < this.len + n) size *= 2;
@@ -73,7 +107,7 @@ class Out {
     this.len += written;
   }
   pad(alignment: number): void {
-    const n = (alignment - (this.len % alignment)) % alignment;
+    const n = (alignment - (this.total % alignment)) % alignment;
     this._grow(n);
     this._buf.fill(0, this.len, this.len + n);
     this.len += n;
@@ -105,18 +139,58 @@ function writeScalar(o: Out, type: number, v: number | bigint | boolean | string
 /**
  * Lays out a GGUF v3 file: encodes the header for `metadata` (in insertion order) and `tensors`
  * (data back to back in the given order, each padded to `alignment`). `general.alignment` is
- * written when the alignment is not the default 32.
+ * written when the alignment is not the default 32. The whole header is returned in memory; use
+ * {@link streamGgufHeader} for headers too large for that.
+ *
+ * @example
+ * ```ts
+ * const { header, tensors } = layoutGguf(new Map([["general.architecture", { type: GGUF_TYPE.STRING, value: "llama" }]]), []);
+ * ```
  */
 export function layoutGguf(
   metadata: ReadonlyMap<string, GgufWriteValue> | Record<string, GgufWriteValue>,
   tensors: readonly GgufWriteTensor[],
   alignment = 32,
 ): GgufLayout {
+  const o = new Out();
+  const placement = encodeHeader(o, metadata, tensors, alignment);
+  return { header: o.bytes(), ...placement };
+}
+
+/**
+ * Encodes the header like {@link layoutGguf} but hands it to `write` in chunks of about 1 MiB as
+ * it is encoded, so a header with a huge vocabulary is never whole in memory (give long arrays as
+ * `length` + iterable). Tensor offsets are relative to the data section, so nothing needs the
+ * header's size before it is written.
+ *
+ * @example
+ * ```ts
+ * const fd = openSync("m.gguf", "w");
+ * const placed = streamGgufHeader(metadata, tensors, (chunk) => writeSync(fd, chunk));
+ * ```
+ */
+export function streamGgufHeader(
+  metadata: ReadonlyMap<string, GgufWriteValue> | Record<string, GgufWriteValue>,
+  tensors: readonly GgufWriteTensor[],
+  write: (chunk: Uint8Array) => void,
+  alignment = 32,
+): GgufPlacement {
+  const o = new Out(write);
+  const placement = encodeHeader(o, metadata, tensors, alignment);
+  o.flush();
+  return placement;
+}
+
+function encodeHeader(
+  o: Out,
+  metadata: ReadonlyMap<string, GgufWriteValue> | Record<string, GgufWriteValue>,
+  tensors: readonly GgufWriteTensor[],
+  alignment: number,
+): GgufPlacement {
   const entries = metadata instanceof Map ? [...metadata.entries()] : Object.entries(metadata);
   if (alignment !== 32 && !entries.some(([k]) => k === "general.alignment")) {
     entries.push(["general.alignment", { type: GGUF_TYPE.UINT32, value: alignment }]);
   }
-  const o = new Out();
   o.u8(0x47), o.u8(0x47), o.u8(0x55), o.u8(0x46); // "GGUF"
   o.u32(3);
   o.u64(tensors.length);
@@ -125,9 +199,15 @@ export function layoutGguf(
     o.str(key);
     o.u32(e.type);
     if (e.type === GGUF_TYPE.ARRAY) {
+      const length = "length" in e ? e.length : e.value.length;
       o.u32(e.itemType);
-      o.u64(e.value.length);
-      for (const v of e.value) writeScalar(o, e.itemType, v, key);
+      o.u64(length);
+      let n = 0;
+      for (const v of e.value) {
+        writeScalar(o, e.itemType, v, key);
+        n++;
+      }
+      if (n !== length) throw new RangeError(`GGUF metadata '${key}': array declared ${length} items but gave ${n}`);
     } else {
       writeScalar(o, e.type, e.value, key);
     }
@@ -145,7 +225,7 @@ export function layoutGguf(
     rel += Math.ceil(bytes / alignment) * alignment;
   }
   o.pad(alignment);
-  const header = o.bytes();
-  for (const p of placed) p.offset += header.length;
-  return { header, tensors: placed, fileSize: header.length + rel, alignment };
+  const headerBytes = o.total;
+  for (const p of placed) p.offset += headerBytes;
+  return { headerBytes, tensors: placed, fileSize: headerBytes + rel, alignment };
 }

@@ -8,11 +8,12 @@
  * @module
  */
 
+import { writeSync } from "node:fs";
 import { open, rename, rm } from "node:fs/promises";
 import { ModelFileError } from "../../core/errors.ts";
 import { type GgmlType, ggmlTypeByName } from "./ggml_types.ts";
 import { GGUF_TYPE } from "./gguf.ts";
-import { type GgufWriteValue, layoutGguf } from "./gguf_writer.ts";
+import { type GgufWriteValue, streamGgufHeader } from "./gguf_writer.ts";
 import { getShape, listShapes, type ModelShape, shapeTensors, type TensorKind } from "./shapes.ts";
 
 /** Quantizations `synthesize` writes. */
@@ -46,6 +47,13 @@ export interface SynthResult {
 
 const POOL_BYTES = 16 << 20;
 
+/**
+ * Bounds of the synth options: a vocabulary beyond any real model's (the largest have ~262k
+ * tokens) would only make an absurd file; llama.cpp's token ids are int32 and its tokenizer holds
+ * every token string in memory. The seed is a 32-bit PRNG state.
+ */
+export const SYNTH_LIMITS = { vocabMin: 258, vocabMax: 4_194_304, seedMax: 2 ** 32 - 1 } as const;
+
 // llama_ftype values (include/llama.h).
 const FILE_TYPE: Record<SynthQuant, number> = { F16: 1, Q4_0: 2, Q8_0: 7 };
 
@@ -60,7 +68,11 @@ export async function synthesize(opts: SynthOptions): Promise<SynthResult> {
     throw new RangeError(`quantization '${opts.quant}' is not one synth writes (Q8_0, Q4_0, F16)`);
   }
   const vocab = opts.vocabSize ?? shape0.vocab;
-  if (!Number.isInteger(vocab) || vocab < 258) throw new RangeError(`vocabSize ${vocab} is below 258 (256 bytes + BOS + EOS)`);
+  if (!Number.isInteger(vocab) || vocab < SYNTH_LIMITS.vocabMin || vocab > SYNTH_LIMITS.vocabMax) {
+    throw new RangeError(`vocabSize ${vocab} is outside ${SYNTH_LIMITS.vocabMin}..${SYNTH_LIMITS.vocabMax} (256 bytes + BOS + EOS at least; no real model has more than ~262k tokens)`);
+  }
+  const seed = opts.seed ?? 1;
+  if (!Number.isInteger(seed) || seed < 0 || seed > SYNTH_LIMITS.seedMax) throw new RangeError(`seed ${seed} is outside 0..${SYNTH_LIMITS.seedMax}`);
   const shape: ModelShape = { ...shape0, vocab };
   const f32 = ggmlTypeByName("F32")!;
 
@@ -75,8 +87,6 @@ export async function synthesize(opts: SynthOptions): Promise<SynthResult> {
       throw new RangeError(`shape ${shape.id}: tensor ${t.name} row of ${t.shape[0]} is not a multiple of the ${t.type.name} block size`);
     }
   }
-  const layout = layoutGguf(shapeMetadata(shape, opts.quant), tensors);
-  const total = layout.fileSize;
   const tmp = `${opts.out}.tmp-${process.pid}`;
   let fh;
   try {
@@ -86,13 +96,19 @@ export async function synthesize(opts: SynthOptions): Promise<SynthResult> {
   }
   let ok = false;
   try {
-    await writeAll(fh, layout.header, 0);
-    let done = layout.header.length;
+    // The header streams to the file as it is encoded (a large vocabulary is never whole in memory).
+    let pos0 = 0;
+    const layout = streamGgufHeader(shapeMetadata(shape, opts.quant), tensors, (chunk) => {
+      for (let off = 0; off < chunk.length;) off += writeSync(fh.fd, chunk, off, chunk.length - off, pos0 + off);
+      pos0 += chunk.length;
+    });
+    const total = layout.fileSize;
+    let done = layout.headerBytes;
     opts.onProgress?.(done, total);
     if (opts.sparse) {
       done = total;
     } else {
-      const rng = xorshift(opts.seed ?? 1);
+      const rng = xorshift(seed);
       const pools = new Map<string, Uint8Array>();
       const poolFor = (type: GgmlType, kind: TensorKind): Uint8Array => {
         const key = kind === "weight" ? type.name : kind;
@@ -135,6 +151,7 @@ export async function synthesize(opts: SynthOptions): Promise<SynthResult> {
     await fh.close();
     await rename(tmp, opts.out);
     ok = true;
+    return { path: opts.out, bytes: total };
   } catch (e) {
     if (opts.signal?.aborted) throw opts.signal.reason;
     throw e instanceof ModelFileError ? e : new ModelFileError(opts.out, `cannot write: ${(e as Error).message}`, { cause: e });
@@ -144,7 +161,6 @@ export async function synthesize(opts: SynthOptions): Promise<SynthResult> {
       await rm(tmp, { force: true }).catch(() => {});
     }
   }
-  return { path: opts.out, bytes: total };
 }
 
 async function writeAll(fh: Awaited<ReturnType<typeof open>>, buf: Uint8Array, pos: number): Promise<void> {
@@ -275,14 +291,21 @@ export function shapeMetadata(shape: ModelShape, quant: SynthQuant): Map<string,
   }
   // gpt2-style byte-level BPE vocabulary: 256 byte tokens, BOS, EOS, fillers; no merges, so text
   // tokenizes to bytes.
-  const tokens = byteTokens();
-  tokens.push("<|startoftext|>", "<|endoftext|>");
-  for (let i = tokens.length; i < shape.vocab; i++) tokens.push(`<|f${i}|>`);
-  const types = tokens.map((_, i) => (i === 256 || i === 257 ? 3 : 1)); // 1 normal, 3 control
+  // Made as they are written (a multi-million vocabulary is never a JS array).
+  const bytes = byteTokens();
+  const tokens = function* (): Generator<string> {
+    yield* bytes;
+    yield "<|startoftext|>";
+    yield "<|endoftext|>";
+    for (let i = 258; i < shape.vocab; i++) yield `<|f${i}|>`;
+  };
+  const types = function* (): Generator<number> {
+    for (let i = 0; i < shape.vocab; i++) yield i === 256 || i === 257 ? 3 : 1; // 1 normal, 3 control
+  };
   str("tokenizer.ggml.model", "gpt2");
   str("tokenizer.ggml.pre", "default");
-  m.set("tokenizer.ggml.tokens", { type: GGUF_TYPE.ARRAY, itemType: GGUF_TYPE.STRING, value: tokens });
-  m.set("tokenizer.ggml.token_type", { type: GGUF_TYPE.ARRAY, itemType: GGUF_TYPE.INT32, value: types });
+  m.set("tokenizer.ggml.tokens", { type: GGUF_TYPE.ARRAY, itemType: GGUF_TYPE.STRING, length: shape.vocab, value: { [Symbol.iterator]: tokens } });
+  m.set("tokenizer.ggml.token_type", { type: GGUF_TYPE.ARRAY, itemType: GGUF_TYPE.INT32, length: shape.vocab, value: { [Symbol.iterator]: types } });
   m.set("tokenizer.ggml.merges", { type: GGUF_TYPE.ARRAY, itemType: GGUF_TYPE.STRING, value: [] });
   u32("tokenizer.ggml.bos_token_id", 256);
   u32("tokenizer.ggml.eos_token_id", 257);
