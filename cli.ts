@@ -188,8 +188,20 @@ export function createCli(): ReturnType<typeof cac> {
   return cli;
 }
 
+/**
+ * A closed stdout (`spillway plan RECIPE | head -1`) ends spillway quietly with status 0, as CLI
+ * tools do, instead of an EPIPE stack trace; children are stopped by the launcher's exit handler.
+ */
+function quietOnClosedStdout(): void {
+  process.stdout.on("error", (e: NodeJS.ErrnoException) => {
+    if (e.code !== "EPIPE") throw e;
+    process.exit(0);
+  });
+}
+
 /** Run the CLI on `argv` (process.argv shape). */
 export function main(argv: string[] = process.argv): void {
+  quietOnClosedStdout();
   const cli = createCli();
   cli.parse(argv, { run: false });
   if (!cli.matchedCommand && cli.args.length > 0) {
