@@ -36,6 +36,9 @@ enum {
   CUDA_ERROR_INVALID_HANDLE = 400,
   CUDA_ERROR_NOT_FOUND = 500,
   CUDA_ERROR_NOT_SUPPORTED = 801,
+  CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED = 900,
+  CUDA_ERROR_STREAM_CAPTURE_INVALIDATED = 901,
+  CUDA_ERROR_STREAM_CAPTURE_IMPLICIT = 906,
   CUDA_ERROR_UNKNOWN = 999
 };
 
@@ -170,6 +173,10 @@ typedef CUresult (*cuCtxGetCurrent_t)(CUcontext *);
 typedef CUresult (*cuCtxGetDevice_t)(CUdevice *);
 typedef CUresult (*cuCtxSynchronize_t)(void);
 typedef CUresult (*cuStreamSynchronize_t)(CUstream);
+typedef CUresult (*cuCtxPushCurrent_t)(CUcontext);
+typedef CUresult (*cuCtxPopCurrent_t)(CUcontext *);
+typedef enum { CU_STREAM_CAPTURE_STATUS_NONE = 0, CU_STREAM_CAPTURE_STATUS_ACTIVE = 1, CU_STREAM_CAPTURE_STATUS_INVALIDATED = 2 } CUstreamCaptureStatus;
+typedef CUresult (*cuStreamIsCapturing_t)(CUstream, CUstreamCaptureStatus *);
 typedef CUresult (*cuDeviceGetAttribute_t)(int *, int, CUdevice);
 typedef CUresult (*cuDeviceTotalMem_t)(size_t *, CUdevice);
 typedef CUresult (*cuMemGetInfo_t)(size_t *, size_t *);

@@ -50,6 +50,89 @@ void sw_release_locked(struct sw_rec *r) {
   sw_stats_end();
 }
 
+/* Host-backed frees put off while their stream was capturing (sw_lock). */
+static struct sw_rec *deferred;
+
+static int capture_error(CUresult r) {
+  return r == CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED || r == CUDA_ERROR_STREAM_CAPTURE_INVALIDATED ||
+         r == CUDA_ERROR_STREAM_CAPTURE_IMPLICIT;
+}
+
+/* Synchronize ctx (not necessarily the caller's current one); returns the result. */
+static CUresult sync_context(CUcontext ctx) {
+  if (!sw_drv.cuCtxSynchronize) return CUDA_SUCCESS;
+  CUcontext cur = NULL;
+  if (sw_drv.cuCtxGetCurrent) sw_drv.cuCtxGetCurrent(&cur);
+  if (!ctx || ctx == cur || !sw_drv.cuCtxPushCurrent || !sw_drv.cuCtxPopCurrent) return sw_drv.cuCtxSynchronize();
+  if (sw_drv.cuCtxPushCurrent(ctx) != CUDA_SUCCESS) return sw_drv.cuCtxSynchronize();
+  CUresult r = sw_drv.cuCtxSynchronize();
+  CUcontext popped;
+  sw_drv.cuCtxPopCurrent(&popped);
+  return r;
+}
+
+/* Wait until no queued GPU work can read r's host memory, as cudaFree (the allocation's context) or
+ * the stream of a stream-ordered free would. 0: the stream is capturing a graph, which may read it
+ * when replayed: the caller defers the free. */
+static int wait_for_readers(const struct sw_rec *r, int async, CUstream stream) {
+  CUresult res;
+  if (async && sw_drv.cuStreamSynchronize) {
+    CUstreamCaptureStatus st = CU_STREAM_CAPTURE_STATUS_NONE;
+    /* Synchronizing a capturing stream is illegal and would invalidate the capture. */
+    if (sw_drv.cuStreamIsCapturing && sw_drv.cuStreamIsCapturing(stream, &st) == CUDA_SUCCESS &&
+        st != CU_STREAM_CAPTURE_STATUS_NONE)
+      return 0;
+    res = sw_drv.cuStreamSynchronize(stream);
+  } else {
+    res = sync_context(r->ctx);
+  }
+  if (capture_error(res)) return 0;
+  if (res != CUDA_SUCCESS)
+    SW_WARN("free 0x%llx: waiting for the device failed (%d); the memory is returned anyway (the context is unusable)",
+            (unsigned long long)r->ptr, res);
+  return 1;
+}
+
+static void give_back(struct sw_rec *r) {
+  sw_backing_free(r);
+  SW_DEBUG("free 0x%llx: %.1f MiB VRAM + %.1f MiB host (%s) returned", (unsigned long long)r->ptr, sw_mib(r->vram),
+           sw_mib(r->host), sw_kind_name[r->kind]);
+  pthread_mutex_lock(&sw_lock);
+  sw_release_locked(r);
+  pthread_mutex_unlock(&sw_lock);
+  free(r);
+}
+
+/* Free what was deferred once its stream's capture is over (its context synchronized first). */
+static void drain_deferred(void) {
+  if (!__atomic_load_n(&deferred, __ATOMIC_ACQUIRE)) return;
+  pthread_mutex_lock(&sw_lock);
+  struct sw_rec *list = deferred, *keep = NULL;
+  deferred = NULL;
+  pthread_mutex_unlock(&sw_lock);
+  while (list) {
+    struct sw_rec *r = list;
+    list = r->next;
+    CUstreamCaptureStatus st = CU_STREAM_CAPTURE_STATUS_NONE;
+    int capturing = sw_drv.cuStreamIsCapturing && sw_drv.cuStreamIsCapturing(r->stream, &st) == CUDA_SUCCESS &&
+                    st != CU_STREAM_CAPTURE_STATUS_NONE;
+    if (!capturing && !capture_error(sync_context(r->ctx))) {
+      give_back(r);
+    } else {
+      r->next = keep;
+      keep = r;
+    }
+  }
+  if (!keep) return;
+  pthread_mutex_lock(&sw_lock);
+  struct sw_rec *tail = keep;
+  while (tail->next) tail = tail->next;
+  tail->next = deferred;
+  deferred = keep;
+  pthread_mutex_unlock(&sw_lock);
+}
+void sw_drain_deferred(void) { drain_deferred(); }
+
 int sw_free(CUdeviceptr ptr, int async, CUstream stream, void **cookie) {
   if (!ptr) return SW_FREE_UNKNOWN;
   pthread_mutex_lock(&sw_lock);
@@ -69,16 +152,18 @@ int sw_free(CUdeviceptr ptr, int async, CUstream stream, void **cookie) {
     *cookie = r; /* the real free returns it (managed memory: cudaFree/cuMemFree wait for the device) */
     return SW_FREE_VRAM;
   }
-  /* Host-backed memory may still be read by queued work: wait as cudaFree / the stream would. */
-  if (async && sw_drv.cuStreamSynchronize) sw_drv.cuStreamSynchronize(stream);
-  else if (sw_drv.cuCtxSynchronize) sw_drv.cuCtxSynchronize();
-  sw_backing_free(r);
-  SW_DEBUG("free 0x%llx: %.1f MiB VRAM + %.1f MiB host (%s) returned", (unsigned long long)ptr, sw_mib(r->vram),
-           sw_mib(r->host), sw_kind_name[r->kind]);
-  pthread_mutex_lock(&sw_lock);
-  sw_release_locked(r);
-  pthread_mutex_unlock(&sw_lock);
-  free(r);
+  drain_deferred();
+  if (!wait_for_readers(r, async, stream)) {
+    /* A graph being captured may read it: keep the memory until the capture is over. */
+    pthread_mutex_lock(&sw_lock);
+    r->stream = stream;
+    r->next = deferred;
+    deferred = r;
+    pthread_mutex_unlock(&sw_lock);
+    SW_DEBUG("free 0x%llx during stream capture: deferred until the capture ends", (unsigned long long)ptr);
+    return SW_FREE_DONE;
+  }
+  give_back(r);
   return SW_FREE_DONE;
 }
 
@@ -127,8 +212,23 @@ void sw_adjust_total(int dev, size_t *total_b) {
   else if (sw_cfg.report_mode == SPILLWAY_REPORT_SIZE) *total_b = sw_cfg.report_size;
 }
 
-/* A forked child has no CUDA allocations: forget the parent's (sw_lock is held by the atfork handler). */
+/* A forked child has no CUDA allocations: forget the parent's (sw_lock is held by the atfork handler),
+ * closing the pool buffers' fds it inherited (their mappings were not: MADV_DONTFORK). The child's
+ * copies of the records are freed; a child that touches a parent's host-backed address faults. */
 void sw_alloc_forget_locked(void) {
+  for (size_t b = 0; b < NBUCKETS; b++)
+    for (struct sw_rec *r = table[b], *n; r; r = n) {
+      n = r->next;
+      sw_backing_forget_in_child(r);
+      free(r);
+    }
+  for (struct sw_rec *r = deferred, *n; r; r = n) {
+    n = r->next;
+    sw_backing_forget_in_child(r);
+    free(r);
+  }
+  deferred = NULL;
+  sw_backings_forget_in_child();
   memset(table, 0, sizeof table);
   for (int i = 0; i < SW_MAX_DEVICES; i++) sw_devs[i].vram_used = 0;
   sw_host_used = 0;

@@ -40,9 +40,12 @@ static void ensure_runtime_context(const struct sw_vram_fn *v) {
 
 int sw_alloc(size_t size, const struct sw_vram_fn *v, CUdeviceptr *out) {
   ensure_runtime_context(v);
+  sw_drain_deferred();
   int dev = sw_current_device();
   if (dev < 0) return vram_call(v, out, size); /* no context: let CUDA answer */
   sw_dev_init(dev);
+  CUcontext ctx = NULL;
+  if (sw_drv.cuCtxGetCurrent) sw_drv.cuCtxGetCurrent(&ctx);
   /* The table entry first: an allocation made but not tracked could never be freed or uncounted. */
   struct sw_rec *heap = malloc(sizeof *heap);
   if (!heap) {
@@ -65,7 +68,7 @@ int sw_alloc(size_t size, const struct sw_vram_fn *v, CUdeviceptr *out) {
   for (int attempt = 0; attempt < 3; attempt++) {
     struct sw_rec rec;
     memset(&rec, 0, sizeof rec);
-    rec.size = size, rec.dev = dev, rec.fd = -1;
+    rec.size = size, rec.dev = dev, rec.fd = -1, rec.ctx = ctx;
     const char *why = "";
     pthread_mutex_lock(&sw_lock);
     int decided = sw_decide_locked(&rec, rule, force_host, &why);

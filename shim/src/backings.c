@@ -85,6 +85,9 @@ static CUresult kmod_alloc(struct sw_rec *rec) {
     close(a.fd);
     return CUDA_ERROR_OUT_OF_MEMORY;
   }
+  /* A forked child (a DataLoader worker) must not keep the pool's pages nor write memory the GPU
+   * reads: the mapping is not inherited (and the child closes the fd, sw_backings_forget_in_child). */
+  if (madvise(p, bytes, MADV_DONTFORK)) SW_WARN("madvise(MADV_DONTFORK) of a pool buffer failed: %s", strerror(errno));
   CUresult r = sw_drv.cuMemHostRegister ? sw_drv.cuMemHostRegister(p, bytes, CU_MEMHOSTREGISTER_PORTABLE | CU_MEMHOSTREGISTER_DEVICEMAP)
                                         : CUDA_ERROR_NOT_SUPPORTED;
   CUdeviceptr d = 0;
@@ -171,6 +174,10 @@ static CUresult mapped_alloc(struct sw_rec *rec) {
     sw_drv.cuMemFreeHost(p);
     return r;
   }
+  /* Pinned pages the GPU reads stay out of forked children too. */
+  uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE), lo = (uintptr_t)p & ~(page - 1);
+  if (madvise((void *)lo, (uintptr_t)p + rec->size - lo, MADV_DONTFORK))
+    SW_WARN("madvise(MADV_DONTFORK) of mapped pinned memory failed: %s", strerror(errno));
   rec->ptr = d, rec->hostp = p;
   return CUDA_SUCCESS;
 }
@@ -201,6 +208,19 @@ CUresult sw_backing_alloc(struct sw_rec *rec, int *head_failed, int *host_unsupp
     case SW_K_KMOD: return kmod_alloc(rec);
     default: return CUDA_ERROR_INVALID_VALUE;
   }
+}
+
+/* In a forked child: the pool buffer's fd is closed (its mapping was not inherited: MADV_DONTFORK),
+ * so the child holds none of the pool's pages or memlock charge once the parent frees. */
+void sw_backing_forget_in_child(const struct sw_rec *r) {
+  if (r->kind == SW_K_KMOD && r->fd >= 0) close(r->fd);
+}
+
+void sw_backings_forget_in_child(void) {
+#if SW_HAVE_KMOD
+  int fd = __atomic_exchange_n(&kmod_fd, -2, __ATOMIC_ACQ_REL);
+  if (fd >= 0) close(fd);
+#endif
 }
 
 void sw_backing_free(const struct sw_rec *r) {

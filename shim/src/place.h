@@ -21,6 +21,8 @@ struct sw_rec {
   void *hostp;   /* host address (mapped, kmod) */
   int kind, dev, fd;
   int in_reserve; /* placed whole in the reserve after the budget was spent */
+  CUcontext ctx;  /* the context it was made in: its free waits for that context's work */
+  CUstream stream; /* a deferred free: the stream it was freed on while that stream was capturing */
 };
 
 /* Budget state of one device. */
@@ -66,6 +68,8 @@ uint64_t sw_kmod_round(uint64_t size);
 /* Build the allocation rec describes (not VRAM); on failure nothing is left behind. */
 CUresult sw_backing_alloc(struct sw_rec *rec, int *head_failed, int *host_unsupported);
 void sw_backing_free(const struct sw_rec *rec);
+void sw_backing_forget_in_child(const struct sw_rec *rec); /* fork child: drop what it inherited */
+void sw_backings_forget_in_child(void);
 int sw_host_tier(int kind);
 
 /* ---- account.c: the table of live allocations and the stats ---- */
@@ -73,6 +77,7 @@ void sw_table_insert_locked(struct sw_rec *r);
 struct sw_rec *sw_table_remove_locked(CUdeviceptr p);
 void sw_commit_locked(const struct sw_rec *r);
 void sw_release_locked(struct sw_rec *r);
+void sw_drain_deferred(void); /* free host-backed memory whose free waited for a stream capture to end */
 int sw_report_host(void); /* whether every allocation path can place in host memory (reports add it) */
 
 #endif

@@ -155,6 +155,9 @@ static void load_driver(void) {
   R(cuMemGetAllocationGranularity);
   R(cuMemAdvise);
   R(cuMemAdvise_v2);
+  R(cuStreamIsCapturing);
+  sw_drv.cuCtxPushCurrent = (cuCtxPushCurrent_t)sw_real_dlsym(h, "cuCtxPushCurrent_v2");
+  sw_drv.cuCtxPopCurrent = (cuCtxPopCurrent_t)sw_real_dlsym(h, "cuCtxPopCurrent_v2");
 #undef R
   sw_drv.cuMemHostGetDevicePointer = (cuMemHostGetDevicePointer_t)sw_real_dlsym(h, "cuMemHostGetDevicePointer_v2");
   /* cuda.h maps cuMemHostRegister to _v2 (CUDA >= 6.5); the unversioned export is the legacy ABI. */

@@ -80,6 +80,9 @@ struct sw_driver {
   cuCtxGetDevice_t cuCtxGetDevice;
   cuCtxSynchronize_t cuCtxSynchronize;
   cuStreamSynchronize_t cuStreamSynchronize;
+  cuCtxPushCurrent_t cuCtxPushCurrent;
+  cuCtxPopCurrent_t cuCtxPopCurrent;
+  cuStreamIsCapturing_t cuStreamIsCapturing;
   cuDeviceGetAttribute_t cuDeviceGetAttribute;
   cuMemHostAlloc_t cuMemHostAlloc;
   cuMemFreeHost_t cuMemFreeHost;
