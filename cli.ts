@@ -104,9 +104,15 @@ export function createCli(): ReturnType<typeof cac> {
     .option("--list", "List the known shapes")
     .action(wrap(async (shape: string | undefined, o: Record<string, unknown>) => {
       const { synthCommand, listShapes } = await import("./commands/synth.ts");
-      if (o.list || !shape) {
+      if (o.list) {
         for (const s of listShapes()) console.log(`${s.id.padEnd(22)} ${s.description ?? ""}`);
-        return shape || o.list ? 0 : 2;
+        return 0;
+      }
+      if (!shape) {
+        // A usage error says what is missing (on stderr), then what would do.
+        console.error("spillway synth: missing the shape to write, e.g. `spillway synth tiny-moe -o tiny.gguf`; known shapes:");
+        for (const s of listShapes()) console.error(`  ${s.id.padEnd(22)} ${s.description ?? ""}`);
+        return 2;
       }
       return synthCommand({
         shape,

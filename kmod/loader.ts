@@ -73,7 +73,7 @@ export function buildModule(opts: BuildOptions = {}): BuildResult {
   if (!existsSync(join(kernelDir, "Makefile"))) {
     throw new KernelModuleError(
       `kernel build directory ${kernelDir} not found (no Makefile): install the headers of kernel ` +
-        `${release()} (Debian/Ubuntu: apt-get install linux-headers-${release()}) or pass --kernel-dir`,
+        `${release()} (Debian/Ubuntu: apt-get install linux-headers-${release()}) or pass --kdir <dir> (the kernel build directory)`,
     );
   }
   mkdirSync(buildDir, { recursive: true });

@@ -23,6 +23,7 @@ import { processAlive, readProcessStats, type ProcessStats } from "../monitor.ts
 import type { AdapterOptions, RunRecipe } from "../runtimes/adapter.ts";
 import { commandLaunchSpec } from "../runtimes/command_adapter.ts";
 import { adapterFor } from "../runtimes/mod.ts";
+import { missingProgramHint } from "../runtimes/hint.ts";
 import { nodeLlamaCppRun, runNodeLlamaCpp, type GenerationResult, type InProcessHooks } from "../runtimes/node_llama_cpp.ts";
 
 /** How to launch. */
@@ -67,6 +68,28 @@ export interface LaunchHandle {
 
 const FORWARDED: NodeJS.Signals[] = ["SIGINT", "SIGTERM", "SIGHUP"];
 export { exitStatus };
+
+/**
+ * For a program {@link resolveExecutable} did not find: the file that is there but cannot be run
+ * (with why), or null when nothing of that name exists.
+ */
+export function presentButNotExecutable(program: string, pathVar: string = process.env.PATH ?? ""): { path: string; why: string } | null {
+  const paths = program.includes("/")
+    ? [isAbsolute(program) ? program : resolve(program)]
+    : pathVar.split(delimiter).filter((d) => d).map((d) => join(d, program));
+  for (const p of paths) {
+    let st;
+    try {
+      st = statSync(p);
+    } catch {
+      continue;
+    }
+    if (st.isDirectory()) return { path: p, why: "is a directory, not a program" };
+    const mode = (st.mode & 0o777).toString(8).padStart(3, "0");
+    return { path: p, why: `exists but is not executable (mode ${mode}): \`chmod +x\` it, or run it with its interpreter (e.g. spillway run -- sh ${p})` };
+  }
+  return null;
+}
 
 /** Absolute path of `program` (a path, or a name looked up in `PATH`), or null when not executable. */
 export function resolveExecutable(program: string, pathVar: string = process.env.PATH ?? ""): string | null {
@@ -148,6 +171,9 @@ export function launchSpec(spec: LaunchSpec, options: LaunchOptions = {}): Launc
   const env = childEnv(spec);
   const resolved = resolveExecutable(program, env.PATH ?? "");
   if (resolved === null) {
+    // There but not runnable (a data file, a script without +x, a directory): say so, not "install it".
+    const present = presentButNotExecutable(program, env.PATH ?? "");
+    if (present) throw new LaunchError(`${options.runtime ?? program}: '${present.path}' ${present.why}`);
     throw new RuntimeMissingError(options.runtime ?? program, program, options.hint ?? `Install '${program}' or put it on PATH.`);
   }
   const group = options.newProcessGroup ?? !process.stdin.isTTY;
@@ -313,7 +339,7 @@ export function launch(plan: Plan | null, recipe: RunRecipe | null = null, optio
     return launchInProcess(nodeLlamaCppRun(plan, recipe), options);
   }
   const spec = options.spec ?? adapter.toLaunchSpec(plan, recipe, options);
-  return launchSpec(spec, { runtime: adapter.name, hint: adapter.binaryHint.hint, ...options });
+  return launchSpec(spec, { runtime: adapter.name, hint: missingProgramHint(adapter.binaryHint.hint, recipe), ...options });
 }
 
 /** node-llama-cpp in this process, with the same handle shape and signal behaviour as a child. */

@@ -24,6 +24,7 @@ import type {
   RecipeRuntime,
   RecipeRuntimeName,
 } from "./types.ts";
+import { RecipeErrors } from "./locate.ts";
 import { validate } from "./validate.ts";
 
 /** Token counts of the named workloads. */
@@ -62,16 +63,28 @@ export function parseRecipe(text: string, file = "<inline>"): Recipe {
     const detail = String(err.message ?? e).replace(/^JSON5: /, "").replace(/ at \d+:\d+$/, "");
     throw new RecipeSyntaxError(file, err.lineNumber ?? 1, err.columnNumber ?? 1, detail, { cause: e });
   }
-  const r = validate(raw, RECIPE_SPEC, file) as Record<string, any>;
+  // Every error is reported (as compilers do), each at its file:line:column and field path.
+  const errors: RecipeSchemaError[] = [];
+  const r = validate(raw, RECIPE_SPEC, file, "", errors) as Record<string, any>;
+  if (errors.length > 0) throw new RecipeErrors(file, text, errors);
   const schemaError = (path: string, detail: string): never => {
     throw new RecipeSchemaError(file, path, detail);
   };
+  const collect = <T>(f: () => T, fallback: T): T => {
+    try {
+      return f();
+    } catch (e) {
+      if (!(e instanceof RecipeSchemaError)) throw e;
+      errors.push(e);
+      return fallback;
+    }
+  };
 
-  const runtime = normalizeRuntime(r.runtime, schemaError);
-  const model = normalizeModel(r.model ?? {}, file, schemaError);
+  const runtime = collect(() => normalizeRuntime(r.runtime, schemaError), { name: "command" } as RecipeRuntime);
+  const model = collect(() => normalizeModel(r.model ?? {}, file, schemaError), null);
 
   const batch: number = r.batch ?? RECIPE_DEFAULTS.batch;
-  if (r.ubatch !== undefined && r.ubatch > batch) schemaError("ubatch", `must not exceed batch (${batch}), got ${r.ubatch}`);
+  if (r.ubatch !== undefined && r.ubatch > batch) collect(() => schemaError("ubatch", `must not exceed batch (${batch}), got ${r.ubatch}`), null);
 
   const workload: Workload = r.workload === undefined
     ? { ...WORKLOADS.chat }
@@ -80,8 +93,10 @@ export function parseRecipe(text: string, file = "<inline>"): Recipe {
     : { objective: "custom", promptTokens: r.workload.promptTokens, generatedTokens: r.workload.generatedTokens };
   const context: number = r.context ?? RECIPE_DEFAULTS.context;
   if (workload.promptTokens + workload.generatedTokens > context) {
-    schemaError("workload", `prompt + generated tokens (${workload.promptTokens + workload.generatedTokens}) exceed context (${context})`);
+    collect(() => schemaError("workload", `prompt + generated tokens (${workload.promptTokens + workload.generatedTokens}) exceed context (${context})`), null);
   }
+  const hardware = collect(() => normalizeHardware(r.hardware, schemaError), { kind: "probe" } as HardwareSpec);
+  if (errors.length > 0 || model === null) throw new RecipeErrors(file, text, errors);
 
   const recipe: Recipe = {
     file,
@@ -91,7 +106,7 @@ export function parseRecipe(text: string, file = "<inline>"): Recipe {
     batch,
     workload,
     placement: normalizePlacement(r.placement),
-    hardware: normalizeHardware(r.hardware, schemaError),
+    hardware,
   };
   if (r.name !== undefined) recipe.name = r.name;
   if (r.description !== undefined) recipe.description = r.description;

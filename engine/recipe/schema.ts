@@ -10,7 +10,8 @@ import { KNOWN_MODELS, KNOWN_QUANTS } from "./models.ts";
 
 /** One node of the schema description. */
 export type Spec =
-  | { kind: "string"; enum?: readonly string[]; description?: string }
+  /** `ignoreCase`: the enum matches in any case and the value becomes the enum's spelling. */
+  | { kind: "string"; enum?: readonly string[]; ignoreCase?: boolean; description?: string }
   | { kind: "number"; integer?: boolean; min?: number; max?: number; description?: string }
   /** Bytes: a number, or a string such as `12G`, `512M`, `32GB`. */
   | { kind: "size"; description?: string }
@@ -67,7 +68,7 @@ export const RECIPE_SPEC: Spec = {
       fields: {
         path: str("model file (GGUF, safetensors or its index); relative to the recipe's directory; ~ expands"),
         id: str("known model id", Object.keys(KNOWN_MODELS)),
-        quant: str("quantization of a known id", KNOWN_QUANTS),
+        quant: { ...str("quantization of a known id (any case: Q8_0 = q8_0)", KNOWN_QUANTS), ignoreCase: true } as Spec,
         synth: { kind: "boolean", description: "`spillway run` synthesizes the file (random weights) when missing" },
       },
     },
@@ -163,7 +164,8 @@ export function toJsonSchema(spec: Spec, root = true): Record<string, unknown> {
   switch (spec.kind) {
     case "string":
       out.type = "string";
-      if (spec.enum !== undefined) out.enum = [...spec.enum];
+      // Case-insensitive enums list both spellings (JSON Schema has no case-insensitive enum).
+      if (spec.enum !== undefined) out.enum = spec.ignoreCase ? [...new Set(spec.enum.flatMap((e) => [e, e.toUpperCase()]))] : [...spec.enum];
       break;
     case "number":
       out.type = spec.integer ? "integer" : "number";

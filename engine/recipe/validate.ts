@@ -33,9 +33,19 @@ function accepts(spec: Spec): JsonType[] {
 }
 
 function show(v: unknown): string {
+  // JSON.stringify writes Infinity and NaN (JSON5 values) as null.
+  if (typeof v === "number" && !Number.isFinite(v)) return String(v);
   const s = JSON.stringify(v);
   return s === undefined ? String(v) : s.length > 60 ? s.slice(0, 57) + "..." : s;
 }
+
+/** "null", "number Infinity", "object {...}": the type, then the value where it adds something. */
+function describe(v: unknown, type: string): string {
+  return type === "null" ? "null" : `${type} ${show(v)}`;
+}
+
+/** Thrown inside the validator after an error was recorded: the field's subtree stops there. */
+class Recorded extends Error {}
 
 /** Append a key or index to a field path (`placement.cpuLayers[2]`). */
 export function childPath(path: string, key: string | number): string {
@@ -44,13 +54,38 @@ export function childPath(path: string, key: string | number): string {
 }
 
 /**
- * Check `value` against `spec` and return it with sizes converted to bytes.
+ * Check `value` against `spec` and return it with sizes converted to bytes. Every error is found,
+ * as compilers do: with `errors` they are all appended there (the return value is then partial);
+ * without, the first is thrown.
  * @throws RecipeSchemaError naming `file` and the field path.
  */
-export function validate(value: unknown, spec: Spec, file: string, path = ""): unknown {
+export function validate(value: unknown, spec: Spec, file: string, path = "", errors?: RecipeSchemaError[]): unknown {
+  const found: RecipeSchemaError[] = errors ?? [];
+  let out: unknown;
+  try {
+    out = check(value, spec, file, path, found);
+  } catch (e) {
+    if (!(e instanceof Recorded)) throw e;
+  }
+  if (errors === undefined && found.length > 0) throw found[0];
+  return out;
+}
+
+/** A field's errors are recorded and the field is skipped; its siblings are still checked. */
+function checkField(value: unknown, spec: Spec, file: string, path: string, errors: RecipeSchemaError[]): unknown {
+  try {
+    return check(value, spec, file, path, errors);
+  } catch (e) {
+    if (e instanceof Recorded) return undefined;
+    throw e;
+  }
+}
+
+function check(value: unknown, spec: Spec, file: string, path: string, errors: RecipeSchemaError[]): unknown {
   const where = path === "" ? "(recipe)" : path;
   const fail = (detail: string): never => {
-    throw new RecipeSchemaError(file, where, detail);
+    errors.push(new RecipeSchemaError(file, where, detail));
+    throw new Recorded();
   };
   const type = jsonType(value);
   const allowedTypes = accepts(spec);
@@ -62,11 +97,16 @@ export function validate(value: unknown, spec: Spec, file: string, path = ""): u
       : [];
     const expected = [...new Set(allowedTypes)].join(" or ");
     const also = enumValues.length > 0 ? ` (strings: ${enumValues.map((e) => JSON.stringify(e)).join(", ")})` : "";
-    fail(`expected ${expected}${also}, got ${type} ${show(value)}`);
+    fail(`expected ${expected}${also}, got ${describe(value, type)}`);
   }
   switch (spec.kind) {
     case "string": {
       const s = value as string;
+      if (spec.enum !== undefined && spec.ignoreCase) {
+        // Case does not matter (Q8_0 = q8_0): the canonical spelling is returned.
+        const canonical = spec.enum.find((e) => e.toLowerCase() === s.toLowerCase());
+        if (canonical !== undefined) return canonical;
+      }
       if (spec.enum !== undefined && !spec.enum.includes(s)) {
         const near = suggest(s, spec.enum);
         fail(
@@ -100,38 +140,45 @@ export function validate(value: unknown, spec: Spec, file: string, path = ""): u
       if (spec.minItems !== undefined && arr.length < spec.minItems) {
         fail(`expected at least ${spec.minItems} item(s), got ${arr.length}`);
       }
-      return arr.map((item, i) => validate(item, spec.items, file, childPath(path, i)));
+      return arr.map((item, i) => checkField(item, spec.items, file, childPath(path, i), errors));
     }
     case "object": {
       const obj = value as Record<string, unknown>;
       const keys = Object.keys(spec.fields);
       const out: Record<string, unknown> = {};
+      let missing = false;
       for (const [k, v] of Object.entries(obj)) {
-        const field = spec.fields[k];
+        // Own keys only: `__proto__` or `constructor` are unknown keys, not Object.prototype's.
+        const field = Object.hasOwn(spec.fields, k) ? spec.fields[k] : undefined;
         if (field === undefined) {
           const near = suggest(k, keys);
-          throw new RecipeSchemaError(
+          errors.push(new RecipeSchemaError(
             file,
             childPath(path, k),
             `unknown key${near ? ` (did you mean ${JSON.stringify(near)}?)` : ""}; allowed keys${
               path === "" ? "" : ` of ${path}`
             }: ${keys.join(", ")}`,
-          );
+          ));
+          continue;
         }
-        out[k] = validate(v, field, file, childPath(path, k));
+        out[k] = checkField(v, field, file, childPath(path, k), errors);
       }
       for (const r of spec.required ?? []) {
-        if (!(r in obj)) fail(`missing required key ${JSON.stringify(r)}`);
+        if (!Object.hasOwn(obj, r)) {
+          errors.push(new RecipeSchemaError(file, where, `missing required key ${JSON.stringify(r)}`));
+          missing = true;
+        }
       }
+      if (missing) throw new Recorded();
       return out;
     }
     case "record": {
       const obj = value as Record<string, unknown>;
-      return Object.fromEntries(Object.entries(obj).map(([k, v]) => [k, validate(v, spec.values, file, childPath(path, k))]));
+      return Object.fromEntries(Object.entries(obj).map(([k, v]) => [k, checkField(v, spec.values, file, childPath(path, k), errors)]));
     }
     case "union": {
       const option = spec.of.find((s) => accepts(s).includes(type as JsonType))!;
-      return validate(value, option, file, path);
+      return check(value, option, file, path, errors);
     }
   }
 }
