@@ -1,7 +1,8 @@
 /**
  * Live state of every spillway process for `spillway top` and launch handles: the shim's
- * per-process stats records (`<SPILLWAY_STATS_DIR>/spillway.<pid>`, default /dev/shm) and the
- * kernel module's sysfs when it is loaded.
+ * per-process stats records (`<SPILLWAY_STATS_DIR>/spillway-<euid>/<pid>-<start>-<pidns>`, default
+ * /dev/shm; shim/stats.ts reads them and removes those of dead processes) and the kernel module's
+ * sysfs when it is loaded.
  *
  * @module
  */
@@ -72,10 +73,12 @@ function tier(t: ShimStats["tiers"][number] | undefined): TierUse {
 /** The monitor's view of a decoded shim record. */
 export function toProcessStats(s: ShimStats): ProcessStats {
   const [vram, hostVmm, hostMapped, hostKmod] = [0, 1, 2, 3].map((i) => tier(s.tiers[i]));
+  // A record of another pid namespace (a container sharing /dev/shm): its pid is not one of ours.
+  const foreign = s.record?.state === "unknown";
   return {
     pid: s.pid,
-    command: commandOf(s.pid),
-    alive: processAlive(s.pid),
+    command: foreign ? "(another pid namespace)" : commandOf(s.pid),
+    alive: s.record ? s.record.state !== "dead" : processAlive(s.pid),
     startedAt: Number(s.startNs / 1_000_000n),
     updatedAt: Number(s.updateNs / 1_000_000n),
     vramBudget: Number(s.vramBudget),
@@ -155,7 +158,7 @@ export function renderSnapshot(s: Snapshot, width = 100): string {
     lines.push(`${row}  ${pad(p.command || "(gone)", Math.max(10, width - row.length - 2))}`);
   }
   if (s.processes.length === 0) lines.push("(no process is running under the spillway shim)");
-  if (s.processes.some((p) => !p.alive)) lines.push("† process gone; its stats file was left behind");
+  if (s.processes.some((p) => !p.alive)) lines.push("† process gone");
   return lines.join("\n");
 }
 

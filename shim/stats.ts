@@ -1,7 +1,9 @@
 /**
  * The shim's per-process statistics record, mirrored from shim/include/spillway_stats.h: where each
  * field lives ({@linkcode STATS_LAYOUT}), decoding a record, and reading the records the running
- * processes keep in `<SPILLWAY_STATS_DIR>/spillway.<pid>` (default /dev/shm).
+ * processes keep in `<SPILLWAY_STATS_DIR>/spillway-<euid>/<pid>-<start ticks>-<pid namespace inode>`
+ * (default /dev/shm; the directory is the user's own, mode 0700, files 0600). Listing removes the
+ * records of processes that are gone (killed, crashed, `_exit`, or the program replaced by exec).
  *
  * test/shim_layout.test.ts compiles a C program printing sizeof/offsetof of the C struct and compares
  * them with this file.
@@ -14,7 +16,8 @@
  *
  * @module
  */
-import { readdirSync, readFileSync } from "node:fs";
+import { lstatSync, readdirSync, readFileSync, statSync, unlinkSync } from "node:fs";
+import process from "node:process";
 import { join } from "node:path";
 import { SpillwayError } from "../core/errors.ts";
 
@@ -111,6 +114,8 @@ export interface ShimStats {
   hostFailures: bigint;
   largestAlloc: bigint;
   largestSpill: bigint;
+  /** The file it was read from and its process's state, when read through {@linkcode listShimStats} or {@linkcode readShimStats}. */
+  record?: StatsRecordFile;
 }
 
 /**
@@ -178,9 +183,160 @@ export function defaultStatsDir(): string {
   return process.env.SPILLWAY_STATS_DIR || "/dev/shm";
 }
 
-/** Path of a process's record. */
-export function shimStatsPath(pid: number, dir: string = defaultStatsDir()): string {
-  return join(dir, `spillway.${pid}`);
+function euid(): number {
+  return typeof process.geteuid === "function" ? process.geteuid() : -1;
+}
+
+/** The directory of one user's records under `dir` (the shim's: `spillway-<euid>`). */
+export function statsUserDir(dir: string = defaultStatsDir(), uid: number = euid()): string {
+  return join(dir, `spillway-${uid}`);
+}
+
+/** What a record's file name says about its process. */
+export interface RecordName {
+  pid: number;
+  /** Start time in clock ticks after boot (field 22 of /proc/<pid>/stat); 0 when the shim could not read it. */
+  startTicks: bigint;
+  /** Inode of the process's pid namespace; 0 when unknown. */
+  pidNamespace: bigint;
+}
+
+/** Parse `<pid>-<start ticks>-<pid namespace inode>`; null for any other name. */
+export function parseRecordName(name: string): RecordName | null {
+  const m = /^(\d{1,10})-(\d{1,20})-(\d{1,20})$/.exec(name);
+  return m ? { pid: Number(m[1]), startTicks: BigInt(m[2]!), pidNamespace: BigInt(m[3]!) } : null;
+}
+
+let ownNamespace: bigint | null | undefined;
+function ourPidNamespace(): bigint | null {
+  if (ownNamespace === undefined) {
+    try {
+      ownNamespace = BigInt(statSync("/proc/self/ns/pid", { bigint: true }).ino);
+    } catch {
+      ownNamespace = null;
+    }
+  }
+  return ownNamespace;
+}
+
+/** Start time (field 22 of /proc/<pid>/stat) of a running process, null when there is none. */
+function startTicksOf(pid: number): bigint | null {
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${pid}/stat`, "latin1");
+  } catch {
+    return null;
+  }
+  // The command name (field 2) may hold spaces and parentheses: count from the last ')'.
+  const fields = text.slice(text.lastIndexOf(")") + 2).split(" ");
+  const v = fields[22 - 3];
+  return v !== undefined && /^\d+$/.test(v) ? BigInt(v) : null;
+}
+
+/**
+ * Whether the process a record names is still the one that wrote it: `alive`, `dead` (no such
+ * process, another process with its pid, or the same process after an exec into a program that
+ * no longer maps the record), or `unknown` (another pid namespace: its pids mean nothing here).
+ */
+export function recordState(path: string, name: RecordName): "alive" | "dead" | "unknown" {
+  const ours = ourPidNamespace();
+  if (name.pidNamespace !== 0n && ours !== null && name.pidNamespace !== ours) return "unknown";
+  const ticks = startTicksOf(name.pid);
+  if (ticks === null) return "dead";
+  if (name.startTicks !== 0n && ticks !== name.startTicks) return "dead";
+  // Same process: it still maps its record unless exec replaced the program (the shim maps the
+  // record for the process's whole life). Unreadable maps (another user's process): trust the pid.
+  let maps: string;
+  let ino: bigint;
+  try {
+    ino = BigInt(statSync(path, { bigint: true }).ino);
+    maps = readFileSync(`/proc/${name.pid}/maps`, "latin1");
+  } catch {
+    return "alive";
+  }
+  const inode = ino.toString();
+  for (const line of maps.split("\n")) {
+    if (line.split(/\s+/, 6)[4] === inode) return "alive";
+  }
+  return "dead";
+}
+
+/** The user directories to read: one's own, and as root every user's. Symbolic links and directories not owned by their uid are skipped. */
+function userDirs(dir: string): string[] {
+  const me = euid();
+  let names: string[];
+  if (me === 0) {
+    try {
+      names = readdirSync(dir).filter((n) => /^spillway-\d+$/.test(n));
+    } catch {
+      return [];
+    }
+  } else {
+    names = [`spillway-${me}`];
+  }
+  const out: string[] = [];
+  for (const n of names) {
+    const p = join(dir, n);
+    try {
+      const st = lstatSync(p);
+      // The shim writes only into a directory that is its user's own (lstat: no link), mode 0700.
+      if (st.isDirectory() && st.uid === Number(n.slice("spillway-".length)) && (st.mode & 0o077) === 0) out.push(p);
+    } catch {
+      // none
+    }
+  }
+  return out;
+}
+
+/** A record on disk and what its name says. */
+export interface StatsRecordFile extends RecordName {
+  path: string;
+  state: "alive" | "dead" | "unknown";
+}
+
+/**
+ * The record files under `dir` (every user's when root), with the state of their processes.
+ * `prune` (default true) removes the files of dead processes; those are not returned.
+ */
+export function listRecordFiles(dir: string = defaultStatsDir(), prune = true): StatsRecordFile[] {
+  const out: StatsRecordFile[] = [];
+  for (const udir of userDirs(dir)) {
+    let names: string[];
+    try {
+      names = readdirSync(udir);
+    } catch {
+      continue;
+    }
+    for (const n of names) {
+      const name = parseRecordName(n);
+      if (!name) continue;
+      const path = join(udir, n);
+      const state = recordState(path, name);
+      if (state === "dead" && prune) {
+        try {
+          unlinkSync(path);
+        } catch {
+          // removed meanwhile (by the shim at exit, or another reader)
+        }
+        continue;
+      }
+      out.push({ ...name, path, state });
+    }
+  }
+  return out.sort((a, b) => a.pid - b.pid);
+}
+
+/** Remove the records of processes that are gone; returns the paths removed. */
+export function pruneShimStats(dir: string = defaultStatsDir()): string[] {
+  const dead = listRecordFiles(dir, false).filter((r) => r.state === "dead");
+  for (const r of dead) {
+    try {
+      unlinkSync(r.path);
+    } catch {
+      // removed meanwhile
+    }
+  }
+  return dead.map((r) => r.path);
 }
 
 function seqOf(bytes: Uint8Array): bigint {
@@ -188,12 +344,11 @@ function seqOf(bytes: Uint8Array): bigint {
 }
 
 /**
- * Read the record of process `pid`, or null when it has none (not running under the shim, or
- * gone). Copies are retried until the writer's sequence number shows a consistent one.
+ * Read one record file. Copies are retried until the writer's sequence number shows a consistent
+ * one. Null when the file is gone.
  * @throws SpillwayError when the file exists but is not a readable record.
  */
-export function readShimStats(pid: number, dir: string = defaultStatsDir()): ShimStats | null {
-  const path = shimStatsPath(pid, dir);
+export function readShimStatsFile(path: string): ShimStats | null {
   let last: Uint8Array | null = null;
   for (let attempt = 0; attempt < 100; attempt++) {
     let a: Uint8Array, b: Uint8Array;
@@ -213,21 +368,30 @@ export function readShimStats(pid: number, dir: string = defaultStatsDir()): Shi
   return decodeShimStats(last ?? new Uint8Array(0), path);
 }
 
-/** Records of every process in `dir` (also of processes that died without removing theirs); unreadable files are skipped. */
-export function listShimStats(dir: string = defaultStatsDir()): ShimStats[] {
-  let names: string[];
-  try {
-    names = readdirSync(dir);
-  } catch {
-    return [];
+/**
+ * Read the record of the running process `pid`, or null when it has none (not running under the
+ * shim, not yet, or gone).
+ * @throws SpillwayError when its file exists but is not a readable record.
+ */
+export function readShimStats(pid: number, dir: string = defaultStatsDir()): ShimStats | null {
+  const mine = listRecordFiles(dir, false).filter((r) => r.pid === pid && r.state === "alive");
+  for (const r of mine) {
+    const s = readShimStatsFile(r.path);
+    if (s) return { ...s, record: r };
   }
+  return null;
+}
+
+/**
+ * Records of every running process under `dir` (also those of other pid namespaces, whose pids are
+ * theirs); the files of processes that are gone are removed. Unreadable files are skipped.
+ */
+export function listShimStats(dir: string = defaultStatsDir()): ShimStats[] {
   const out: ShimStats[] = [];
-  for (const name of names) {
-    const m = /^spillway\.(\d+)$/.exec(name);
-    if (!m) continue;
+  for (const r of listRecordFiles(dir)) {
     try {
-      const s = readShimStats(Number(m[1]), dir);
-      if (s) out.push(s);
+      const s = readShimStatsFile(r.path);
+      if (s) out.push({ ...s, record: r });
     } catch {
       // another program's file of the same name pattern, or one being created: not ours to report
     }

@@ -1,6 +1,8 @@
 // The launcher (exit status, missing programs, environment, stats-file cleanup), wrapping a
 // llama.cpp command line, and `top --once`.
-import { mkdtempSync, rmSync, writeFileSync, existsSync, mkdirSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync } from "node:fs";
+import process from "node:process";
+import { statsUserDir } from "../shim/stats.ts";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { test } from "node:test";
@@ -55,18 +57,23 @@ test("missing runtime through the adapter: vLLM says how to install it", () => {
   assertEquals(adapterFor("vllm").binaryHint.binary, "vllm");
 });
 
-test("cleanupStatsFiles: removes the child's record and records of dead children, keeps live ones", () => {
+test("cleanupStatsFiles: removes the records of dead processes (by pid and start time, or no longer mapped), keeps other files", () => {
   const dir = mkdtempSync(join(tmpdir(), "spillway-stats-"));
   try {
-    const since = Date.now();
-    writeFileSync(join(dir, "spillway.999999"), "x"); // the child (pid need not be alive)
-    writeFileSync(join(dir, `spillway.${process.pid}`), "x"); // a live process: kept
-    writeFileSync(join(dir, "spillway.999998"), "x"); // a dead grandchild's, new: removed
-    writeFileSync(join(dir, "other.1"), "x");
-    const removed = cleanupStatsFiles(dir, 999999, since);
-    assertEquals(removed.sort(), [join(dir, "spillway.999998"), join(dir, "spillway.999999")]);
-    assert(existsSync(join(dir, `spillway.${process.pid}`)));
-    assert(existsSync(join(dir, "other.1")));
+    const udir = statsUserDir(dir);
+    mkdirSync(udir, { mode: 0o700 });
+    const stat = readFileSync("/proc/self/stat", "latin1");
+    const ticks = stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19];
+    const ns = statSync("/proc/self/ns/pid", { bigint: true }).ino;
+    const dead = join(udir, `999999-1-${ns}`); // no such process
+    const reused = join(udir, `${process.pid}-1-${ns}`); // this pid, another start time: an earlier process
+    const unmapped = join(udir, `${process.pid}-${ticks}-${ns}`); // this process, which does not map it: exec'd since
+    const foreign = join(udir, `1-1-${ns + 1n}`); // another pid namespace: its pid says nothing here
+    for (const f of [dead, reused, unmapped, foreign, join(udir, "other.1")]) writeFileSync(f, "x");
+    const removed = cleanupStatsFiles(dir);
+    assertEquals(removed.sort(), [reused, dead, unmapped].sort());
+    assertEquals(readdirSync(udir).sort(), ["1-1-" + String(ns + 1n), "other.1"]);
+    // A live process's record is kept: test/shim_stats_lifetime.test.ts.
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

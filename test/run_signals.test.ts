@@ -1,6 +1,7 @@
 // Ctrl-C to `spillway run` (SIGINT) stops the child and leaves no process and no shared-memory
 // stats file. The child is a CUDA program under the real shim with the fake CUDA libraries, so the
-// shim itself creates /…/spillway.<pid>; killed by SIGINT it cannot remove it, spillway must.
+// shim itself creates its record (…/spillway-<euid>/<pid>-<start>-<pidns>); killed by SIGINT it
+// cannot remove it, spillway must.
 // spillway runs in the same runtime as the test (node+tsx, bun, deno), so each runtime's signal
 // forwarding is exercised.
 import { spawn } from "node:child_process";
@@ -13,6 +14,7 @@ import { assert, assertEquals, assertGreaterOrEqual } from "./_assert.ts";
 import { ROOT } from "./_native.ts";
 import { fakeCudaDir, testShim } from "./shim_helpers.ts";
 import { snapshot } from "../engine/monitor.ts";
+import { listRecordFiles } from "../shim/stats.ts";
 import { synthesize } from "../engine/model/synth.ts";
 
 /** argv running test/run_driver.ts in the runtime running this test. */
@@ -69,7 +71,7 @@ test("Ctrl-C: SIGINT reaches the child under the shim; no child and no stats fil
       });
       child.on("close", () => reject(new Error(`spillway exited early; stdout: ${stdout}\nstderr: ${stderr}`)));
     });
-    const statsFile = join(statsDir, `spillway.${progPid}`);
+    const statsFile = listRecordFiles(statsDir, false).find((r) => r.pid === progPid)?.path ?? "";
     assert(existsSync(statsFile), "the shim created its stats record");
     // `top` sees the live process and its 64 MiB on the (fake) GPU.
     const snap = snapshot({ statsDir });

@@ -1,13 +1,13 @@
 // The per-process stats record: read live from another process through shim/stats.ts, removed at
-// exit, a fresh one for a forked child; and the control API through the FFI core.
+// exit, none for a forked child that does not use CUDA; and the control API through the FFI core.
 import { test } from "node:test";
 import { spawn } from "node:child_process";
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
 import { openShimControl } from "../shim/control.ts";
-import { decodeShimStats, listShimStats, readShimStats, STATS_SIZE } from "../shim/stats.ts";
+import { decodeShimStats, listShimStats, readShimStats, readShimStatsFile, STATS_SIZE, statsUserDir } from "../shim/stats.ts";
 import { SpillwayError } from "../core/errors.ts";
 import { assert, assertEquals, assertThrows } from "./_assert.ts";
 import { fakeCudaDir, MiB, ofOp, runProg, testShim } from "./shim_helpers.ts";
@@ -61,21 +61,24 @@ test("shim stats: another process reads the live record; it is gone after exit",
   }
 });
 
-test("shim stats: a forked child gets its own record and removes only its own", async () => {
+test("shim stats: a forked child that never uses CUDA writes no record; the parent's stays", async () => {
   const dir = mkdtempSync(join(tmpdir(), "spillway-stats-"));
   try {
     const r = await runProg(["init", "a:drv:10M", "fork"], { env: { ...base, SPILLWAY_STATS_DIR: dir } });
-    assertEquals(ofOp(r, "fork")[0], { op: "fork", childFileDuring: true, childFileAfter: false, parentFile: true });
+    assertEquals(ofOp(r, "fork")[0], { op: "fork", childFileDuring: false, childFileAfter: false, parentFile: true });
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
 });
 
-test("shim stats: records that are not spillway's are refused with the file named, and skipped when listing", () => {
+test("shim stats: a file that is not a spillway record is refused with the file named, and skipped when listing", () => {
   const dir = mkdtempSync(join(tmpdir(), "spillway-stats-"));
   try {
-    writeFileSync(join(dir, "spillway.4242"), new Uint8Array(STATS_SIZE));
-    assertThrows(() => readShimStats(4242, dir), SpillwayError, "spillway.4242: not a spillway stats record");
+    const udir = statsUserDir(dir);
+    mkdirSync(udir, { mode: 0o700 });
+    const bogus = join(udir, "4242-1-1");
+    writeFileSync(bogus, new Uint8Array(STATS_SIZE));
+    assertThrows(() => readShimStatsFile(bogus), SpillwayError, "4242-1-1: not a spillway stats record");
     assertEquals(listShimStats(dir), []);
     const wrongVersion = new Uint8Array(STATS_SIZE);
     const v = new DataView(wrongVersion.buffer);
@@ -100,7 +103,7 @@ test("shim control API through the FFI core: version, stats, budget", async () =
     assertEquals(shim.stats().vramBudget, 123n << 20n);
     assertThrows(() => shim.setBudget(1n, 99), RangeError, "out of range");
     assertThrows(() => shim.setBudget(-1n), RangeError, "negative");
-    assert(!existsSync(`/dev/shm/spillway.${process.pid}`), "no record file for a process that never used CUDA");
+    assertEquals(readShimStats(process.pid), null, "no record file for a process that never used CUDA");
   } finally {
     shim.close();
   }

@@ -1,8 +1,10 @@
 /*
  * spillway_stats.h: the per-process statistics record of the spillway shim.
  *
- * The shim keeps one record per process in a file `<SPILLWAY_STATS_DIR>/spillway.<pid>`
- * (default /dev/shm), mapped shared, removed at exit. shim/stats.ts mirrors this layout; a test
+ * The shim keeps one record per process in a file
+ * `<SPILLWAY_STATS_DIR>/spillway-<euid>/<pid>-<start ticks>-<pid namespace inode>` (default /dev/shm;
+ * directory 0700, file 0600), mapped shared, written from process memory, never read back by the
+ * shim, removed at exit (readers remove those of dead processes). shim/stats.ts mirrors this layout; a test
  * compiles a program printing sizeof/offsetof and compares. Change the layout only together with
  * SPILLWAY_STATS_VERSION and shim/stats.ts.
  *
