@@ -1,7 +1,7 @@
 /**
  * Runs a {@link LaunchSpec} as a child process, never through a shell: forwards SIGINT, SIGTERM
  * and SIGHUP to it, resolves with its exit status (128 + signal number when a signal ended it),
- * removes the shim stats records it (or its children) left behind, and never
+ * removes the shim's stats file `spillway.<pid>` it (or its children) left behind, and never
  * leaves a child running when spillway exits.
  *
  * Process groups: when stdin is not a terminal the child gets its own process group, so a signal
@@ -12,15 +12,14 @@
  * @module
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { accessSync, constants, statSync } from "node:fs";
+import { accessSync, constants, existsSync, readdirSync, statSync, unlinkSync } from "node:fs";
 import { delimiter, isAbsolute, join, resolve } from "node:path";
 import process from "node:process";
 import type { Readable } from "node:stream";
 import { LaunchError, RuntimeMissingError } from "../../core/errors.ts";
 import { exitStatus } from "../../core/exit_status.ts";
 import type { LaunchSpec, Plan } from "../../core/types.ts";
-import { readProcessStats, type ProcessStats } from "../monitor.ts";
-import { listRecordFiles, pruneShimStats } from "../../shim/stats.ts";
+import { processAlive, readProcessStats, type ProcessStats } from "../monitor.ts";
 import type { AdapterOptions, RunRecipe } from "../runtimes/adapter.ts";
 import { commandLaunchSpec } from "../runtimes/command_adapter.ts";
 import { adapterFor } from "../runtimes/mod.ts";
@@ -44,7 +43,7 @@ export interface LaunchOptions {
   newProcessGroup?: boolean;
   /** Milliseconds between a stop signal and SIGKILL (default 10000). */
   killGraceMs?: number;
-  /** Where the shim writes its records, `spillway-<euid>/` below it (default: spec env SPILLWAY_STATS_DIR, else /dev/shm). */
+  /** Where the shim writes `spillway.<pid>` (default: spec env SPILLWAY_STATS_DIR, else /dev/shm). */
   statsDir?: string;
 }
 
@@ -125,12 +124,40 @@ export function childEnv(spec: LaunchSpec, base: NodeJS.ProcessEnv = process.env
 }
 
 /**
- * Removes the shim's stats records under `dir` whose process is gone (the child's own, its
- * children's, or any other dead process's of this user: a record names its process by pid and
- * start time, so a live one is never taken). Returns the paths removed.
+ * Removes `spillway.<pid>` files the shim left in `dir` for `pid`, and for any other process
+ * that is gone and whose file appeared after `sinceMs` (the child's own children).
+ * Returns the paths removed.
  */
-export function cleanupStatsFiles(dir: string): string[] {
-  return pruneShimStats(dir);
+export function cleanupStatsFiles(dir: string, pid: number, sinceMs: number): string[] {
+  const removed: string[] = [];
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return removed;
+  }
+  for (const name of names) {
+    const m = /^spillway\.(\d+)$/.exec(name);
+    if (!m) continue;
+    const p = Number(m[1]);
+    const path = join(dir, name);
+    let own = p === pid;
+    if (!own) {
+      try {
+        own = statSync(path).mtimeMs >= sinceMs - 1000 && !processAlive(p);
+      } catch {
+        continue;
+      }
+    }
+    if (!own) continue;
+    try {
+      unlinkSync(path);
+      removed.push(path);
+    } catch {
+      // Gone already (the shim removed it at exit).
+    }
+  }
+  return removed;
 }
 
 /**
@@ -153,6 +180,7 @@ export function launchSpec(spec: LaunchSpec, options: LaunchOptions = {}): Launc
   const stdio = options.stdio ?? "inherit";
   const statsDir = options.statsDir ?? spec.env.SPILLWAY_STATS_DIR ?? process.env.SPILLWAY_STATS_DIR ?? "/dev/shm";
   const graceMs = options.killGraceMs ?? 10_000;
+  const startedMs = Date.now();
 
   let child: ChildProcess;
   try {
@@ -219,7 +247,7 @@ export function launchSpec(spec: LaunchSpec, options: LaunchOptions = {}): Launc
   const onExit = (): void => {
     if (!done) {
       send("SIGKILL");
-      cleanupStatsFiles(statsDir);
+      cleanupStatsFiles(statsDir, pid, startedMs);
     }
   };
   process.on("exit", onExit);
@@ -242,7 +270,7 @@ export function launchSpec(spec: LaunchSpec, options: LaunchOptions = {}): Launc
           // Group empty.
         }
       }
-      cleanupStatsFiles(statsDir);
+      cleanupStatsFiles(statsDir, pid, startedMs);
       if (spawnError && code === null && signal === null) {
         process.stderr.write(`spillway: ${program}: ${spawnError.message}\n`);
         resolveExit(127);
@@ -276,9 +304,9 @@ export function launchSpec(spec: LaunchSpec, options: LaunchOptions = {}): Launc
   };
 }
 
-/** True when process `pid` has a shim stats record under `dir` (for callers checking the record). */
+/** True when `path` exists (for callers checking a stats file). */
 export function statsFileExists(dir: string, pid: number): boolean {
-  return listRecordFiles(dir, false).some((r) => r.pid === pid);
+  return existsSync(join(dir, `spillway.${pid}`));
 }
 
 /** Options of {@link launch}. */
@@ -311,6 +339,8 @@ export function launch(plan: Plan | null, recipe: RunRecipe | null = null, optio
     return launchInProcess(nodeLlamaCppRun(plan, recipe), options);
   }
   const spec = options.spec ?? adapter.toLaunchSpec(plan, recipe, options);
+  // What the program needs besides itself (Python packages), checked before anything starts.
+  if (adapter.preflight && resolveExecutable(spec.argv[0] ?? "", childEnv(spec).PATH ?? "") !== null) adapter.preflight(spec, childEnv(spec));
   return launchSpec(spec, { runtime: adapter.name, hint: missingProgramHint(adapter.binaryHint.hint, recipe), ...options });
 }
 

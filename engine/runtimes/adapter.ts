@@ -43,4 +43,10 @@ export interface RuntimeAdapter {
   binaryHint: { binary: string; hint: string };
   /** Plan -> argv + env. Pure: reads no files (except locating the shim when one is used). */
   toLaunchSpec(plan: Plan, recipe: RunRecipe | null, options?: AdapterOptions): LaunchSpec;
+  /**
+   * Checks what the program needs besides itself before anything starts (the Python packages of
+   * the transformers entry), with the environment the child will get; throws RuntimeMissingError
+   * saying what to install. Not called for dry runs.
+   */
+  preflight?(spec: LaunchSpec, env: Record<string, string | undefined>): void;
 }

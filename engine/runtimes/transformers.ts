@@ -7,7 +7,9 @@
  *
  * @module
  */
+import { spawnSync } from "node:child_process";
 import { existsSync } from "node:fs";
+import { LaunchError, RuntimeMissingError } from "../../core/errors.ts";
 import { fileURLToPath } from "node:url";
 import type { LaunchSpec, Plan } from "../../core/types.ts";
 import type { AdapterOptions, RunRecipe, RuntimeAdapter } from "./adapter.ts";
@@ -61,7 +63,8 @@ export function transformersLaunchSpec(plan: Plan, recipe: RunRecipe | null, opt
   if (native) {
     argv.push("--device-map", "auto", "--max-memory", JSON.stringify(s.maxMemory));
   } else {
-    argv.push("--device", "cuda");
+    // No GPU layers means no GPU in the plan (cpu-only profile): the model runs on the CPU.
+    argv.push("--device", s.gpuLayers > 0 || s.shim ? "cuda" : "cpu");
   }
   if (recipe?.prompt !== undefined) argv.push("--prompt", recipe.prompt);
   const env: Record<string, string> = { ...shimEnvironment(s.shim, options) };
@@ -75,10 +78,52 @@ export function transformersLaunchSpec(plan: Plan, recipe: RunRecipe | null, opt
   return { argv: [...argv, ...(recipe?.args ?? [])], env };
 }
 
+/** Seconds the Python import check may take (a cold `import torch` reads ~1 GB of libraries). */
+const IMPORT_CHECK_TIMEOUT_MS = 60_000;
+
+/**
+ * Checks that `python` imports torch and transformers (`python -c "import torch, transformers"`,
+ * no shell, with the child's environment) before the run, so a missing package is one line saying
+ * what to install instead of a Python traceback from the middle of the run.
+ * @throws RuntimeMissingError naming the interpreter, the missing module and the pip command.
+ */
+export function checkTransformersPython(python: string, env: Record<string, string | undefined>, device: "cuda" | "cpu" = "cuda"): void {
+  const r = spawnSync(python, ["-c", "import torch, transformers"], {
+    env: env as NodeJS.ProcessEnv,
+    encoding: "utf8",
+    stdio: ["ignore", "pipe", "pipe"],
+    timeout: IMPORT_CHECK_TIMEOUT_MS,
+    shell: false,
+  });
+  if ((r.error as NodeJS.ErrnoException | undefined)?.code === "ENOENT") {
+    throw new RuntimeMissingError("transformers", python, transformersHint);
+  }
+  if (r.error) {
+    throw new LaunchError(`transformers: \`${python} -c "import torch, transformers"\` did not finish in ${IMPORT_CHECK_TIMEOUT_MS / 1000} s (${r.error.message})`, { cause: r.error });
+  }
+  if (r.status === 0) return;
+  const stderr = r.stderr ?? "";
+  const missing = /No module named '([^'.]+)/.exec(stderr)?.[1];
+  const last = stderr.trim().split("\n").pop() ?? `exit status ${r.status}`;
+  const torch = device === "cpu"
+    ? `${python} -m pip install torch --index-url https://download.pytorch.org/whl/cpu && ${python} -m pip install transformers accelerate`
+    : `${python} -m pip install torch transformers accelerate`;
+  throw new RuntimeMissingError(
+    "transformers",
+    python,
+    `${python} cannot import ${missing ?? "torch and transformers"} (${last}). Install them for this interpreter: \`${torch}\`` +
+      ", or set `runtime.python` in the recipe to an interpreter that has them.",
+  );
+}
+
 /** The transformers adapter. */
 export const transformersAdapter: RuntimeAdapter = {
   name: "transformers",
   capabilities: transformersCapabilities,
   binaryHint: { binary: "python3", hint: transformersHint },
   toLaunchSpec: transformersLaunchSpec,
+  preflight: (spec, env) => {
+    const device = spec.argv[spec.argv.indexOf("--device") + 1] === "cpu" ? "cpu" : "cuda";
+    checkTransformersPython(spec.argv[0]!, env, device);
+  },
 };
