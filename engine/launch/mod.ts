@@ -1,7 +1,7 @@
 /**
  * Runs a {@link LaunchSpec} as a child process, never through a shell: forwards SIGINT, SIGTERM
  * and SIGHUP to it, resolves with its exit status (128 + signal number when a signal ended it),
- * removes the shim's stats file `spillway.<pid>` it (or its children) left behind, and never
+ * removes the shim stats records it (or its children) left behind, and never
  * leaves a child running when spillway exits.
  *
  * Process groups: when stdin is not a terminal the child gets its own process group, so a signal
@@ -12,14 +12,16 @@
  * @module
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { accessSync, constants, existsSync, readdirSync, statSync, unlinkSync } from "node:fs";
+import { accessSync, constants, statSync } from "node:fs";
 import { delimiter, isAbsolute, join, resolve } from "node:path";
 import process from "node:process";
 import type { Readable } from "node:stream";
 import { LaunchError, RuntimeMissingError } from "../../core/errors.ts";
 import { exitStatus } from "../../core/exit_status.ts";
 import type { LaunchSpec, Plan } from "../../core/types.ts";
-import { processAlive, readProcessStats, type ProcessStats } from "../monitor.ts";
+import { readProcessStats, type ProcessStats } from "../monitor.ts";
+import { listRecordFiles, pruneShimStats } from "../../shim/stats.ts";
+import { guardedArgv, guardError, parentDeathGuard } from "./parent_death.ts";
 import type { AdapterOptions, RunRecipe } from "../runtimes/adapter.ts";
 import { commandLaunchSpec } from "../runtimes/command_adapter.ts";
 import { adapterFor } from "../runtimes/mod.ts";
@@ -43,7 +45,7 @@ export interface LaunchOptions {
   newProcessGroup?: boolean;
   /** Milliseconds between a stop signal and SIGKILL (default 10000). */
   killGraceMs?: number;
-  /** Where the shim writes `spillway.<pid>` (default: spec env SPILLWAY_STATS_DIR, else /dev/shm). */
+  /** Where the shim writes its records, `spillway-<euid>/` below it (default: spec env SPILLWAY_STATS_DIR, else /dev/shm). */
   statsDir?: string;
 }
 
@@ -113,6 +115,13 @@ export function resolveExecutable(program: string, pathVar: string = process.env
   return null;
 }
 
+let notedNoGuard = false;
+function noteNoGuard(): void {
+  if (notedNoGuard) return;
+  notedNoGuard = true;
+  process.stderr.write(`spillway: note: ${guardError()}; a SIGKILL of spillway would leave the program it runs running\n`);
+}
+
 /** Child environment: ours, then the spec's; LD_PRELOAD from the spec goes first, ours after it. */
 export function childEnv(spec: LaunchSpec, base: NodeJS.ProcessEnv = process.env): Record<string, string> {
   const env: Record<string, string> = {};
@@ -124,40 +133,12 @@ export function childEnv(spec: LaunchSpec, base: NodeJS.ProcessEnv = process.env
 }
 
 /**
- * Removes `spillway.<pid>` files the shim left in `dir` for `pid`, and for any other process
- * that is gone and whose file appeared after `sinceMs` (the child's own children).
- * Returns the paths removed.
+ * Removes the shim's stats records under `dir` whose process is gone (the child's own, its
+ * children's, or any other dead process's of this user: a record names its process by pid and
+ * start time, so a live one is never taken). Returns the paths removed.
  */
-export function cleanupStatsFiles(dir: string, pid: number, sinceMs: number): string[] {
-  const removed: string[] = [];
-  let names: string[];
-  try {
-    names = readdirSync(dir);
-  } catch {
-    return removed;
-  }
-  for (const name of names) {
-    const m = /^spillway\.(\d+)$/.exec(name);
-    if (!m) continue;
-    const p = Number(m[1]);
-    const path = join(dir, name);
-    let own = p === pid;
-    if (!own) {
-      try {
-        own = statSync(path).mtimeMs >= sinceMs - 1000 && !processAlive(p);
-      } catch {
-        continue;
-      }
-    }
-    if (!own) continue;
-    try {
-      unlinkSync(path);
-      removed.push(path);
-    } catch {
-      // Gone already (the shim removed it at exit).
-    }
-  }
-  return removed;
+export function cleanupStatsFiles(dir: string): string[] {
+  return pruneShimStats(dir);
 }
 
 /**
@@ -180,11 +161,14 @@ export function launchSpec(spec: LaunchSpec, options: LaunchOptions = {}): Launc
   const stdio = options.stdio ?? "inherit";
   const statsDir = options.statsDir ?? spec.env.SPILLWAY_STATS_DIR ?? process.env.SPILLWAY_STATS_DIR ?? "/dev/shm";
   const graceMs = options.killGraceMs ?? 10_000;
-  const startedMs = Date.now();
 
   let child: ChildProcess;
   try {
-    child = spawn(resolved, spec.argv.slice(1), {
+    // Under the exec guard (parent_death.c): the kernel kills the program if spillway dies, even by SIGKILL.
+    const guard = parentDeathGuard();
+    if (!guard) noteNoGuard();
+    const [file, args] = guardedArgv(resolved, program, spec.argv.slice(1), guard);
+    child = spawn(file, args, {
       argv0: program,
       env,
       cwd: spec.cwd,
@@ -247,7 +231,7 @@ export function launchSpec(spec: LaunchSpec, options: LaunchOptions = {}): Launc
   const onExit = (): void => {
     if (!done) {
       send("SIGKILL");
-      cleanupStatsFiles(statsDir, pid, startedMs);
+      cleanupStatsFiles(statsDir);
     }
   };
   process.on("exit", onExit);
@@ -270,7 +254,7 @@ export function launchSpec(spec: LaunchSpec, options: LaunchOptions = {}): Launc
           // Group empty.
         }
       }
-      cleanupStatsFiles(statsDir, pid, startedMs);
+      cleanupStatsFiles(statsDir);
       if (spawnError && code === null && signal === null) {
         process.stderr.write(`spillway: ${program}: ${spawnError.message}\n`);
         resolveExit(127);
@@ -304,9 +288,9 @@ export function launchSpec(spec: LaunchSpec, options: LaunchOptions = {}): Launc
   };
 }
 
-/** True when `path` exists (for callers checking a stats file). */
+/** True when process `pid` has a shim stats record under `dir` (for callers checking the record). */
 export function statsFileExists(dir: string, pid: number): boolean {
-  return existsSync(join(dir, `spillway.${pid}`));
+  return listRecordFiles(dir, false).some((r) => r.pid === pid);
 }
 
 /** Options of {@link launch}. */
@@ -339,8 +323,6 @@ export function launch(plan: Plan | null, recipe: RunRecipe | null = null, optio
     return launchInProcess(nodeLlamaCppRun(plan, recipe), options);
   }
   const spec = options.spec ?? adapter.toLaunchSpec(plan, recipe, options);
-  // What the program needs besides itself (Python packages), checked before anything starts.
-  if (adapter.preflight && resolveExecutable(spec.argv[0] ?? "", childEnv(spec).PATH ?? "") !== null) adapter.preflight(spec, childEnv(spec));
   return launchSpec(spec, { runtime: adapter.name, hint: missingProgramHint(adapter.binaryHint.hint, recipe), ...options });
 }
 
