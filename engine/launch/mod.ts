@@ -21,6 +21,7 @@ import { exitStatus } from "../../core/exit_status.ts";
 import type { LaunchSpec, Plan } from "../../core/types.ts";
 import { readProcessStats, type ProcessStats } from "../monitor.ts";
 import { listRecordFiles, pruneShimStats } from "../../shim/stats.ts";
+import { guardedArgv, guardError, parentDeathGuard } from "./parent_death.ts";
 import type { AdapterOptions, RunRecipe } from "../runtimes/adapter.ts";
 import { commandLaunchSpec } from "../runtimes/command_adapter.ts";
 import { adapterFor } from "../runtimes/mod.ts";
@@ -114,6 +115,13 @@ export function resolveExecutable(program: string, pathVar: string = process.env
   return null;
 }
 
+let notedNoGuard = false;
+function noteNoGuard(): void {
+  if (notedNoGuard) return;
+  notedNoGuard = true;
+  process.stderr.write(`spillway: note: ${guardError()}; a SIGKILL of spillway would leave the program it runs running\n`);
+}
+
 /** Child environment: ours, then the spec's; LD_PRELOAD from the spec goes first, ours after it. */
 export function childEnv(spec: LaunchSpec, base: NodeJS.ProcessEnv = process.env): Record<string, string> {
   const env: Record<string, string> = {};
@@ -156,7 +164,11 @@ export function launchSpec(spec: LaunchSpec, options: LaunchOptions = {}): Launc
 
   let child: ChildProcess;
   try {
-    child = spawn(resolved, spec.argv.slice(1), {
+    // Under the exec guard (parent_death.c): the kernel kills the program if spillway dies, even by SIGKILL.
+    const guard = parentDeathGuard();
+    if (!guard) noteNoGuard();
+    const [file, args] = guardedArgv(resolved, program, spec.argv.slice(1), guard);
+    child = spawn(file, args, {
       argv0: program,
       env,
       cwd: spec.cwd,
