@@ -57,7 +57,7 @@ export function createCli(): ReturnType<typeof cac> {
         const { planCommand } = await import("./commands/plan.ts");
         return planCommand(recipe, { json: Boolean(o.json), hardware: o.hardware as string | undefined });
       }
-      const { planRecipe } = await import("./commands/plan.ts");
+      const { planRecipe } = await import("./engine/recipe_plan.ts");
       const { formatPlan } = await import("./engine/planner/format.ts");
       const { autotune } = await import("./engine/autotune/autotune.ts");
       // The cost model's plan, not one a stored outcome already changed: autotune applies (or

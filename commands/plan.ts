@@ -5,19 +5,13 @@
  *
  * @module
  */
-import { applyCachedAutotune } from "../engine/autotune/autotune.ts";
 import { adapterFor } from "../engine/runtimes/mod.ts";
 import { runRecipeOf } from "../engine/runtimes/adapter.ts";
-import { existsSync } from "node:fs";
 import { SpillwayError } from "../core/errors.ts";
-import { resolveHardware } from "../engine/hardware/resolve.ts";
-import { readModel } from "../engine/model/mod.ts";
-import { loadRecipe } from "../engine/recipe/parse.ts";
 import type { Recipe } from "../engine/recipe/types.ts";
-import type { HardwareProfile, ModelInfo, Plan } from "../core/types.ts";
+import type { Plan } from "../core/types.ts";
 import { formatPlan } from "../engine/planner/format.ts";
-import { modelInfoFromShape } from "../engine/planner/from_shape.ts";
-import { plan } from "../engine/planner/plan.ts";
+import { type PlannedRecipe, planRecipe } from "../engine/recipe_plan.ts";
 
 /** Options of {@link planCommand}. */
 export interface PlanCommandOptions {
@@ -28,43 +22,6 @@ export interface PlanCommandOptions {
   /** Where to write (default: process.stdout / process.stderr). */
   out?: (text: string) => void;
   err?: (text: string) => void;
-}
-
-/** The model of a recipe: its file's headers, or its known shape when a file named by id is absent. */
-export async function recipeModel(recipe: Recipe): Promise<{ model: ModelInfo; note?: string }> {
-  const m = recipe.model;
-  if (existsSync(m.path) || m.source === "path" || m.id === undefined) {
-    return { model: await readModel(m.path) };
-  }
-  const model = modelInfoFromShape(m.id, m.quant ?? "q8_0", m.path);
-  return {
-    model,
-    note: `model file ${m.path} is absent; planned from the known shape ${String(model.metadata["spillway.from_shape"])} at ${model.quantization}` +
-      (m.synth ? " (`spillway run` synthesizes it)" : ""),
-  };
-}
-
-/** Everything `spillway plan` computes, for the CLI and for `spillway run`. */
-export interface PlannedRecipe {
-  recipe: Recipe;
-  model: ModelInfo;
-  hardware: HardwareProfile;
-  plan: Plan;
-}
-
-/**
- * Load a recipe and plan it (no printing). `cachedAutotune: false` keeps the cost model's own
- * choice (what `--autotune` must start from) instead of a stored autotune outcome.
- */
-export async function planRecipe(recipePath: string, options: { hardware?: string; cachedAutotune?: boolean } = {}): Promise<PlannedRecipe> {
-  const recipe = await loadRecipe(recipePath);
-  const { model, note } = await recipeModel(recipe);
-  const hardware = await resolveHardware(recipe.hardware, { override: options.hardware });
-  const planned = plan(model, hardware, recipe, { capabilities: adapterFor(recipe.runtime.name, recipe.file).capabilities });
-  // A stored autotune outcome for this model, machine and workload replaces the prediction.
-  const p = options.cachedAutotune === false ? planned : applyCachedAutotune(planned);
-  p.notes = [...(note ? [note] : []), ...(hardware.notes ?? []), ...(p !== planned ? ["choice from a stored autotune outcome (spillway plan --autotune --force re-measures)"] : [])];
-  return { recipe, model, hardware, plan: p };
 }
 
 function shellQuote(a: string): string {

@@ -22,7 +22,7 @@ import { launch, type LaunchHandle } from "../engine/launch/mod.ts";
 import { readModel } from "../engine/model/mod.ts";
 import { synthesize, type SynthQuant } from "../engine/model/synth.ts";
 import { fmtBytes, renderSnapshot, snapshot, snapshotJson, statsDirectory } from "../engine/monitor.ts";
-import { planRecipe } from "./plan.ts";
+import { planRecipe } from "../engine/recipe_plan.ts";
 import { plan as makePlan, type PlanRecipe } from "../engine/planner/plan.ts";
 import { loadRecipe, RECIPE_DEFAULTS, WORKLOADS } from "../engine/recipe/mod.ts";
 import type { Recipe } from "../engine/recipe/types.ts";

@@ -7,7 +7,7 @@ import { join } from "node:path";
 import { CudaError, loadCuda } from "../ffi/cuda.ts";
 import { loadFfi } from "../ffi/mod.ts";
 import { measureGpu, readKernelPtx } from "../engine/hardware/measure/gpu.ts";
-import { runBench } from "../commands/bench.ts";
+import { runBench } from "../engine/hardware/measure/run.ts";
 import { buildC } from "./_native.ts";
 import { assert, assertEquals, assertGreater, assertMatch, assertRejects, assertStringIncludes, assertThrows } from "./_assert.ts";
 

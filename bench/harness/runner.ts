@@ -9,7 +9,7 @@
  */
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import type { BenchReport } from "../../commands/bench.ts";
+import type { BenchReport } from "../../engine/hardware/measure/run.ts";
 import { readModel } from "../../engine/model/mod.ts";
 import { llamaBenchArgs } from "../../engine/runtimes/llamacpp.ts";
 import type { ModelInfo, Plan } from "../../core/types.ts";

@@ -1,6 +1,6 @@
 /**
  * The placement planner: candidates per runtime capability, memory fit, roofline cost model,
- * choice and reason; and `spillway plan`.
+ * choice and reason (engine/recipe_plan.ts plans a whole recipe).
  *
  * @module
  */
@@ -17,5 +17,3 @@ export { summarizeModel } from "./summary.ts";
 export type { ModelSummary } from "./summary.ts";
 export { modelInfoFromShape, shapeIdFor } from "./from_shape.ts";
 export { formatPlan } from "./format.ts";
-export { launchLines, planCommand, planRecipe, recipeModel } from "../../commands/plan.ts";
-export type { PlanCommandOptions, PlannedRecipe } from "../../commands/plan.ts";

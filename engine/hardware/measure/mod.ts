@@ -3,7 +3,7 @@
  * HardwareProfile with source "bench"; and the predicted-versus-measured chart of autotune.
  * @module
  */
-export { benchCommand, type BenchOptions, type BenchReport, formatBenchTable, runBench } from "../../../commands/bench.ts";
+export { type BenchOptions, type BenchReport, formatBenchTable, runBench } from "./run.ts";
 export { type CacheEntry, cacheDir, type CacheFile, findBenchEntry, hostIds, machineKey, type MachineIds, readCache, writeCacheEntry } from "./machine_cache.ts";
 export { benchProfile, type BenchParts } from "./profile.ts";
 export { summarize } from "./stats.ts";

@@ -1,0 +1,60 @@
+/**
+ * A recipe planned: load it, read the model's headers (or, when a model named by id is absent, its
+ * known shape), resolve the hardware and plan. `spillway plan` prints the result and `spillway run`
+ * launches it.
+ *
+ * @example
+ * ```ts
+ * import { planRecipe } from "./recipe_plan.ts";
+ * const { plan } = await planRecipe("recipes/llama-3.1-8b-q4_k_m.json5");
+ * ```
+ *
+ * @module
+ */
+import { applyCachedAutotune } from "./autotune/autotune.ts";
+import { adapterFor } from "./runtimes/mod.ts";
+import { existsSync } from "node:fs";
+import { resolveHardware } from "./hardware/resolve.ts";
+import { readModel } from "./model/mod.ts";
+import { loadRecipe } from "./recipe/parse.ts";
+import type { Recipe } from "./recipe/types.ts";
+import type { HardwareProfile, ModelInfo, Plan } from "../core/types.ts";
+import { modelInfoFromShape } from "./planner/from_shape.ts";
+import { plan } from "./planner/plan.ts";
+
+/** The model of a recipe: its file's headers, or its known shape when a file named by id is absent. */
+export async function recipeModel(recipe: Recipe): Promise<{ model: ModelInfo; note?: string }> {
+  const m = recipe.model;
+  if (existsSync(m.path) || m.source === "path" || m.id === undefined) {
+    return { model: await readModel(m.path) };
+  }
+  const model = modelInfoFromShape(m.id, m.quant ?? "q8_0", m.path);
+  return {
+    model,
+    note: `model file ${m.path} is absent; planned from the known shape ${String(model.metadata["spillway.from_shape"])} at ${model.quantization}` +
+      (m.synth ? " (`spillway run` synthesizes it)" : ""),
+  };
+}
+
+/** Everything `spillway plan` computes, for the CLI and for `spillway run`. */
+export interface PlannedRecipe {
+  recipe: Recipe;
+  model: ModelInfo;
+  hardware: HardwareProfile;
+  plan: Plan;
+}
+
+/**
+ * Load a recipe and plan it (no printing). `cachedAutotune: false` keeps the cost model's own
+ * choice (what `--autotune` must start from) instead of a stored autotune outcome.
+ */
+export async function planRecipe(recipePath: string, options: { hardware?: string; cachedAutotune?: boolean } = {}): Promise<PlannedRecipe> {
+  const recipe = await loadRecipe(recipePath);
+  const { model, note } = await recipeModel(recipe);
+  const hardware = await resolveHardware(recipe.hardware, { override: options.hardware });
+  const planned = plan(model, hardware, recipe, { capabilities: adapterFor(recipe.runtime.name, recipe.file).capabilities });
+  // A stored autotune outcome for this model, machine and workload replaces the prediction.
+  const p = options.cachedAutotune === false ? planned : applyCachedAutotune(planned);
+  p.notes = [...(note ? [note] : []), ...(hardware.notes ?? []), ...(p !== planned ? ["choice from a stored autotune outcome (spillway plan --autotune --force re-measures)"] : [])];
+  return { recipe, model, hardware, plan: p };
+}
