@@ -32,6 +32,13 @@ if insmod /lib/modules/spillway.ko group=$GROUP debug_ioctls=1 pressure_interval
 		fail "pool-limit-parameter-applied"
 	fi
 	/bin/spwtest $GROUP || rc=1
+	# the CUDA shim over the fake libcuda, spilling to this device (as nobody: /tmp for its stats)
+	chmod 1777 /tmp
+	if [ -x /shim/shimprog13 ]; then
+		/bin/spwtest $GROUP shim-fakecuda-spills-to-real-device-pool-and-memlock-return || rc=1
+	else
+		fail "shim-fakecuda-spills-to-real-device-pool-and-memlock-return" "no /shim in the initramfs (shim build failed on the host)"
+	fi
 	if grep -q '^user ' /sys/class/spillway/spillway/pool_info; then
 		fail "pool-per-user-records-empty-after-tests" "$(grep '^user ' /sys/class/spillway/spillway/pool_info)"
 	else

@@ -190,6 +190,22 @@ fi
 gcc -static -O2 -Wall -Wextra -Wno-sign-compare -Wno-format-truncation \
 	-Wno-missing-field-initializers -I"$KMOD/include" \
 	-o "$WORK/initramfs/bin/spwtest" "$HERE/guest/spwtest.c" || die "guest test build failed"
+# the CUDA shim (shim/src, its Makefile) with the fake libcuda and its test program, for the
+# shim-on-the-real-device test (issue 18 item 12); dynamic, so their libraries go along
+SHIMW=$WORK/shim
+mkdir -p "$SHIMW"
+FX=$REPO/test/fixtures/fakecuda
+FXLIB=(-O2 -Wall -shared -fPIC -fvisibility=hidden -Wl,-Bsymbolic)
+if ! make -s -C "$REPO/shim" BUILD="$SHIMW" >"$WORK/shim-build.log" 2>&1 ||
+	! gcc -o "$SHIMW/libcuda.so.1" "${FXLIB[@]}" -Wl,-soname,libcuda.so.1 "$FX/fakecuda.c" -lpthread ||
+	! gcc -o "$SHIMW/libcudart.so.13" "${FXLIB[@]}" -DFAKE_CUDART=13 -Wl,-soname,libcudart.so.13 "$FX/fakecudart.c" -ldl -lpthread ||
+	! gcc -o "$SHIMW/shimprog13" -O2 -Wall "$FX/shimprog.c" -L"$SHIMW" -l:libcuda.so.1 -l:libcudart.so.13 -ldl -lpthread; then
+	cat "$WORK/shim-build.log" >&2
+	echo "FAIL: shim-build-for-guest"
+	echo "  detail: the shim or the fake CUDA did not build (log above)"
+	HOST_FAIL=1
+	rm -rf "$SHIMW"
+fi
 lap "build spillway.ko + guest tests"
 
 # ---------------------------------------------------------------- 5. initramfs
@@ -218,6 +234,15 @@ else
 	log "SPILLWAY_TESTBED_BUN=none: the TypeScript client will not run in the guest"
 	mkdir -p "$IRD/etc"
 	echo "SPILLWAY_TESTBED_BUN=none" >"$IRD/etc/spillway-no-bun"
+fi
+if [ -d "$SHIMW" ]; then
+	mkdir -p "$IRD/shim"
+	cp "$SHIMW/libspillway_shim.so" "$SHIMW/libcuda.so.1" "$SHIMW/libcudart.so.13" "$SHIMW/shimprog13" "$IRD/shim/"
+	for lib in $(LD_LIBRARY_PATH=$SHIMW ldd "$SHIMW/shimprog13" "$SHIMW/libspillway_shim.so" | grep -o '/[^ ]*' | sort -u); do
+		case $lib in "$SHIMW"/*) continue ;; esac
+		mkdir -p "$IRD$(dirname "$lib")"
+		cp -L "$lib" "$IRD$lib"
+	done
 fi
 # uncompressed: unpacking gzip under TCG costs more than copying the bytes
 (cd "$IRD" && find . -print0 | cpio --null -o -H newc --quiet >"$WORK/initrd.cpio") ||
