@@ -22,7 +22,8 @@ import { launch, type LaunchHandle } from "../engine/launch/mod.ts";
 import { readModel } from "../engine/model/mod.ts";
 import { synthesize, type SynthQuant } from "../engine/model/synth.ts";
 import { fmtBytes, renderSnapshot, snapshot, snapshotJson, statsDirectory } from "../engine/monitor.ts";
-import { planRecipe } from "../engine/recipe_plan.ts";
+import { type PlannedRecipe, planRecipe } from "../engine/recipe_plan.ts";
+import { type CalibrationRecord, recordRun } from "../engine/planner/calibration.ts";
 import { plan as makePlan, type PlanRecipe } from "../engine/planner/plan.ts";
 import { loadRecipe, RECIPE_DEFAULTS, WORKLOADS } from "../engine/recipe/mod.ts";
 import type { Recipe } from "../engine/recipe/types.ts";
@@ -60,6 +61,10 @@ export interface RunReport {
 }
 
 const write = (s: string): void => void process.stdout.write(s);
+  /** Why the run failed, when its runtime crashed (in-process runtimes run in a worker process). */
+  error?: string;
+  /** What the run measured against the prediction, as recorded for later plans (in-process runs). */
+  calibration?: CalibrationRecord | null;
 const writeErr = (s: string): void => void process.stderr.write(s);
 
 /** Shell-quoted word, for printing a command a user can paste. */
@@ -164,9 +169,10 @@ export async function runCommand(recipePath: string | null, extraArgs: string[],
 
   if (recipePath !== null) {
     const recipe = await loadRecipe(recipePath);
+  let planned: PlannedRecipe | undefined;
     // A dry run makes nothing: a synthetic model not made yet is planned from its shape.
     if (!options.dryRun) await ensureModelFile(recipe, err);
-    const planned = await planRecipe(recipePath, options.hardware ? { hardware: options.hardware } : {});
+    planned = await planRecipe(recipePath, options.hardware ? { hardware: options.hardware } : {});
     hardware = planned.hardware;
     runRecipe = runRecipeOf(planned.recipe);
     if (extraArgs.length) runRecipe.args = [...(runRecipe.args ?? []), ...extraArgs];
@@ -218,6 +224,13 @@ export async function runCommand(recipePath: string | null, extraArgs: string[],
 export function formatResult(r: GenerationResult): string {
   return [
     `prompt    ${r.promptTokens} tokens in ${r.promptSeconds.toFixed(3)} s: ${r.promptTps.toFixed(1)} t/s (prefill)`,
+    // Predicted against measured, and the measurement recorded so later plans on this machine
+    // predict with its fixed costs (engine/planner/calibration.ts).
+    if (planned && status === 0) {
+      const check = recordRun(planned, { decodeTps: result.genTps, prefillTps: result.promptTps });
+      report.calibration = check.record;
+      if (!options.json) out(check.lines.join("\n") + "\n");
+    }
     `generate  ${r.genTokens} tokens in ${r.genSeconds.toFixed(3)} s: ${r.genTps.toFixed(1)} t/s (decode, ${r.backend}; load ${r.loadSeconds.toFixed(2)} s)`,
   ].join("\n");
 }

@@ -21,6 +21,8 @@ import type { Recipe } from "./recipe/types.ts";
 import type { HardwareProfile, ModelInfo, Plan } from "../core/types.ts";
 import { modelInfoFromShape } from "./planner/from_shape.ts";
 import { plan } from "./planner/plan.ts";
+import { calibratedConstants } from "./planner/calibration.ts";
+import { type CostConstants, DEFAULT_CONSTANTS } from "./planner/cost.ts";
 
 /** The model of a recipe: its file's headers, or its known shape when a file named by id is absent. */
 export async function recipeModel(recipe: Recipe): Promise<{ model: ModelInfo; note?: string }> {
@@ -42,6 +44,8 @@ export interface PlannedRecipe {
   model: ModelInfo;
   hardware: HardwareProfile;
   plan: Plan;
+  /** The cost-model constants the plan was made with (this machine's calibration applied). */
+  constants?: CostConstants;
 }
 
 /**
@@ -52,9 +56,16 @@ export async function planRecipe(recipePath: string, options: { hardware?: strin
   const recipe = await loadRecipe(recipePath);
   const { model, note } = await recipeModel(recipe);
   const hardware = await resolveHardware(recipe.hardware, { override: options.hardware });
-  const planned = plan(model, hardware, recipe, { capabilities: adapterFor(recipe.runtime.name, recipe.file).capabilities });
+  // Fixed costs measured by earlier runs of this runtime on this machine (engine/planner/calibration.ts).
+  const cal = calibratedConstants(DEFAULT_CONSTANTS, { hardware, runtime: recipe.runtime.name, threads: recipe.threads ?? hardware.host.cpuCores });
+  const planned = plan(model, hardware, recipe, { capabilities: adapterFor(recipe.runtime.name, recipe.file).capabilities, constants: cal.constants });
   // A stored autotune outcome for this model, machine and workload replaces the prediction.
   const p = options.cachedAutotune === false ? planned : applyCachedAutotune(planned);
-  p.notes = [...(note ? [note] : []), ...(hardware.notes ?? []), ...(p !== planned ? ["choice from a stored autotune outcome (spillway plan --autotune --force re-measures)"] : [])];
-  return { recipe, model, hardware, plan: p };
+  p.notes = [
+    ...(note ? [note] : []),
+    ...(hardware.notes ?? []),
+    ...(cal.note ? [cal.note] : []),
+    ...(p !== planned ? ["choice from a stored autotune outcome (spillway plan --autotune --force re-measures)"] : []),
+  ];
+  return { recipe, model, hardware, plan: p, constants: cal.constants };
 }

@@ -7,7 +7,7 @@
  */
 import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
-import { cpus, totalmem, freemem } from "node:os";
+import { cpus, freemem, totalmem } from "node:os";
 import type { HardwareProfile } from "../../core/types.ts";
 import { gpuSpecFor, pcieBandwidth } from "./gpu_specs.ts";
 import { type NvmlGpu, queryNvml } from "../../ffi/nvml.ts";
@@ -24,6 +24,27 @@ export interface HostFacts {
   /** CPU flags relevant to quantized matmul speed. */
   avx512: boolean;
   avx2: boolean;
+}
+
+/**
+ * Other tasks running or waiting for a CPU now: the runnable count of /proc/loadavg (4th field,
+ * `running/total`) sampled `samples` times `intervalMs` apart, averaged, minus this process. The
+ * 1-minute load average is no use here: it lags, and counts tasks blocked on I/O that use no CPU.
+ * Undefined where /proc/loadavg does not exist.
+ */
+export async function probeBusyTasks(samples = 8, intervalMs = 10): Promise<number | undefined> {
+  let sum = 0;
+  for (let i = 0; i < samples; i++) {
+    if (i > 0) await new Promise((r) => setTimeout(r, intervalMs));
+    try {
+      const m = /^\S+ \S+ \S+ (\d+)\//.exec(readFileSync("/proc/loadavg", "utf8"));
+      if (!m) return undefined;
+      sum += Number(m[1]);
+    } catch {
+      return undefined;
+    }
+  }
+  return Math.max(0, +(sum / samples - 1).toFixed(2));
 }
 
 /** Parse /proc/meminfo text: MemTotal and MemAvailable in bytes. */
@@ -178,9 +199,13 @@ export async function probeHardware(options: ProbeOptions = {}): Promise<Hardwar
     disk: { ...base.disk },
   };
   if (host.cpuName !== undefined) profile.host.cpuName = host.cpuName;
+  // The CPU's share now (not with injected host facts: tests stay deterministic).
+  const busy = options.host ? undefined : await probeBusyTasks();
+  if (busy !== undefined) profile.host.busyTasks = busy;
   notes.push(
     `host: ${(host.ramBytes / 2 ** 30).toFixed(1)} GiB RAM (${(host.availableRamBytes / 2 ** 30).toFixed(1)} GiB available), ` +
-      `${host.cpuCores} cores from /proc; RAM bandwidth ${profile.host.ramGBps} GB/s and CPU ${profile.host.cpuGflops} GFLOP/s assumed (run \`spillway bench\` to measure)`,
+      `${host.cpuCores} cores from /proc; RAM bandwidth ${profile.host.ramGBps} GB/s and CPU ${profile.host.cpuGflops} GFLOP/s assumed (run \`spillway bench\` to measure)` +
+      (busy !== undefined && busy >= 0.5 ? `; ${busy.toFixed(1)} other tasks running or waiting for a CPU (sampled now): CPU work is predicted slower by the share they take` : ""),
   );
   if (found.via === "none") {
     const fb = options.fallback === undefined ? null : getProfile(options.fallback);

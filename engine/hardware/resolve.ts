@@ -55,6 +55,7 @@ async function probeOrMeasured(fallback: string | undefined, options: ResolveOpt
     p.notes = [...(p.notes ?? []), `measured profile from ${path} (spillway bench)`];
     // Bandwidths keep; free memory is a fact of now (another process or a ballast may hold VRAM).
     p.host.availableRamBytes = live.host.availableRamBytes;
+    if (live.host.busyTasks !== undefined) p.host.busyTasks = live.host.busyTasks;
     if (p.gpu !== null && live.gpu !== null && live.gpu.name === p.gpu.name) {
       p.gpu.freeVramBytes = live.gpu.freeVramBytes;
       p.notes.push(`free VRAM ${(live.gpu.freeVramBytes / 2 ** 30).toFixed(2)} GiB and available RAM probed now`);

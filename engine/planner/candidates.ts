@@ -238,7 +238,7 @@ export function evaluate(ctx: PlanContext, spec: CandidateSpec): Evaluated {
     ctx.summary,
     layout,
     ctx.hw,
-    { ubatch: spec.ubatch, loadMode, runtime: ctx.runtime },
+    { ubatch: spec.ubatch, loadMode, runtime: ctx.runtime, threads: ctx.threads },
     ctx.workload,
     ctx.routing,
     ctx.constants,

@@ -42,10 +42,30 @@ export interface CostConstants {
   opOffloadMinBatch: number;
   /** Tokens per GEMM tile: host-mapped dense weights are read once per tile of tokens. */
   tokenTile: number;
-  /** Fixed time per decoded token (and per micro-batch) on a machine without GPU, ms (thread pool sync). */
+  /**
+   * CPU backend (no GPU), fixed time per forward pass, ms: graph build, sampling, the runtime's
+   * per-token path. Measured with 1 thread on a 2-core AVX-512 VM (docs/planner.md, CPU overheads).
+   */
   cpuTokenOverheadMs: number;
+  /** CPU backend, fixed time per prefill micro-batch, ms (batch setup, the prompt's logits). */
+  cpuBatchOverheadMs: number;
+  /** CPU backend, per block per decoded token, ms: dispatching the block's ~20 ops. */
+  cpuLayerOverheadMs: number;
+  /** CPU backend, per block per prefill micro-batch, ms (more ops than decode: per-expert matmuls). */
+  cpuBatchLayerOverheadMs: number;
+  /** CPU backend with more than one thread: waking the thread pool per forward pass, ms. */
+  cpuThreadWakeMs: number;
+  /** CPU backend, per block per forward pass per extra thread, ms: the barriers between ops. */
+  cpuThreadSyncMs: number;
+  /** CPU matmul efficiency halves at this matrix width (embedding length): small matrices are overhead bound. */
+  cpuGemmHalfWidth: number;
   /** Fixed time per decoded token of runtimes other than llama.cpp, ms, by runtime. */
   runtimeOverheadMs: Record<string, number>;
+  /**
+   * Scales of the fixed costs (decode: all per-token overheads; prefill: the CPU per-pass costs)
+   * measured on this machine by `spillway run` (engine/planner/calibration.ts); 1 when uncalibrated.
+   */
+  overheadScale?: { decode: number; prefill: number };
 }
 
 /** Constants fitted to the H200 reference measurements (docs/planner.md, test/planner_calibration.test.ts). */
@@ -59,8 +79,14 @@ export const DEFAULT_CONSTANTS: CostConstants = {
   gemmHalfTokens: 256,
   pinnedCopyEfficiency: 1.0,
   pageableCopyFactor: 0.175,
-  cpuComputeEfficiency: 0.5,
-  cpuTokenOverheadMs: 1,
+  cpuComputeEfficiency: 0.65,
+  cpuTokenOverheadMs: 0.25,
+  cpuBatchOverheadMs: 0.6,
+  cpuLayerOverheadMs: 0.03,
+  cpuBatchLayerOverheadMs: 0.12,
+  cpuThreadWakeMs: 1.0,
+  cpuThreadSyncMs: 0.3,
+  cpuGemmHalfWidth: 192,
   opOffloadMinBatch: 32,
   tokenTile: 72,
   runtimeOverheadMs: { vllm: 4, transformers: 25, command: 4 },
@@ -82,6 +108,30 @@ export interface CostSettings {
   loadMode: "mmap" | "none";
   /** Runtime name: llama.cpp-family runtimes offload host-weight matmuls per micro-batch. */
   runtime: string;
+  /** CPU threads (default: all cores). */
+  threads?: number;
+}
+
+/**
+ * How much longer CPU work takes because other tasks share the cores: the tasks running or
+ * waiting for a CPU when probed (`host.busyTasks`) plus our threads, over the cores, when that
+ * exceeds 1 (the scheduler shares the cores about equally among runnable tasks).
+ */
+export function cpuContention(hw: HardwareProfile, threads: number): number {
+  const busy = hw.host.busyTasks;
+  if (busy === undefined || !(busy > 0)) return 1;
+  return Math.max(1, (busy + threads) / Math.max(1, hw.host.cpuCores));
+}
+
+/**
+ * Fixed CPU-backend time per forward pass, seconds: the pass itself, each block's ops, and with
+ * more than one thread the pool's wake-up and a barrier per op (which is why a tiny model runs
+ * faster on one thread). `baseMs` and `layerMs` are the decode or the prefill figures.
+ */
+export function cpuPassOverhead(layers: number, threads: number, baseMs: number, layerMs: number, k: CostConstants): number {
+  let ms = baseMs + layers * layerMs;
+  if (threads > 1) ms += k.cpuThreadWakeMs + layers * k.cpuThreadSyncMs * (threads - 1);
+  return ms / 1000;
 }
 
 /** A prediction with its parts (seconds). */
@@ -140,6 +190,13 @@ export function predict(
   const gpu = hw.gpu;
   const llama = isLlamaFamily(settings.runtime);
   const GB = 1e9;
+  const cores = Math.max(1, hw.host.cpuCores);
+  const threads = Math.max(1, Math.min(settings.threads ?? cores, cores));
+  // CPU matmuls: the profile's all-core GFLOP/s, scaled to the threads used and to the matrix
+  // width (a 64-wide matrix reaches a quarter of a 2048-wide one's rate on this kind of CPU).
+  const width = Math.max(1, s.embeddingLength);
+  const cpuFlops = hw.host.cpuGflops * 1e9 * k.cpuComputeEfficiency * (threads / cores) * (width / (width + k.cpuGemmHalfWidth));
+  const shared = cpuContention(hw, threads);
   const bw = {
     vram: gpu ? gpu.vramGBps * k.vramEfficiency * GB : 1,
     host_mapped: gpu ? gpu.zeroCopyGBps * k.zeroCopyEfficiency * GB : 1,
@@ -151,7 +208,10 @@ export function predict(
   const dec = { vram: 0, host_mapped: 0, host_cpu: 0, stream: 0, kv: 0, overhead: 0 };
   for (const u of layout.units) {
     // Streamed weights are copied whole for every forward pass, not just the used experts.
-    dec[u.tier] += u.tier === "stream" ? u.bytes / bw.stream : (u.bytes * decodeFraction(u, s)) / bw[u.tier];
+    if (u.tier === "stream") dec.stream += u.bytes / bw.stream;
+    // The CPU reads its weights or computes with them, whichever is slower (compute-bound on few cores).
+    else if (u.tier === "host_cpu") dec.host_cpu += Math.max((u.bytes * decodeFraction(u, s)) / bw.host_cpu, (2 * activeParams(u, s)) / cpuFlops);
+    else dec[u.tier] += (u.bytes * decodeFraction(u, s)) / bw[u.tier];
   }
   const ctxDecode = workload.promptTokens + workload.generatedTokens / 2;
   dec.kv = (ctxDecode * s.kvBytesPerToken) / (layout.kv === "vram" && gpu ? bw.vram : bw.host_cpu);
@@ -159,14 +219,20 @@ export function predict(
   dec.overhead = gpu
     ? (llama ? k.tokenOverheadMs : (k.runtimeOverheadMs[settings.runtime] ?? k.tokenOverheadMs)) / 1000 +
       (cpuLayers * k.cpuHandoffMs) / 1000
-    : k.cpuTokenOverheadMs / 1000;
+    : cpuPassOverhead(s.layerCount, threads, k.cpuTokenOverheadMs, k.cpuLayerOverheadMs, k);
+  dec.overhead *= k.overheadScale?.decode ?? 1;
+  if (!gpu) {
+    // Without a GPU everything is CPU time, which other runnable tasks share.
+    dec.host_cpu *= shared;
+    dec.kv *= shared;
+    dec.overhead *= shared;
+  }
   const decodeSeconds = dec.vram + dec.host_mapped + dec.host_cpu + dec.stream + dec.kv + dec.overhead;
 
   // ---- prefill: micro-batches of `ubatch` tokens
   const pre = { gpuCompute: 0, gpuReads: 0, copies: 0, cpu: 0 };
   const P = workload.promptTokens;
   const flops = gpu ? gpu.fp16Tflops * 1e12 * k.gpuPrefillEfficiency : 1;
-  const cpuFlops = hw.host.cpuGflops * 1e9 * k.cpuComputeEfficiency;
   const pageableBw = gpu ? gpu.h2dGBps * GB * k.pageableCopyFactor : 1;
   const copyBw = gpu ? (settings.loadMode === "none" ? gpu.h2dGBps * GB * k.pinnedCopyEfficiency : pageableBw) : 1;
   // Attention over the cache: 4 FLOPs per (query, key) pair per head dimension, all layers.
@@ -212,7 +278,8 @@ export function predict(
       }
     }
     if (!gpu) {
-      cpuSeconds += attnFlops / cpuFlops + k.cpuTokenOverheadMs / 1000;
+      cpuSeconds += attnFlops / cpuFlops +
+        cpuPassOverhead(s.layerCount, threads, k.cpuBatchOverheadMs, k.cpuBatchLayerOverheadMs, k) * (k.overheadScale?.prefill ?? 1);
     } else {
       // Attention runs on the GPU even with the KV cache in host RAM (llama.cpp -nkvo: the
       // scheduler follows Q, computed from VRAM weights); it then stores the micro-batch's new
@@ -226,7 +293,7 @@ export function predict(
     pre.gpuCompute += gpuCompute;
     pre.gpuReads += Math.max(0, gpuReads - gpuCompute);
     pre.copies += copies;
-    pre.cpu += cpuSeconds;
+    pre.cpu += gpu ? cpuSeconds : cpuSeconds * shared;
     done += n;
   }
   const prefillSeconds = pre.gpuCompute + pre.gpuReads + pre.copies + pre.cpu;
