@@ -46,15 +46,21 @@ def sync():
 
 
 def shim_stats():
-    """Bytes per tier from this process's shim record (/dev/shm/spillway.<pid>, layout in
-    shim/include/spillway_stats.h), or None without the shim."""
+    """Bytes per tier from the shim's own counters (its control API spillway_shim_stats, record
+    layout in shim/include/spillway_stats.h), or None without the shim. The record file is private
+    to the user and not meant to be read back; the in-process counters are the authoritative ones."""
+    import ctypes
     import struct
     try:
-        with open(f"/dev/shm/spillway.{os.getpid()}", "rb") as f:
-            raw = f.read(96 + 4 * 32)
-    except OSError:
+        fn = ctypes.CDLL(None).spillway_shim_stats
+    except (AttributeError, OSError):
         return None
-    if len(raw) < 96 + 4 * 32 or struct.unpack_from("<Q", raw, 0)[0] != 0x5457534C4C495053:
+    fn.restype = ctypes.c_int
+    buf = ctypes.create_string_buffer(4096)
+    if fn(buf, ctypes.c_size_t(4096)) < 96 + 4 * 32:
+        return None
+    raw = buf.raw
+    if struct.unpack_from("<Q", raw, 0)[0] != 0x5457534C4C495053:
         return None
     tiers = [struct.unpack_from("<QQQQ", raw, 96 + 32 * i) for i in range(4)]
     return {"vram_bytes": tiers[0][0], "host_bytes": sum(t[0] for t in tiers[1:]),
