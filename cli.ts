@@ -38,8 +38,8 @@ function numberOption(value: unknown, flag: string, min: number, integer = true)
   return n;
 }
 
-/** Build the CLI (exported for tests). */
-export function createCli(): ReturnType<typeof cac> {
+/** Build the CLI: its commands, each loading its module from commands/ when it runs. */
+function createCli(): ReturnType<typeof cac> {
   const cli = cac("spillway");
 
   cli

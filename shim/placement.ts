@@ -1,6 +1,8 @@
 /**
- * The placement map the planner writes for the shim (SPILLWAY_PLACEMENT): one rule per line, the
- * first rule whose matchers all hold decides where an allocation goes. The format is in docs/shim.md.
+ * The shim's placement map (SPILLWAY_PLACEMENT file, or SPILLWAY_PLACEMENT_RULES inline): one rule
+ * per line, the first rule whose matchers all hold decides where an allocation goes. The format is in
+ * docs/shim.md; engine/placement_map.ts computes the access-aware rules from a model's tensors
+ * (for `spillway run -- python …` and the transformers runtime); a user may also write one by hand.
  *
  * @example
  * ```ts

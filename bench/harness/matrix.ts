@@ -98,7 +98,7 @@ export interface ServerMethod {
 }
 
 /**
- * Measurements through llama-server's HTTP API (issue 7: the real `spillway run` path): each
+ * Measurements through llama-server's HTTP API (the real `spillway run` path): each
  * method starts a server, waits for /health, sends one warm-up and `repetitions` measured
  * /completion requests of `prompt` token ids + `gen` generated tokens, then stops it.
  */

@@ -1,6 +1,6 @@
 /**
  * The server section of a matrix: llama-server measured through its HTTP API, started directly
- * (all in VRAM, its defaults, hand-tuned flags) or by `spillway run <recipe>` (issue 7: the real
+ * (all in VRAM, its defaults, hand-tuned flags) or by `spillway run <recipe>` (the real
  * path, with spillway's plan applied by spillway itself). Each method: start the server as a
  * tracked, time-boxed child (proc.ts), poll GET /health until 200, send one short warm-up and
  * `repetitions` measured POST /completion requests (token-id prompt, greedy, EOS ignored), read

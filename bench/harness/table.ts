@@ -60,7 +60,7 @@ export function headlineRatios(res: RunResults): string[] {
 }
 
 /**
- * Ratios of the server section (issue 7): `spillway run` vs the best hand-tuned llama-server per
+ * Ratios of the server section: `spillway run` vs the best hand-tuned llama-server per
  * figure (target >= 95%), and vs llama-server's defaults end to end. Methods are found by config.
  */
 export function serverRatios(res: RunResults): string[] {

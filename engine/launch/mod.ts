@@ -20,7 +20,7 @@ import { LaunchError, RuntimeMissingError } from "../../core/errors.ts";
 import { exitStatus } from "../../core/exit_status.ts";
 import type { LaunchSpec, Plan } from "../../core/types.ts";
 import { readProcessStats, type ProcessStats } from "../monitor.ts";
-import { listRecordFiles, pruneShimStats } from "../../shim/stats.ts";
+import { pruneShimStats } from "../../shim/stats.ts";
 import { guardedArgv, guardError, parentDeathGuard } from "./parent_death.ts";
 import type { AdapterOptions, RunRecipe } from "../runtimes/adapter.ts";
 import { commandLaunchSpec } from "../runtimes/command_adapter.ts";
@@ -286,11 +286,6 @@ export function launchSpec(spec: LaunchSpec, options: LaunchOptions = {}): Launc
     stdout: child.stdout ?? null,
     stderr: child.stderr ?? null,
   };
-}
-
-/** True when process `pid` has a shim stats record under `dir` (for callers checking the record). */
-export function statsFileExists(dir: string, pid: number): boolean {
-  return listRecordFiles(dir, false).some((r) => r.pid === pid);
 }
 
 /** Options of {@link launch}. */

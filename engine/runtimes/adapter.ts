@@ -14,7 +14,7 @@ export type RuntimeName = "llama.cpp" | "vllm" | "ollama" | "transformers" | "no
 
 /**
  * The part of a recipe (or of a wrapped command line) that says how to run, independent of the
- * recipe file schema; `run_command.ts` fills it from the parsed recipe.
+ * recipe file schema; {@link runRecipeOf} fills it from a parsed recipe.
  */
 export type RunRecipe = Omit<RecipeRuntime, "name"> & {
   /** File the recipe came from, for messages. */
@@ -29,7 +29,7 @@ export function runRecipeOf(recipe: Pick<Recipe, "file" | "runtime">): RunRecipe
 
 /** Options an adapter takes besides the plan and recipe. */
 export interface AdapterOptions {
-  /** Path of the shim library; defaults to the built shim (shim/build.ts locateShim()). */
+  /** Path of the shim library; default SPILLWAY_SHIM, else the shim's build location (shim_path.ts defaultShimPath()). */
   shimPath?: string;
 }
 

@@ -1,7 +1,7 @@
 /**
  * The environment that applies the shim for adapters: shim/build.ts's `shimEnv` with the library
- * path from the adapter options or the shim's build location (built by `locateShim()` before
- * launch, see engine/run_command.ts).
+ * path from the adapter options, else {@link defaultShimPath} (SPILLWAY_SHIM, else the shim's
+ * content-addressed build location; `spillway run` builds it there before launch, see commands/run.ts).
  *
  * @module
  */
