@@ -58,13 +58,11 @@ export interface RunReport {
   launch: { inProcess: boolean; argv: string[]; env: Record<string, string> };
   result?: GenerationResult;
   exitStatus?: number;
+  /** What the run measured against the prediction, as recorded for later plans (in-process runs). */
+  calibration?: CalibrationRecord | null;
 }
 
 const write = (s: string): void => void process.stdout.write(s);
-  /** Why the run failed, when its runtime crashed (in-process runtimes run in a worker process). */
-  error?: string;
-  /** What the run measured against the prediction, as recorded for later plans (in-process runs). */
-  calibration?: CalibrationRecord | null;
 const writeErr = (s: string): void => void process.stderr.write(s);
 
 /** Shell-quoted word, for printing a command a user can paste. */
@@ -166,10 +164,10 @@ export async function runCommand(recipePath: string | null, extraArgs: string[],
   let report: RunReport;
   let hardware: HardwareProfile | undefined;
   let runRecipe: RunRecipe | null;
+  let planned: PlannedRecipe | undefined;
 
   if (recipePath !== null) {
     const recipe = await loadRecipe(recipePath);
-  let planned: PlannedRecipe | undefined;
     // A dry run makes nothing: a synthetic model not made yet is planned from its shape.
     if (!options.dryRun) await ensureModelFile(recipe, err);
     planned = await planRecipe(recipePath, options.hardware ? { hardware: options.hardware } : {});
@@ -215,6 +213,13 @@ export async function runCommand(recipePath: string | null, extraArgs: string[],
   if (result) {
     report.result = result;
     if (!options.json) out(formatResult(result) + "\n");
+    // Predicted against measured, and the measurement recorded so later plans on this machine
+    // predict with its fixed costs (engine/planner/calibration.ts).
+    if (planned && status === 0) {
+      const check = recordRun(planned, { decodeTps: result.genTps, prefillTps: result.promptTps });
+      report.calibration = check.record;
+      if (!options.json) out(check.lines.join("\n") + "\n");
+    }
   }
   if (options.json) out(JSON.stringify(report, null, 2) + "\n");
   return status;
@@ -224,13 +229,6 @@ export async function runCommand(recipePath: string | null, extraArgs: string[],
 export function formatResult(r: GenerationResult): string {
   return [
     `prompt    ${r.promptTokens} tokens in ${r.promptSeconds.toFixed(3)} s: ${r.promptTps.toFixed(1)} t/s (prefill)`,
-    // Predicted against measured, and the measurement recorded so later plans on this machine
-    // predict with its fixed costs (engine/planner/calibration.ts).
-    if (planned && status === 0) {
-      const check = recordRun(planned, { decodeTps: result.genTps, prefillTps: result.promptTps });
-      report.calibration = check.record;
-      if (!options.json) out(check.lines.join("\n") + "\n");
-    }
     `generate  ${r.genTokens} tokens in ${r.genSeconds.toFixed(3)} s: ${r.genTps.toFixed(1)} t/s (decode, ${r.backend}; load ${r.loadSeconds.toFixed(2)} s)`,
   ].join("\n");
 }
