@@ -1,0 +1,49 @@
+// Issue 22: harness support for the hybrid run: method environment and check flags in the matrix,
+// and summary.json (hybrid vs the best stock configuration of the same run).
+import { test } from "node:test";
+import { assertEquals, assertThrows } from "./_assert.ts";
+import { loadMatrix, parseMatrix } from "../bench/harness/matrix.ts";
+import { hybridSummary, isStock } from "../bench/harness/hybrid_summary.ts";
+import type { MethodResult, RunResults } from "../bench/harness/results.ts";
+
+test("matrix: hybrid-12g parses; env and checkFlags reach the methods; env only on flags/shim methods", () => {
+  const m = loadMatrix("bench/matrices/hybrid-12g.json5");
+  const h = m.methods.find((x) => x.id === "hybrid")!;
+  assertEquals(h.config, { kind: "flags", flags: ["-ngl", "99", "-ncmoe", "36", "-lm", "none", "-ub", "2048"], env: { LLAMA_MOE_HYBRID_GPU_FRACTION: "0.40" } });
+  assertEquals(h.checkFlags, ["-ub", "1"]);
+  assertEquals(m.methods.find((x) => x.id === "hybrid-serial")!.check.mode, "none");
+  assertEquals(m.methods.find((x) => x.id === "default")!.checkFlags, []);
+  const bad = `{ name: "x", models: [{ id: "m", shape: "tiny-moe", quant: "Q8_0" }], freeVramGiB: [1],
+    workloads: [{ id: "w", prompt: 16, gen: 4 }], methods: [{ id: "d", config: "fit", env: { A: "1" } }] }`;
+  assertThrows(() => parseMatrix(bad, "bad.json5"), Error, "methods[0].env");
+  assertThrows(() => parseMatrix(bad.replace('env: { A: "1" }', 'checkFlags: "-ub 1"'), "bad.json5"), Error, "methods[0].checkFlags");
+});
+
+function result(id: string, decode: number, prefill: number, env: Record<string, string> = {}, free: number | null = 12): MethodResult {
+  return {
+    id, label: id, runtime: "llama.cpp", model: "moe30b", freeVramGiB: free, ballastFreeBytes: null, workload: "w", command: [], env,
+    prefill: { tokens: 4096, tps: prefill, stddev: 0, samples: [prefill] }, decode: { tokens: 128, tps: decode, stddev: 0, samples: [decode] },
+    endToEnd: null, check: { mode: "close", pass: true, how: "kld", meanKld: 0.001, sameTopPct: 99 }, seconds: 1, status: "ok",
+  };
+}
+
+test("summary: ratios against the best stock figure of each kind; patched switches and the reference are not stock", () => {
+  const results: MethodResult[] = [
+    result("all-vram", 275, 11000, {}, null),
+    result("default", 41.2, 1578),
+    result("stock-pinned", 37.5, 7768),
+    result("hybrid", 52, 7700, { LLAMA_MOE_HYBRID_GPU_FRACTION: "0.40" }),
+    result("zero-copy", 20, 7700, { LLAMA_MOE_HYBRID_GPU_FRACTION: "1.0" }),
+  ];
+  const r = { version: 1, kind: "gpu", matrix: "hybrid-12g", startedAt: "t", finishedAt: "t", software: {}, phases: {}, notes: [], results,
+    machine: { hostname: "h", kernel: "k", cpuModel: "c", cpuCores: 16, ramBytes: 1, ramAvailableBytes: 1, cudaVersion: "13.0", gpus: [{ name: "NVIDIA H200" }] } } as unknown as RunResults;
+  assertEquals(results.map(isStock), [false, true, true, false, false]);
+  const s = hybridSummary(r);
+  assertEquals(s.gpu, "NVIDIA H200");
+  const x = s.shapes[0]!;
+  assertEquals(x.bestStock, { decodeId: "default", decodeTps: 41.2, prefillId: "stock-pinned", prefillTps: 7768 });
+  assertEquals(x.decodeRatioVsBestStock, +(52 / 41.2).toFixed(3));
+  assertEquals(x.prefillRatioVsBestStock, +(7700 / 7768).toFixed(3));
+  assertEquals(x.decodeRatioVsDefault, +(52 / 41.2).toFixed(3));
+  assertEquals(hybridSummary(r, "nope").shapes, []);
+});
