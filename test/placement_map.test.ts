@@ -116,7 +116,7 @@ test("planner: a shim run of a transformers model spills the embedding first and
   const { getProfile } = await import("../engine/hardware/profiles.ts");
   const model = modelInfoFromShape("llama-8b", "bf16", "llama-8b-bf16.gguf");
   const recipe = {
-    runtime: { name: "transformers" }, context: 1024, batch: 512, threads: 16,
+    runtime: { name: "transformers" as const }, context: 1024, batch: 512, threads: 16,
     workload: { objective: "custom" as const, promptTokens: 512, generatedTokens: 64 },
     placement: { auto: true, kv: "auto" as const, experts: "auto" as const, cpuLayers: [] },
   };
