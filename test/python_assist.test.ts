@@ -1,7 +1,7 @@
 // What `spillway run -- python3 script.py` does from outside (engine/runtimes/python_assist.ts):
 // PyTorch's environment, the access-aware map of the model named in argv or the HF cache, hints.
 import { test } from "node:test";
-import { closeSync, ftruncateSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from "node:fs";
+import { closeSync, existsSync, ftruncateSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { findModel, isAssistMap, isPythonCommand, pythonAssist, weightsBudgetFor } from "../engine/runtimes/python_assist.ts";
@@ -106,6 +106,35 @@ test("transformers recipe: the shim gets the access-aware rules inline (embeddin
     assert(rules.length > 1 && rules.every((r) => /^nth=\d+ min=16777216 host$/.test(r)), rules.join(";"));
     const own = transformersLaunchSpec(plan, { env: { SPILLWAY_PLACEMENT_RULES: "* auto" } } as never, { shimPath: "/opt/libspillway_shim.so" });
     assertEquals(own.env.SPILLWAY_PLACEMENT_RULES, "* auto");
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("spillway run -- python3 …: the map reaches the command through SPILLWAY_PLACEMENT and is removed after it; a dry run writes nothing", async () => {
+  const { runCommand } = await import("../commands/run.ts");
+  const { testShim } = await import("./shim_helpers.ts");
+  const dir = mkdtempSync(join(tmpdir(), "spillway-run-py-"));
+  try {
+    const model = join(dir, "llama8b");
+    mkdirSync(model);
+    writeFileSync(join(model, "config.json"), JSON.stringify({ ...TINY, hidden_size: 4096, intermediate_size: 14336, num_hidden_layers: 32, num_key_value_heads: 8, vocab_size: 128256 }));
+    const seen = join(dir, "seen");
+    // The "script" records the map path and text it was given.
+    const code = "import os,sys; p=os.environ['SPILLWAY_PLACEMENT']; open(sys.argv[1],'w').write(p+'\\n'+os.environ['TORCH_CUDNN_SDPA_DEPRIORITIZED']+'\\n'+open(p).read())";
+    const argv = ["python3", "-c", code, seen, model];
+    let out = "", err = "";
+    const dry = await runCommand(null, argv, { dryRun: true, hardware: "h200-12gib-free", out: (s) => (out += s), err: (s) => (err += s) });
+    assertEquals(dry, 0);
+    assertMatch(out, /TORCH_CUDNN_SDPA_DEPRIORITIZED=1/);
+    assert(!out.includes("SPILLWAY_PLACEMENT="), "a dry run writes no map");
+    assertMatch(err, /runtime: transformers in a recipe/);
+    const status = await runCommand(null, argv, { hardware: "h200-12gib-free", shimPath: await testShim(), out: () => {}, err: () => {} });
+    assertEquals(status, 0);
+    const [path, flag, ...map] = readFileSync(seen, "utf8").split("\n");
+    assertEquals(flag, "1");
+    assert(map.includes("nth=0 min=33554432 host  # model.embed_tokens.weight"), map.slice(0, 3).join("\n"));
+    assert(isAssistMap(path) && !existsSync(path!), `map ${path} removed after the run`);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
