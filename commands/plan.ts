@@ -8,6 +8,7 @@
 import { adapterFor } from "../engine/runtimes/mod.ts";
 import { runRecipeOf } from "../engine/runtimes/adapter.ts";
 import { SpillwayError } from "../core/errors.ts";
+import { commandLine, envWords } from "../core/shell.ts";
 import type { Recipe } from "../engine/recipe/types.ts";
 import type { Plan } from "../core/types.ts";
 import { formatPlan } from "../engine/planner/format.ts";
@@ -24,17 +25,12 @@ export interface PlanCommandOptions {
   err?: (text: string) => void;
 }
 
-function shellQuote(a: string): string {
-  return /^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`;
-}
-
 /** The launch lines (environment and argv) for a plan, or why they cannot be shown. */
 export async function launchLines(recipe: Recipe, p: Plan): Promise<string[]> {
   const adapter = adapterFor(recipe.runtime.name, recipe.file);
   try {
     const spec = adapter.toLaunchSpec(p, runRecipeOf(recipe));
-    const env = Object.entries(spec.env).map(([k, v]) => `${k}=${shellQuote(v)}`);
-    return [...env, spec.argv.map(shellQuote).join(" ")];
+    return [...envWords(spec.env), commandLine(spec.argv)];
   } catch (e) {
     return [`(the ${recipe.runtime.name} adapter cannot express this plan: ${(e as Error).message})`];
   }

@@ -13,8 +13,7 @@
  * @module
  */
 import { withInterrupt } from "../core/interrupt.ts";
-import { existsSync, mkdirSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, mkdirSync } from "node:fs";
 import { dirname } from "node:path";
 import process from "node:process";
 import { ModelFileError, PlanError, RecipeSchemaError } from "../core/errors.ts";
@@ -22,7 +21,9 @@ import { resolveHardware } from "../engine/hardware/mod.ts";
 import { launch, type LaunchHandle } from "../engine/launch/mod.ts";
 import { readModel } from "../engine/model/mod.ts";
 import { synthesize, type SynthQuant } from "../engine/model/synth.ts";
-import { fmtBytes, renderSnapshot, snapshot, snapshotJson, statsDirectory } from "../engine/monitor.ts";
+import { renderSnapshot, snapshot, snapshotJson, statsDirectory } from "../engine/monitor.ts";
+import { formatBytes } from "../core/bytes.ts";
+import { commandLine } from "../core/shell.ts";
 import { type PlannedRecipe, planRecipe } from "../engine/recipe_plan.ts";
 import { type CalibrationRecord, recordRun } from "../engine/planner/calibration.ts";
 import { plan as makePlan, type PlanRecipe } from "../engine/planner/plan.ts";
@@ -34,7 +35,6 @@ import { adapterFor } from "../engine/runtimes/mod.ts";
 import type { GenerationResult } from "../engine/runtimes/node_llama_cpp.ts";
 import { locateShim, shimEnv } from "../shim/build.ts";
 import { defaultShimPath } from "../engine/runtimes/shim_path.ts";
-import { isAssistMap, isPythonCommand, pythonAssist, weightsBudgetFor } from "../engine/runtimes/python_assist.ts";
 import type { HardwareProfile, LaunchSpec, Plan } from "../core/types.ts";
 import { progressBar, type Progress } from "../core/progress.ts";
 
@@ -67,16 +67,9 @@ export interface RunReport {
 const write = (s: string): void => void process.stdout.write(s);
 const writeErr = (s: string): void => void process.stderr.write(s);
 
-/** Shell-quoted word, for printing a command a user can paste. */
-export function shellQuote(word: string): string {
-  return /^[A-Za-z0-9_\-+=/.,:@%]+$/.test(word) ? word : `'${word.replace(/'/g, `'\\''`)}'`;
-}
-
 /** One paste-able line: env assignments then argv. */
 export function formatCommand(spec: LaunchSpec): string {
-  const env = Object.entries(spec.env).map(([k, v]) => `${k}=${shellQuote(v)}`);
-  const parts = [...(env.length ? ["env", ...env] : []), ...spec.argv.map(shellQuote)];
-  return parts.join(" ");
+  return commandLine(spec.argv, spec.env, true);
 }
 
 /** The plan on one screen: model, machine, choice and why, memory per tier, predicted speed, runners-up. */
@@ -84,22 +77,22 @@ export function formatPlanScreen(plan: Plan, hardware?: HardwareProfile): string
   const c = plan.candidates.find((x) => x.id === plan.chosen);
   const lines: string[] = [];
   lines.push(`model     ${plan.model.path}`);
-  lines.push(`          ${plan.model.architecture} ${plan.model.quantization}, ${fmtBytes(plan.model.bytes)}`);
-  const gpu = hardware?.gpu ? `${hardware.gpu.name}, ${fmtBytes(hardware.gpu.freeVramBytes)} VRAM free` : "no GPU";
+  lines.push(`          ${plan.model.architecture} ${plan.model.quantization}, ${formatBytes(plan.model.bytes)}`);
+  const gpu = hardware?.gpu ? `${hardware.gpu.name}, ${formatBytes(hardware.gpu.freeVramBytes)} VRAM free` : "no GPU";
   lines.push(`machine   ${plan.hardware.name} (${plan.hardware.source}${hardware ? `; ${gpu}; ${hardware.host.cpuCores} cores` : ""})`);
   for (const n of plan.notes ?? hardware?.notes ?? []) lines.push(`          note: ${n}`);
   lines.push(`runtime   ${plan.runtime}`);
   lines.push(`workload  ${plan.workload.objective}: ${plan.workload.promptTokens} prompt + ${plan.workload.generatedTokens} generated tokens`);
   lines.push(`plan      ${plan.chosen}${c ? ` (${c.label})` : ""}`);
   const m = plan.memory;
-  lines.push(`memory    vram ${fmtBytes(m.vram)} | host mapped ${fmtBytes(m.host_mapped)} | host cpu ${fmtBytes(m.host_cpu)} | disk ${fmtBytes(m.disk)}`);
+  lines.push(`memory    vram ${formatBytes(m.vram)} | host mapped ${formatBytes(m.host_mapped)} | host cpu ${formatBytes(m.host_cpu)} | disk ${formatBytes(m.disk)}`);
   lines.push(`predicted prefill ${plan.predicted.prefillTps.toFixed(1)} t/s, decode ${plan.predicted.decodeTps.toFixed(1)} t/s, ${plan.predicted.totalSeconds.toFixed(2)} s per request`);
   const s = plan.settings;
   const knobs = [`ctx ${s.contextLength}`, `batch ${s.batch}/${s.ubatch}`, `threads ${s.threads}`, `gpu layers ${s.gpuLayers}`];
   if (s.cpuMoeLayers) knobs.push(`cpu-moe ${s.cpuMoeLayers}`);
   if (s.kvOnHost) knobs.push("kv on host");
   knobs.push(`load ${s.loadMode}`);
-  if (s.shim) knobs.push(`shim (budget ${s.shim.vramBudgetBytes !== undefined ? fmtBytes(s.shim.vramBudgetBytes) : "auto"}, ${s.shim.backing})`);
+  if (s.shim) knobs.push(`shim (budget ${s.shim.vramBudgetBytes !== undefined ? formatBytes(s.shim.vramBudgetBytes) : "auto"}, ${s.shim.backing})`);
   lines.push(`settings  ${knobs.join(", ")}`);
   lines.push(`why       ${plan.reason}`);
   const others = plan.candidates.filter((x) => x.id !== plan.chosen).slice(0, 3);
@@ -203,8 +196,6 @@ export async function runCommand(recipePath: string | null, extraArgs: string[],
     : launch(null, runRecipe, { ...adapterOptions, spec: report.launch, stdio });
   const status = await handle.exited;
   report.exitStatus = status;
-  // The placement map written for a Python command is ours: gone with the run.
-  if (isAssistMap(report.launch.env.SPILLWAY_PLACEMENT)) rmSync(report.launch.env.SPILLWAY_PLACEMENT!, { force: true });
   let result: GenerationResult | undefined;
   if (handle.result) {
     try {
@@ -284,16 +275,6 @@ async function wrapCommand(
     ? shimEnv({ reserveBytes: 2 ** 30, minSpillBytes: 32 * 2 ** 20, backing: "auto", report: "vram+host" }, adapterOptions.shimPath ?? defaultShimPath())
     : {};
   if (!hardware.gpu) (options.err ?? writeErr)("note: no GPU: running the command without the shim\n");
-  // Python: environment PyTorch honours and the access-aware placement map of the model it names.
-  if (hardware.gpu && isPythonCommand(argv)) {
-    const assist = pythonAssist(argv, process.env, {
-      vramForWeights: weightsBudgetFor(hardware.gpu.freeVramBytes, 2 ** 30),
-      minSpill: 32 * 2 ** 20,
-      mapDir: options.dryRun ? null : tmpdir(),
-    });
-    Object.assign(env, assist.env);
-    for (const h of assist.hints) (options.err ?? writeErr)(h + "\n");
-  }
   const spec: LaunchSpec = { argv, env };
   return { report: { recipe: null, plan: null, launch: { inProcess: false, ...spec } }, hardware, runRecipe: { command: argv } };
 }

@@ -7,6 +7,7 @@
  * @module
  */
 import { readFileSync } from "node:fs";
+import { formatBytes } from "../core/bytes.ts";
 import { moduleStatus, type ModuleStatus, type StatusPaths } from "../kmod/loader.ts";
 import { listShimStats, readShimStats, type ShimStats } from "../shim/stats.ts";
 
@@ -118,14 +119,6 @@ export function snapshot(options: SnapshotOptions = {}): Snapshot {
   return { time: Date.now(), statsDir, processes, kmod: moduleStatus(options.kmodPaths) };
 }
 
-/** Human size: 1.50 GiB, 512 MiB, 0 B. */
-export function fmtBytes(n: number): string {
-  if (n >= 2 ** 30) return `${(n / 2 ** 30).toFixed(2)} GiB`;
-  if (n >= 2 ** 20) return `${(n / 2 ** 20).toFixed(0)} MiB`;
-  if (n >= 2 ** 10) return `${(n / 2 ** 10).toFixed(0)} KiB`;
-  return `${n} B`;
-}
-
 function pad(s: string, n: number, right = false): string {
   if (s.length > n) return s.slice(0, n - 1) + "…";
   return right ? s.padStart(n) : s.padEnd(n);
@@ -138,7 +131,7 @@ export function renderSnapshot(s: Snapshot, width = 100): string {
   lines.push(`spillway top  ${when}  ${s.processes.length} process(es) with shim stats in ${s.statsDir}`);
   lines.push(
     s.kmod.loaded
-      ? `kmod pool: ${fmtBytes(s.kmod.usedBytes ?? 0)} used of ${fmtBytes(s.kmod.limitBytes ?? 0)}, ${s.kmod.buffers ?? 0} buffers, pressure ${s.kmod.pressure ?? "?"}`
+      ? `kmod pool: ${formatBytes(s.kmod.usedBytes ?? 0)} used of ${formatBytes(s.kmod.limitBytes ?? 0)}, ${s.kmod.buffers ?? 0} buffers, pressure ${s.kmod.pressure ?? "?"}`
       : "kmod: not loaded",
   );
   lines.push("");
@@ -147,11 +140,11 @@ export function renderSnapshot(s: Snapshot, width = 100): string {
   for (const p of s.processes) {
     const row = [
       pad(String(p.pid) + (p.alive ? "" : "†"), 8),
-      pad(fmtBytes(p.tiers.vram.bytes), 11, true),
-      pad(fmtBytes(p.vramBudget), 11, true),
-      pad(fmtBytes(p.tiers.hostVmm.bytes), 11, true),
-      pad(fmtBytes(p.tiers.hostMapped.bytes), 11, true),
-      pad(fmtBytes(p.tiers.hostKmod.bytes), 11, true),
+      pad(formatBytes(p.tiers.vram.bytes), 11, true),
+      pad(formatBytes(p.vramBudget), 11, true),
+      pad(formatBytes(p.tiers.hostVmm.bytes), 11, true),
+      pad(formatBytes(p.tiers.hostMapped.bytes), 11, true),
+      pad(formatBytes(p.tiers.hostKmod.bytes), 11, true),
       pad(String(p.spills), 7, true),
       pad(String(p.failures), 5, true),
     ].join(" ");

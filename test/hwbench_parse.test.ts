@@ -4,7 +4,7 @@ import { parseHelperOutput } from "../engine/hardware/measure/helper_output.ts";
 import { summarize } from "../engine/hardware/measure/stats.ts";
 import { pcieGenFromSpeed } from "../engine/hardware/measure/pcie.ts";
 import { parseLlamaBenchJson, trialCounts } from "../engine/autotune/trials.ts";
-import { fmtBytes } from "../engine/hardware/measure/gpu.ts";
+import { formatBytes } from "../core/bytes.ts";
 import { HardwareProbeError, LaunchError } from "../core/errors.ts";
 import { assertEquals, assertThrows } from "./_assert.ts";
 
@@ -59,7 +59,7 @@ test("trial counts follow the workload and the time budget", () => {
 });
 
 test("byte sizes print in binary units", () => {
-  assertEquals(fmtBytes(1024 ** 3), "1 GiB");
-  assertEquals(fmtBytes(1536 * 1024), "1.5 MiB");
-  assertEquals(fmtBytes(100), "100 B");
+  assertEquals(formatBytes(1024 ** 3, "short"), "1 GiB");
+  assertEquals(formatBytes(1536 * 1024, "short"), "1.5 MiB");
+  assertEquals(formatBytes(100, "short"), "100 B");
 });

@@ -8,6 +8,7 @@
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, appendFileSync } from "node:fs";
+import { commandLine } from "../../core/shell.ts";
 
 /** The outcome of one time-boxed command. */
 export interface StepResult {
@@ -119,7 +120,5 @@ export function killChildrenOnExit(): void {
 
 /** A shell-like rendering of a command for logs and results (never executed through a shell). */
 export function formatCommand(argv: string[], env?: Record<string, string>): string {
-  const q = (s: string): string => (/^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, "'\\''")}'`);
-  const e = Object.entries(env ?? {}).map(([k, v]) => `${k}=${q(v)}`);
-  return [...e, ...argv.map(q)].join(" ");
+  return commandLine(argv, env);
 }

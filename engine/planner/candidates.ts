@@ -8,7 +8,7 @@
  */
 import type { PlacementPolicy } from "../recipe/types.ts";
 import type { Candidate, HardwareProfile, RuntimeSettings, ShimSettings, Tier, Workload } from "../../core/types.ts";
-import { formatBytes } from "../recipe/size.ts";
+import { formatBytes } from "../../core/bytes.ts";
 import type { RuntimeCapabilities } from "./capabilities.ts";
 import { type CostConstants, DEFAULT_CONSTANTS, isLlamaFamily, predict, type Prediction, type RoutingModel } from "./cost.ts";
 import type { CostTier, Layout, Unit } from "./layout.ts";

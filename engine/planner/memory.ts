@@ -6,7 +6,7 @@
  * @module
  */
 import type { HardwareProfile, MemoryByTier } from "../../core/types.ts";
-import { formatBytes } from "../recipe/size.ts";
+import { formatBytes } from "../../core/bytes.ts";
 import type { Layout } from "./layout.ts";
 import { weightBytesByTier } from "./layout.ts";
 import type { ModelSummary } from "./summary.ts";

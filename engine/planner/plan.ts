@@ -6,7 +6,7 @@
  */
 import { PlanError } from "../../core/errors.ts";
 import type { Recipe } from "../recipe/types.ts";
-import { formatBytes } from "../recipe/size.ts";
+import { formatBytes } from "../../core/bytes.ts";
 import type { HardwareProfile, ModelInfo, Plan } from "../../core/types.ts";
 import { capabilitiesFor, type RuntimeCapabilities } from "./capabilities.ts";
 import {

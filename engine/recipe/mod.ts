@@ -9,4 +9,4 @@ export { RUNTIME_NAMES } from "./types.ts";
 export { defaultModelPath, KNOWN_MODELS, KNOWN_QUANTS, modelCacheDir } from "./models.ts";
 export { RECIPE_SPEC, toJsonSchema } from "./schema.ts";
 export type { Spec } from "./schema.ts";
-export { formatBytes, parseSize } from "./size.ts";
+export { parseSize } from "./size.ts";

@@ -25,15 +25,3 @@ export function parseSize(value: unknown): number | null {
   if (factor === undefined) return null;
   return Math.round(n * factor);
 }
-
-/** Format bytes for people: `11.50 GiB`, `512.0 MiB`. */
-export function formatBytes(bytes: number): string {
-  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
-  let v = bytes;
-  let i = 0;
-  while (Math.abs(v) >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return i === 0 ? `${v} B` : `${v.toFixed(v >= 100 ? 1 : 2)} ${units[i]}`;
-}

@@ -9,6 +9,7 @@ import { readFileSync } from "node:fs";
 import { CU_DEVICE_ATTRIBUTE, CU_MEMHOSTALLOC, CU_MEMHOSTREGISTER, type Cuda } from "../../../ffi/cuda.ts";
 import { libc, MMAP } from "../../../ffi/libc.ts";
 import type { Measured } from "../../../core/types.ts";
+import { formatBytes } from "../../../core/bytes.ts";
 import { HardwareProbeError } from "../../../core/errors.ts";
 import { assetPath } from "./native.ts";
 import { readPcieLink } from "./pcie.ts";
@@ -115,7 +116,7 @@ export async function measureGpu(cu: Cuda, opts: GpuBenchOptions = {}): Promise<
     };
     const gbps = (bytes: number, ms: number) => bytes / (ms / 1000) / 1e9;
 
-    step(`pinned host buffer ${fmtBytes(Math.max(copyBytes, hostReadBytes))}, VRAM buffer ${fmtBytes(Math.max(copyBytes, vramRead))}`);
+    step(`pinned host buffer ${formatBytes(Math.max(copyBytes, hostReadBytes), "short")}, VRAM buffer ${formatBytes(Math.max(copyBytes, vramRead), "short")}`);
     const hostBytes = Math.max(copyBytes, hostReadBytes);
     const host = cu.memHostAlloc(hostBytes, CU_MEMHOSTALLOC.PORTABLE | CU_MEMHOSTALLOC.DEVICEMAP);
     defer(() => cu.memFreeHost(host));
@@ -125,12 +126,12 @@ export async function measureGpu(cu: Cuda, opts: GpuBenchOptions = {}): Promise<
     cu.memsetD8(dbuf, 1, devBytes);
     cu.ffi.view(host, hostBytes).fill(1);
 
-    step(`host-to-device copy ${fmtBytes(copyBytes)} x${repeats}`);
+    step(`host-to-device copy ${formatBytes(copyBytes, "short")} x${repeats}`);
     timeMs(() => cu.memcpyHtoD(dbuf, host, copyBytes)); // warm-up
     const h2d = repeatN(repeats, () => gbps(copyBytes, timeMs(() => cu.memcpyHtoD(dbuf, host, copyBytes))));
     const pcie = readPcieLink(pciAddress);
 
-    step(`device-to-host copy ${fmtBytes(copyBytes)} x${repeats}`);
+    step(`device-to-host copy ${formatBytes(copyBytes, "short")} x${repeats}`);
     timeMs(() => cu.memcpyDtoH(host, dbuf, copyBytes));
     const d2h = repeatN(repeats, () => gbps(copyBytes, timeMs(() => cu.memcpyDtoH(host, dbuf, copyBytes))));
 
@@ -150,12 +151,12 @@ export async function measureGpu(cu: Cuda, opts: GpuBenchOptions = {}): Promise<
         { type: "ptr", value: sink },
       ]);
 
-    step(`kernel reading host-mapped memory (zero-copy) ${fmtBytes(hostReadBytes)} x${repeats}`);
+    step(`kernel reading host-mapped memory (zero-copy) ${formatBytes(hostReadBytes, "short")} x${repeats}`);
     const hostDev = cu.memHostGetDevicePointer(host);
     timeMs(() => read(hostDev, hostReadBytes));
     const zc = repeatN(repeats, () => gbps(hostReadBytes, timeMs(() => read(hostDev, hostReadBytes))));
 
-    step(`kernel reading VRAM ${fmtBytes(vramRead)} x${repeats}`);
+    step(`kernel reading VRAM ${formatBytes(vramRead, "short")} x${repeats}`);
     // One read of VRAM takes well under a millisecond: time several back to back.
     const launches = 10;
     timeMs(() => read(dbuf, vramRead));
@@ -165,7 +166,7 @@ export async function measureGpu(cu: Cuda, opts: GpuBenchOptions = {}): Promise<
       }))
     );
 
-    step(`pinned allocation ${fmtBytes(pinBytes)} x${repeats} (cuMemHostAlloc / cuMemFreeHost)`);
+    step(`pinned allocation ${formatBytes(pinBytes, "short")} x${repeats} (cuMemHostAlloc / cuMemFreeHost)`);
     const allocMs: number[] = [];
     const freeMs: number[] = [];
     for (let i = 0; i < repeats; i++) {
@@ -178,7 +179,7 @@ export async function measureGpu(cu: Cuda, opts: GpuBenchOptions = {}): Promise<
       freeMs.push(((t2 - t1) * GiB) / pinBytes);
     }
 
-    step(`registering ${fmtBytes(pinBytes)} of ordinary memory x${repeats} (cuMemHostRegister), and reading it from the GPU`);
+    step(`registering ${formatBytes(pinBytes, "short")} of ordinary memory x${repeats} (cuMemHostRegister), and reading it from the GPU`);
     const c = await libc();
     const region = c.mmap(0n, pinBytes, MMAP.PROT_READ | MMAP.PROT_WRITE, MMAP.MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (region === MMAP.MAP_FAILED || region === 0n) {
@@ -247,16 +248,4 @@ function repeatN(n: number, f: () => number): number[] {
   const out: number[] = [];
   for (let i = 0; i < n; i++) out.push(f());
   return out;
-}
-
-/** 1073741824 -> "1 GiB". */
-export function fmtBytes(n: number): string {
-  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
-  let i = 0;
-  let v = n;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return `${Number.isInteger(v) ? v : v.toFixed(1)} ${units[i]}`;
 }

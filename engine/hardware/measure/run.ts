@@ -11,7 +11,8 @@ import type { HardwareProfile, Measured } from "../../../core/types.ts";
 import { type CacheEntry, cacheDir, findBenchEntry, hostIds, machineKey, type MachineIds, nvidiaDriverVersion, writeCacheEntry } from "./machine_cache.ts";
 import { defaultCpuBufferBytes, measureCpuRam } from "./cpu.ts";
 import { measureDiskRead } from "./disk.ts";
-import { fmtBytes, measureGpu } from "./gpu.ts";
+import { measureGpu } from "./gpu.ts";
+import { formatBytes } from "../../../core/bytes.ts";
 import { type BenchParts, benchProfile } from "./profile.ts";
 
 /** Options of {@linkcode benchCommand} / {@linkcode runBench}. */
@@ -130,14 +131,14 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchReport> {
   }
   if (!skip.has("cpu")) {
     const bytes = opts.bytes ?? (quick ? 256 * MiB : defaultCpuBufferBytes());
-    say(`CPU RAM read, all cores, ${fmtBytes(bytes)} x${repeats}`);
+    say(`CPU RAM read, all cores, ${formatBytes(bytes, "short")} x${repeats}`);
     parts.cpu = await measureCpuRam({ cacheDir: dir, bytes, repeats });
     details.cpu = { threads: parts.cpu.threads, bytes: parts.cpu.bytes };
   }
   if (!skip.has("disk")) {
     const target = opts.target ?? dir;
     const bytes = opts.bytes ?? (quick ? 256 * MiB : GiB);
-    say(`sequential O_DIRECT read of ${target}, ${fmtBytes(bytes)} x${Math.min(repeats, 3)}`);
+    say(`sequential O_DIRECT read of ${target}, ${formatBytes(bytes, "short")} x${Math.min(repeats, 3)}`);
     parts.disk = await measureDiskRead({ cacheDir: dir, target, bytes, repeats: Math.min(repeats, 3) });
     details.disk = { file: parts.disk.file, scratch: parts.disk.scratch, direct: parts.disk.direct, bytes: parts.disk.bytes };
   }
@@ -184,8 +185,8 @@ export function formatBenchTable(report: BenchReport): string {
   lines.push(`machine: ${report.key}`);
   lines.push(`${report.cached ? "cached, measured" : "measured"} ${report.measuredAt}`);
   if (!p.gpu) lines.push(`GPU: none (${p.notes?.find((n) => n.startsWith("no GPU"))?.replace(/^no GPU measured: /, "") ?? "not found"})`);
-  else lines.push(`GPU: ${p.gpu.name}, ${fmtBytes(p.gpu.vramBytes)} (${fmtBytes(p.gpu.freeVramBytes)} free), PCIe gen ${p.gpu.pcie.gen} x${p.gpu.pcie.width}, driver ${p.gpu.driver}, sm_${p.gpu.computeCapability?.replace(".", "")}`);
-  lines.push(`CPU: ${p.host.cpuName}, ${p.host.cpuCores} cores, ${fmtBytes(p.host.ramBytes)} RAM`);
+  else lines.push(`GPU: ${p.gpu.name}, ${formatBytes(p.gpu.vramBytes, "short")} (${formatBytes(p.gpu.freeVramBytes, "short")} free), PCIe gen ${p.gpu.pcie.gen} x${p.gpu.pcie.width}, driver ${p.gpu.driver}, sm_${p.gpu.computeCapability?.replace(".", "")}`);
+  lines.push(`CPU: ${p.host.cpuName}, ${p.host.cpuCores} cores, ${formatBytes(p.host.ramBytes, "short")} RAM`);
   const rows: string[][] = [["figure", "min", "median", "max", "unit"]];
   for (const [k, m] of Object.entries(p.measured ?? {}) as [string, Measured][]) {
     rows.push([LABELS[k] ?? k, fmt(m.min), fmt(m.median), fmt(m.max), m.unit]);
