@@ -139,3 +139,20 @@ test("spillway run -- python3 …: the map reaches the command through SPILLWAY_
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("command recipe: a Python command naming its model gets the rules inline and PyTorch's environment; other commands do not", async () => {
+  const { commandLaunchSpec } = await import("../engine/runtimes/command_adapter.ts");
+  const dir = mkdtempSync(join(tmpdir(), "spillway-cmd-"));
+  try {
+    writeFileSync(join(dir, "config.json"), JSON.stringify(TINY));
+    const shim = { vramBudgetBytes: 400 * MiB, reserveBytes: 2 ** 30, minSpillBytes: 16 * MiB, backing: "auto" as const, report: "vram+host" as const };
+    const plan = { settings: { shim }, model: { path: join(dir, "config.json") } } as unknown as Parameters<typeof commandLaunchSpec>[0];
+    const py = commandLaunchSpec(plan, { command: ["python3", "serve.py"] } as never, { shimPath: "/opt/libspillway_shim.so" });
+    assertEquals(py.env.SPILLWAY_PLACEMENT_RULES!.split(";")[0], "nth=0 min=16777216 host");
+    assertEquals(py.env.TORCH_CUDNN_SDPA_DEPRIORITIZED, "1");
+    const other = commandLaunchSpec(plan, { command: ["./my-cuda-app"] } as never, { shimPath: "/opt/libspillway_shim.so" });
+    assertEquals([other.env.SPILLWAY_PLACEMENT_RULES, other.env.TORCH_CUDNN_SDPA_DEPRIORITIZED], [undefined, undefined]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -9,6 +9,7 @@ import type { LaunchSpec, Plan } from "../../core/types.ts";
 import type { AdapterOptions, RunRecipe, RuntimeAdapter } from "./adapter.ts";
 import type { RuntimeCapabilities } from "./capabilities.ts";
 import { shimEnvironment } from "./shim_path.ts";
+import { inlinePlacementRules, isPythonCommand } from "./python_assist.ts";
 
 /** An arbitrary command can only be placed as a whole: on the GPU, or spilled by the shim. */
 export const commandCapabilities: RuntimeCapabilities = {
@@ -32,7 +33,18 @@ export function commandLaunchSpec(plan: Plan | null, recipe: RunRecipe | null, o
     throw new LaunchError(`${recipe?.file ?? "command"}: runtime 'command' needs a non-empty 'command' argv to run`);
   }
   const argv = [recipe?.binary ?? command[0], ...command.slice(1), ...(recipe?.args ?? [])];
-  const env: Record<string, string> = { ...shimEnvironment(plan?.settings.shim ?? null, options), ...(recipe?.env ?? {}) };
+  const shim = plan?.settings.shim ?? null;
+  const env: Record<string, string> = { ...shimEnvironment(shim, options) };
+  // A Python command of a recipe naming its model (a Hugging Face directory) gets the
+  // access-aware placement rules and PyTorch's environment, as the transformers recipe does.
+  if (plan && shim && isPythonCommand(argv) && !shim.placementMapFile && shim.vramBudgetBytes !== undefined) {
+    const p = plan.model.path;
+    const dir = /\.(safetensors|json)$/.test(p) ? p.slice(0, Math.max(p.lastIndexOf("/"), 0)) || "." : p;
+    const inline = inlinePlacementRules(dir, shim.vramBudgetBytes, shim.minSpillBytes);
+    if (inline) env.SPILLWAY_PLACEMENT_RULES = inline.rules;
+    env.TORCH_CUDNN_SDPA_DEPRIORITIZED = "1";
+  }
+  Object.assign(env, recipe?.env ?? {});
   return { argv, env };
 }
 
