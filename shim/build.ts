@@ -67,7 +67,7 @@ export function shimContentHash(): string {
   return h.digest("hex").slice(0, 16);
 }
 
-/** The cache root: spillway's cache directory (engine/paths.ts). */
+/** The cache root: spillway's cache directory (core/paths.ts). */
 export function shimCacheDir(): string {
   return cacheDir();
 }

@@ -73,7 +73,7 @@ export function nodeLlamaCppRun(plan: Plan, recipe: RunRecipe | null): NodeLlama
 
 /**
  * node-llama-cpp runs in process: the LaunchSpec names no program. It lists the settings as
- * pseudo-flags so `--dry-run` and logs show what will run; `engine/launch.ts` runs it with
+ * pseudo-flags so `--dry-run` and logs show what will run; `engine/launch/mod.ts` runs it with
  * {@link runNodeLlamaCpp}.
  */
 export function nodeLlamaCppLaunchSpec(plan: Plan, recipe: RunRecipe | null): LaunchSpec {

@@ -32,7 +32,7 @@ export interface GpuBenchOptions {
   repeats?: number;
   /** Called before each step, e.g. to print progress. */
   onStep?: (step: string) => void;
-  /** PTX text of the read kernel; default engine/hardware/bench/read_kernel.ptx. */
+  /** PTX text of the read kernel; default engine/hardware/measure/read_kernel.ptx. */
   ptx?: string;
 }
 
