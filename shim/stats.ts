@@ -16,7 +16,7 @@
  *
  * @module
  */
-import { lstatSync, readdirSync, readFileSync, statSync, unlinkSync } from "node:fs";
+import { closeSync, constants, fstatSync, lstatSync, openSync, readdirSync, readFileSync, readSync, statSync, unlinkSync } from "node:fs";
 import process from "node:process";
 import { join } from "node:path";
 import { SpillwayError } from "../core/errors.ts";
@@ -249,7 +249,7 @@ export function recordState(path: string, name: RecordName): "alive" | "dead" | 
   let maps: string;
   let ino: bigint;
   try {
-    ino = BigInt(statSync(path, { bigint: true }).ino);
+    ino = BigInt(lstatSync(path, { bigint: true }).ino);
     maps = readFileSync(`/proc/${name.pid}/maps`, "latin1");
   } catch {
     return "alive";
@@ -311,6 +311,11 @@ export function listRecordFiles(dir: string = defaultStatsDir(), prune = true): 
       const name = parseRecordName(n);
       if (!name) continue;
       const path = join(udir, n);
+      try {
+        if (!lstatSync(path).isFile()) continue; // a link, FIFO or directory under a record's name: not the shim's
+      } catch {
+        continue;
+      }
       const state = recordState(path, name);
       if (state === "dead" && prune) {
         try {
@@ -339,6 +344,23 @@ export function pruneShimStats(dir: string = defaultStatsDir()): string[] {
   return dead.map((r) => r.path);
 }
 
+/**
+ * The bytes of a record file, read without following a link and without blocking: root reads other
+ * users' directories, where a link, a FIFO or a huge file could stand under a record's name.
+ */
+function readRecordBytes(path: string): Uint8Array {
+  const fd = openSync(path, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  try {
+    if (!fstatSync(fd).isFile()) throw new SpillwayError(`${path}: not a regular file`);
+    const buf = new Uint8Array(STATS_SIZE * 2); // more than a record: decode names a wrong size
+    let n = 0;
+    for (let r; n < buf.length && (r = readSync(fd, buf, n, buf.length - n, n)) > 0; ) n += r;
+    return buf.subarray(0, n);
+  } finally {
+    closeSync(fd);
+  }
+}
+
 function seqOf(bytes: Uint8Array): bigint {
   return new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength).getBigUint64(STATS_LAYOUT.seq, true);
 }
@@ -353,8 +375,8 @@ export function readShimStatsFile(path: string): ShimStats | null {
   for (let attempt = 0; attempt < 100; attempt++) {
     let a: Uint8Array, b: Uint8Array;
     try {
-      a = readFileSync(path);
-      b = readFileSync(path);
+      a = readRecordBytes(path);
+      b = readRecordBytes(path);
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === "ENOENT") return null;
       throw new SpillwayError(`${path}: cannot read the shim stats record: ${(e as Error).message}`, { cause: e });

@@ -3,6 +3,7 @@
 // the shim never reads it back: what another process writes into it changes nothing.
 import { test } from "node:test";
 import { chmodSync, chownSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import { spawnSync } from "node:child_process";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
@@ -122,6 +123,26 @@ test("issue 18 item 6: values written into the record change nothing the shim do
     const [live] = listShimStats(dir);
     assertEquals([live!.allocs, live!.tiers[0]!.bytes], [3n, BigInt(4 * MiB)], "the record was rewritten from process memory");
     assertEquals(statSync(rec.path).size, 296);
+    p.resume();
+    assertEquals(await p.exited, 0);
+  } finally {
+    cleanup(dir);
+  }
+});
+
+test("issue 18 item 6: readers follow no link and open no FIFO under a record's name", async () => {
+  const dir = mkdtempSync(join(tmpdir(), "spillway-stats-"));
+  try {
+    const p = await start(["init", "a:drv:10M", "pause"], { ...base, SPILLWAY_STATS_DIR: dir });
+    await p.paused(1);
+    const [rec] = listRecordFiles(dir);
+    assert(rec, "the record exists");
+    // Names a reader would take for records of another pid namespace (kept, and read).
+    const udir = statsUserDir(dir);
+    symlinkSync(rec.path, join(udir, `${rec.pid}-${rec.startTicks}-${rec.pidNamespace + 1n}`));
+    spawnSync("mkfifo", [join(udir, `${rec.pid}-${rec.startTicks}-${rec.pidNamespace + 2n}`)]);
+    assertEquals(listShimStats(dir).map((s) => s.pid), [p.pid], "the process once, from its own file");
+    assertEquals(listRecordFiles(dir).map((r) => r.path), [rec.path]);
     p.resume();
     assertEquals(await p.exited, 0);
   } finally {
