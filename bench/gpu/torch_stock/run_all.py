@@ -56,11 +56,17 @@ def save():
 
 
 def read_stats(pid):
-    """Shim record of a process (layout shim/include/spillway_stats.h v1): VRAM/host bytes now and peak."""
+    """Shim record of a process (layout shim/include/spillway_stats.h v1): VRAM/host bytes now and peak.
+    Records are <SPILLWAY_STATS_DIR or /dev/shm>/spillway-<euid>/<pid>-<start ticks>-<pid namespace>."""
+    d = os.path.join(os.environ.get("SPILLWAY_STATS_DIR") or "/dev/shm", f"spillway-{os.geteuid()}")
     try:
-        with open(f"/dev/shm/spillway.{pid}", "rb") as f:
+        with open(f"/proc/{pid}/stat") as f:
+            start = f.read().rsplit(")", 1)[1].split()[19]  # field 22: start time in clock ticks
+        name = next(n for n in os.listdir(d) if n.startswith(f"{pid}-{start}-"))
+        fd = os.open(os.path.join(d, name), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        with os.fdopen(fd, "rb") as f:
             raw = f.read(96 + 4 * 32)
-    except OSError:
+    except (OSError, IndexError, StopIteration):
         return None
     if len(raw) < 224 or struct.unpack_from("<Q", raw, 0)[0] != 0x5457534C4C495053:
         return None
