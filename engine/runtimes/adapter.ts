@@ -27,6 +27,21 @@ export function runRecipeOf(recipe: Pick<Recipe, "file" | "runtime">): RunRecipe
   return { file: recipe.file, ...options };
 }
 
+/**
+ * The launch of `argv` with `env`, finished with what the recipe adds: its `env` over the adapter's
+ * (the user has the last word) and its `args` after the adapter's. llama.cpp merges flags instead
+ * (a recipe flag replaces the planned one: llamacpp.ts mergeUserArgs).
+ *
+ * @example
+ * ```ts
+ * withRecipe(["vllm", "serve", "m"], { A: "1" }, { args: ["--x"], env: { A: "2" } });
+ * // { argv: ["vllm", "serve", "m", "--x"], env: { A: "2" } }
+ * ```
+ */
+export function withRecipe(argv: string[], env: Record<string, string>, recipe: RunRecipe | null): LaunchSpec {
+  return { argv: [...argv, ...(recipe?.args ?? [])], env: { ...env, ...(recipe?.env ?? {}) } };
+}
+
 /** Options an adapter takes besides the plan and recipe. */
 export interface AdapterOptions {
   /** Path of the shim library; default SPILLWAY_SHIM, else the shim's build location (shim_path.ts defaultShimPath()). */

@@ -35,6 +35,35 @@ export interface RuntimeCapabilities {
   threads: boolean;
 }
 
+/**
+ * What most runtimes have, so an adapter states only where it differs: a separate process the shim
+ * can be applied to, both load modes, none of the optional knobs.
+ */
+export const DEFAULT_CAPABILITIES: Omit<RuntimeCapabilities, "strategies" | "formats"> = {
+  gpuLayers: false,
+  cpuMoeLayers: false,
+  overrideTensors: false,
+  kvOnHost: false,
+  loadModes: ["mmap", "none"],
+  nativeOffload: false,
+  shim: true,
+  inProcess: false,
+  threads: false,
+};
+
+/**
+ * A runtime's capabilities: its strategies and formats, and where it differs from
+ * {@link DEFAULT_CAPABILITIES}.
+ *
+ * @example
+ * ```ts
+ * const caps = runtimeCapabilities({ strategies: ["all_vram", "zero_copy"], formats: ["gguf"], threads: true });
+ * ```
+ */
+export function runtimeCapabilities(c: Pick<RuntimeCapabilities, "strategies" | "formats"> & Partial<RuntimeCapabilities>): RuntimeCapabilities {
+  return { ...DEFAULT_CAPABILITIES, ...c };
+}
+
 /** True when `caps` can express `candidate` as planned (strategy, knobs and shim use). */
 export function canExpress(caps: RuntimeCapabilities, candidate: Candidate): boolean {
   if (!caps.strategies.includes(candidate.strategy)) return false;

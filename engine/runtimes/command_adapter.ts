@@ -7,24 +7,15 @@
 import { LaunchError } from "../../core/errors.ts";
 import type { LaunchSpec, Plan } from "../../core/types.ts";
 import type { AdapterOptions, RunRecipe, RuntimeAdapter } from "./adapter.ts";
-import type { RuntimeCapabilities } from "./capabilities.ts";
+import { runtimeCapabilities } from "./capabilities.ts";
 import { shimEnvironment } from "./shim_path.ts";
 import { inlinePlacementRules, isPythonCommand } from "./python_assist.ts";
 
 /** An arbitrary command can only be placed as a whole: on the GPU, or spilled by the shim. */
-export const commandCapabilities: RuntimeCapabilities = {
+export const commandCapabilities = runtimeCapabilities({
   strategies: ["all_vram", "zero_copy"],
   formats: ["gguf", "safetensors"],
-  gpuLayers: false,
-  cpuMoeLayers: false,
-  overrideTensors: false,
-  kvOnHost: false,
-  loadModes: ["mmap", "none"],
-  nativeOffload: false,
-  shim: true,
-  inProcess: false,
-  threads: false,
-};
+});
 
 /** Plan -> the recipe's command, under the shim when the plan says so. */
 export function commandLaunchSpec(plan: Plan | null, recipe: RunRecipe | null, options?: AdapterOptions): LaunchSpec {

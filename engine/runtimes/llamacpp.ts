@@ -8,7 +8,7 @@
  */
 import type { LaunchSpec, Plan, RuntimeSettings } from "../../core/types.ts";
 import type { AdapterOptions, RunRecipe, RuntimeAdapter } from "./adapter.ts";
-import type { RuntimeCapabilities } from "./capabilities.ts";
+import { runtimeCapabilities } from "./capabilities.ts";
 import { shimEnvironment } from "./shim_path.ts";
 
 /** Which llama.cpp program a launch runs. */
@@ -22,19 +22,15 @@ const PROGRAM_BINARY: Record<LlamaProgram, string> = {
 };
 
 /** What llama.cpp can express. */
-export const llamaCppCapabilities: RuntimeCapabilities = {
+export const llamaCppCapabilities = runtimeCapabilities({
   strategies: ["all_vram", "layers_cpu", "experts_cpu", "kv_host", "zero_copy", "combined"],
   formats: ["gguf"],
   gpuLayers: true,
   cpuMoeLayers: true,
   overrideTensors: true,
   kvOnHost: true,
-  loadModes: ["mmap", "none"],
-  nativeOffload: false,
-  shim: true,
-  inProcess: false,
   threads: true,
-};
+});
 
 /** How to get llama.cpp when its binaries are missing. */
 export const llamaCppHint =

@@ -10,22 +10,17 @@ import { availableParallelism } from "node:os";
 import { LaunchError, RuntimeMissingError } from "../../core/errors.ts";
 import type { LaunchSpec, Plan } from "../../core/types.ts";
 import type { RunRecipe, RuntimeAdapter } from "./adapter.ts";
-import type { RuntimeCapabilities } from "./capabilities.ts";
+import { runtimeCapabilities } from "./capabilities.ts";
 
 /** What node-llama-cpp can express. */
-export const nodeLlamaCppCapabilities: RuntimeCapabilities = {
+export const nodeLlamaCppCapabilities = runtimeCapabilities({
   strategies: ["all_vram", "layers_cpu"],
   formats: ["gguf"],
   gpuLayers: true,
-  cpuMoeLayers: false,
-  overrideTensors: false,
-  kvOnHost: false,
-  loadModes: ["mmap", "none"],
-  nativeOffload: false,
   shim: false,
   inProcess: true,
   threads: true,
-};
+});
 
 /** How to get node-llama-cpp. */
 export const nodeLlamaCppHint =

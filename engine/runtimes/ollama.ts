@@ -7,24 +7,17 @@
  * @module
  */
 import type { LaunchSpec, Plan } from "../../core/types.ts";
-import type { AdapterOptions, RunRecipe, RuntimeAdapter } from "./adapter.ts";
-import type { RuntimeCapabilities } from "./capabilities.ts";
+import { type AdapterOptions, type RunRecipe, type RuntimeAdapter, withRecipe } from "./adapter.ts";
+import { runtimeCapabilities } from "./capabilities.ts";
 import { shimEnvironment } from "./shim_path.ts";
 
 /** What Ollama can express. */
-export const ollamaCapabilities: RuntimeCapabilities = {
+export const ollamaCapabilities = runtimeCapabilities({
   strategies: ["all_vram", "layers_cpu", "zero_copy"],
   formats: ["gguf"],
   gpuLayers: true,
-  cpuMoeLayers: false,
-  overrideTensors: false,
-  kvOnHost: false,
-  loadModes: ["mmap", "none"],
-  nativeOffload: false,
-  shim: true,
-  inProcess: false,
   threads: true,
-};
+});
 
 /** How to get Ollama. */
 export const ollamaHint =
@@ -68,11 +61,11 @@ export function ollamaLaunchSpec(plan: Plan, recipe: RunRecipe | null, options?:
     OLLAMA_NUM_PARALLEL: "1",
     OLLAMA_MAX_LOADED_MODELS: "1",
     ...shimEnvironment(s.shim, options),
-    ...(recipe?.env ?? {}),
   };
+  const spec = withRecipe([recipe?.binary ?? "ollama", "serve"], env, recipe);
   // With the shim, the shim keeps the VRAM reserve; Ollama must not hold back a second one.
-  if (s.shim !== null) env.OLLAMA_GPU_OVERHEAD = "0";
-  return { argv: [recipe?.binary ?? "ollama", "serve", ...(recipe?.args ?? [])], env };
+  if (s.shim !== null) spec.env.OLLAMA_GPU_OVERHEAD = "0";
+  return spec;
 }
 
 /** The Ollama adapter. */

@@ -12,25 +12,18 @@ import { existsSync } from "node:fs";
 import { LaunchError, RuntimeMissingError } from "../../core/errors.ts";
 import { fileURLToPath } from "node:url";
 import type { LaunchSpec, Plan } from "../../core/types.ts";
-import type { AdapterOptions, RunRecipe, RuntimeAdapter } from "./adapter.ts";
-import type { RuntimeCapabilities } from "./capabilities.ts";
+import { type AdapterOptions, type RunRecipe, type RuntimeAdapter, withRecipe } from "./adapter.ts";
+import { runtimeCapabilities } from "./capabilities.ts";
 import { shimEnvironment } from "./shim_path.ts";
 import { inlinePlacementRules } from "./python_assist.ts";
 
 /** What transformers can express. */
-export const transformersCapabilities: RuntimeCapabilities = {
+export const transformersCapabilities = runtimeCapabilities({
   strategies: ["all_vram", "native_offload", "zero_copy"],
   formats: ["safetensors"],
-  gpuLayers: false,
-  cpuMoeLayers: false,
-  overrideTensors: false,
-  kvOnHost: false,
-  loadModes: ["mmap", "none"],
   nativeOffload: true,
-  shim: true,
-  inProcess: false,
   threads: true,
-};
+});
 
 /** How to get the Python side. */
 export const transformersHint =
@@ -74,8 +67,7 @@ export function transformersLaunchSpec(plan: Plan, recipe: RunRecipe | null, opt
     const inline = inlinePlacementRules(modelDir(plan, recipe), s.shim.vramBudgetBytes, s.shim.minSpillBytes);
     if (inline) env.SPILLWAY_PLACEMENT_RULES = inline.rules;
   }
-  Object.assign(env, recipe?.env ?? {});
-  return { argv: [...argv, ...(recipe?.args ?? [])], env };
+  return withRecipe(argv, env, recipe);
 }
 
 /** Seconds the Python import check may take (a cold `import torch` reads ~1 GB of libraries). */

@@ -6,26 +6,19 @@
  * @module
  */
 import type { LaunchSpec, Plan } from "../../core/types.ts";
-import type { AdapterOptions, RunRecipe, RuntimeAdapter } from "./adapter.ts";
-import type { RuntimeCapabilities } from "./capabilities.ts";
+import { type AdapterOptions, type RunRecipe, type RuntimeAdapter, withRecipe } from "./adapter.ts";
+import { runtimeCapabilities } from "./capabilities.ts";
 import { shimEnvironment } from "./shim_path.ts";
 
 const GIB = 1024 ** 3;
 
 /** What vLLM can express. */
-export const vllmCapabilities: RuntimeCapabilities = {
+export const vllmCapabilities = runtimeCapabilities({
   strategies: ["all_vram", "native_offload", "kv_host", "zero_copy", "combined"],
   formats: ["safetensors", "gguf"],
-  gpuLayers: false,
-  cpuMoeLayers: false,
-  overrideTensors: false,
   kvOnHost: true,
-  loadModes: ["mmap", "none"],
   nativeOffload: true,
-  shim: true,
-  inProcess: false,
-  threads: false,
-};
+});
 
 /** How to get vLLM. */
 export const vllmHint =
@@ -63,8 +56,7 @@ export function vllmLaunchSpec(plan: Plan, recipe: RunRecipe | null, options?: A
     if (kv > 0) argv.push("--kv-offloading-backend", "native", "--kv-offloading-size", gib(kv));
   }
   argv.push("--max-num-batched-tokens", String(s.batch));
-  const env: Record<string, string> = { ...shimEnvironment(s.shim, options), ...(recipe?.env ?? {}) };
-  return { argv: [...argv, ...(recipe?.args ?? [])], env };
+  return withRecipe(argv, shimEnvironment(s.shim, options), recipe);
 }
 
 /** The vLLM adapter. */
