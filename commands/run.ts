@@ -32,7 +32,7 @@ import type { Recipe } from "../engine/recipe/types.ts";
 import { runRecipeOf, type RunRecipe } from "../engine/runtimes/adapter.ts";
 import { intArgOf, llamaProgramOf, mergeUserArgs, modelArgOf } from "../engine/runtimes/llamacpp.ts";
 import { adapterFor } from "../engine/runtimes/mod.ts";
-import type { GenerationResult } from "../engine/runtimes/node_llama_cpp.ts";
+import { type GenerationResult, PROMPT_REPETITIONS } from "../engine/runtimes/node_llama_cpp.ts";
 import { locateShim, shimEnv } from "../shim/build.ts";
 import { defaultShimPath } from "../engine/runtimes/shim_path.ts";
 import type { HardwareProfile, LaunchSpec, Plan } from "../core/types.ts";
@@ -211,7 +211,8 @@ export async function runCommand(recipePath: string | null, extraArgs: string[],
     // Predicted against measured, and the measurement recorded so later plans on this machine
     // predict with its fixed costs (engine/planner/calibration.ts).
     if (planned && status === 0) {
-      const check = recordRun(planned, { decodeTps: result.genTps, prefillTps: result.promptTps });
+      // The typical token (median), not the few that waited for a CPU another process held.
+      const check = recordRun(planned, { decodeTps: result.genTpsMedian ?? result.genTps, prefillTps: result.promptTps });
       report.calibration = check.record;
       if (!options.json) out(check.lines.join("\n") + "\n");
     }
@@ -223,8 +224,9 @@ export async function runCommand(recipePath: string | null, extraArgs: string[],
 /** The speeds of an in-process generation, two lines. */
 export function formatResult(r: GenerationResult): string {
   return [
-    `prompt    ${r.promptTokens} tokens in ${r.promptSeconds.toFixed(3)} s: ${r.promptTps.toFixed(1)} t/s (prefill)`,
-    `generate  ${r.genTokens} tokens in ${r.genSeconds.toFixed(3)} s: ${r.genTps.toFixed(1)} t/s (decode, ${r.backend}; load ${r.loadSeconds.toFixed(2)} s)`,
+    `prompt    ${r.promptTokens} tokens in ${r.promptSeconds.toFixed(3)} s: ${r.promptTps.toFixed(1)} t/s (prefill, median of ${PROMPT_REPETITIONS} passes)`,
+    `generate  ${r.genTokens} tokens in ${r.genSeconds.toFixed(3)} s: ${r.genTps.toFixed(1)} t/s (decode, ${r.backend}; load ${r.loadSeconds.toFixed(2)} s)` +
+    (r.genTpsMedian !== undefined ? `; median token ${r.genTpsMedian.toFixed(1)} t/s` : ""),
   ].join("\n");
 }
 

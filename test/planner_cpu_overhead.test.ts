@@ -10,8 +10,7 @@ import { assert, assertAlmostEquals, assertEquals, assertGreater, assertLess, as
 import type { HardwareProfile } from "../core/types.ts";
 import { modelInfoFromShape } from "../engine/planner/from_shape.ts";
 import { plan, type PlanRecipe } from "../engine/planner/plan.ts";
-import { cpuContention, DEFAULT_CONSTANTS } from "../engine/planner/cost.ts";
-import { probeBusyTasks } from "../engine/hardware/probe.ts";
+import { DEFAULT_CONSTANTS } from "../engine/planner/cost.ts";
 import { calibratedConstants, calibrationScales, fitScale, recordRun } from "../engine/planner/calibration.ts";
 
 /** This machine's kind: 2 cores, no GPU, the probe's assumed figures. */
@@ -38,12 +37,12 @@ const tiny = (layers: number) => {
   return { ...m, layerCount: layers };
 };
 
-test("tiny model on 2 cores, 1 thread: overhead bound (~0.3 ms per token, ~1 ms per 16-token prompt), not 1000 t/s", () => {
+test("tiny model on 2 cores, 1 thread: overhead bound (~0.5 ms per token, ~0.7 ms per 16-token prompt), not 1000 t/s", () => {
   const p = plan(tiny(2), twoCores, recipe({ threads: 1 }));
   // Was 992 t/s decode and 15580 t/s prefill with 2 threads against 91 and 2269 measured (issue 14).
   const msPerToken = 1000 / p.predicted.decodeTps;
-  assertGreater(msPerToken, 0.2);
-  assertLess(msPerToken, 0.5);
+  assertGreater(msPerToken, 0.3);
+  assertLess(msPerToken, 0.7);
   const promptMs = (16 / p.predicted.prefillTps) * 1000;
   assertGreater(promptMs, 0.6);
   assertLess(promptMs, 1.5);
@@ -75,23 +74,6 @@ test("CPU prefill of a large model is compute bound and scales with threads (mat
   const dec = plan(m, twoCores, recipe({ threads: 2, context: 4096 })).predicted.decodeTps;
   assertGreater(dec, 1);
   assertLess(dec, 1.6);
-});
-
-test("shared CPU: other runnable tasks stretch CPU work by (busy + threads) / cores, never below 1", () => {
-  const busy = (n: number | undefined): HardwareProfile => ({ ...twoCores, host: { ...twoCores.host, ...(n === undefined ? {} : { busyTasks: n }) } });
-  assertEquals(cpuContention(busy(undefined), 1), 1);
-  assertEquals(cpuContention(busy(0.5), 1), 1);
-  assertEquals(cpuContention(busy(5), 1), 3);
-  assertEquals(cpuContention(busy(5), 2), 3.5);
-  const d = (n: number | undefined) => plan(tiny(2), busy(n), recipe({ threads: 1 })).predicted.decodeTps;
-  assertAlmostEquals(d(0) / d(5), 3, 0.01);
-  // A GPU plan's predictions do not depend on it (the GPU reference tests use builtin profiles).
-});
-
-test("probeBusyTasks: the runnable count of /proc/loadavg, this process excluded", async () => {
-  const n = await probeBusyTasks(3, 1);
-  if (n === undefined) return; // not Linux
-  assert(n >= 0 && n < 10_000, String(n));
 });
 
 test("fitScale: the fixed-cost scale that reproduces a measurement, bytes-and-FLOPs left alone", () => {

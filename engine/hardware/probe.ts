@@ -12,6 +12,7 @@ import type { HardwareProfile } from "../../core/types.ts";
 import { gpuSpecFor, pcieBandwidth } from "./gpu_specs.ts";
 import { type NvmlGpu, queryNvml } from "../../ffi/nvml.ts";
 import { getProfile } from "./profiles.ts";
+import { localGpuDevices } from "./nodes.ts";
 
 /** Host facts read from /proc. */
 export interface HostFacts {
@@ -24,27 +25,6 @@ export interface HostFacts {
   /** CPU flags relevant to quantized matmul speed. */
   avx512: boolean;
   avx2: boolean;
-}
-
-/**
- * Other tasks running or waiting for a CPU now: the runnable count of /proc/loadavg (4th field,
- * `running/total`) sampled `samples` times `intervalMs` apart, averaged, minus this process. The
- * 1-minute load average is no use here: it lags, and counts tasks blocked on I/O that use no CPU.
- * Undefined where /proc/loadavg does not exist.
- */
-export async function probeBusyTasks(samples = 8, intervalMs = 10): Promise<number | undefined> {
-  let sum = 0;
-  for (let i = 0; i < samples; i++) {
-    if (i > 0) await new Promise((r) => setTimeout(r, intervalMs));
-    try {
-      const m = /^\S+ \S+ \S+ (\d+)\//.exec(readFileSync("/proc/loadavg", "utf8"));
-      if (!m) return undefined;
-      sum += Number(m[1]);
-    } catch {
-      return undefined;
-    }
-  }
-  return Math.max(0, +(sum / samples - 1).toFixed(2));
 }
 
 /** Parse /proc/meminfo text: MemTotal and MemAvailable in bytes. */
@@ -199,13 +179,9 @@ export async function probeHardware(options: ProbeOptions = {}): Promise<Hardwar
     disk: { ...base.disk },
   };
   if (host.cpuName !== undefined) profile.host.cpuName = host.cpuName;
-  // The CPU's share now (not with injected host facts: tests stay deterministic).
-  const busy = options.host ? undefined : await probeBusyTasks();
-  if (busy !== undefined) profile.host.busyTasks = busy;
   notes.push(
     `host: ${(host.ramBytes / 2 ** 30).toFixed(1)} GiB RAM (${(host.availableRamBytes / 2 ** 30).toFixed(1)} GiB available), ` +
-      `${host.cpuCores} cores from /proc; RAM bandwidth ${profile.host.ramGBps} GB/s and CPU ${profile.host.cpuGflops} GFLOP/s assumed (run \`spillway bench\` to measure)` +
-      (busy !== undefined && busy >= 0.5 ? `; ${busy.toFixed(1)} other tasks running or waiting for a CPU (sampled now): CPU work is predicted slower by the share they take` : ""),
+      `${host.cpuCores} cores from /proc; RAM bandwidth ${profile.host.ramGBps} GB/s and CPU ${profile.host.cpuGflops} GFLOP/s assumed (run \`spillway bench\` to measure)`,
   );
   if (found.via === "none") {
     const fb = options.fallback === undefined ? null : getProfile(options.fallback);
@@ -237,6 +213,8 @@ export async function probeHardware(options: ProbeOptions = {}): Promise<Hardwar
     d2hGBps: pcie.copyGBps,
     zeroCopyGBps: pcie.zeroCopyGBps,
   };
+  // Every local GPU with its free memory and link (issue 19): the planner may split over them.
+  if (found.gpus.length > 1) profile.devices = localGpuDevices(found.gpus);
   if (g.driver !== undefined) profile.gpu.driver = g.driver;
   if (g.computeCapability !== undefined) profile.gpu.computeCapability = g.computeCapability;
   notes.unshift(

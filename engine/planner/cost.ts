@@ -80,8 +80,8 @@ export const DEFAULT_CONSTANTS: CostConstants = {
   pinnedCopyEfficiency: 1.0,
   pageableCopyFactor: 0.175,
   cpuComputeEfficiency: 0.65,
-  cpuTokenOverheadMs: 0.25,
-  cpuBatchOverheadMs: 0.6,
+  cpuTokenOverheadMs: 0.4,
+  cpuBatchOverheadMs: 0.3,
   cpuLayerOverheadMs: 0.03,
   cpuBatchLayerOverheadMs: 0.12,
   cpuThreadWakeMs: 1.0,
@@ -110,17 +110,6 @@ export interface CostSettings {
   runtime: string;
   /** CPU threads (default: all cores). */
   threads?: number;
-}
-
-/**
- * How much longer CPU work takes because other tasks share the cores: the tasks running or
- * waiting for a CPU when probed (`host.busyTasks`) plus our threads, over the cores, when that
- * exceeds 1 (the scheduler shares the cores about equally among runnable tasks).
- */
-export function cpuContention(hw: HardwareProfile, threads: number): number {
-  const busy = hw.host.busyTasks;
-  if (busy === undefined || !(busy > 0)) return 1;
-  return Math.max(1, (busy + threads) / Math.max(1, hw.host.cpuCores));
 }
 
 /**
@@ -196,7 +185,6 @@ export function predict(
   // width (a 64-wide matrix reaches a quarter of a 2048-wide one's rate on this kind of CPU).
   const width = Math.max(1, s.embeddingLength);
   const cpuFlops = hw.host.cpuGflops * 1e9 * k.cpuComputeEfficiency * (threads / cores) * (width / (width + k.cpuGemmHalfWidth));
-  const shared = cpuContention(hw, threads);
   const bw = {
     vram: gpu ? gpu.vramGBps * k.vramEfficiency * GB : 1,
     host_mapped: gpu ? gpu.zeroCopyGBps * k.zeroCopyEfficiency * GB : 1,
@@ -221,12 +209,6 @@ export function predict(
       (cpuLayers * k.cpuHandoffMs) / 1000
     : cpuPassOverhead(s.layerCount, threads, k.cpuTokenOverheadMs, k.cpuLayerOverheadMs, k);
   dec.overhead *= k.overheadScale?.decode ?? 1;
-  if (!gpu) {
-    // Without a GPU everything is CPU time, which other runnable tasks share.
-    dec.host_cpu *= shared;
-    dec.kv *= shared;
-    dec.overhead *= shared;
-  }
   const decodeSeconds = dec.vram + dec.host_mapped + dec.host_cpu + dec.stream + dec.kv + dec.overhead;
 
   // ---- prefill: micro-batches of `ubatch` tokens
@@ -293,7 +275,7 @@ export function predict(
     pre.gpuCompute += gpuCompute;
     pre.gpuReads += Math.max(0, gpuReads - gpuCompute);
     pre.copies += copies;
-    pre.cpu += gpu ? cpuSeconds : cpuSeconds * shared;
+    pre.cpu += cpuSeconds;
     done += n;
   }
   const prefillSeconds = pre.gpuCompute + pre.gpuReads + pre.copies + pre.cpu;
