@@ -9,7 +9,9 @@ import { ofOp, runProg } from "./shim_helpers.ts";
 test("issue 18 item 11: 16 threads x 10,000 random allocations: the shim's counters match the driver's, every byte returned", async () => {
   const seed = 1 + Math.floor(Math.random() * 1000);
   const r = await runProg(["init", `t:16:10000:${seed}`, "s"], {
-    env: { FAKECUDA_VRAM: "512M", SPILLWAY_VRAM_BUDGET: "64M", SPILLWAY_MIN_SPILL: "4M", SPILLWAY_HOST_LIMIT: "2G" },
+    // A 32 MiB budget: large allocations' VRAM heads fill it, so small ones reach the reserve in every
+    // interleaving (at 64 MiB the VRAM peak stayed under the budget in some runs: 59-72 MiB over seeds).
+    env: { FAKECUDA_VRAM: "512M", SPILLWAY_VRAM_BUDGET: "32M", SPILLWAY_MIN_SPILL: "4M", SPILLWAY_HOST_LIMIT: "2G" },
   });
   assertEquals(r.status, 0, `seed ${seed}: ${r.stderr}`);
   const [t] = ofOp(r, "t");
@@ -36,5 +38,5 @@ test("issue 18 item 11: 16 threads x 10,000 random allocations: the shim's count
   // The run covered what it claims to.
   assertGreater(shim.splits, 0);
   assertGreater(shim.spills, shim.splits);
-  assert(shim.tiers[0].peak > 64 * 2 ** 20, "small allocations went to VRAM past the budget (into the reserve)");
+  assert(shim.tiers[0].peak > 32 * 2 ** 20, `${why}: small allocations went to VRAM past the budget (into the reserve)`);
 });
