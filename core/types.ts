@@ -129,6 +129,12 @@ export interface HardwareProfile {
     cpuName?: string;
     /** Sustained matrix throughput of all cores for quantized matmul, GFLOP/s. */
     cpuGflops: number;
+    /**
+     * Other tasks running or waiting for a CPU when probed (mean of the kernel's runnable count over
+     * ~80 ms, this process excluded). CPU time is shared: the cost model stretches CPU work by
+     * `(busyTasks + threads) / cores` when that exceeds 1.
+     */
+    busyTasks?: number;
   };
   disk: { readGBps: number };
   /** Raw measurements when source is `bench`. */
@@ -174,6 +180,19 @@ export interface RuntimeSettings {
   loadMode: "mmap" | "none";
   /** Shim applied (LD_PRELOAD), or null. */
   shim: ShimSettings | null;
+  /**
+   * KV cache element type for K and V (llama.cpp -ctk/-ctv); absent: the runtime's default (f16).
+   * Quantized types need flash attention (issue 21, engine/planner/kv_choice.ts).
+   */
+  kvType?: "f16" | "q8_0" | "q4_0";
+  /** Flash attention forced on (llama.cpp -fa on): required by a quantized V cache. */
+  flashAttention?: boolean;
+  /**
+   * llama-server slot cache (issue 21): `--slot-save-path dir` (clients save and restore a slot's
+   * KV cache there: POST /slots/0?action=save|restore) and `--cache-reuse reuse` (reuse cached
+   * chunks of at least that many tokens through KV shifting; 0 leaves it off).
+   */
+  slotCache?: { dir: string; reuse: number };
   /** vLLM --gpu-memory-utilization. */
   gpuMemoryUtilization?: number;
   /** vLLM --cpu-offload-gb / accelerate CPU offload, bytes. */

@@ -20,10 +20,11 @@ import {
 import { type CostConstants, DEFAULT_CONSTANTS, type RoutingModel } from "./cost.ts";
 import { memoryLimits } from "./memory.ts";
 import { isMoe, summarizeModel } from "./summary.ts";
+import { allowedKvTypes, kvTradeSentence, rankAcrossKvTypes } from "./kv_choice.ts";
 
 /** The parts of a recipe the planner reads (a full Recipe works). */
 export type PlanRecipe = Pick<Recipe, "runtime" | "context" | "batch" | "workload" | "placement"> &
-  Partial<Pick<Recipe, "file" | "ubatch" | "threads">>;
+  Partial<Pick<Recipe, "file" | "ubatch" | "threads" | "kvCache" | "promptCache">>;
 
 /** Options of {@link plan}. */
 export interface PlanOptions {
@@ -84,7 +85,8 @@ function explain(ctx: PlanContext, chosen: Evaluated, ranked: Evaluated[]): stri
     const denseInVram = chosen.layout.units.filter((u) => u.group !== "ffn_experts" && u.group !== "embedding").every((u) => u.tier === "vram");
     const parts: string[] = [];
     if (denseInVram) parts.push(isMoe(ctx.summary) ? "dense tensors (attention, output head)" : "all weights");
-    if (kvTier === "vram") parts.push(`the KV cache (${formatBytes(ctx.context * ctx.summary.kvBytesPerToken)})`);
+    const kvBytes = c.placements.find((p) => p.class === "kv_cache")?.bytes ?? ctx.context * ctx.summary.kvBytesPerToken;
+    if (kvTier === "vram") parts.push(`the KV cache (${formatBytes(kvBytes)}${c.settings.kvType ? ` ${c.settings.kvType}` : ""})`);
     if (parts.length > 0) {
       s += ` It keeps ${parts.join(" and ")} in VRAM, using ${formatBytes(c.memory.vram)} of ${formatBytes(ctx.limits.vram)}` +
         ` (${formatBytes(ctx.limits.reserve)} reserve).`;
@@ -120,7 +122,14 @@ export function plan(model: ModelInfo, hardware: HardwareProfile, recipe: PlanRe
   if (specs.length === 0) {
     throw new PlanError(`runtime ${ctx.runtime} can express no placement for this model on ${hardware.name} with the recipe's placement constraints`);
   }
-  const ranked = rankCandidates(ctx, specs);
+  // Per allowed KV type (issue 21, kv_choice.ts): the candidates planned with that type's cache size.
+  const kv = allowedKvTypes(recipe);
+  const { ranked } = rankAcrossKvTypes(ctx, kv.types, (c) => ({
+    ranked: rankCandidates(c, c === ctx ? specs : [...enumerateSpecs(c), ...(options.extraSpecs ?? [])]),
+    note: null,
+  }));
+  // llama-server's slot cache (issue 21) goes with every candidate (autotune may pick another).
+  if (recipe.promptCache && ctx.runtime === "llama.cpp") for (const e of ranked) e.candidate.settings.slotCache = { ...recipe.promptCache };
   const best = ranked[0];
   if (!best.candidate.fits) {
     throw new PlanError(
@@ -137,11 +146,12 @@ export function plan(model: ModelInfo, hardware: HardwareProfile, recipe: PlanRe
     workload: { ...ctx.workload },
     candidates: ranked.map((e) => e.candidate),
     chosen: c.id,
-    reason: explain(ctx, best, ranked),
+    reason: [explain(ctx, best, ranked), kvTradeSentence(ctx, ranked, best, kv.types)].filter((x) => x).join(" "),
     settings: c.settings,
     predicted: c.predicted,
     memory: c.memory,
   };
   if (recipe.file !== undefined) p.recipe = recipe.file;
+  if (kv.note) p.notes = [...(p.notes ?? []), kv.note];
   return p;
 }

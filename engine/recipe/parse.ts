@@ -96,6 +96,7 @@ export function parseRecipe(text: string, file = "<inline>"): Recipe {
     collect(() => schemaError("workload", `prompt + generated tokens (${workload.promptTokens + workload.generatedTokens}) exceed context (${context})`), null);
   }
   const hardware = collect(() => normalizeHardware(r.hardware, schemaError), { kind: "probe" } as HardwareSpec);
+  const promptCache = r.promptCache === undefined ? undefined : collect(() => normalizePromptCache(r.promptCache, runtime, file, schemaError), undefined);
   if (errors.length > 0 || model === null) throw new RecipeErrors(file, text, errors);
 
   const recipe: Recipe = {
@@ -112,7 +113,20 @@ export function parseRecipe(text: string, file = "<inline>"): Recipe {
   if (r.description !== undefined) recipe.description = r.description;
   if (r.ubatch !== undefined) recipe.ubatch = r.ubatch;
   if (r.threads !== undefined) recipe.threads = r.threads;
+  if (r.kvCache !== undefined) recipe.kvCache = { types: [...new Set<"f16" | "q8_0" | "q4_0">(r.kvCache.types)] };
+  if (promptCache !== undefined) recipe.promptCache = promptCache;
   return recipe;
+}
+
+/** `promptCache` (issue 21): llama-server only; the directory resolved like the model path. */
+function normalizePromptCache(p: any, rt: RecipeRuntime, file: string, fail: (path: string, detail: string) => never): { dir: string; reuse: number } {
+  if (rt.name !== "llama.cpp") fail("promptCache", `only runtime "llama.cpp" (llama-server) has a prompt cache (runtime is ${JSON.stringify(rt.name)})`);
+  if (rt.program !== undefined && rt.program !== "server") {
+    fail("promptCache", `the prompt cache is llama-server's (runtime.program "server"), not llama-${rt.program}'s`);
+  }
+  if (typeof p.dir !== "string" || p.dir.trim() === "") fail("promptCache.dir", "must name a directory, e.g. \"~/.cache/spillway/slots\"");
+  const base = file === "<inline>" ? process.cwd() : dirname(resolve(file));
+  return { dir: resolve(base, expandHome(p.dir)), reuse: p.reuse ?? 256 };
 }
 
 function normalizeRuntime(v: any, fail: (path: string, detail: string) => never): RecipeRuntime {

@@ -131,6 +131,28 @@ export const RECIPE_SPEC: Spec = {
         },
       ],
     },
+    kvCache: {
+      kind: "object",
+      description: "KV cache element types the planner may choose from (default: f16 and q8_0; q4_0 only when listed)",
+      required: ["types"],
+      fields: {
+        types: {
+          kind: "array",
+          minItems: 1,
+          items: str("KV cache type (llama.cpp -ctk/-ctv; quantized types run with flash attention)", ["f16", "q8_0", "q4_0"]),
+          description: "allowed types, e.g. [\"f16\", \"q8_0\", \"q4_0\"]",
+        },
+      },
+    },
+    promptCache: {
+      kind: "object",
+      description: "llama-server prompt cache: a directory where clients save and restore slots (POST /slots/0?action=save|restore)",
+      required: ["dir"],
+      fields: {
+        dir: str("directory for saved slots (--slot-save-path); relative to the recipe's directory; ~ expands; created 0700"),
+        reuse: int(0, 1_048_576, "least chunk of cached tokens reused by KV shifting (--cache-reuse); 0: off (default 256)"),
+      },
+    },
     hardware: {
       kind: "union",
       description: "`probe`, a built-in profile name, or explicit numbers over a profile",

@@ -96,4 +96,15 @@ export interface Recipe {
   workload: Workload;
   placement: PlacementPolicy;
   hardware: HardwareSpec;
+  /**
+   * KV cache element types the planner may choose from (issue 21), best quality first; absent:
+   * f16 and q8_0 (q4_0 only when asked).
+   */
+  kvCache?: { types: ("f16" | "q8_0" | "q4_0")[] };
+  /**
+   * llama-server prompt (slot) cache: a private directory (created 0700; a symlink is refused)
+   * where clients save and restore a slot's KV cache (`--slot-save-path`), and the least chunk of
+   * tokens reused from the cache by KV shifting (`--cache-reuse`, 0: off).
+   */
+  promptCache?: { dir: string; reuse: number };
 }
