@@ -11,7 +11,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import type { BenchReport } from "../../engine/hardware/measure/run.ts";
 import { readModel } from "../../engine/model/mod.ts";
-import { llamaBenchArgs } from "../../engine/runtimes/llamacpp.ts";
+import { adapterFor } from "../../engine/runtimes/mod.ts";
 import type { ModelInfo, Plan } from "../../core/types.ts";
 import { shimEnv } from "../../shim/build.ts";
 import { type Ballast, startBallast } from "./ballast.ts";
@@ -124,7 +124,7 @@ async function deriveFlags(ctx: RunContext, m: LlamaMethod, model: ModelInfo, mo
       const parsed = JSON.parse(r.stdout.slice(r.stdout.indexOf("{"))) as Plan | { plan: Plan };
       const plan = "version" in parsed ? parsed : parsed.plan;
       // The adapter's llama-bench argv minus what the harness sets per workload.
-      const argv = llamaBenchArgs(plan, { promptTokens: w.prompt, genTokens: w.gen });
+      const argv = adapterFor("llama.cpp").benchArgs!(plan, { promptTokens: w.prompt, genTokens: w.gen });
       const flags: string[] = [];
       for (let i = 0; i < argv.length; i++) {
         if (["-m", "-p", "-n", "-r", "-o", "-t"].includes(argv[i])) i++;

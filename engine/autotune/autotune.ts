@@ -17,7 +17,8 @@ import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import type { Candidate, HardwareProfile, ModelInfo, Plan, RuntimeSettings, Workload } from "../../core/types.ts";
 import { PlanError, SpillwayError } from "../../core/errors.ts";
-import { llamaBenchArgs } from "../runtimes/llamacpp.ts";
+import type { BenchCounts } from "../runtimes/adapter.ts";
+import { adapterFor } from "../runtimes/mod.ts";
 import { shimEnvironment } from "../runtimes/shim_path.ts";
 import { type AutotuneEntry, autotuneKey, autotunePath, type AutotuneRow, findAutotune, readAutotune, writeAutotune } from "./outcome_cache.ts";
 import { fitConstants, type Speeds } from "./calibrate.ts";
@@ -236,6 +237,13 @@ export function calibratedConstants(hardwareName: string, base: CostConstants = 
   return k as unknown as CostConstants;
 }
 
+/** The llama.cpp adapter's benchmark arguments (llama-bench) for a plan: autotune's trials run them. */
+function benchArgsOf(plan: Plan, counts: BenchCounts): string[] {
+  const adapter = adapterFor("llama.cpp");
+  if (!adapter.benchArgs) throw new Error("the llama.cpp adapter declares no benchmark arguments");
+  return adapter.benchArgs(plan, counts);
+}
+
 /**
  * Trial the plan's top candidates, choose the measured best for the workload, calibrate, store.
  * @throws PlanError when no candidate fits or every trial failed (the message lists why).
@@ -267,7 +275,7 @@ export async function autotune(plan: Plan, recipe: AutotuneRecipe, opts: Autotun
   const rows: AutotuneRow[] = [];
   for (const [i, c] of picked.entries()) {
     const counts = trialCounts(plan.workload, c.predicted, trialSeconds);
-    const argv = [bench, ...llamaBenchArgs(withSettings(plan, c.settings), counts), ...(opts.benchArgs ?? [])];
+    const argv = [bench, ...benchArgsOf(withSettings(plan, c.settings), counts), ...(opts.benchArgs ?? [])];
     const env = { ...shimEnvironment(c.settings.shim, opts.shimPath ? { shimPath: opts.shimPath } : undefined), ...(recipe.runtime.env ?? {}) };
     const row: AutotuneRow = { id: c.id, label: c.label, strategy: c.strategy, predicted: c.predicted, measured: null, argv, env };
     err(`autotune [${i + 1}/${picked.length}] ${c.id}: pp${counts.promptTokens} tg${counts.genTokens} x${counts.repetitions} ... `);

@@ -42,6 +42,37 @@ export function withRecipe(argv: string[], env: Record<string, string>, recipe: 
   return { argv: [...argv, ...(recipe?.args ?? [])], env: { ...env, ...(recipe?.env ?? {}) } };
 }
 
+/** Token counts of a benchmark run of a plan (llama-bench -p/-n/-r). */
+export interface BenchCounts {
+  /** Prompt tokens (-p). */
+  promptTokens: number;
+  /** Generated tokens (-n). */
+  genTokens: number;
+  /** Repetitions (-r); llama-bench's default (5) when absent. */
+  repetitions?: number;
+}
+
+/** What the planner needs of a recipe, read back from a wrapped command line's own flags. */
+export type WrappedPlanInputs =
+  & Pick<Recipe, "runtime" | "context" | "batch" | "workload" | "placement">
+  & Partial<Pick<Recipe, "file" | "ubatch" | "threads">>;
+
+/**
+ * One of a runtime's own programs on a command line (`spillway run -- llama-server -m m.gguf -c 8192`),
+ * read back by its adapter: the model it names, the plan inputs its flags fix, and how to put the
+ * planned flags and the user's together (the user's win).
+ */
+export interface WrappedCommand {
+  /** The model file the command names. */
+  modelPath: string;
+  /** Planning inputs from the command's flags (recipe defaults for the rest). */
+  planInputs: WrappedPlanInputs;
+  /** How the adapter launches it: the program as typed. */
+  runRecipe: RunRecipe;
+  /** The planned arguments (no program) merged with the user's: flags the user gave replace planned ones. */
+  mergeArgs(planned: string[]): string[];
+}
+
 /** Options an adapter takes besides the plan and recipe. */
 export interface AdapterOptions {
   /** Path of the shim library; default SPILLWAY_SHIM, else the shim's build location (shim_path.ts defaultShimPath()). */
@@ -64,4 +95,11 @@ export interface RuntimeAdapter {
    * saying what to install. Not called for dry runs.
    */
   preflight?(spec: LaunchSpec, env: Record<string, string | undefined>): void;
+  /**
+   * `argv` read back into plan inputs when it runs one of this runtime's programs on a model
+   * (`spillway run -- prog args`); null when it does not. Runtimes without it are not planned when wrapped.
+   */
+  fromCommandLine?(argv: readonly string[]): WrappedCommand | null;
+  /** Arguments (no program) of this runtime's benchmark program measuring `plan` (llama.cpp: llama-bench). */
+  benchArgs?(plan: Plan, counts: BenchCounts): string[];
 }

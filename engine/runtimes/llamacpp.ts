@@ -7,10 +7,12 @@
  * @module
  */
 import type { LaunchSpec, Plan, RuntimeSettings } from "../../core/types.ts";
-import type { AdapterOptions, RunRecipe, RuntimeAdapter } from "./adapter.ts";
+import type { AdapterOptions, BenchCounts, RunRecipe, RuntimeAdapter, WrappedCommand, WrappedPlanInputs } from "./adapter.ts";
+import { RECIPE_DEFAULTS, WORKLOADS } from "../recipe/parse.ts";
+
+export type { BenchCounts } from "./adapter.ts";
 import { runtimeCapabilities } from "./capabilities.ts";
 import { shimEnvironment } from "./shim_path.ts";
-import { ensurePrivateDir, slotSavePathOf } from "./slot_dir.ts";
 
 /** Which llama.cpp program a launch runs. */
 export type LlamaProgram = "server" | "cli" | "completion" | "bench";
@@ -47,43 +49,10 @@ export function llamaCommonArgs(modelPath: string, s: RuntimeSettings): string[]
     argv.push("-ot", s.overrideTensors.map((o) => `${o.pattern}=${o.device}`).join(","));
   }
   if (s.kvOnHost) argv.push("-nkvo");
-  argv.push(...kvTypeArgs(s));
   argv.push("-lm", s.loadMode);
   argv.push("-c", String(s.contextLength), "-b", String(s.batch), "-ub", String(s.ubatch), "-t", String(s.threads));
   argv.push("-fit", "off");
   return argv;
-}
-
-/**
- * KV cache type flags (issue 21): `-ctk T -ctv T` for a quantized cache, with `-fa on` (llama.cpp
- * refuses a quantized V cache without flash attention); nothing for f16, the default.
- */
-export function kvTypeArgs(s: RuntimeSettings): string[] {
-  const argv: string[] = [];
-  if (s.kvType !== undefined && s.kvType !== "f16") argv.push("-ctk", s.kvType, "-ctv", s.kvType);
-  if (s.flashAttention || (s.kvType !== undefined && s.kvType !== "f16")) argv.push("-fa", "on");
-  return argv;
-}
-
-/**
- * llama-server's slot cache (issue 21): `--slot-save-path DIR` (llama-server requires the directory
- * to exist; `spillway run` creates it 0700 first) and `--cache-reuse N` when N > 0.
- */
-export function slotCacheArgs(s: RuntimeSettings): string[] {
-  if (!s.slotCache) return [];
-  const argv = ["--slot-save-path", s.slotCache.dir];
-  if (s.slotCache.reuse > 0) argv.push("--cache-reuse", String(s.slotCache.reuse));
-  return argv;
-}
-
-/** Token counts of a llama-bench run. */
-export interface BenchCounts {
-  /** Prompt tokens (-p). */
-  promptTokens: number;
-  /** Generated tokens (-n). */
-  genTokens: number;
-  /** Repetitions (-r); llama-bench's default (5) when absent. */
-  repetitions?: number;
 }
 
 /**
@@ -99,7 +68,6 @@ export function llamaBenchArgs(plan: Plan, counts: BenchCounts): string[] {
     argv.push("-ot", s.overrideTensors.map((o) => `${o.pattern}=${o.device}`).join(";"));
   }
   argv.push("-nkvo", s.kvOnHost ? "1" : "0", "-lm", s.loadMode);
-  argv.push(...kvTypeArgs(s));
   argv.push("-b", String(s.batch), "-ub", String(s.ubatch), "-t", String(s.threads));
   if (counts.repetitions !== undefined) argv.push("-r", String(counts.repetitions));
   argv.push("-o", "json");
@@ -120,7 +88,6 @@ export function llamaCppLaunchSpec(plan: Plan, recipe: RunRecipe | null, options
     args = llamaBenchArgs(plan, { promptTokens: plan.workload.promptTokens, genTokens: plan.workload.generatedTokens });
   } else {
     args = llamaCommonArgs(plan.model.path, s);
-    if (program === "server") args.push(...slotCacheArgs(s));
     if (program === "cli" || program === "completion") {
       args.push("-n", String(plan.workload.generatedTokens));
       if (recipe?.prompt !== undefined) args.push("-p", recipe.prompt);
@@ -140,11 +107,8 @@ export const llamaCppAdapter: RuntimeAdapter = {
   capabilities: llamaCppCapabilities,
   binaryHint: { binary: "llama-server", hint: llamaCppHint },
   toLaunchSpec: llamaCppLaunchSpec,
-  // llama-server requires the slot directory to exist: create it private (0700, no symlink).
-  preflight: (spec) => {
-    const dir = slotSavePathOf(spec.argv);
-    if (dir !== null) ensurePrivateDir(dir);
-  },
+  fromCommandLine: llamaCommandLine,
+  benchArgs: llamaBenchArgs,
 };
 
 /** llama.cpp program names spillway recognizes when wrapping a command (`spillway run -- llama-server ...`). */
@@ -173,11 +137,6 @@ const FLAG_ALIASES: { names: string[]; value: boolean }[] = [
   { names: ["-t", "--threads"], value: true },
   { names: ["-fit", "--fit"], value: true },
   { names: ["-n", "--predict", "--n-predict"], value: true },
-  { names: ["-ctk", "--cache-type-k"], value: true },
-  { names: ["-ctv", "--cache-type-v"], value: true },
-  { names: ["-fa", "--flash-attn"], value: true },
-  { names: ["--slot-save-path"], value: true },
-  { names: ["--cache-reuse"], value: true },
 ];
 
 function aliasGroup(flag: string): { names: string[]; value: boolean } | undefined {
@@ -189,7 +148,7 @@ function aliasGroup(flag: string): { names: string[]; value: boolean } | undefin
  * The planned flags with every flag the user also gave removed (in any spelling), then the
  * user's arguments: what the user typed wins over the plan.
  */
-export function mergeUserArgs(planned: string[], user: string[]): string[] {
+export function mergeUserArgs(planned: string[], user: readonly string[]): string[] {
   const given = new Set<{ names: string[]; value: boolean }>();
   for (const a of user) {
     const g = aliasGroup(a);
@@ -210,7 +169,7 @@ export function mergeUserArgs(planned: string[], user: string[]): string[] {
 }
 
 /** The value of `-m`/`--model` (also `--model=path`) in a llama.cpp argv, or null. */
-export function modelArgOf(args: string[]): string | null {
+export function modelArgOf(args: readonly string[]): string | null {
   for (let i = 0; i < args.length; i++) {
     const a = args[i]!;
     if ((a === "-m" || a === "--model") && i + 1 < args.length) return args[i + 1]!;
@@ -220,7 +179,7 @@ export function modelArgOf(args: string[]): string | null {
 }
 
 /** The integer value of a flag (any of `names`) in an argv, or undefined. */
-export function intArgOf(args: string[], names: string[]): number | undefined {
+export function intArgOf(args: readonly string[], names: readonly string[]): number | undefined {
   for (let i = 0; i < args.length - 1; i++) {
     if (names.includes(args[i]!)) {
       const n = Number(args[i + 1]);
@@ -228,4 +187,40 @@ export function intArgOf(args: string[], names: string[]): number | undefined {
     }
   }
   return undefined;
+}
+
+/** The integer value of `flag` given in any of its spellings of {@link FLAG_ALIASES}, or undefined. */
+function intFlagOf(args: readonly string[], flag: string): number | undefined {
+  return intArgOf(args, aliasGroup(flag)?.names ?? [flag]);
+}
+
+/**
+ * A llama.cpp command line (`llama-server -m m.gguf -c 8192 ...`) read back: the model, the plan
+ * inputs its -c/-b/-ub/-t fix (recipe defaults otherwise, the chat workload, automatic placement),
+ * and the merge that keeps the user's flags. Null for llama-bench and for a command without `-m`.
+ */
+export function llamaCommandLine(argv: readonly string[]): WrappedCommand | null {
+  const binary = argv[0];
+  const program = binary === undefined ? null : llamaProgramOf(binary);
+  const args = argv.slice(1);
+  const modelPath = program && program !== "bench" ? modelArgOf(args) : null;
+  if (!binary || !program || !modelPath) return null;
+  const planInputs: WrappedPlanInputs = {
+    file: "(command line)",
+    runtime: { name: "llama.cpp", binary },
+    context: intFlagOf(args, "-c") ?? RECIPE_DEFAULTS.context,
+    batch: intFlagOf(args, "-b") ?? RECIPE_DEFAULTS.batch,
+    workload: { ...WORKLOADS.chat },
+    placement: { auto: true, kv: "auto", experts: "auto", cpuLayers: [] },
+  };
+  const ubatch = intFlagOf(args, "-ub");
+  if (ubatch !== undefined) planInputs.ubatch = ubatch;
+  const threads = intFlagOf(args, "-t");
+  if (threads !== undefined) planInputs.threads = threads;
+  return {
+    modelPath,
+    planInputs,
+    runRecipe: { file: "(command line)", binary, program },
+    mergeArgs: (planned) => mergeUserArgs(planned, args),
+  };
 }

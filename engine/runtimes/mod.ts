@@ -10,7 +10,7 @@
  * @module
  */
 import { RecipeSchemaError } from "../../core/errors.ts";
-import type { RuntimeAdapter, RuntimeName } from "./adapter.ts";
+import type { RuntimeAdapter, RuntimeName, WrappedCommand } from "./adapter.ts";
 import { commandAdapter } from "./command_adapter.ts";
 import { llamaCppAdapter } from "./llamacpp.ts";
 import { nodeLlamaCppAdapter } from "./node_llama_cpp.ts";
@@ -18,11 +18,11 @@ import { ollamaAdapter } from "./ollama.ts";
 import { transformersAdapter } from "./transformers.ts";
 import { vllmAdapter } from "./vllm.ts";
 
-export type { AdapterOptions, RunRecipe, RuntimeAdapter, RuntimeName } from "./adapter.ts";
+export type { AdapterOptions, BenchCounts, RunRecipe, RuntimeAdapter, RuntimeName, WrappedCommand, WrappedPlanInputs } from "./adapter.ts";
 export type { RuntimeCapabilities, Strategy } from "./capabilities.ts";
 export { canExpress } from "./capabilities.ts";
 export { intArgOf, llamaBenchArgs, llamaCommonArgs, llamaProgramOf, mergeUserArgs, modelArgOf } from "./llamacpp.ts";
-export type { BenchCounts, LlamaProgram } from "./llamacpp.ts";
+export type { LlamaProgram } from "./llamacpp.ts";
 export { ollamaModelfile, ollamaRequestOptions } from "./ollama.ts";
 export { nodeLlamaCppRun, runNodeLlamaCpp } from "./node_llama_cpp.ts";
 export type { GenerationResult, NodeLlamaCppRun } from "./node_llama_cpp.ts";
@@ -64,4 +64,16 @@ export function adapterFor(runtime: string, file = "runtime"): RuntimeAdapter {
     throw new RecipeSchemaError(file, "runtime", `unknown runtime '${runtime}'; known: ${Object.keys(ADAPTERS).join(", ")}`);
   }
   return ADAPTERS[name];
+}
+
+/**
+ * The adapter whose runtime `argv` runs (`spillway run -- llama-server -m m.gguf`), with the command
+ * read back into plan inputs; null when no adapter plans it (it then runs as a plain command).
+ */
+export function wrappedCommandOf(argv: readonly string[]): { adapter: RuntimeAdapter; wrapped: WrappedCommand } | null {
+  for (const adapter of Object.values(ADAPTERS)) {
+    const wrapped = adapter.fromCommandLine?.(argv) ?? null;
+    if (wrapped) return { adapter, wrapped };
+  }
+  return null;
 }
