@@ -3,7 +3,9 @@ import { defineConfig } from "tsup";
 // ESM with declarations for the library (mod.ts) and the CLI (cli.ts). Dependencies stay
 // external; the FFI backends are split out and loaded lazily per runtime.
 export default defineConfig({
-  entry: { mod: "mod.ts", cli: "cli.ts" },
+  // The node-llama-cpp worker is its own entry: spillway spawns dist/node_llama_cpp_worker.js (a
+  // native abort in llama.cpp then ends the worker, not spillway).
+  entry: { mod: "mod.ts", cli: "cli.ts", node_llama_cpp_worker: "engine/runtimes/node_llama_cpp_worker.ts" },
   format: ["esm"],
   target: "node20",
   platform: "node",

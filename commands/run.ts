@@ -19,6 +19,7 @@ import process from "node:process";
 import { ModelFileError, PlanError, RecipeSchemaError } from "../core/errors.ts";
 import { resolveHardware } from "../engine/hardware/mod.ts";
 import { launch, type LaunchHandle } from "../engine/launch/mod.ts";
+import { RuntimeCrashedError } from "../engine/runtimes/node_llama_cpp_process.ts";
 import { readModel } from "../engine/model/mod.ts";
 import { synthesize, type SynthQuant } from "../engine/model/synth.ts";
 import { renderSnapshot, snapshot, snapshotJson, statsDirectory } from "../engine/monitor.ts";
@@ -26,11 +27,12 @@ import { formatBytes } from "../core/bytes.ts";
 import { commandLine } from "../core/shell.ts";
 import { type PlannedRecipe, planRecipe } from "../engine/recipe_plan.ts";
 import { type CalibrationRecord, recordRun } from "../engine/planner/calibration.ts";
-import { plan as makePlan } from "../engine/planner/plan.ts";
-import { loadRecipe } from "../engine/recipe/mod.ts";
+import { plan as makePlan, type PlanRecipe } from "../engine/planner/plan.ts";
+import { loadRecipe, RECIPE_DEFAULTS, WORKLOADS } from "../engine/recipe/mod.ts";
 import type { Recipe } from "../engine/recipe/types.ts";
 import { runRecipeOf, type RunRecipe } from "../engine/runtimes/adapter.ts";
-import { adapterFor, wrappedCommandOf } from "../engine/runtimes/mod.ts";
+import { intArgOf, llamaProgramOf, mergeUserArgs, modelArgOf } from "../engine/runtimes/llamacpp.ts";
+import { adapterFor } from "../engine/runtimes/mod.ts";
 import { type GenerationResult, PROMPT_REPETITIONS } from "../engine/runtimes/node_llama_cpp.ts";
 import { locateShim, shimEnv } from "../shim/build.ts";
 import { defaultShimPath } from "../engine/runtimes/shim_path.ts";
@@ -59,6 +61,8 @@ export interface RunReport {
   launch: { inProcess: boolean; argv: string[]; env: Record<string, string> };
   result?: GenerationResult;
   exitStatus?: number;
+  /** Why the run failed, when its runtime crashed (in-process runtimes run in a worker process). */
+  error?: string;
   /** What the run measured against the prediction, as recorded for later plans (in-process runs). */
   calibration?: CalibrationRecord | null;
 }
@@ -127,6 +131,25 @@ export async function ensureModelFile(recipe: Recipe, err: (s: string) => void =
   return m.path;
 }
 
+/** A planning recipe for a wrapped llama.cpp command line. */
+function wrappedRecipe(program: string, args: string[]): PlanRecipe {
+  const context = intArgOf(args, ["-c", "--ctx-size"]) ?? RECIPE_DEFAULTS.context;
+  const batch = intArgOf(args, ["-b", "--batch-size"]) ?? RECIPE_DEFAULTS.batch;
+  const r: PlanRecipe = {
+    file: "(command line)",
+    runtime: { name: "llama.cpp", binary: program },
+    context,
+    batch,
+    workload: { ...WORKLOADS.chat },
+    placement: { auto: true, kv: "auto", experts: "auto", cpuLayers: [] },
+  };
+  const ub = intArgOf(args, ["-ub", "--ubatch-size"]);
+  if (ub !== undefined) r.ubatch = ub;
+  const t = intArgOf(args, ["-t", "--threads"]);
+  if (t !== undefined) r.threads = t;
+  return r;
+}
+
 /**
  * `spillway run`. Returns the exit status (the child's, or 130 after Ctrl-C of an in-process run).
  * @param recipePath recipe file, or null to wrap `extraArgs` as a command.
@@ -171,18 +194,25 @@ export async function runCommand(recipePath: string | null, extraArgs: string[],
   if (preload && !existsSync(preload) && preload === defaultShimPath()) await locateShim();
   // With --json our stdout carries only the report: the child's output goes to stderr.
   const stdio = options.json ? "stderr" as const : undefined;
+  const progress = loadProgress();
   const handle: LaunchHandle = report.plan
-    ? launch(report.plan, runRecipe, { ...adapterOptions, spec: report.launch, onProgress: loadProgress(), stdio })
+    ? launch(report.plan, runRecipe, { ...adapterOptions, spec: report.launch, onProgress: progress, stdio })
     : launch(null, runRecipe, { ...adapterOptions, spec: report.launch, stdio });
   const status = await handle.exited;
+  // A bar left open by a crash or an interrupt would keep its timer (and the process) alive.
+  progress.stop();
   report.exitStatus = status;
   let result: GenerationResult | undefined;
   if (handle.result) {
     try {
       result = await handle.result;
     } catch (e) {
-      // An interrupted run exits with its signal status; any other failure is an error to report.
-      if (status === 1) throw e;
+      // A crashed worker is reported with the worker's status (128 + signal); an interrupted run
+      // exits with its signal status; any other failure is an error to report.
+      if (e instanceof RuntimeCrashedError) {
+        report.error = e.message;
+        err(`spillway: ${e.message}\n`);
+      } else if (status === 1) throw e;
     }
   }
   if (result) {
@@ -210,10 +240,11 @@ export function formatResult(r: GenerationResult): string {
   ].join("\n");
 }
 
-function loadProgress(): (phase: "load" | "prompt" | "generate", done: number, total: number) => void {
+/** The progress bars of an in-process run; `stop()` ends the current one (a failed run leaves it open). */
+function loadProgress(): ((phase: "load" | "prompt" | "generate", done: number, total: number) => void) & { stop(): void } {
   let bar: Progress | null = null;
   let phase = "";
-  return (p, done, total) => {
+  const onProgress = (p: "load" | "prompt" | "generate", done: number, total: number): void => {
     if (p !== phase) {
       bar?.stop();
       phase = p;
@@ -222,6 +253,7 @@ function loadProgress(): (phase: "load" | "prompt" | "generate", done: number, t
     bar?.update(done, total);
     if (p === "generate" && done >= total) bar?.stop();
   };
+  return Object.assign(onProgress, { stop: () => bar?.stop() });
 }
 
 async function wrapCommand(
@@ -230,24 +262,26 @@ async function wrapCommand(
   adapterOptions: { shimPath?: string },
 ): Promise<{ report: RunReport; hardware: HardwareProfile | undefined; runRecipe: RunRecipe | null }> {
   const program = argv[0]!;
-  // A runtime's own program on a model (llama-server -m ...): planned by its adapter.
-  const found = wrappedCommandOf(argv);
-  if (found) {
-    const { adapter, wrapped } = found;
-    const info = await readModel(wrapped.modelPath);
+  const args = argv.slice(1);
+  const llama = llamaProgramOf(program);
+  const modelPath = llama && llama !== "bench" ? modelArgOf(args) : null;
+  if (llama && modelPath) {
+    const info = await readModel(modelPath);
     const hardware = await resolveHardware({ kind: "probe" }, options.hardware ? { override: options.hardware } : {});
+    const planRecipe = wrappedRecipe(program, args);
     let plan: Plan;
     try {
-      plan = makePlan(info, hardware, wrapped.planInputs, { capabilities: adapter.capabilities });
+      plan = makePlan(info, hardware, planRecipe, { capabilities: adapterFor("llama.cpp").capabilities });
     } catch (e) {
       if (!(e instanceof PlanError)) throw e;
       throw new PlanError(`${e.message}\n(to run the command exactly as given, run it without spillway)`, { cause: e });
     }
-    plan.model.path = wrapped.modelPath;
-    const planned = adapter.toLaunchSpec(plan, wrapped.runRecipe, adapterOptions);
+    plan.model.path = modelPath;
+    const runRecipe: RunRecipe = { file: "(command line)", binary: program, program: llama };
+    const planned = adapterFor("llama.cpp").toLaunchSpec(plan, runRecipe, adapterOptions);
     // Planned flags the user did not give, then the user's arguments exactly as typed.
-    const spec: LaunchSpec = { argv: [program, ...wrapped.mergeArgs(planned.argv.slice(1))], env: planned.env };
-    return { report: { recipe: null, plan, launch: { inProcess: false, ...spec } }, hardware, runRecipe: { ...wrapped.runRecipe, command: spec.argv } };
+    const spec: LaunchSpec = { argv: [program, ...mergeUserArgs(planned.argv.slice(1), args)], env: planned.env };
+    return { report: { recipe: null, plan, launch: { inProcess: false, ...spec } }, hardware, runRecipe: { ...runRecipe, command: spec.argv } };
   }
   // Any other program: under the shim with its defaults when there is a GPU to spill from.
   const hardware = await resolveHardware({ kind: "probe" }, options.hardware ? { override: options.hardware } : {});

@@ -26,7 +26,8 @@ import type { AdapterOptions, RunRecipe } from "../runtimes/adapter.ts";
 import { commandLaunchSpec } from "../runtimes/command_adapter.ts";
 import { adapterFor } from "../runtimes/mod.ts";
 import { missingProgramHint } from "../runtimes/hint.ts";
-import { nodeLlamaCppRun, runNodeLlamaCpp, type GenerationResult, type InProcessHooks } from "../runtimes/node_llama_cpp.ts";
+import { nodeLlamaCppRun, type GenerationResult, type InProcessHooks } from "../runtimes/node_llama_cpp.ts";
+import { RuntimeCrashedError, startNodeLlamaCppWorker } from "../runtimes/node_llama_cpp_process.ts";
 
 /** How to launch. */
 export interface LaunchOptions {
@@ -298,7 +299,8 @@ export interface PlanLaunchOptions extends LaunchOptions, AdapterOptions {
 
 /**
  * Launches `plan` with its runtime's adapter: a child process for every runtime but
- * node-llama-cpp, which runs in this process (pid is this process's; `result` holds its speeds).
+ * node-llama-cpp, which runs in a worker process of spillway's own runtime (`result` holds its speeds;
+ * a native crash there rejects it with RuntimeCrashedError and `exited` is the worker's status).
  * `plan` null runs the recipe's `command` (or `options.spec`) as is.
  *
  * @example
@@ -323,7 +325,7 @@ export function launch(plan: Plan | null, recipe: RunRecipe | null = null, optio
   return launchSpec(spec, { runtime: adapter.name, hint: missingProgramHint(adapter.binaryHint.hint, recipe), ...options });
 }
 
-/** node-llama-cpp in this process, with the same handle shape and signal behaviour as a child. */
+/** node-llama-cpp in its worker process, with the same handle shape and signal behaviour as a child. */
 function launchInProcess(run: ReturnType<typeof nodeLlamaCppRun>, options: PlanLaunchOptions): LaunchHandle {
   const ac = new AbortController();
   let caught: NodeJS.Signals | null = null;
@@ -343,17 +345,19 @@ function launchInProcess(run: ReturnType<typeof nodeLlamaCppRun>, options: PlanL
       process.on(sig, h);
     }
   }
-  const result = runNodeLlamaCpp(run, { signal: ac.signal, onProgress: options.onProgress });
+  // In a worker process: a native abort in llama.cpp must not take spillway down unreported.
+  const worker = startNodeLlamaCppWorker(run, { signal: ac.signal, onProgress: options.onProgress, killGraceMs: options.killGraceMs });
+  const result = worker.result;
   // `exited` reports the status; callers read the error from `result`.
   result.catch(() => {});
   const exited = result.then(
     () => 0,
-    () => (caught !== null ? exitStatus(null, caught) : ac.signal.aborted ? 130 : 1),
+    (e) => (e instanceof RuntimeCrashedError ? e.status : caught !== null ? exitStatus(null, caught) : ac.signal.aborted ? 130 : 1),
   ).finally(() => {
     for (const [sig, h] of handlers) process.off(sig, h);
   });
   return {
-    pid: process.pid,
+    pid: worker.pid,
     argv: ["node-llama-cpp", run.modelPath],
     stats: () => null,
     stop: () => {

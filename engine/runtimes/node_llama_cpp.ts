@@ -11,6 +11,8 @@ import { LaunchError, RuntimeMissingError } from "../../core/errors.ts";
 import type { LaunchSpec, Plan } from "../../core/types.ts";
 import type { RunRecipe, RuntimeAdapter } from "./adapter.ts";
 import { runtimeCapabilities } from "./capabilities.ts";
+import { readGgufHeader } from "../model/gguf.ts";
+import { AMX_CPU_VARIANTS, loadCpuBackendWithout, loadedCpuVariant, needsNoAmxBackend } from "./node_llama_cpp_cpu.ts";
 
 /** What node-llama-cpp can express. */
 export const nodeLlamaCppCapabilities = runtimeCapabilities({
@@ -93,6 +95,10 @@ export interface GenerationResult {
   model: string;
   /** "cpu" or the GPU backend node-llama-cpp used. */
   backend: string;
+  /** ggml CPU variant that ran it (`icelake`, `sapphirerapids`, ...), null when unknown. */
+  cpuVariant: string | null;
+  /** CPU variants left out for this model (AMX ones for MLA models, see node_llama_cpp_cpu.ts). */
+  cpuVariantsExcluded: string[];
   loadSeconds: number;
   promptTokens: number;
   promptSeconds: number;
@@ -160,6 +166,7 @@ export async function runNodeLlamaCpp(run: NodeLlamaCppRun, hooks: InProcessHook
   }
   const signal = hooks.signal;
   signal?.throwIfAborted();
+  const excluded = run.gpu === false ? await chooseCpuBackend(run.modelPath) : [];
   let llama: Awaited<ReturnType<typeof mod.getLlama>>;
   try {
     llama = await mod.getLlama({
@@ -250,6 +257,8 @@ export async function runNodeLlamaCpp(run: NodeLlamaCppRun, hooks: InProcessHook
       runtime: "node-llama-cpp",
       model: run.modelPath,
       backend: llama.gpu === false ? "cpu" : String(llama.gpu),
+      cpuVariant: loadedCpuVariant(),
+      cpuVariantsExcluded: excluded,
       loadSeconds: round(loadSeconds),
       promptTokens: prompt.length,
       promptSeconds: round(promptSeconds),
@@ -264,6 +273,26 @@ export async function runNodeLlamaCpp(run: NodeLlamaCppRun, hooks: InProcessHook
     await context?.dispose();
     await model?.dispose();
   }
+}
+
+let backendChosen = false;
+
+/**
+ * Before the first getLlama of this process: an MLA model (attn_k_b / attn_v_b) gets the CPU
+ * backend without the AMX variant (llama.cpp aborts with it; see node_llama_cpp_cpu.ts). The
+ * backend is per process, so only the first model decides (the worker runs one).
+ */
+async function chooseCpuBackend(modelPath: string): Promise<string[]> {
+  if (backendChosen) return [];
+  backendChosen = true;
+  let names: string[];
+  try {
+    names = readGgufHeader(modelPath, { maxStringArray: 0, maxNumericArray: 0 }).tensors.map((t) => t.name);
+  } catch {
+    return []; // node-llama-cpp reports an unreadable model itself
+  }
+  if (!needsNoAmxBackend(names)) return [];
+  return (await loadCpuBackendWithout(AMX_CPU_VARIANTS))?.excluded ?? [];
 }
 
 function vocabFromMetadata(metadata: unknown): number {
