@@ -27,12 +27,11 @@ import { formatBytes } from "../core/bytes.ts";
 import { commandLine } from "../core/shell.ts";
 import { type PlannedRecipe, planRecipe } from "../engine/recipe_plan.ts";
 import { type CalibrationRecord, recordRun } from "../engine/planner/calibration.ts";
-import { plan as makePlan, type PlanRecipe } from "../engine/planner/plan.ts";
-import { loadRecipe, RECIPE_DEFAULTS, WORKLOADS } from "../engine/recipe/mod.ts";
+import { plan as makePlan } from "../engine/planner/plan.ts";
+import { loadRecipe } from "../engine/recipe/mod.ts";
 import type { Recipe } from "../engine/recipe/types.ts";
 import { runRecipeOf, type RunRecipe } from "../engine/runtimes/adapter.ts";
-import { intArgOf, llamaProgramOf, mergeUserArgs, modelArgOf } from "../engine/runtimes/llamacpp.ts";
-import { adapterFor } from "../engine/runtimes/mod.ts";
+import { adapterFor, wrappedCommandOf } from "../engine/runtimes/mod.ts";
 import { type GenerationResult, PROMPT_REPETITIONS } from "../engine/runtimes/node_llama_cpp.ts";
 import { locateShim, shimEnv } from "../shim/build.ts";
 import { defaultShimPath } from "../engine/runtimes/shim_path.ts";
@@ -129,25 +128,6 @@ export async function ensureModelFile(recipe: Recipe, err: (s: string) => void =
     bar.stop();
   }
   return m.path;
-}
-
-/** A planning recipe for a wrapped llama.cpp command line. */
-function wrappedRecipe(program: string, args: string[]): PlanRecipe {
-  const context = intArgOf(args, ["-c", "--ctx-size"]) ?? RECIPE_DEFAULTS.context;
-  const batch = intArgOf(args, ["-b", "--batch-size"]) ?? RECIPE_DEFAULTS.batch;
-  const r: PlanRecipe = {
-    file: "(command line)",
-    runtime: { name: "llama.cpp", binary: program },
-    context,
-    batch,
-    workload: { ...WORKLOADS.chat },
-    placement: { auto: true, kv: "auto", experts: "auto", cpuLayers: [] },
-  };
-  const ub = intArgOf(args, ["-ub", "--ubatch-size"]);
-  if (ub !== undefined) r.ubatch = ub;
-  const t = intArgOf(args, ["-t", "--threads"]);
-  if (t !== undefined) r.threads = t;
-  return r;
 }
 
 /**
@@ -262,26 +242,24 @@ async function wrapCommand(
   adapterOptions: { shimPath?: string },
 ): Promise<{ report: RunReport; hardware: HardwareProfile | undefined; runRecipe: RunRecipe | null }> {
   const program = argv[0]!;
-  const args = argv.slice(1);
-  const llama = llamaProgramOf(program);
-  const modelPath = llama && llama !== "bench" ? modelArgOf(args) : null;
-  if (llama && modelPath) {
-    const info = await readModel(modelPath);
+  // A runtime's own program on a model (llama-server -m ...): planned by its adapter.
+  const found = wrappedCommandOf(argv);
+  if (found) {
+    const { adapter, wrapped } = found;
+    const info = await readModel(wrapped.modelPath);
     const hardware = await resolveHardware({ kind: "probe" }, options.hardware ? { override: options.hardware } : {});
-    const planRecipe = wrappedRecipe(program, args);
     let plan: Plan;
     try {
-      plan = makePlan(info, hardware, planRecipe, { capabilities: adapterFor("llama.cpp").capabilities });
+      plan = makePlan(info, hardware, wrapped.planInputs, { capabilities: adapter.capabilities });
     } catch (e) {
       if (!(e instanceof PlanError)) throw e;
       throw new PlanError(`${e.message}\n(to run the command exactly as given, run it without spillway)`, { cause: e });
     }
-    plan.model.path = modelPath;
-    const runRecipe: RunRecipe = { file: "(command line)", binary: program, program: llama };
-    const planned = adapterFor("llama.cpp").toLaunchSpec(plan, runRecipe, adapterOptions);
+    plan.model.path = wrapped.modelPath;
+    const planned = adapter.toLaunchSpec(plan, wrapped.runRecipe, adapterOptions);
     // Planned flags the user did not give, then the user's arguments exactly as typed.
-    const spec: LaunchSpec = { argv: [program, ...mergeUserArgs(planned.argv.slice(1), args)], env: planned.env };
-    return { report: { recipe: null, plan, launch: { inProcess: false, ...spec } }, hardware, runRecipe: { ...runRecipe, command: spec.argv } };
+    const spec: LaunchSpec = { argv: [program, ...wrapped.mergeArgs(planned.argv.slice(1))], env: planned.env };
+    return { report: { recipe: null, plan, launch: { inProcess: false, ...spec } }, hardware, runRecipe: { ...wrapped.runRecipe, command: spec.argv } };
   }
   // Any other program: under the shim with its defaults when there is a GPU to spill from.
   const hardware = await resolveHardware({ kind: "probe" }, options.hardware ? { override: options.hardware } : {});
