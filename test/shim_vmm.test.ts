@@ -134,3 +134,32 @@ test("shim vmm: small handles past the budget (a growing pool's pages) go to hos
   const [s] = ofOp(r, "s");
   assertEquals([s.fake.vramUsed, s.fake.hostVmm], [60 * MiB, 100 * MiB]);
 });
+
+test("shim vmm: a framework's device props (RDMA flag, shareable handle type) still get host memory past the budget", async () => {
+  // Driver 580 refused host-located handles with the props PyTorch's expandable segments and XLA pass;
+  // the shim makes the host twin from a fresh prop. The fake refuses such flags on host locations too.
+  const r = await vmm(["init", "vc:dev0:64M:1:1", "vc:dev0:64M:1:1", "va:128M", "vm:0:0:0", "vm:0:64M:1", "vs:0:0:128M", "vw:0:0:128M", "s"]);
+  assertEquals(ofOp(r, "vc").map((l) => l.r), [0, 0]);
+  assertEquals(ofOp(r, "vw")[0].ok, true);
+  const [s] = ofOp(r, "s");
+  assertEquals([s.fake.vramUsed, s.fake.hostVmm, s.shim.flags & 2], [64 * MiB, 64 * MiB, 0]);
+});
+
+test("shim vmm: one handle larger than the reserve and the budget left is split: VRAM head + host tail under one handle", async () => {
+  const env = { SPILLWAY_RESERVE: "16M" };
+  // 40M already in VRAM; the 200M handle gets the 60M left of the budget as its head, 140M host tail.
+  const r = await vmm([
+    "init", "vc:dev0:40M", "vc:dev0:200M:1:1", "va:200M", "vm:0:0:1", "vs:0:0:200M", "vw:0:0:200M", "s",
+    "vt:0:150M", "vx:1", "vr:1", "vr:2", "s", "vu:0:0:200M", "vf:0", "vr:0", "s", "vr:1",
+  ], env);
+  assertEquals(ofOp(r, "vc").map((l) => l.r), [0, 0]);
+  assertEquals([ofOp(r, "vm")[0].r, ofOp(r, "vs")[0].r, ofOp(r, "vt")[0].r], [0, 0, 0]);
+  assertEquals(ofOp(r, "vw")[0].ok, true, "one contiguous range: VRAM head, host tail");
+  assertEquals(ofOp(r, "vx")[0].r, 801, "a split handle cannot be exported");
+  const [mapped, released, gone] = ofOp(r, "s");
+  assertEquals([mapped.fake.vramUsed, mapped.fake.hostVmm], [100 * MiB, 140 * MiB]);
+  assertEquals(mapped.shim.tiers.map((t: { bytes: number }) => t.bytes), [100 * MiB, 140 * MiB, 0, 0]);
+  assertEquals([released.fake.hostVmm, released.shim.tiers[1].bytes], [140 * MiB, 140 * MiB], "still mapped: still counted");
+  assertEquals([gone.fake.vramUsed, gone.fake.hostVmm, gone.fake.handles, gone.shim.frees], [0, 0, 0, 2]);
+  assertEquals(ofOp(r, "vr").map((l) => l.r), [0, 0, 0, 1], "the retained reference, the handle, the 40M one; then a double release");
+});

@@ -201,6 +201,7 @@ typedef CUresult (*cuMemGetAllocationGranularity_t)(size_t *, const CUmemAllocat
 typedef CUresult (*cuMemRetainAllocationHandle_t)(CUmemGenericAllocationHandle *, void *);
 typedef CUresult (*cuMemExportToShareableHandle_t)(void *, CUmemGenericAllocationHandle, CUmemAllocationHandleType, unsigned long long);
 typedef CUresult (*cuMemImportFromShareableHandle_t)(CUmemGenericAllocationHandle *, void *, CUmemAllocationHandleType);
+typedef CUresult (*cuMemGetAllocationPropertiesFromHandle_t)(CUmemAllocationProp *, CUmemGenericAllocationHandle);
 typedef CUresult (*cuMemAllocManaged_t)(CUdeviceptr *, size_t, unsigned int);
 typedef CUresult (*cuMemAdvise_t)(CUdeviceptr, size_t, CUmem_advise, CUdevice);
 typedef CUresult (*cuMemAdvise_v2_t)(CUdeviceptr, size_t, CUmem_advise, CUmemLocation);

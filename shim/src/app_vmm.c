@@ -5,6 +5,12 @@
  * handle is created on the GPU's host NUMA node instead, which the program maps into its own range and
  * the GPU reads in place. The physical memory lives until the last of the handle's references (the
  * handle, retained handles, mappings) is gone, as in the driver: only then is it uncounted.
+ *
+ * One handle larger than the reserve and than what is left of the budget (XLA preallocates 75% of the
+ * reported total as one handle) is split: the program gets a handle of the shim's own (bit 63 set, never a driver handle)
+ * standing for a VRAM head and a host tail; cuMemMap maps both back to back, cuMemRelease releases
+ * both, cuMemRetainAllocationHandle answers it for either part, cuMemGetAllocationPropertiesFromHandle
+ * the program's properties; it cannot be exported (CUDA_ERROR_NOT_SUPPORTED).
  */
 #include "place.h"
 
@@ -13,14 +19,17 @@
 
 struct handle_rec {
   struct handle_rec *next;
-  CUmemGenericAllocationHandle h;
+  CUmemGenericAllocationHandle h; /* the program's handle */
   int dev;
-  uint64_t size; /* physical bytes */
-  int host;      /* placed in host memory by the shim */
+  uint64_t vram, host; /* physical bytes in VRAM / host memory */
   int in_reserve;
   long refs; /* the handle and retained copies */
   long maps; /* live mappings */
+  int split; /* h is the shim's: head_h (VRAM) + tail_h (host) */
+  CUmemGenericAllocationHandle head_h, tail_h;
+  CUmemAllocationProp prop; /* what the program asked for (split handles) */
 };
+#define SPLIT_TAG (1ull << 63)
 struct map_rec {
   struct map_rec *next;
   CUdeviceptr va;
@@ -42,6 +51,20 @@ static struct handle_rec *handle_find_locked(CUmemGenericAllocationHandle h) {
   return NULL;
 }
 
+/* The split handle one of whose parts is the driver handle h. */
+static struct handle_rec *split_of_part_locked(CUmemGenericAllocationHandle h) {
+  for (size_t i = 0; i < NB; i++)
+    for (struct handle_rec *r = handles[i]; r; r = r->next)
+      if (r->split && (r->head_h == h || r->tail_h == h)) return r;
+  return NULL;
+}
+
+static void handle_insert_locked(struct handle_rec *r) {
+  size_t b = hb(r->h);
+  r->next = handles[b];
+  handles[b] = r;
+}
+
 int sw_vmm_seen(void) { return __atomic_load_n(&seen, __ATOMIC_ACQUIRE); }
 
 /* Memory gone back to the driver: out of the table and the counters. */
@@ -51,10 +74,10 @@ static void handle_drop_locked(struct handle_rec *r) {
       *pp = r->next;
       break;
     }
-  struct sw_rec acct = {.dev = r->dev, .size = r->size, .vram = r->host ? 0 : r->size, .host = r->host ? r->size : 0,
+  struct sw_rec acct = {.dev = r->dev, .size = r->vram + r->host, .vram = r->vram, .host = r->host,
                         .kind = r->host ? SW_K_VMM : SW_K_VRAM, .in_reserve = r->in_reserve};
   sw_release_locked(&acct);
-  SW_DEBUG("cuMemCreate handle 0x%llx: %.1f MiB %s returned", r->h, sw_mib(r->size), r->host ? "host" : "VRAM");
+  SW_DEBUG("cuMemCreate handle 0x%llx: %.1f MiB VRAM + %.1f MiB host returned", r->h, sw_mib(r->vram), sw_mib(r->host));
   free(r);
 }
 
@@ -66,12 +89,16 @@ static void count_alloc_locked(uint64_t size, int failed) {
   sw_stats_end();
 }
 
-/* The host-located twin of a device allocation's properties. */
+/* The host-located twin of a device allocation's properties: a fresh one, keeping only the
+ * shareable handle types. The program's own flags (RDMA capability, usage, compression) are device
+ * properties: with them the driver (580, H100) answered CUDA_ERROR_INVALID_VALUE for the props
+ * PyTorch's expandable segments and XLA pass (bench/results/2026-12-06-clients, first run). */
 static void host_prop(CUmemAllocationProp *hp, const CUmemAllocationProp *prop, int dev) {
-  *hp = *prop;
+  memset(hp, 0, sizeof *hp);
+  hp->type = CU_MEM_ALLOCATION_TYPE_PINNED;
+  hp->requestedHandleTypes = prop->requestedHandleTypes;
   hp->location.type = CU_MEM_LOCATION_TYPE_HOST_NUMA;
   hp->location.id = sw_devs[dev].numa;
-  hp->allocFlags.compressionType = 0; /* compression is a device-memory property */
 }
 
 static CUresult create_host(cuMemCreate_t real, CUmemGenericAllocationHandle *h, size_t size, const CUmemAllocationProp *prop,
@@ -90,8 +117,62 @@ static CUresult create_host(cuMemCreate_t real, CUmemGenericAllocationHandle *h,
   if (r != CUDA_SUCCESS && r != CUDA_ERROR_OUT_OF_MEMORY) {
     SW_WARN("host allocations through CUDA VMM are not supported here (%d): the program's cuMemCreate stays on the device", r);
     sw_note_vmm_host_unsupported();
+    r = CUDA_ERROR_NOT_SUPPORTED; /* the caller asks the device, as without the shim */
   }
   return r;
+}
+
+/* A handle past the budget with room left in it: VRAM head + host tail under one handle of the shim's.
+ * CUDA_ERROR_NOT_SUPPORTED when it does not apply (or could not be made: the caller goes on whole). */
+static CUresult create_split(cuMemCreate_t real, CUmemGenericAllocationHandle *h, size_t size, const CUmemAllocationProp *prop,
+                             unsigned long long flags, int dev) {
+  uint64_t gran = sw_devs[dev].gran;
+  /* Only handles larger than the reserve: a pool's pages (PyTorch, llama.cpp) are placed whole. */
+  if (!sw_devs[dev].vmm || sw_vmm_host_unsupported() || size % gran || size <= sw_cfg.reserve) return CUDA_ERROR_NOT_SUPPORTED;
+  pthread_mutex_lock(&sw_lock);
+  uint64_t head = sw_round_down(sw_avail_locked(dev), gran), tail = size > head ? size - head : 0;
+  int ok = head >= gran && tail >= gran && sw_host_fits_locked(tail);
+  if (ok) sw_devs[dev].vram_used += head, sw_host_used += tail;
+  pthread_mutex_unlock(&sw_lock);
+  if (!ok) return CUDA_ERROR_NOT_SUPPORTED;
+  struct handle_rec *rec = calloc(1, sizeof *rec);
+  CUmemGenericAllocationHandle hh = 0, th = 0;
+  CUresult r = rec ? real(&hh, head, prop, flags) : CUDA_ERROR_OUT_OF_MEMORY;
+  if (r == CUDA_SUCCESS) {
+    CUmemAllocationProp hp;
+    host_prop(&hp, prop, dev);
+    r = real(&th, tail, &hp, flags);
+    if (r != CUDA_SUCCESS && hp.requestedHandleTypes != CU_MEM_HANDLE_TYPE_NONE) {
+      hp.requestedHandleTypes = CU_MEM_HANDLE_TYPE_NONE;
+      r = real(&th, tail, &hp, flags);
+    }
+    if (r != CUDA_SUCCESS) sw_drv.cuMemRelease(hh);
+  }
+  pthread_mutex_lock(&sw_lock);
+  if (r != CUDA_SUCCESS) {
+    sw_devs[dev].vram_used -= head, sw_host_used -= tail;
+  } else {
+    *rec = (struct handle_rec){.h = SPLIT_TAG | (uintptr_t)rec, .dev = dev, .vram = head, .host = tail, .refs = 1,
+                               .split = 1, .head_h = hh, .tail_h = th, .prop = *prop};
+    handle_insert_locked(rec);
+    count_alloc_locked(size, 0);
+    struct sw_rec acct = {.dev = dev, .size = size, .vram = head, .host = tail, .kind = SW_K_VMM};
+    sw_commit_locked(&acct);
+    sw_stats_begin();
+    sw_stats->splits++;
+    sw_stats_end();
+  }
+  pthread_mutex_unlock(&sw_lock);
+  if (r != CUDA_SUCCESS) {
+    free(rec);
+    SW_DEBUG("cuMemCreate %.1f MiB on device %d: split %.1f + %.1f MiB failed (%d), placing it whole", sw_mib(size), dev,
+             sw_mib(head), sw_mib(tail), r);
+    return CUDA_ERROR_NOT_SUPPORTED;
+  }
+  *h = rec->h;
+  SW_DEBUG("cuMemCreate %.1f MiB on device %d -> split over the budget: %.1f MiB VRAM + %.1f MiB host (handle 0x%llx)",
+           sw_mib(size), dev, sw_mib(head), sw_mib(tail), rec->h);
+  return CUDA_SUCCESS;
 }
 
 CUresult sw_vmm_create(cuMemCreate_t real, CUmemGenericAllocationHandle *h, size_t size, const CUmemAllocationProp *prop,
@@ -107,6 +188,10 @@ CUresult sw_vmm_create(cuMemCreate_t real, CUmemGenericAllocationHandle *h, size
     if (sw_current_device() != dev) return real(h, size, prop, flags);
     sw_dev_init(dev);
   }
+  pthread_mutex_lock(&sw_lock);
+  uint64_t avail = sw_avail_locked(dev);
+  pthread_mutex_unlock(&sw_lock);
+  if (size > avail && create_split(real, h, size, prop, flags, dev) == CUDA_SUCCESS) return CUDA_SUCCESS;
   struct handle_rec *rec = calloc(1, sizeof *rec);
   if (!rec) return CUDA_ERROR_OUT_OF_MEMORY;
   uint64_t host_bytes = sw_round_up(size, sw_devs[dev].gran);
@@ -137,12 +222,9 @@ CUresult sw_vmm_create(cuMemCreate_t real, CUmemGenericAllocationHandle *h, size
                           .host = where == SW_WHOLE_HOST ? host_bytes : 0, .kind = where == SW_WHOLE_HOST ? SW_K_VMM : SW_K_VRAM,
                           .in_reserve = in_reserve};
     if (r == CUDA_SUCCESS) {
-      *rec = (struct handle_rec){.h = *h, .dev = dev, .size = acct.vram + acct.host, .host = where == SW_WHOLE_HOST,
-                                 .in_reserve = in_reserve, .refs = 1};
+      *rec = (struct handle_rec){.h = *h, .dev = dev, .vram = acct.vram, .host = acct.host, .in_reserve = in_reserve, .refs = 1};
       pthread_mutex_lock(&sw_lock);
-      size_t b = hb(rec->h);
-      rec->next = handles[b];
-      handles[b] = rec;
+      handle_insert_locked(rec);
       count_alloc_locked(size, 0);
       sw_commit_locked(&acct);
       pthread_mutex_unlock(&sw_lock);
@@ -166,6 +248,20 @@ CUresult sw_vmm_create(cuMemCreate_t real, CUmemGenericAllocationHandle *h, size
 }
 
 CUresult sw_vmm_release(cuMemRelease_t real, CUmemGenericAllocationHandle h) {
+  if (h & SPLIT_TAG) {
+    pthread_mutex_lock(&sw_lock);
+    struct handle_rec *hr = handle_find_locked(h);
+    CUmemGenericAllocationHandle parts[2] = {0, 0};
+    int ok = hr && hr->refs > 0;
+    if (ok && --hr->refs == 0) {
+      parts[0] = hr->head_h, parts[1] = hr->tail_h; /* the mappings keep the memory */
+      if (hr->maps == 0) handle_drop_locked(hr);
+    }
+    pthread_mutex_unlock(&sw_lock);
+    for (int i = 0; i < 2; i++)
+      if (parts[i]) real(parts[i]);
+    return ok ? CUDA_SUCCESS : CUDA_ERROR_INVALID_VALUE;
+  }
   CUresult r = real(h);
   if (r != CUDA_SUCCESS) return r;
   pthread_mutex_lock(&sw_lock);
@@ -180,15 +276,33 @@ CUresult sw_vmm_retain(cuMemRetainAllocationHandle_t real, CUmemGenericAllocatio
   if (r != CUDA_SUCCESS || !h) return r;
   pthread_mutex_lock(&sw_lock);
   struct handle_rec *hr = handle_find_locked(*h);
+  CUmemGenericAllocationHandle part = 0;
+  if (!hr && (hr = split_of_part_locked(*h))) part = *h, *h = hr->h; /* a part of a split: answer the whole */
   if (hr) hr->refs++;
   pthread_mutex_unlock(&sw_lock);
+  if (part && sw_drv.cuMemRelease) sw_drv.cuMemRelease(part); /* the shim holds the parts itself */
   return r;
 }
 
 CUresult sw_vmm_map(cuMemMap_t real, CUdeviceptr va, size_t size, size_t offset, CUmemGenericAllocationHandle h,
                     unsigned long long flags) {
-  CUresult r = real(va, size, offset, h, flags);
-  if (r != CUDA_SUCCESS) return r;
+  CUresult r;
+  if (h & SPLIT_TAG) {
+    pthread_mutex_lock(&sw_lock);
+    struct handle_rec *hr = handle_find_locked(h);
+    int ok = hr && hr->refs > 0 && !offset && size == hr->vram + hr->host;
+    CUmemGenericAllocationHandle hh = ok ? hr->head_h : 0, th = ok ? hr->tail_h : 0;
+    uint64_t head = ok ? hr->vram : 0, tail = ok ? hr->host : 0;
+    pthread_mutex_unlock(&sw_lock);
+    if (!ok) return CUDA_ERROR_INVALID_VALUE; /* a split handle is mapped whole */
+    if ((r = real(va, head, 0, hh, flags)) != CUDA_SUCCESS) return r;
+    if ((r = real(va + head, tail, 0, th, flags)) != CUDA_SUCCESS) {
+      sw_drv.cuMemUnmap(va, head);
+      return r;
+    }
+  } else if ((r = real(va, size, offset, h, flags)) != CUDA_SUCCESS) {
+    return r;
+  }
   struct map_rec *m = malloc(sizeof *m);
   pthread_mutex_lock(&sw_lock);
   struct handle_rec *hr = handle_find_locked(h);
@@ -239,6 +353,22 @@ void sw_vmm_granularity(const CUmemAllocationProp *prop, size_t *g) {
   if (sw_drv.cuMemGetAllocationGranularity(&hg, &hp, CU_MEM_ALLOC_GRANULARITY_MINIMUM) == CUDA_SUCCESS && hg > *g &&
       hg % *g == 0)
     *g = hg;
+}
+
+CUresult sw_vmm_export(cuMemExportToShareableHandle_t real, void *out, CUmemGenericAllocationHandle h,
+                       CUmemAllocationHandleType type, unsigned long long flags) {
+  if (h & SPLIT_TAG) return CUDA_ERROR_NOT_SUPPORTED; /* two physical allocations have no one shareable handle */
+  return real(out, h, type, flags);
+}
+
+CUresult sw_vmm_properties(cuMemGetAllocationPropertiesFromHandle_t real, CUmemAllocationProp *prop,
+                           CUmemGenericAllocationHandle h) {
+  if (!(h & SPLIT_TAG)) return real(prop, h);
+  pthread_mutex_lock(&sw_lock);
+  struct handle_rec *hr = handle_find_locked(h);
+  if (hr && prop) *prop = hr->prop;
+  pthread_mutex_unlock(&sw_lock);
+  return hr && prop ? CUDA_SUCCESS : CUDA_ERROR_INVALID_VALUE;
 }
 
 /* A forked child has no CUDA allocations (sw_lock held). */

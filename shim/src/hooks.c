@@ -232,6 +232,7 @@ CUresult cuMemGetAllocationGranularity(size_t *, const CUmemAllocationProp *, CU
 CUresult cuMemRetainAllocationHandle(CUmemGenericAllocationHandle *, void *);
 CUresult cuMemExportToShareableHandle(void *, CUmemGenericAllocationHandle, CUmemAllocationHandleType, unsigned long long);
 CUresult cuMemImportFromShareableHandle(CUmemGenericAllocationHandle *, void *, CUmemAllocationHandleType);
+CUresult cuMemGetAllocationPropertiesFromHandle(CUmemAllocationProp *, CUmemGenericAllocationHandle);
 CUresult cuMemAllocManaged(CUdeviceptr *, size_t, unsigned int);
 CUresult cuMemAllocPitch_v2(CUdeviceptr *, size_t *, size_t, size_t, unsigned int);
 cudaError_t cudaMallocManaged(void **, size_t, unsigned int);
@@ -263,6 +264,7 @@ struct sw_hook sw_hooks[] = {
     D(cuMemRetainAllocationHandle, "cuMemRetainAllocationHandle", 11000, 0),
     D(cuMemExportToShareableHandle, "cuMemExportToShareableHandle", 10020, 0),
     D(cuMemImportFromShareableHandle, "cuMemImportFromShareableHandle", 10020, 0),
+    D(cuMemGetAllocationPropertiesFromHandle, "cuMemGetAllocationPropertiesFromHandle", 10020, 0),
     D(cuMemAllocManaged, "cuMemAllocManaged", 6000, 0),
     D(cuMemAllocPitch_v2, "cuMemAllocPitch", 3020, 0),
     D(cuGetProcAddress, "cuGetProcAddress", 11030, 0),

@@ -87,9 +87,18 @@ SW_EXPORT CUresult cuMemExportToShareableHandle(void *out, CUmemGenericAllocatio
                                                 unsigned long long flags) {
   cuMemExportToShareableHandle_t real = REAL(cuMemExportToShareableHandle_t, cuMemExportToShareableHandle, SW_LIB_DRIVER);
   if (!real) return CUDA_ERROR_NOT_INITIALIZED;
-  CUresult r = real(out, h, type, flags);
-  if (!passthrough()) SW_DEBUG("cuMemExportToShareableHandle 0x%llx type %d: %d", h, (int)type, r);
+  if (passthrough()) return real(out, h, type, flags);
+  CUresult r = sw_vmm_export(real, out, h, type, flags);
+  SW_DEBUG("cuMemExportToShareableHandle 0x%llx type %d: %d", h, (int)type, r);
   return r;
+}
+
+SW_EXPORT CUresult cuMemGetAllocationPropertiesFromHandle(CUmemAllocationProp *prop, CUmemGenericAllocationHandle h) {
+  cuMemGetAllocationPropertiesFromHandle_t real =
+      REAL(cuMemGetAllocationPropertiesFromHandle_t, cuMemGetAllocationPropertiesFromHandle, SW_LIB_DRIVER);
+  if (!real) return CUDA_ERROR_NOT_INITIALIZED;
+  if (passthrough()) return real(prop, h);
+  return sw_vmm_properties(real, prop, h);
 }
 
 /* Imported memory belongs to (and is counted by) the process that created it. */

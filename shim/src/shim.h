@@ -133,6 +133,7 @@ struct sw_reals {
   cuMemRetainAllocationHandle_t cuMemRetainAllocationHandle;
   cuMemExportToShareableHandle_t cuMemExportToShareableHandle;
   cuMemImportFromShareableHandle_t cuMemImportFromShareableHandle;
+  cuMemGetAllocationPropertiesFromHandle_t cuMemGetAllocationPropertiesFromHandle;
   cuMemAllocManaged_t cuMemAllocManaged;
   cuMemAllocPitch_t cuMemAllocPitch_v2;
   cudaMallocManaged_t cudaMallocManaged;
@@ -186,6 +187,10 @@ CUresult sw_vmm_map(cuMemMap_t real, CUdeviceptr va, size_t size, size_t offset,
 CUresult sw_vmm_unmap(cuMemUnmap_t real, CUdeviceptr va, size_t size);
 CUresult sw_vmm_retain(cuMemRetainAllocationHandle_t real, CUmemGenericAllocationHandle *h, void *addr);
 void sw_vmm_granularity(const CUmemAllocationProp *prop, size_t *g);
+CUresult sw_vmm_export(cuMemExportToShareableHandle_t real, void *out, CUmemGenericAllocationHandle h,
+                       CUmemAllocationHandleType type, unsigned long long flags);
+CUresult sw_vmm_properties(cuMemGetAllocationPropertiesFromHandle_t real, CUmemAllocationProp *prop,
+                           CUmemGenericAllocationHandle h);
 int sw_vmm_seen(void);
 void sw_vmm_forget_locked(void);
 
