@@ -30,7 +30,7 @@ import { type CalibrationRecord, recordRun } from "../engine/planner/calibration
 import { plan as makePlan } from "../engine/planner/plan.ts";
 import { loadRecipe } from "../engine/recipe/mod.ts";
 import type { Recipe } from "../engine/recipe/types.ts";
-import { runRecipeOf, type RunRecipe } from "../engine/runtimes/adapter.ts";
+import { runRecipeOf, type RunRecipe, type RuntimeAdapter } from "../engine/runtimes/adapter.ts";
 import { adapterFor, wrappedCommandOf } from "../engine/runtimes/mod.ts";
 import { type GenerationResult, PROMPT_REPETITIONS } from "../engine/runtimes/node_llama_cpp.ts";
 import { locateShim, shimEnv } from "../shim/build.ts";
@@ -143,21 +143,23 @@ export async function runCommand(recipePath: string | null, extraArgs: string[],
   let hardware: HardwareProfile | undefined;
   let runRecipe: RunRecipe | null;
   let planned: PlannedRecipe | undefined;
+  // The adapter resolved here is the one launch() uses (it does not look it up again).
+  let adapter: RuntimeAdapter | undefined;
 
   if (recipePath !== null) {
     const recipe = await loadRecipe(recipePath);
     // A dry run makes nothing: a synthetic model not made yet is planned from its shape.
     if (!options.dryRun) await ensureModelFile(recipe, err);
-    planned = await planRecipe(recipePath, options.hardware ? { hardware: options.hardware } : {});
+    planned = await planRecipe(recipe, options.hardware ? { hardware: options.hardware } : {});
     hardware = planned.hardware;
     runRecipe = runRecipeOf(planned.recipe);
     if (extraArgs.length) runRecipe.args = [...(runRecipe.args ?? []), ...extraArgs];
-    const adapter = adapterFor(planned.plan.runtime, recipe.file);
+    adapter = adapterFor(planned.plan.runtime, recipe.file);
     const spec = adapter.toLaunchSpec(planned.plan, runRecipe, adapterOptions);
     report = { recipe: recipe.file, plan: planned.plan, launch: { inProcess: adapter.capabilities.inProcess, ...spec } };
   } else {
     if (extraArgs.length === 0) throw new RecipeSchemaError("spillway run", "(arguments)", "give a recipe file, or a command after `--` (e.g. spillway run -- llama-server -m model.gguf)");
-    ({ report, hardware, runRecipe } = await wrapCommand(extraArgs, options, adapterOptions));
+    ({ report, hardware, runRecipe, adapter } = await wrapCommand(extraArgs, options, adapterOptions));
   }
 
   if (!options.json) {
@@ -176,7 +178,7 @@ export async function runCommand(recipePath: string | null, extraArgs: string[],
   const stdio = options.json ? "stderr" as const : undefined;
   const progress = loadProgress();
   const handle: LaunchHandle = report.plan
-    ? launch(report.plan, runRecipe, { ...adapterOptions, spec: report.launch, onProgress: progress, stdio })
+    ? launch(report.plan, runRecipe, { ...adapterOptions, adapter, spec: report.launch, onProgress: progress, stdio })
     : launch(null, runRecipe, { ...adapterOptions, spec: report.launch, stdio });
   const status = await handle.exited;
   // A bar left open by a crash or an interrupt would keep its timer (and the process) alive.
@@ -240,7 +242,7 @@ async function wrapCommand(
   argv: string[],
   options: RunCommandOptions,
   adapterOptions: { shimPath?: string },
-): Promise<{ report: RunReport; hardware: HardwareProfile | undefined; runRecipe: RunRecipe | null }> {
+): Promise<{ report: RunReport; hardware: HardwareProfile | undefined; runRecipe: RunRecipe | null; adapter?: RuntimeAdapter }> {
   const program = argv[0]!;
   // A runtime's own program on a model (llama-server -m ...): planned by its adapter.
   const found = wrappedCommandOf(argv);
@@ -259,7 +261,7 @@ async function wrapCommand(
     const planned = adapter.toLaunchSpec(plan, wrapped.runRecipe, adapterOptions);
     // Planned flags the user did not give, then the user's arguments exactly as typed.
     const spec: LaunchSpec = { argv: [program, ...wrapped.mergeArgs(planned.argv.slice(1))], env: planned.env };
-    return { report: { recipe: null, plan, launch: { inProcess: false, ...spec } }, hardware, runRecipe: { ...wrapped.runRecipe, command: spec.argv } };
+    return { report: { recipe: null, plan, launch: { inProcess: false, ...spec } }, hardware, runRecipe: { ...wrapped.runRecipe, command: spec.argv }, adapter };
   }
   // Any other program: under the shim with its defaults when there is a GPU to spill from.
   const hardware = await resolveHardware({ kind: "probe" }, options.hardware ? { override: options.hardware } : {});

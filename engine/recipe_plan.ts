@@ -49,11 +49,12 @@ export interface PlannedRecipe {
 }
 
 /**
- * Load a recipe and plan it (no printing). `cachedAutotune: false` keeps the cost model's own
- * choice (what `--autotune` must start from) instead of a stored autotune outcome.
+ * Plan a recipe (no printing): a recipe file, loaded here, or a recipe already loaded (`spillway run`
+ * loads it once to make its model first). `cachedAutotune: false` keeps the cost model's own choice
+ * (what `--autotune` must start from) instead of a stored autotune outcome.
  */
-export async function planRecipe(recipePath: string, options: { hardware?: string; cachedAutotune?: boolean } = {}): Promise<PlannedRecipe> {
-  const recipe = await loadRecipe(recipePath);
+export async function planRecipe(source: string | Recipe, options: { hardware?: string; cachedAutotune?: boolean } = {}): Promise<PlannedRecipe> {
+  const recipe = typeof source === "string" ? await loadRecipe(source) : source;
   const { model, note } = await recipeModel(recipe);
   const hardware = await resolveHardware(recipe.hardware, { override: options.hardware });
   // Fixed costs measured by earlier runs of this runtime on this machine (engine/planner/calibration.ts).

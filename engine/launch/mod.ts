@@ -22,7 +22,7 @@ import type { LaunchSpec, Plan } from "../../core/types.ts";
 import { readProcessStats, type ProcessStats } from "../monitor.ts";
 import { pruneShimStats } from "../../shim/stats.ts";
 import { guardedArgv, guardError, parentDeathGuard } from "./parent_death.ts";
-import type { AdapterOptions, RunRecipe } from "../runtimes/adapter.ts";
+import type { AdapterOptions, RunRecipe, RuntimeAdapter } from "../runtimes/adapter.ts";
 import { commandLaunchSpec } from "../runtimes/command_adapter.ts";
 import { adapterFor } from "../runtimes/mod.ts";
 import { missingProgramHint } from "../runtimes/hint.ts";
@@ -293,6 +293,8 @@ export function launchSpec(spec: LaunchSpec, options: LaunchOptions = {}): Launc
 export interface PlanLaunchOptions extends LaunchOptions, AdapterOptions {
   /** Launch this spec instead of the adapter's (a wrapped command line already merged with the plan). */
   spec?: LaunchSpec;
+  /** The adapter the caller already resolved for `plan` (spillway run); default: the plan's runtime's. */
+  adapter?: RuntimeAdapter;
   /** Progress of an in-process run (load fraction, prompt, generated tokens). */
   onProgress?: InProcessHooks["onProgress"];
 }
@@ -315,7 +317,7 @@ export function launch(plan: Plan | null, recipe: RunRecipe | null = null, optio
     const spec = options.spec ?? commandLaunchSpec(null, recipe, options);
     return launchSpec(spec, { runtime: "command", ...options });
   }
-  const adapter = adapterFor(plan.runtime, recipe?.file);
+  const adapter = options.adapter ?? adapterFor(plan.runtime, recipe?.file);
   if (adapter.capabilities.inProcess) {
     return launchInProcess(nodeLlamaCppRun(plan, recipe), options);
   }
