@@ -216,7 +216,7 @@ export async function runCommand(recipePath: string | null, extraArgs: string[],
 /** The speeds of an in-process generation, two lines. */
 export function formatResult(r: GenerationResult): string {
   return [
-    `prompt    ${r.promptTokens} tokens in ${r.promptSeconds.toFixed(3)} s: ${r.promptTps.toFixed(1)} t/s (prefill, median of ${PROMPT_REPETITIONS} passes)`,
+    `prompt    ${r.promptTokens} tokens in ${r.promptSeconds.toFixed(3)} s: ${r.promptTps.toFixed(1)} t/s (prefill, fastest of ${PROMPT_REPETITIONS} passes)`,
     `generate  ${r.genTokens} tokens in ${r.genSeconds.toFixed(3)} s: ${r.genTps.toFixed(1)} t/s (decode, ${r.backend}; load ${r.loadSeconds.toFixed(2)} s)` +
     (r.genTpsMedian !== undefined ? `; median token ${r.genTpsMedian.toFixed(1)} t/s` : ""),
   ].join("\n");

