@@ -13,6 +13,7 @@ import type { Recipe } from "../engine/recipe/types.ts";
 import type { Plan } from "../core/types.ts";
 import { formatPlan } from "../engine/planner/format.ts";
 import { type PlannedRecipe, planRecipe } from "../engine/recipe_plan.ts";
+import { planContextsCommand } from "./plan_contexts.ts";
 
 /** Options of {@link planCommand}. */
 export interface PlanCommandOptions {
@@ -20,6 +21,8 @@ export interface PlanCommandOptions {
   json?: boolean;
   /** Hardware profile name (or `probe`) overriding the recipe's. */
   hardware?: string;
+  /** Plan at each of these context lengths instead (`4k,16k,32k`; issue 21, commands/plan_contexts.ts). */
+  contexts?: string;
   /** Where to write (default: process.stdout / process.stderr). */
   out?: (text: string) => void;
   err?: (text: string) => void;
@@ -43,6 +46,7 @@ export async function launchLines(recipe: Recipe, p: Plan): Promise<string[]> {
 export async function planCommand(recipePath: string, options: PlanCommandOptions = {}): Promise<number> {
   const out = options.out ?? ((t: string) => process.stdout.write(t + "\n"));
   const err = options.err ?? ((t: string) => process.stderr.write(t + "\n"));
+  if (options.contexts !== undefined) return planContextsCommand(recipePath, options.contexts, { ...options, out, err });
   let planned: PlannedRecipe;
   try {
     planned = await planRecipe(recipePath, { hardware: options.hardware });

@@ -12,7 +12,7 @@
  *
  * @module
  */
-import { closeSync, constants, fchmodSync, fstatSync, mkdirSync, openSync } from "node:fs";
+import { closeSync, constants, fchmodSync, fstatSync, lstatSync, mkdirSync, openSync } from "node:fs";
 import { dirname } from "node:path";
 import { LaunchError } from "../../core/errors.ts";
 
@@ -30,14 +30,16 @@ export function ensurePrivateDir(dir: string): void {
       throw new LaunchError(`promptCache.dir ${dir}: cannot create it: ${(e as Error).message}`, { cause: e });
     }
   }
+  const symlink = `promptCache.dir ${dir} is a symlink (not followed: name the real directory)`;
+  if (lstatSync(dir).isSymbolicLink()) throw new LaunchError(symlink);
   let fd: number;
   try {
-    // O_NOFOLLOW: a symlink at `dir` fails (ELOOP) instead of being followed.
+    // O_NOFOLLOW (a link swapped in after the check): fails with ELOOP, or ENOTDIR with O_DIRECTORY: a symlink at `dir` fails (ELOOP) instead of being followed.
     fd = openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    const why = code === "ELOOP" ? "is a symlink (not followed: name the real directory)" : code === "ENOTDIR" ? "is not a directory" : (e as Error).message;
-    throw new LaunchError(`promptCache.dir ${dir} ${why}`, { cause: e });
+    if (code === "ELOOP" || (code === "ENOTDIR" && lstatSync(dir).isSymbolicLink())) throw new LaunchError(symlink, { cause: e });
+    throw new LaunchError(`promptCache.dir ${dir} ${code === "ENOTDIR" ? "is not a directory" : (e as Error).message}`, { cause: e });
   }
   try {
     const st = fstatSync(fd);
