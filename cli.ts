@@ -46,7 +46,6 @@ function createCli(): ReturnType<typeof cac> {
     .command("plan <recipe>", "Plan placement for a recipe: candidates, memory per tier, predicted speed, the choice and why")
     .option("--json", "Print the Plan object as JSON")
     .option("--hardware <name>", "Hardware profile name (or 'probe') overriding the recipe's")
-    .option("--contexts <list>", "Plan at each context length (e.g. 4k,16k,32k,64k,128k): placement, KV, memory, predicted speeds, and the longest context that fits")
     .option("--autotune", "Measure the top candidates with short llama-bench trials and pick the measured best")
     .option("--force", "With --autotune: run the trials again even when a stored outcome exists")
     .option("--trial-seconds <s>", "With --autotune: seconds per trial", { default: 8 })
@@ -56,7 +55,7 @@ function createCli(): ReturnType<typeof cac> {
     .action(wrap(async (recipe: string, o: Record<string, unknown>) => {
       if (!o.autotune) {
         const { planCommand } = await import("./commands/plan.ts");
-        return planCommand(recipe, { json: Boolean(o.json), hardware: o.hardware as string | undefined, contexts: o.contexts === undefined ? undefined : String(o.contexts) });
+        return planCommand(recipe, { json: Boolean(o.json), hardware: o.hardware as string | undefined });
       }
       const { planRecipe } = await import("./engine/recipe_plan.ts");
       const { formatPlan } = await import("./engine/planner/format.ts");
@@ -165,7 +164,7 @@ function createCli(): ReturnType<typeof cac> {
     .option("--json", "JSON output")
     .option("--once", "Print one snapshot and exit")
     .action(wrap(async (o: Record<string, unknown>) => {
-      const { topCommand } = await import("./commands/run.ts");
+      const { topCommand } = await import("./commands/top.ts");
       return topCommand({ json: Boolean(o.json), once: Boolean(o.once) });
     }));
 

@@ -1,5 +1,5 @@
 /**
- * `spillway run` and `spillway top`.
+ * `spillway run`.
  *
  * `run <recipe> [-- extra args]`: make the model file when the recipe asks for a synthetic one,
  * read its headers, resolve the hardware, plan, show the plan on one screen, launch the runtime
@@ -22,7 +22,6 @@ import { launch, type LaunchHandle } from "../engine/launch/mod.ts";
 import { RuntimeCrashedError } from "../engine/runtimes/node_llama_cpp_process.ts";
 import { readModel } from "../engine/model/mod.ts";
 import { synthesize, type SynthQuant } from "../engine/model/synth.ts";
-import { renderSnapshot, snapshot, snapshotJson, statsDirectory } from "../engine/monitor.ts";
 import { formatBytes } from "../core/bytes.ts";
 import { commandLine } from "../core/shell.ts";
 import { type PlannedRecipe, planRecipe } from "../engine/recipe_plan.ts";
@@ -273,48 +272,3 @@ async function wrapCommand(
   return { report: { recipe: null, plan: null, launch: { inProcess: false, ...spec } }, hardware, runRecipe: { command: argv } };
 }
 
-/** Options of {@link topCommand}. */
-export interface TopCommandOptions {
-  /** One JSON snapshot on stdout (with `once`), or one JSON line per refresh. */
-  json?: boolean;
-  /** Print one snapshot and exit. */
-  once?: boolean;
-  /** Refresh interval, ms (default 1000). */
-  intervalMs?: number;
-  /** Stats directory (default SPILLWAY_STATS_DIR or /dev/shm). */
-  statsDir?: string;
-  out?: (text: string) => void;
-  /** Stop after this many refreshes (tests); unlimited by default. */
-  maxRefreshes?: number;
-}
-
-/** `spillway top`: a live view (ANSI redraw about every second) until Ctrl-C; `--once`, `--json`. */
-export async function topCommand(options: TopCommandOptions = {}): Promise<number> {
-  const out = options.out ?? write;
-  const statsDir = options.statsDir ?? statsDirectory();
-  const draw = (): void => {
-    const s = snapshot({ statsDir });
-    if (options.json) out(JSON.stringify(snapshotJson(s)) + "\n");
-    else if (options.once) out(renderSnapshot(s, process.stdout.columns ?? 100) + "\n");
-    // Home the cursor and clear the screen, then draw: plain ANSI, no dependency.
-    else out("\x1b[H\x1b[2J" + renderSnapshot(s, process.stdout.columns ?? 100) + "\n\n(Ctrl-C to quit)\n");
-  };
-  draw();
-  if (options.once) return 0;
-  const max = options.maxRefreshes ?? Infinity;
-  return await new Promise<number>((resolveTop) => {
-    let n = 1;
-    const timer = setInterval(() => {
-      draw();
-      if (++n >= max) finish();
-    }, options.intervalMs ?? 1000);
-    const finish = (): void => {
-      clearInterval(timer);
-      process.off("SIGINT", finish);
-      process.off("SIGTERM", finish);
-      resolveTop(0);
-    };
-    process.on("SIGINT", finish);
-    process.on("SIGTERM", finish);
-  });
-}

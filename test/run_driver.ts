@@ -4,7 +4,8 @@
 //   run_driver.ts top [--once] [--json]
 import process from "node:process";
 import { SpillwayError } from "../core/errors.ts";
-import { runCommand, topCommand } from "../commands/run.ts";
+import { runCommand } from "../commands/run.ts";
+import { topCommand } from "../commands/top.ts";
 
 const argv = process.argv.slice(2);
 const dash = argv.indexOf("--");

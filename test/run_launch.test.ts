@@ -10,7 +10,8 @@ import { assert, assertEquals, assertMatch, assertRejects, assertThrows } from "
 import { RuntimeMissingError } from "../core/errors.ts";
 import { childEnv, cleanupStatsFiles, exitStatus, launch, launchSpec, resolveExecutable } from "../engine/launch/mod.ts";
 import { renderSnapshot, snapshot } from "../engine/monitor.ts";
-import { runCommand, topCommand, type RunReport } from "../commands/run.ts";
+import { runCommand, type RunReport } from "../commands/run.ts";
+import { topCommand } from "../commands/top.ts";
 import { mergeUserArgs, modelArgOf } from "../engine/runtimes/llamacpp.ts";
 import { adapterFor } from "../engine/runtimes/mod.ts";
 import { synthesize } from "../engine/model/synth.ts";
