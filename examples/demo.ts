@@ -1,9 +1,12 @@
-// Plan and run spillway's demo recipe from a Deno script, through the public API (mod.ts):
-//   deno run -A examples/deno.ts
+// Plan and run spillway's demo recipe through the public API (mod.ts), from any of the runtimes:
+//   bun examples/demo.ts
+//   deno run -A examples/demo.ts
+//   npx tsx examples/demo.ts
 // Loads the recipe, makes its tiny synthetic model on first use, reads the model's headers,
 // resolves the hardware, plans, and launches the plan (node-llama-cpp in process on a CPU-only
 // machine), then prints the measured speeds.
 import { existsSync } from "node:fs";
+import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { launch, loadRecipe, plan, readModel, resolveHardware, synthesize } from "../mod.ts";
 
@@ -24,4 +27,4 @@ if (r) {
   console.log(`prompt   ${r.promptTokens} tokens: ${r.promptTps.toFixed(1)} t/s`);
   console.log(`generate ${r.genTokens} tokens: ${r.genTps.toFixed(1)} t/s (${r.backend})`);
 }
-Deno.exit(status);
+process.exit(status);
