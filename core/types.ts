@@ -139,6 +139,35 @@ export interface HardwareProfile {
   disk: { readGBps: number };
   /** Raw measurements when source is `bench`. */
   measured?: Record<string, Measured>;
+  /**
+   * Every device a model can be split over (issue 19): all local GPUs (the first is `gpu`) and the
+   * devices of remote llama.cpp rpc-servers. Absent or one local GPU: single-device planning.
+   */
+  devices?: DeviceInfo[];
+}
+
+/** One device of a multi-device machine or cluster (issue 19, engine/hardware/nodes.ts). */
+export interface DeviceInfo {
+  /** Stable id: `gpu0`, `gpu1` (local), `rpc0` (the first device of the first node, in llama.cpp's order). */
+  id: string;
+  /** `local`: this host's GPU; `rpc`: a device an rpc-server exposes. */
+  where: "local" | "rpc";
+  /** GPU, or a host's CPU exposed by an rpc-server built without a GPU backend. */
+  kind: "gpu" | "cpu";
+  name: string;
+  totalBytes: number;
+  /** Free memory the planner fits against. */
+  freeBytes: number;
+  /** Memory read bandwidth, GB/s (weights per token). */
+  memGBps: number;
+  /** Dense matmul throughput, TFLOP/s (prefill). */
+  tflops: number;
+  /** rpc-server endpoint `host:port` (rpc devices). */
+  endpoint?: string;
+  /** Device index on its rpc-server. */
+  index?: number;
+  /** Link from this host: GB/s and round trip, ms (PCIe for local GPUs, the network for rpc). */
+  link: { GBps: number; rttMs: number };
 }
 
 /** What the run is for; the planner chooses by it. */
@@ -199,6 +228,15 @@ export interface RuntimeSettings {
   cpuOffloadBytes?: number;
   /** transformers device_map max_memory (device -> bytes). */
   maxMemory?: Record<string, number>;
+  /**
+   * Layers split over devices (issue 19): llama.cpp `--rpc endpoints -ts counts -sm layer`, in
+   * llama.cpp's device order (rpc devices first, then local GPUs); `tensorSplit[i]` blocks go to
+   * `devices[i]` (the last one's count includes the output head).
+   */
+  split?: { mode: "layer"; devices: string[]; tensorSplit: number[]; rpc: string[] };
+  /** vLLM --tensor-parallel-size / --pipeline-parallel-size (issue 19). */
+  tensorParallel?: number;
+  pipelineParallel?: number;
 }
 
 /** Memory a candidate needs per tier, bytes. */
@@ -222,7 +260,9 @@ export interface Candidate {
     | "kv_host"
     | "zero_copy"
     | "native_offload"
-    | "combined";
+    | "combined"
+    /** Layers split over several devices (local GPUs, rpc-server devices), issue 19. */
+    | "split";
   fits: boolean;
   /** Why it does not fit, when it does not. */
   misfit?: string;
@@ -231,6 +271,28 @@ export interface Candidate {
   settings: RuntimeSettings;
   /** Where each tensor class / layer range lives. */
   placements: { class: TensorClass | "kv_cache" | "compute"; layers?: [number, number]; tier: Tier; bytes: number }[];
+  /** Per device of a split (issue 19): its blocks, memory and share of a token's time. */
+  devices?: DevicePlacement[];
+}
+
+/** What one device holds and costs in a split candidate. */
+export interface DevicePlacement {
+  /** DeviceInfo id, or `cpu` for this host's CPU. */
+  device: string;
+  name: string;
+  endpoint?: string;
+  /** Blocks [first, last] it computes, or null; `output`: it holds the output head. */
+  layers: [number, number] | null;
+  output: boolean;
+  weightBytes: number;
+  kvBytes: number;
+  computeBytes: number;
+  /** weight + KV + compute bytes, against `freeBytes`. */
+  totalBytes: number;
+  freeBytes: number;
+  /** This device's part of one decoded token, ms (its weights and KV read), and the hand-off after it, ms. */
+  decodeMs: number;
+  transferMs: number;
 }
 
 /** The planner's answer: plain JSON; `spillway plan --json` prints it. */

@@ -12,6 +12,7 @@ import type { HardwareProfile } from "../../core/types.ts";
 import { gpuSpecFor, pcieBandwidth } from "./gpu_specs.ts";
 import { type NvmlGpu, queryNvml } from "../../ffi/nvml.ts";
 import { getProfile } from "./profiles.ts";
+import { localGpuDevices } from "./nodes.ts";
 
 /** Host facts read from /proc. */
 export interface HostFacts {
@@ -212,6 +213,8 @@ export async function probeHardware(options: ProbeOptions = {}): Promise<Hardwar
     d2hGBps: pcie.copyGBps,
     zeroCopyGBps: pcie.zeroCopyGBps,
   };
+  // Every local GPU with its free memory and link (issue 19): the planner may split over them.
+  if (found.gpus.length > 1) profile.devices = localGpuDevices(found.gpus);
   if (g.driver !== undefined) profile.gpu.driver = g.driver;
   if (g.computeCapability !== undefined) profile.gpu.computeCapability = g.computeCapability;
   notes.unshift(

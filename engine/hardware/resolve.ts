@@ -12,6 +12,9 @@ import { type CachedProfile, measuredProfilePath, readMeasuredProfile } from "./
 import { type CacheFile, findBenchEntry } from "./measure/machine_cache.ts";
 import { probeHardware, type ProbeOptions } from "./probe.ts";
 import { getProfile, profileNames } from "./profiles.ts";
+import { describedGpuDevices, resolveNodes, rpcDevices, withDevices } from "./nodes.ts";
+import { pcieBandwidth } from "./gpu_specs.ts";
+import { type queryRpcNode, RpcError } from "./rpc_client.ts";
 
 /** Options of {@link resolveHardware}. */
 export interface ResolveOptions {
@@ -21,6 +24,8 @@ export interface ResolveOptions {
   cachePath?: string;
   /** Options passed to the probe (tests inject facts here). */
   probe?: ProbeOptions;
+  /** Asks an rpc-server for its devices (tests inject one; default: the RPC protocol client). */
+  queryRpc?: typeof queryRpcNode;
 }
 
 function builtin(name: string): HardwareProfile {
@@ -67,10 +72,48 @@ async function probeOrMeasured(fallback: string | undefined, options: ResolveOpt
   return p;
 }
 
+/**
+ * The recipe's `hardware.gpus` and `hardware.nodes` (issue 19) as `profile.devices`: described
+ * GPUs (else the probed ones), then the rpc-servers' devices, asked from each server the recipe
+ * does not describe. A server that does not answer is an error naming the node.
+ */
+async function attachDevices(p: HardwareProfile, o: HardwareOverrides, options: ResolveOptions): Promise<HardwareProfile> {
+  if (o.gpus === undefined && o.nodes === undefined) return p;
+  const local = o.gpus !== undefined ? describedGpuDevices(o.gpus) : (p.devices ?? []).filter((d) => d.where === "local");
+  let nodes: Awaited<ReturnType<typeof resolveNodes>> = [];
+  try {
+    nodes = await resolveNodes(o.nodes ?? [], { hostRamBytes: p.host.ramBytes, ...(options.queryRpc ? { query: options.queryRpc } : {}) });
+  } catch (e) {
+    const i = (o.nodes ?? []).findIndex((n) => e instanceof RpcError && n.rpc === e.endpoint);
+    throw new HardwareProbeError(
+      `hardware.nodes[${i}]: ${(e as Error).message}; start it (or set start: true to let spillway run start a local one), or describe its devices in the recipe (hardware.nodes[${i}].devices)`,
+      { cause: e },
+    );
+  }
+  return withDevices({ ...p, devices: undefined }, local, rpcDevices(nodes));
+}
+
 /** Apply explicit numbers over a profile (deep merge; `gpu: null` removes the GPU). */
 export function applyOverrides(base: HardwareProfile, o: HardwareOverrides): HardwareProfile {
   const out: HardwareProfile = structuredClone(base);
   if (o.name !== undefined) out.name = o.name;
+  // Local GPUs described as a list (issue 19): the first is the profile's GPU unless `gpu` says otherwise.
+  const g0 = o.gpus?.[0];
+  if (g0 !== undefined && o.gpu === undefined) {
+    const d = describedGpuDevices([g0])[0]!;
+    const link = pcieBandwidth(g0.pcie?.gen ?? 4, g0.pcie?.width ?? 16);
+    out.gpu = {
+      name: d.name,
+      vramBytes: d.totalBytes,
+      freeVramBytes: d.freeBytes,
+      vramGBps: d.memGBps,
+      fp16Tflops: d.tflops,
+      pcie: { gen: g0.pcie?.gen ?? 4, width: g0.pcie?.width ?? 16 },
+      h2dGBps: link.copyGBps,
+      d2hGBps: link.copyGBps,
+      zeroCopyGBps: link.zeroCopyGBps,
+    };
+  }
   if (o.gpu === null) out.gpu = null;
   else if (o.gpu !== undefined) {
     if (out.gpu === null) {
@@ -132,7 +175,7 @@ export async function resolveHardware(
       return builtin(spec.name);
     case "explicit": {
       const base = spec.profile === undefined ? await probeOrMeasured(undefined, options) : builtin(spec.profile);
-      return applyOverrides(base, spec.overrides);
+      return attachDevices(applyOverrides(base, spec.overrides), spec.overrides, options);
     }
   }
 }

@@ -13,6 +13,55 @@ export interface HardwareOverrides {
   gpu?: null | Partial<Omit<NonNullable<HardwareProfile["gpu"]>, "pcie">> & { pcie?: { gen?: number; width?: number } };
   host?: Partial<HardwareProfile["host"]>;
   disk?: Partial<HardwareProfile["disk"]>;
+  /**
+   * Every local GPU (issue 19), in CUDA order; the first is also `gpu`. For planning a machine
+   * described inline (a probe finds them by NVML).
+   */
+  gpus?: LocalGpuSpec[];
+  /** llama.cpp rpc-servers whose devices a model may be split over (issue 19). */
+  nodes?: RpcNodeSpec[];
+}
+
+/** One local GPU described in a recipe (same field names as HardwareProfile.gpu). */
+export interface LocalGpuSpec {
+  name?: string;
+  vramBytes: number;
+  freeVramBytes?: number;
+  vramGBps?: number;
+  fp16Tflops?: number;
+  pcie?: { gen?: number; width?: number };
+}
+
+/** One rpc-server (llama.cpp tools/rpc) a recipe names. */
+export interface RpcNodeSpec {
+  /** `host:port` it listens on. */
+  rpc: string;
+  /**
+   * `spillway run` starts it on this host (the endpoint's host is the bind address: keep
+   * 127.0.0.1 unless other hosts must reach it; the protocol has no authentication).
+   */
+  start?: boolean;
+  /** rpc-server program for `start` (default: the one spillway builds, else `rpc-server` in PATH). */
+  binary?: string;
+  /** Threads of a started CPU rpc-server (-t). */
+  threads?: number;
+  /** Its devices; absent: asked from the server (RPC GET_DEVICE_MEMORY) when planning. */
+  devices?: RpcDeviceSpec[];
+  /** Network bandwidth to it, GB/s (default: 1.25, 10 GbE; loopback 5); `spillway bench --rpc` measures it. */
+  linkGBps?: number;
+  /** Round trip to it, ms (default 0.2; loopback 0.05). */
+  rttMs?: number;
+}
+
+/** One device of an rpc-server. */
+export interface RpcDeviceSpec {
+  kind?: "gpu" | "cpu";
+  name?: string;
+  memoryBytes: number;
+  freeBytes?: number;
+  /** Memory read bandwidth, GB/s (default: from the GPU name, else 300 for a GPU, 20 for a CPU). */
+  memGBps?: number;
+  tflops?: number;
 }
 
 /** Where the hardware description comes from. */

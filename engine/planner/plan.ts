@@ -21,6 +21,7 @@ import { type CostConstants, DEFAULT_CONSTANTS, type RoutingModel } from "./cost
 import { memoryLimits } from "./memory.ts";
 import { isMoe, summarizeModel } from "./summary.ts";
 import { allowedKvTypes, kvTradeSentence, rankAcrossKvTypes } from "./kv_choice.ts";
+import { splitCandidates, splitReason } from "./multi_device.ts";
 
 /** The parts of a recipe the planner reads (a full Recipe works). */
 export type PlanRecipe = Pick<Recipe, "runtime" | "context" | "batch" | "workload" | "placement"> &
@@ -130,6 +131,12 @@ export function plan(model: ModelInfo, hardware: HardwareProfile, recipe: PlanRe
   }));
   // llama-server's slot cache (issue 21) goes with every candidate (autotune may pick another).
   if (recipe.promptCache && ctx.runtime === "llama.cpp") for (const e of ranked) e.candidate.settings.slotCache = { ...recipe.promptCache };
+  // Splits over several devices (issue 19): local GPUs and rpc-server devices, ranked with the rest.
+  const splits = splitCandidates(ctx);
+  if (splits.length > 0) {
+    ranked.push(...splits);
+    ranked.sort((a, b) => Number(b.candidate.fits) - Number(a.candidate.fits) || a.prediction.totalSeconds - b.prediction.totalSeconds);
+  }
   const best = ranked[0];
   if (!best.candidate.fits) {
     throw new PlanError(
@@ -146,7 +153,9 @@ export function plan(model: ModelInfo, hardware: HardwareProfile, recipe: PlanRe
     workload: { ...ctx.workload },
     candidates: ranked.map((e) => e.candidate),
     chosen: c.id,
-    reason: [explain(ctx, best, ranked), kvTradeSentence(ctx, ranked, best, kv.types)].filter((x) => x).join(" "),
+    reason: c.strategy === "split"
+      ? splitReason(best, ranked)
+      : [explain(ctx, best, ranked), kvTradeSentence(ctx, ranked, best, kv.types)].filter((x) => x).join(" "),
     settings: c.settings,
     predicted: c.predicted,
     memory: c.memory,

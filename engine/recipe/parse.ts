@@ -12,6 +12,7 @@ import { dirname, join, resolve } from "node:path";
 import { ModelFileError, RecipeSchemaError, RecipeSyntaxError } from "../../core/errors.ts";
 import type { Workload } from "../../core/types.ts";
 import { isProfileName, profileNames } from "../hardware/profiles.ts";
+import { parseEndpoint } from "../hardware/rpc_client.ts";
 import { defaultModelPath, KNOWN_MODELS } from "./models.ts";
 import { RECIPE_SPEC } from "./schema.ts";
 import { suggest } from "./suggest.ts";
@@ -189,6 +190,21 @@ function checkProfile(name: string, path: string, fail: (path: string, detail: s
   fail(path, `unknown hardware profile ${JSON.stringify(name)}${near ? ` (did you mean ${JSON.stringify(near)}?)` : ""}; allowed values: ${names.map((n) => JSON.stringify(n)).join(", ")}`);
 }
 
+/** `hardware.nodes` (issue 19): each endpoint host:port, none twice. */
+function checkNodes(nodes: HardwareOverrides["nodes"], fail: (path: string, detail: string) => never): void {
+  const seen = new Map<string, number>();
+  for (const [i, n] of (nodes ?? []).entries()) {
+    try {
+      parseEndpoint(n.rpc);
+    } catch (e) {
+      fail(`hardware.nodes[${i}].rpc`, (e as Error).message);
+    }
+    const j = seen.get(n.rpc);
+    if (j !== undefined) fail(`hardware.nodes[${i}].rpc`, `${JSON.stringify(n.rpc)} is also hardware.nodes[${j}]: each rpc-server serves one client`);
+    seen.set(n.rpc, i);
+  }
+}
+
 function normalizeHardware(h: any, fail: (path: string, detail: string) => never): HardwareSpec {
   if (h === undefined || h === "probe") return { kind: "probe" };
   if (typeof h === "string") {
@@ -202,6 +218,7 @@ function normalizeHardware(h: any, fail: (path: string, detail: string) => never
     if (profile === undefined || profile === "probe") return fallback === undefined ? { kind: "probe" } : { kind: "probe", fallback };
     return { kind: "profile", name: profile };
   }
+  checkNodes(rest.nodes, fail);
   const spec: HardwareSpec = { kind: "explicit", overrides: rest };
   if (profile !== undefined && profile !== "probe") spec.profile = profile;
   return spec;

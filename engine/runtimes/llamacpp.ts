@@ -49,9 +49,22 @@ export function llamaCommonArgs(modelPath: string, s: RuntimeSettings): string[]
     argv.push("-ot", s.overrideTensors.map((o) => `${o.pattern}=${o.device}`).join(","));
   }
   if (s.kvOnHost) argv.push("-nkvo");
+  argv.push(...splitArgs(s));
   argv.push("-lm", s.loadMode);
   argv.push("-c", String(s.contextLength), "-b", String(s.batch), "-ub", String(s.ubatch), "-t", String(s.threads));
   argv.push("-fit", "off");
+  return argv;
+}
+
+/**
+ * A layer split over devices (issue 19): `--rpc host:port,...` (rpc-servers, whose devices llama.cpp
+ * lists first), `-ts` blocks per listed device, `-sm layer`. Nothing without a split.
+ */
+export function splitArgs(s: RuntimeSettings): string[] {
+  if (!s.split) return [];
+  const argv: string[] = [];
+  if (s.split.rpc.length > 0) argv.push("--rpc", s.split.rpc.join(","));
+  argv.push("-ts", s.split.tensorSplit.join(","), "-sm", s.split.mode);
   return argv;
 }
 
@@ -68,6 +81,11 @@ export function llamaBenchArgs(plan: Plan, counts: BenchCounts): string[] {
     argv.push("-ot", s.overrideTensors.map((o) => `${o.pattern}=${o.device}`).join(";"));
   }
   argv.push("-nkvo", s.kvOnHost ? "1" : "0", "-lm", s.loadMode);
+  // llama-bench separates tensor-split values with '/' (',' separates configurations).
+  if (s.split) {
+    if (s.split.rpc.length > 0) argv.push("--rpc", s.split.rpc.join(","));
+    argv.push("-ts", s.split.tensorSplit.join("/"), "-sm", s.split.mode);
+  }
   argv.push("-b", String(s.batch), "-ub", String(s.ubatch), "-t", String(s.threads));
   if (counts.repetitions !== undefined) argv.push("-r", String(counts.repetitions));
   argv.push("-o", "json");
@@ -137,6 +155,9 @@ const FLAG_ALIASES: { names: string[]; value: boolean }[] = [
   { names: ["-t", "--threads"], value: true },
   { names: ["-fit", "--fit"], value: true },
   { names: ["-n", "--predict", "--n-predict"], value: true },
+  { names: ["--rpc"], value: true },
+  { names: ["-ts", "--tensor-split"], value: true },
+  { names: ["-sm", "--split-mode"], value: true },
 ];
 
 function aliasGroup(flag: string): { names: string[]; value: boolean } | undefined {

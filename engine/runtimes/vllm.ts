@@ -56,6 +56,9 @@ export function vllmLaunchSpec(plan: Plan, recipe: RunRecipe | null, options?: A
     if (kv > 0) argv.push("--kv-offloading-backend", "native", "--kv-offloading-size", gib(kv));
   }
   argv.push("--max-num-batched-tokens", String(s.batch));
+  // Parallelism over several GPUs (issue 19, engine/planner/multi_device.ts).
+  if ((s.tensorParallel ?? 1) > 1) argv.push("--tensor-parallel-size", String(s.tensorParallel));
+  if ((s.pipelineParallel ?? 1) > 1) argv.push("--pipeline-parallel-size", String(s.pipelineParallel));
   return withRecipe(argv, shimEnvironment(s.shim, options), recipe);
 }
 
