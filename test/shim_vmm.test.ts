@@ -163,3 +163,11 @@ test("shim vmm: one handle larger than the reserve and the budget left is split:
   assertEquals([gone.fake.vramUsed, gone.fake.hostVmm, gone.fake.handles, gone.shim.frees], [0, 0, 0, 2]);
   assertEquals(ofOp(r, "vr").map((l) => l.r), [0, 0, 0, 1], "the retained reference, the handle, the 40M one; then a double release");
 });
+
+test("shim vmm: a cuMemCreate from a thread with no context current is still placed and counted (the device's primary context)", async () => {
+  const r = await vmm(["init", "nctx", "vc:dev0:200M", "s", "vr:0", "ctx:0", "s"]);
+  assertEquals(ofOp(r, "vc")[0].r, 0);
+  const [s, after] = ofOp(r, "s");
+  assertEquals([s.fake.vramUsed, s.fake.hostVmm, s.shim.allocs], [0, 200 * MiB, 1]);
+  assertEquals([after.fake.hostVmm, after.shim.frees], [0, 1]);
+});

@@ -183,11 +183,9 @@ CUresult sw_vmm_create(cuMemCreate_t real, CUmemGenericAllocationHandle *h, size
     return real(h, size, prop, flags);
   __atomic_store_n(&seen, 1, __ATOMIC_RELEASE);
   int dev = prop->location.id;
-  /* The budget is read from the device's free memory, which needs its context current. */
-  if (!__atomic_load_n(&sw_devs[dev].inited, __ATOMIC_ACQUIRE)) {
-    if (sw_current_device() != dev) return real(h, size, prop, flags);
-    sw_dev_init(dev);
-  }
+  /* The budget is read from the device's free memory, in its context; without one active the device
+   * answers (uncounted). */
+  if (!sw_dev_init_any(dev)) return real(h, size, prop, flags);
   pthread_mutex_lock(&sw_lock);
   uint64_t avail = sw_avail_locked(dev);
   pthread_mutex_unlock(&sw_lock);

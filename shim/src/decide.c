@@ -69,6 +69,31 @@ void sw_dev_init(int dev) {
   pthread_mutex_unlock(&sw_lock);
 }
 
+int sw_dev_init_any(int dev) {
+  if (__atomic_load_n(&sw_devs[dev].inited, __ATOMIC_ACQUIRE)) return 1;
+  if (sw_current_device() == dev) {
+    sw_dev_init(dev);
+    return 1;
+  }
+  /* A cuMemCreate names its device; the caller's thread may have another device's context current,
+   * or none. Read the budget in dev's primary context if the program has it active (never create one). */
+  unsigned int flags = 0;
+  int active = 0;
+  if (!sw_drv.cuDevicePrimaryCtxGetState || !sw_drv.cuDevicePrimaryCtxRetain || !sw_drv.cuDevicePrimaryCtxRelease ||
+      !sw_drv.cuCtxPushCurrent || !sw_drv.cuCtxPopCurrent || sw_drv.cuDevicePrimaryCtxGetState(dev, &flags, &active) ||
+      !active)
+    return 0;
+  CUcontext ctx = NULL, popped = NULL;
+  if (sw_drv.cuDevicePrimaryCtxRetain(&ctx, dev) != CUDA_SUCCESS) return 0;
+  int ok = sw_drv.cuCtxPushCurrent(ctx) == CUDA_SUCCESS;
+  if (ok) {
+    sw_dev_init(dev);
+    sw_drv.cuCtxPopCurrent(&popped);
+  }
+  sw_drv.cuDevicePrimaryCtxRelease(dev);
+  return ok;
+}
+
 int sw_set_budget(int dev, uint64_t bytes) {
   if (dev < -1 || dev >= SW_MAX_DEVICES) return -EINVAL;
   pthread_mutex_lock(&sw_lock);

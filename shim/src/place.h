@@ -46,6 +46,7 @@ static inline double sw_mib(uint64_t b) { return (double)b / 1048576.0; }
 
 /* ---- decide.c: budgets and the placement decision ---- */
 void sw_dev_init(int dev); /* budget, granularity, NUMA node; needs the device's context current */
+int sw_dev_init_any(int dev); /* the same from any thread, through dev's active primary context; 0: could not */
 enum { SW_DECIDE_OK = 0, SW_DECIDE_HOST_LIMIT, SW_DECIDE_TOO_BIG };
 /* Fill rec (kind, vram, host, in_reserve) and *why for one attempt, and reserve its bytes in the
  * device and host counters (sw_lock held). Anything but SW_DECIDE_OK reserves nothing. */

@@ -156,6 +156,9 @@ static void load_driver(void) {
   R(cuMemAdvise);
   R(cuMemAdvise_v2);
   R(cuStreamIsCapturing);
+  R(cuDevicePrimaryCtxGetState);
+  R(cuDevicePrimaryCtxRetain);
+  sw_drv.cuDevicePrimaryCtxRelease = (cuDevicePrimaryCtxRelease_t)sw_real_dlsym(h, "cuDevicePrimaryCtxRelease_v2");
   sw_drv.cuCtxPushCurrent = (cuCtxPushCurrent_t)sw_real_dlsym(h, "cuCtxPushCurrent_v2");
   sw_drv.cuCtxPopCurrent = (cuCtxPopCurrent_t)sw_real_dlsym(h, "cuCtxPopCurrent_v2");
 #undef R

@@ -83,6 +83,9 @@ struct sw_driver {
   cuCtxPushCurrent_t cuCtxPushCurrent;
   cuCtxPopCurrent_t cuCtxPopCurrent;
   cuStreamIsCapturing_t cuStreamIsCapturing;
+  cuDevicePrimaryCtxGetState_t cuDevicePrimaryCtxGetState;
+  cuDevicePrimaryCtxRetain_t cuDevicePrimaryCtxRetain;
+  cuDevicePrimaryCtxRelease_t cuDevicePrimaryCtxRelease;
   cuDeviceGetAttribute_t cuDeviceGetAttribute;
   cuMemHostAlloc_t cuMemHostAlloc;
   cuMemFreeHost_t cuMemFreeHost;
