@@ -61,6 +61,8 @@ export interface RunReport {
   exitStatus?: number;
   /** Why the run failed, when its runtime crashed (in-process runtimes run in a worker process). */
   error?: string;
+  /** A synthetic model file the run makes first (set when it does not exist yet). */
+  synthesize?: { shape: string; quant: string; path: string; bytes: number };
   /** What the run measured against the prediction, as recorded for later plans (in-process runs). */
   calibration?: CalibrationRecord | null;
 }
@@ -156,6 +158,11 @@ export async function runCommand(recipePath: string | null, extraArgs: string[],
     adapter = adapterFor(planned.plan.runtime, recipe.file);
     const spec = adapter.toLaunchSpec(planned.plan, runRecipe, adapterOptions);
     report = { recipe: recipe.file, plan: planned.plan, launch: { inProcess: adapter.capabilities.inProcess, ...spec } };
+    // A dry run makes nothing, but says what the real run would make first.
+    if (options.dryRun && recipe.model.synth && recipe.model.shape && !existsSync(recipe.model.path)) {
+      const quant = (recipe.model.quant ?? "q8_0").toUpperCase();
+      report.synthesize = { shape: recipe.model.shape, quant, path: recipe.model.path, bytes: planned.plan.model.bytes };
+    }
   } else {
     if (extraArgs.length === 0) throw new RecipeSchemaError("spillway run", "(arguments)", "give a recipe file, or a command after `--` (e.g. spillway run -- llama-server -m model.gguf)");
     ({ report, hardware, runRecipe, adapter } = await wrapCommand(extraArgs, options, adapterOptions));
@@ -163,6 +170,8 @@ export async function runCommand(recipePath: string | null, extraArgs: string[],
 
   if (!options.json) {
     if (report.plan) out(formatPlanScreen(report.plan, hardware) + "\n");
+    const syn = report.synthesize;
+    if (syn) out(`model     not made yet: the run first synthesizes ${syn.shape} ${syn.quant} (random weights, ${formatBytes(syn.bytes)}) at ${syn.path}\n`);
     out(`${options.dryRun ? "command" : "launch"}   ${report.launch.inProcess ? "(in process) " : ""}${formatCommand(report.launch)}\n`);
   }
   if (options.dryRun) {

@@ -122,10 +122,15 @@ test("top --once: a table (or JSON) of the stats directory and the kernel module
     const j = JSON.parse(text);
     assertEquals(j.processes, []);
     assertEquals(typeof j.kmod.loaded, "boolean");
-    // Live refresh stops after the asked number of redraws, with ANSI home+clear between them.
+    // Live refresh stops after the asked number of redraws, with ANSI home+clear between them in a
+    // terminal, and as plain timestamped tables without any escape code into a pipe or file.
     text = "";
-    await topCommand({ statsDir: join(dir, "empty"), intervalMs: 10, maxRefreshes: 2, out: (s) => (text += s) });
+    await topCommand({ statsDir: join(dir, "empty"), intervalMs: 10, maxRefreshes: 2, tty: true, out: (s) => (text += s) });
     assertEquals(text.split("\x1b[H\x1b[2J").length - 1, 2);
+    text = "";
+    await topCommand({ statsDir: join(dir, "empty"), intervalMs: 10, maxRefreshes: 2, tty: false, out: (s) => (text += s) });
+    assert(!text.includes("\x1b"), "no escape codes when stdout is not a terminal");
+    assertEquals(text.match(/^--- \d{4}-\d\d-\d\dT[\d:.]+Z$/gm)?.length, 2);
     assertMatch(renderSnapshot(snapshot({ statsDir: join(dir, "empty") })), /PID +VRAM/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
