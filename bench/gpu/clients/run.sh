@@ -10,7 +10,8 @@
 #   fit    under the shim, no ballast: everything fits, the shim's overhead
 # and writes results.json, results.md, logs.tar.gz into $OUT. A CPU (numpy) checksum runs alongside.
 # Environment: CLIENTS_GIB (default 21), CLIENTS_KEEP_GIB (12), CLIENTS_BUDGET_S (330: the whole run),
-# CLIENTS_ONLY (comma-separated client names), CLIENTS_RUN_S (75: one run's limit).
+# CLIENTS_ONLY (comma-separated client names), CLIENTS_RUN_S (75: one run's limit), CLIENTS_HOST_LIMIT
+# (48G: SPILLWAY_HOST_LIMIT of the shim runs, leaving the 128 GiB machine room for the ballast and Python).
 set -uo pipefail
 ROOT="$(cd "$(dirname "$0")/../../.." && pwd)"
 HERE="$ROOT/bench/gpu/clients"
