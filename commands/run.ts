@@ -171,7 +171,7 @@ export async function runCommand(recipePath: string | null, extraArgs: string[],
   if (!options.json) {
     if (report.plan) out(formatPlanScreen(report.plan, hardware) + "\n");
     const syn = report.synthesize;
-    if (syn) out(`model     not made yet: the run first synthesizes ${syn.shape} ${syn.quant} (random weights, ${formatBytes(syn.bytes)}) at ${syn.path}\n`);
+    if (syn) out(`model     not made yet: the run first synthesizes ${syn.shape} ${syn.quant} (random weights, about ${formatBytes(syn.bytes)}) at ${syn.path}\n`);
     out(`${options.dryRun ? "command" : "launch"}   ${report.launch.inProcess ? "(in process) " : ""}${formatCommand(report.launch)}\n`);
   }
   if (options.dryRun) {
