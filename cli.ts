@@ -131,7 +131,7 @@ function createCli(): ReturnType<typeof cac> {
     .option("--quick", "Smaller buffers: faster, rougher")
     .option("--repeats <n>", "Repeats per figure", { default: 5 })
     .option("--target <path>", "Model file or directory whose filesystem to measure")
-    .option("--skip <parts>", "Comma list of parts to skip: gpu,cpu,disk")
+    .option("--skip <parts>", "Comma list of parts to skip: gpu,cpu,disk,concurrent")
     .option("--pin-bytes <size>", "Bytes per pinned allocation / registration trial, e.g. 4G (default: the buffer size)")
     .action(wrap(async (o: Record<string, unknown>) => {
       const { benchCommand } = await import("./commands/bench.ts");
@@ -143,9 +143,9 @@ function createCli(): ReturnType<typeof cac> {
         pinBytes = n;
       }
       const skip = o.skip === undefined ? undefined : String(o.skip).split(",");
-      const bad = skip?.filter((p) => !["gpu", "cpu", "disk"].includes(p)) ?? [];
+      const bad = skip?.filter((p) => !["gpu", "cpu", "disk", "concurrent"].includes(p)) ?? [];
       if (bad.length > 0) {
-        console.error(`spillway bench: --skip ${bad.join(",")}: unknown part; use gpu, cpu or disk`);
+        console.error(`spillway bench: --skip ${bad.join(",")}: unknown part; use gpu, cpu, disk or concurrent`);
         return 2;
       }
       return benchCommand({
@@ -154,7 +154,7 @@ function createCli(): ReturnType<typeof cac> {
         quick: Boolean(o.quick),
         repeats: numberOption(o.repeats, "--repeats", 1),
         target: o.target as string | undefined,
-        skip: skip as ("gpu" | "cpu" | "disk")[] | undefined,
+        skip: skip as ("gpu" | "cpu" | "disk" | "concurrent")[] | undefined,
         pinBytes,
       });
     }));

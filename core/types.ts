@@ -210,6 +210,11 @@ export interface RuntimeSettings {
   /** Shim applied (LD_PRELOAD), or null. */
   shim: ShimSettings | null;
   /**
+   * Hybrid MoE experts (patched llama.cpp, runtimes/llama.cpp/patches/): share of each host-resident
+   * block's experts the GPU reads over PCIe during decode while the CPU computes the rest.
+   */
+  hybridGpuFraction?: number;
+  /**
    * KV cache element type for K and V (llama.cpp -ctk/-ctv); absent: the runtime's default (f16).
    * Quantized types need flash attention (issue 21, engine/planner/kv_choice.ts).
    */
@@ -261,6 +266,8 @@ export interface Candidate {
     | "zero_copy"
     | "native_offload"
     | "combined"
+    /** Experts in pinned host memory, decode splitting each block's experts between CPU and GPU zero-copy (patched llama.cpp). */
+    | "hybrid"
     /** Layers split over several devices (local GPUs, rpc-server devices), issue 19. */
     | "split";
   fits: boolean;

@@ -100,6 +100,7 @@ test("bench with a GPU: profile fields come from the measurements, cache keyed b
       repeats: 2,
       skip: [],
       loadCuda: () => loadCuda(fake),
+      libcudaPath: fake,
       stderr: (t) => err.push(t),
     });
     assertEquals(r.cached, false);
@@ -112,7 +113,13 @@ test("bench with a GPU: profile fields come from the measurements, cache keyed b
     assertEquals(g.vramGBps, r.profile.measured!.vramGBps.median);
     assertEquals(g.fp16Tflops, 100, "unknown GPU: default, with a note");
     assert(r.profile.notes!.some((n) => n.includes("fp16 TFLOP/s not measured")));
-    assert(err.join("").includes("[1/3] GPU Fake GPU 9000"));
+    assert(err.join("").includes("[1/4] GPU Fake GPU 9000"));
+    // The concurrent tier (issue 22) ran the C helper against the same fake driver.
+    assert(err.join("").includes("alone and together"));
+    const m = r.profile.measured!;
+    for (const k of ["concurrentCpuAloneGBps", "concurrentGpuAloneGBps", "concurrentCpuGBps", "concurrentGpuGBps"]) {
+      assertGreater(m[k].median, 0, k);
+    }
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

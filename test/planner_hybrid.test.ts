@@ -11,7 +11,7 @@ import { getProfile } from "../engine/hardware/profiles.ts";
 import { modelInfoFromShape } from "../engine/planner/from_shape.ts";
 import { plan, type PlanRecipe } from "../engine/planner/plan.ts";
 import { formatPlan } from "../engine/planner/format.ts";
-import { hybridRates } from "../engine/planner/hybrid.ts";
+import { HYBRID_CONSTANTS, hybridRates } from "../engine/planner/hybrid.ts";
 import { llamaCppLaunchSpec } from "../engine/runtimes/llamacpp.ts";
 import { HYBRID_FRACTION_ENV, hybridBuild, hybridBuildHint, hybridKey } from "../engine/runtimes/llamacpp_hybrid.ts";
 
@@ -48,9 +48,9 @@ const base = getProfile("h200-12gib-free")!;
 test("hybrid rates: none without the concurrent figure; the GPU share balances the two paths", () => {
   assertEquals(hybridRates(base), null);
   const r = hybridRates(withConcurrent(base))!;
-  // CPU: 69 GB/s profile rate keeping 78.2/84.5; GPU: 51.3 * 0.9 * 0.85 keeping 51.05/51.4.
+  // CPU: 69 GB/s profile rate keeping 78.2/84.5; GPU: 51.3 * zeroCopyEfficiency * kernelEfficiency keeping 51.05/51.4.
   assert(Math.abs(r.cpuGBps - 69 * (78.2 / 84.5)) < 0.01, String(r.cpuGBps));
-  assert(Math.abs(r.gpuGBps - 51.3 * 0.9 * 0.85 * (51.05 / 51.4)) < 0.01, String(r.gpuGBps));
+  assert(Math.abs(r.gpuGBps - 51.3 * 0.9 * HYBRID_CONSTANTS.kernelEfficiency * (51.05 / 51.4)) < 0.01, String(r.gpuGBps));
   assertEquals(r.gpuFraction, 0.4);
   assertStringIncludes(r.source, "CPU keeps 93%");
 });

@@ -90,6 +90,12 @@ LLAMA_SRC="$WORK/llama.cpp"
 LLAMA_BIN="$LLAMA_SRC/build/bin"
 # What the harness runs: llama-bench, the fit choice, the logits check, and the server (issue 7).
 LLAMA_TARGETS=(llama-bench llama-fit-params llama-perplexity llama-server)
+# SPILLWAY_LLAMA_PATCHED=1: llama.cpp with spillway's patch set (hybrid MoE experts), built by
+# runtimes/llama.cpp/build.sh from the same source; with the patches' switches off it runs as stock.
+if [[ "${SPILLWAY_LLAMA_PATCHED:-0}" == 1 ]]; then
+  LLAMA_TARGETS=(llama-bench llama-fit-params llama-perplexity)
+  LLAMA_BIN="$WORK/llama.cpp-hybrid/build/bin"
+fi
 
 need_pack() {
   for f in node.xz llama.cpp.tar.xz harness.mjs; do
@@ -112,6 +118,16 @@ build_llama() {
   if ((have)) && [[ "$(cat "$LLAMA_SRC/.stamp" 2>/dev/null)" == "$stamp" ]]; then
     log "llama.cpp: built already ($stamp)"
     return 0
+  fi
+  if [[ "${SPILLWAY_LLAMA_PATCHED:-0}" == 1 ]]; then
+    if [[ "$(cat "$LLAMA_SRC/.unpacked" 2>/dev/null)" != "$stamp" ]]; then
+      rm -rf "$LLAMA_SRC" && mkdir -p "$WORK"
+      unxz_to "$PACK/llama.cpp.tar.xz" "$WORK/llama.cpp.tar" && tar -xf "$WORK/llama.cpp.tar" -C "$WORK" && rm -f "$WORK/llama.cpp.tar" || return 1
+      echo "$stamp" >"$LLAMA_SRC/.unpacked"
+    fi
+    bash "$ROOT/runtimes/llama.cpp/build.sh" --source "$LLAMA_SRC" --dir "$WORK/llama.cpp-hybrid" \
+      --targets "${LLAMA_TARGETS[*]}" --cuda-arch 90 --jobs 18
+    return $?
   fi
   if [[ "$(cat "$LLAMA_SRC/.stamp" 2>/dev/null)" != "$stamp" ]]; then
     rm -rf "$LLAMA_SRC"

@@ -33,8 +33,8 @@ export type LlamaConfig =
   | { kind: "naive-layers"; reserveGiB: number }
   /** llama.cpp's own fit choice (llama-fit-params), other settings left at their defaults. */
   | { kind: "fit" }
-  /** Fixed native flags (hand-tuned). */
-  | { kind: "flags"; flags: string[] }
+  /** Fixed native flags (hand-tuned), plus optional environment (e.g. the patched build's switches). */
+  | { kind: "flags"; flags: string[]; env: Record<string, string> }
   /** All layers on the GPU under the shim (LD_PRELOAD), plus optional flags and shim environment. */
   | { kind: "shim"; flags: string[]; env: Record<string, string> }
   /** spillway's plan (`spillway plan --json`, converted by the llama.cpp adapter). */
@@ -59,6 +59,11 @@ export interface LlamaMethod {
   ballast: boolean;
   config: LlamaConfig;
   check: CorrectnessRule;
+  /**
+   * Flags added to this method's logits check (llama-perplexity) after its own, e.g. `-ub 1` so the
+   * check runs the one-token (decode) path that a decode-only strategy changes.
+   */
+  checkFlags: string[];
   /**
    * Whether this method runs the workload's end-to-end test (llama-bench -pg); default: the
    * workload's `endToEnd`. Slow methods that no ratio needs end to end can leave it out to save time.
@@ -214,12 +219,18 @@ function parseCheck(c: Checker, v: unknown, path: string, dflt: CorrectnessRule[
 
 function parseMethod(c: Checker, v: unknown, path: string): LlamaMethod {
   const o = c.obj(v, path);
-  c.keys(o, path, ["id", "label", "runtime", "ballast", "config", "flags", "env", "reserveGiB", "objective", "autotune", "check", "endToEnd"]);
+  c.keys(o, path, ["id", "label", "runtime", "ballast", "config", "flags", "env", "reserveGiB", "objective", "autotune", "check", "checkFlags", "endToEnd"]);
   const id = c.id(o.id, `${path}.id`);
   if (o.runtime !== undefined) c.oneOf(o.runtime, `${path}.runtime`, ["llama.cpp"] as const);
   const kind = c.oneOf(o.config, `${path}.config`, ["all-vram", "naive-layers", "fit", "flags", "shim", "planned"] as const);
   let config: LlamaConfig;
   const flags = o.flags === undefined ? [] : c.strings(o.flags, `${path}.flags`);
+  const env: Record<string, string> = {};
+  if (o.env !== undefined) {
+    if (kind !== "flags" && kind !== "shim") c.fail(`${path}.env`, `only a 'flags' or 'shim' method takes env (this one is '${kind}')`);
+    const e = c.obj(o.env, `${path}.env`);
+    for (const [k, val] of Object.entries(e)) env[k] = c.str(val, `${path}.env.${k}`);
+  }
   switch (kind) {
     case "all-vram":
       config = { kind };
@@ -232,17 +243,11 @@ function parseMethod(c: Checker, v: unknown, path: string): LlamaMethod {
       break;
     case "flags":
       if (flags.length === 0) c.fail(`${path}.flags`, "a 'flags' method needs at least one flag");
-      config = { kind, flags };
-      break;
-    case "shim": {
-      const env: Record<string, string> = {};
-      if (o.env !== undefined) {
-        const e = c.obj(o.env, `${path}.env`);
-        for (const [k, val] of Object.entries(e)) env[k] = c.str(val, `${path}.env.${k}`);
-      }
       config = { kind, flags, env };
       break;
-    }
+    case "shim":
+      config = { kind, flags, env };
+      break;
     case "planned":
       config = {
         kind,
@@ -260,6 +265,7 @@ function parseMethod(c: Checker, v: unknown, path: string): LlamaMethod {
     ballast,
     config,
     check: parseCheck(c, o.check, `${path}.check`, kind === "shim" ? "exact" : kind === "all-vram" ? "none" : "close"),
+    checkFlags: o.checkFlags === undefined ? [] : c.strings(o.checkFlags, `${path}.checkFlags`),
     endToEnd: o.endToEnd === undefined ? null : c.bool(o.endToEnd, `${path}.endToEnd`),
   };
 }

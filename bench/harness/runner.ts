@@ -81,7 +81,7 @@ async function deriveFlags(ctx: RunContext, m: LlamaMethod, model: ModelInfo, mo
     case "all-vram":
       return { flags: ["-ngl", "99"], env: {}, derivedFrom: "all layers on the GPU, no ballast" };
     case "flags":
-      return { flags: commonToBenchFlags(c.flags), env: {}, derivedFrom: "fixed flags from the matrix" };
+      return { flags: commonToBenchFlags(c.flags), env: c.env, derivedFrom: `fixed flags from the matrix${Object.keys(c.env).length ? `, environment ${Object.entries(c.env).map(([k, v]) => `${k}=${v}`).join(" ")}` : ""}` };
     case "naive-layers": {
       const free = ballast?.freeBytes ?? 0;
       const n = naiveGpuLayers(model, free, c.reserveGiB * GiB, contextOf(w));
@@ -130,7 +130,9 @@ async function deriveFlags(ctx: RunContext, m: LlamaMethod, model: ModelInfo, mo
         if (["-m", "-p", "-n", "-r", "-o", "-t"].includes(argv[i])) i++;
         else flags.push(argv[i]);
       }
-      const env = plan.settings.shim ? shimEnv(plan.settings.shim, join(ctx.root, "shim/build/libspillway_shim.so")) : {};
+      const env: Record<string, string> = plan.settings.shim ? shimEnv(plan.settings.shim, join(ctx.root, "shim/build/libspillway_shim.so")) : {};
+      // A hybrid plan (issue 22) needs the patched build (SPILLWAY_LLAMA_PATCHED=1) and its GPU share.
+      if (plan.settings.hybridGpuFraction) env.LLAMA_MOE_HYBRID_GPU_FRACTION = String(plan.settings.hybridGpuFraction);
       return { flags, env, derivedFrom: `spillway plan chose '${plan.chosen}' on hardware '${plan.hardware.name}': ${plan.reason}` };
     }
   }
@@ -141,10 +143,10 @@ async function checkMethod(ctx: RunContext, m: LlamaMethod, modelPath: string, f
   const common = benchToCommonFlags(flags);
   const isRef = m.config.kind === "all-vram";
   const argv = [join(ctx.llamaBin, "llama-perplexity"), "-m", modelPath, "-f", textFile, "-c", String(matrix.checkContext), "--chunks", String(matrix.checkChunks), "-t", String(matrix.threads), ...common,
-    "--kl-divergence-base", refBase];
+    ...m.checkFlags, "--kl-divergence-base", refBase];
   if (!isRef) argv.push("--kl-divergence");
   const r = await runStep(argv, { env, timeoutS, logFile: ctx.logFile });
-  const how = `llama-perplexity -c ${matrix.checkContext} --chunks ${matrix.checkChunks} ${isRef ? "(writes the reference logits)" : "--kl-divergence vs all-vram"}`;
+  const how = `llama-perplexity -c ${matrix.checkContext} --chunks ${matrix.checkChunks}${m.checkFlags.length ? ` ${m.checkFlags.join(" ")}` : ""} ${isRef ? "(writes the reference logits)" : "--kl-divergence vs all-vram"}`;
   if (r.code !== 0) return { mode: m.check.mode, pass: isRef ? null : false, how, detail: `exit ${r.code}${r.timedOut ? " (timeout)" : ""}: ${tail(r.stderr, 400)}` };
   const s = parsePerplexity(r.stdout + r.stderr);
   if (isRef) return { mode: "none", pass: null, how, ppl: s.ppl ?? undefined, detail: "reference" };

@@ -21,7 +21,12 @@ import type { Evaluated, PlanContext } from "./candidates.ts";
 import { type CostConstants, DEFAULT_CONSTANTS } from "./cost.ts";
 import type { ModelSummary } from "./summary.ts";
 
-/** Constants of the hybrid split (not fitted yet: first estimates, see docs/planner.md). */
+/**
+ * Constants of the hybrid split, from one run (bench/results/2026-12-06-hybrid, H100, Qwen3-30B-A3B
+ * Q8_0, -ncmoe 36): GPU-only decode read the 1.44 GB of host experts per token at ~48 GB/s (0.94 of
+ * the probe's 51.4); the hybrid graph with its overlap turned off took 2.7 ms per token more than
+ * its two parts (0.075 ms per hybrid block).
+ */
 export interface HybridConstants {
   /**
    * Per hybrid block per decoded token, ms: the extra launch of the GPU part and the copy of its
@@ -34,8 +39,8 @@ export interface HybridConstants {
   fractionStep: number;
 }
 
-/** First estimates of {@link HybridConstants}. */
-export const HYBRID_CONSTANTS: HybridConstants = { layerOverheadMs: 0.05, kernelEfficiency: 0.85, fractionStep: 0.05 };
+/** {@link HybridConstants} as measured (one machine, one model: see the run above). */
+export const HYBRID_CONSTANTS: HybridConstants = { layerOverheadMs: 0.075, kernelEfficiency: 1.0, fractionStep: 0.05 };
 
 /** Rates of the two paths while both read, and the GPU share that balances them. */
 export interface HybridRates {

@@ -18,6 +18,7 @@ import {
   type PlanContext,
 } from "./candidates.ts";
 import { type CostConstants, DEFAULT_CONSTANTS, type RoutingModel } from "./cost.ts";
+import { withHybrid } from "./hybrid.ts";
 import { memoryLimits } from "./memory.ts";
 import { isMoe, summarizeModel } from "./summary.ts";
 import { allowedKvTypes, kvTradeSentence, rankAcrossKvTypes } from "./kv_choice.ts";
@@ -123,12 +124,12 @@ export function plan(model: ModelInfo, hardware: HardwareProfile, recipe: PlanRe
   if (specs.length === 0) {
     throw new PlanError(`runtime ${ctx.runtime} can express no placement for this model on ${hardware.name} with the recipe's placement constraints`);
   }
-  // Per allowed KV type (issue 21, kv_choice.ts): the candidates planned with that type's cache size.
+  // Per allowed KV type (issue 21, kv_choice.ts): the candidates planned with that type's cache size,
+  // and hybrid experts (issue 22): variants of the pinned -ncmoe candidates, from measured rates.
   const kv = allowedKvTypes(recipe);
-  const { ranked } = rankAcrossKvTypes(ctx, kv.types, (c) => ({
-    ranked: rankCandidates(c, c === ctx ? specs : [...enumerateSpecs(c), ...(options.extraSpecs ?? [])]),
-    note: null,
-  }));
+  const { ranked, notes: rankNotes } = rankAcrossKvTypes(ctx, kv.types, (c) =>
+    withHybrid(c, rankCandidates(c, c === ctx ? specs : [...enumerateSpecs(c), ...(options.extraSpecs ?? [])]))
+  );
   // llama-server's slot cache (issue 21) goes with every candidate (autotune may pick another).
   if (recipe.promptCache && ctx.runtime === "llama.cpp") for (const e of ranked) e.candidate.settings.slotCache = { ...recipe.promptCache };
   // Splits over several devices (issue 19): local GPUs and rpc-server devices, ranked with the rest.
@@ -161,6 +162,7 @@ export function plan(model: ModelInfo, hardware: HardwareProfile, recipe: PlanRe
     memory: c.memory,
   };
   if (recipe.file !== undefined) p.recipe = recipe.file;
+  if (rankNotes.length > 0) p.notes = [...(p.notes ?? []), ...rankNotes];
   if (kv.note) p.notes = [...(p.notes ?? []), kv.note];
   return p;
 }

@@ -13,6 +13,7 @@ import { RECIPE_DEFAULTS, WORKLOADS } from "../recipe/parse.ts";
 export type { BenchCounts } from "./adapter.ts";
 import { runtimeCapabilities } from "./capabilities.ts";
 import { shimEnvironment } from "./shim_path.ts";
+import { HYBRID_FRACTION_ENV, hybridBuild } from "./llamacpp_hybrid.ts";
 
 /** Which llama.cpp program a launch runs. */
 export type LlamaProgram = "server" | "cli" | "completion" | "bench";
@@ -26,7 +27,7 @@ const PROGRAM_BINARY: Record<LlamaProgram, string> = {
 
 /** What llama.cpp can express. */
 export const llamaCppCapabilities = runtimeCapabilities({
-  strategies: ["all_vram", "layers_cpu", "experts_cpu", "kv_host", "zero_copy", "combined"],
+  strategies: ["all_vram", "layers_cpu", "experts_cpu", "kv_host", "zero_copy", "combined", "hybrid"],
   formats: ["gguf"],
   gpuLayers: true,
   cpuMoeLayers: true,
@@ -99,8 +100,11 @@ function programOf(recipe: RunRecipe | null): LlamaProgram {
 /** Plan -> llama.cpp launch. */
 export function llamaCppLaunchSpec(plan: Plan, recipe: RunRecipe | null, options?: AdapterOptions): LaunchSpec {
   const program = programOf(recipe);
-  const binary = recipe?.binary ?? PROGRAM_BINARY[program];
   const s = plan.settings;
+  // Hybrid experts need the patched build (runtimes/llama.cpp/build.sh): its binary unless the
+  // recipe names one; when it is not built the bare name stays and the launcher says how to build it.
+  const hybrid = s.hybridGpuFraction !== undefined && s.hybridGpuFraction > 0;
+  const binary = recipe?.binary ?? (hybrid ? hybridBuild().built(PROGRAM_BINARY[program]) : null) ?? PROGRAM_BINARY[program];
   let args: string[];
   if (program === "bench") {
     args = llamaBenchArgs(plan, { promptTokens: plan.workload.promptTokens, genTokens: plan.workload.generatedTokens });
@@ -113,7 +117,11 @@ export function llamaCppLaunchSpec(plan: Plan, recipe: RunRecipe | null, options
       else args.push("-st");
     }
   }
-  const env: Record<string, string> = { ...shimEnvironment(s.shim, options), ...(recipe?.env ?? {}) };
+  const env: Record<string, string> = {
+    ...shimEnvironment(s.shim, options),
+    ...(hybrid ? { [HYBRID_FRACTION_ENV]: String(s.hybridGpuFraction) } : {}),
+    ...(recipe?.env ?? {}),
+  };
   const extra = recipe?.args ?? [];
   // Recipe arguments win over planned ones (llama-bench flags differ: appended as given).
   return { argv: [binary, ...(program === "bench" ? [...args, ...extra] : mergeUserArgs(args, extra))], env };

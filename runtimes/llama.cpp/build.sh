@@ -139,7 +139,7 @@ echo "build.sh: building $TARGETS ($FLAVOR) with $JOBS jobs" >&2
 gen=()
 command -v ninja >/dev/null && gen=(-G Ninja)
 cmake -S "$DIR/src" -B "$DIR/build" "${gen[@]}" "${cuda_flags[@]}" -DGGML_NATIVE=ON -DCMAKE_BUILD_TYPE=Release \
-  -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=ON -DLLAMA_USE_PREBUILT_UI=OFF \
+  -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_APP=OFF -DLLAMA_BUILD_SERVER=ON -DLLAMA_USE_PREBUILT_UI=OFF \
   -DLLAMA_BUILD_UI=OFF -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF >"$DIR/configure.log" 2>&1 \
   || { tail -n 30 "$DIR/configure.log" >&2; exit 1; }
 # shellcheck disable=SC2086

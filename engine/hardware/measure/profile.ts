@@ -7,6 +7,7 @@
 import { readFileSync } from "node:fs";
 import { availableParallelism, totalmem } from "node:os";
 import type { HardwareProfile, Measured } from "../../../core/types.ts";
+import type { ConcurrentResult } from "./concurrent.ts";
 import type { CpuRamResult } from "./cpu.ts";
 import type { DiskReadResult } from "./disk.ts";
 import type { GpuBenchResult } from "./gpu.ts";
@@ -20,6 +21,8 @@ export interface BenchParts {
   pcie?: { gen: number; width: number } | null;
   cpu: CpuRamResult | null;
   disk: DiskReadResult | null;
+  /** The concurrent tier figure (CPU and GPU zero-copy reading host memory at once), if measured. */
+  concurrent?: ConcurrentResult | null;
   /** NVIDIA driver version, if known. */
   driver?: string;
   cpuName: string;
@@ -89,6 +92,13 @@ export function benchProfile(parts: BenchParts, base?: HardwareProfile): Hardwar
   const cpuGflops = base?.host.cpuGflops ?? cores * 40;
   if (base?.host.cpuGflops === undefined) notes.push(`CPU GFLOP/s not measured: ${cpuGflops} assumed (${cores} cores x 40)`);
   let readGBps = base?.disk.readGBps ?? 1;
+  if (parts.concurrent) {
+    // Both paths' rates over the same window; the planner's hybrid split uses them.
+    measured.concurrentCpuAloneGBps = parts.concurrent.cpuAloneGBps;
+    measured.concurrentGpuAloneGBps = parts.concurrent.gpuAloneGBps;
+    measured.concurrentCpuGBps = parts.concurrent.cpuTogetherGBps;
+    measured.concurrentGpuGBps = parts.concurrent.gpuTogetherGBps;
+  }
   if (parts.disk) {
     measured.diskReadGBps = parts.disk.readGBps;
     readGBps = parts.disk.readGBps.median;

@@ -12,6 +12,7 @@ import { type CacheEntry, cacheDir, findBenchEntry, hostIds, machineKey, type Ma
 import { defaultCpuBufferBytes, measureCpuRam } from "./cpu.ts";
 import { measureDiskRead } from "./disk.ts";
 import { measureGpu } from "./gpu.ts";
+import { measureConcurrent } from "./concurrent.ts";
 import { formatBytes } from "../../../core/bytes.ts";
 import { type BenchParts, benchProfile } from "./profile.ts";
 
@@ -32,7 +33,9 @@ export interface BenchOptions {
   /** Bytes per pinned allocation and registration trial (default: the buffer size). */
   pinBytes?: number;
   /** Parts to leave out. */
-  skip?: ("gpu" | "cpu" | "disk")[];
+  skip?: ("gpu" | "cpu" | "disk" | "concurrent")[];
+  /** CUDA driver library the concurrent helper opens (default libcuda.so.1). */
+  libcudaPath?: string;
   /** GPU ordinal (default 0). */
   device?: number;
   /** Cache directory (default ~/.cache/spillway). */
@@ -100,7 +103,8 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchReport> {
   }
 
   const quick = opts.quick ?? false;
-  const steps = ("cu" in gpuOpen ? 1 : 0) + (skip.has("cpu") ? 0 : 1) + (skip.has("disk") ? 0 : 1);
+  const concurrent = "cu" in gpuOpen && !skip.has("concurrent");
+  const steps = ("cu" in gpuOpen ? 1 : 0) + (skip.has("cpu") ? 0 : 1) + (skip.has("disk") ? 0 : 1) + (concurrent ? 1 : 0);
   let n = 0;
   const say = (what: string) => err(`[${++n}/${steps}] ${what}\n`);
   const parts: BenchParts = { gpu: null, cpu: null, disk: null, cpuName: host.cpuName, driver: nvDriver ?? undefined };
@@ -134,6 +138,13 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchReport> {
     say(`CPU RAM read, all cores, ${formatBytes(bytes, "short")} x${repeats}`);
     parts.cpu = await measureCpuRam({ cacheDir: dir, bytes, repeats });
     details.cpu = { threads: parts.cpu.threads, bytes: parts.cpu.bytes };
+  }
+  if (concurrent) {
+    // The concurrent tier: CPU threads and a GPU zero-copy kernel reading host memory at once.
+    const bytes = opts.bytes ?? (quick ? 256 * MiB : GiB);
+    say(`CPU and GPU zero-copy reading host memory alone and together, 2 x ${formatBytes(bytes, "short")} x${Math.min(repeats, 3)}`);
+    parts.concurrent = await measureConcurrent({ cacheDir: dir, libcuda: opts.libcudaPath, cpuBytes: bytes, gpuBytes: bytes, repeats: Math.min(repeats, 3), seconds: quick ? 0.5 : 1.5, device: opts.device });
+    details.concurrent = { threads: parts.concurrent.threads, bytes, gainVsBestAlone: parts.concurrent.gainVsBestAlone };
   }
   if (!skip.has("disk")) {
     const target = opts.target ?? dir;
@@ -172,6 +183,10 @@ const LABELS: Record<string, string> = {
   cpuRamGBps: "CPU reading RAM, all cores",
   cpuRamSimpleGBps: "CPU reading RAM, all cores, plain loop",
   diskReadGBps: "sequential read, O_DIRECT",
+  concurrentCpuAloneGBps: "CPU reading pinned RAM, all cores (concurrent probe, alone)",
+  concurrentGpuAloneGBps: "GPU zero-copy read (concurrent probe, alone)",
+  concurrentCpuGBps: "CPU reading RAM while the GPU reads over PCIe",
+  concurrentGpuGBps: "GPU zero-copy read while the CPU reads RAM",
 };
 
 function fmt(v: number): string {
