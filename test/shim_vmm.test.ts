@@ -171,3 +171,13 @@ test("shim vmm: a cuMemCreate from a thread with no context current is still pla
   assertEquals([s.fake.vramUsed, s.fake.hostVmm, s.shim.allocs], [0, 200 * MiB, 1]);
   assertEquals([after.fake.hostVmm, after.shim.frees], [0, 1]);
 });
+
+test("shim vmm: a split handle's mapping is unmapped in its two parts where the driver takes one mapping per call", async () => {
+  const r = await vmm(["init", "vc:dev0:200M", "va:200M", "vm:0:0:0", "vs:0:0:200M", "vr:0", "vu:0:0:200M", "vf:0", "s"], {
+    SPILLWAY_RESERVE: "16M",
+    FAKECUDA_UNMAP_ONE: "1",
+  });
+  assertEquals([...ofOp(r, "vu"), ...ofOp(r, "vf")].map((l) => l.r), [0, 0]);
+  const [s] = ofOp(r, "s");
+  assertEquals([s.fake.vramUsed, s.fake.hostVmm, s.fake.mappings, s.shim.frees], [0, 0, 0, 1]);
+});

@@ -318,7 +318,17 @@ CUresult sw_vmm_map(cuMemMap_t real, CUdeviceptr va, size_t size, size_t offset,
 
 CUresult sw_vmm_unmap(cuMemUnmap_t real, CUdeviceptr va, size_t size) {
   CUresult r = real(va, size);
-  if (r != CUDA_SUCCESS) return r;
+  if (r != CUDA_SUCCESS) {
+    /* A split handle's mapping is two driver mappings: where the driver wants one call per mapping,
+     * the program's unmap of exactly that mapping is made as two. */
+    uint64_t head = 0;
+    pthread_mutex_lock(&sw_lock);
+    for (struct map_rec *m = maps[vb(va)]; m; m = m->next)
+      if (m->va == va && m->size == size && m->hr->split) head = m->hr->vram;
+    pthread_mutex_unlock(&sw_lock);
+    if (!head || real(va, head) != CUDA_SUCCESS) return r;
+    if ((r = real(va + head, size - head)) != CUDA_SUCCESS) return r;
+  }
   pthread_mutex_lock(&sw_lock);
   /* Every mapping inside [va, va + size) is gone; mappings start at granularity multiples. */
   for (size_t i = 0; i < NB; i++)
