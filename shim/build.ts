@@ -16,12 +16,11 @@
  *
  * @module
  */
-import { execFile } from "node:child_process";
-import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from "node:fs";
+import { existsSync, readdirSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { LaunchError } from "../core/errors.ts";
+import { compile, sourceHash } from "../core/native_build.ts";
 import { cacheDir } from "../core/paths.ts";
 import type { ShimSettings } from "../core/types.ts";
 
@@ -61,10 +60,7 @@ export function shimSourceFiles(): string[] {
 
 /** Content hash of the sources and flags: names the cache directory. */
 export function shimContentHash(): string {
-  const h = createHash("sha256");
-  for (const f of shimSourceFiles()) h.update(f.slice(SHIM_DIR.length)).update("\0").update(readFileSync(f));
-  h.update(SHIM_CFLAGS.join("\0"));
-  return h.digest("hex").slice(0, 16);
+  return sourceHash(shimSourceFiles(), SHIM_CFLAGS, { root: SHIM_DIR, length: 16 });
 }
 
 /** The cache root: spillway's cache directory (core/paths.ts). */
@@ -86,36 +82,19 @@ export interface LocateShimOptions {
   cc?: string;
 }
 
-function run(cmd: string, args: string[]): Promise<{ code: number; output: string; spawnError?: Error }> {
-  return new Promise((done) => {
-    execFile(cmd, args, { maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
-      const e = err as (NodeJS.ErrnoException & { code?: number | string }) | null;
-      const spawnError = e && typeof e.code === "string" ? e : undefined;
-      done({ code: e ? (typeof e.code === "number" ? e.code : 1) : 0, output: `${stdout}${stderr}`, spawnError });
-    });
-  });
-}
-
 /**
  * Compile the library with gcc into `outPath` (written under a temporary name, then renamed, so a
  * concurrent reader never sees half a file).
  * @throws LaunchError naming the compiler and its output when the build fails.
  */
 export async function buildShim(outPath: string, cc: string = process.env.CC || "gcc"): Promise<string> {
-  mkdirSync(dirname(outPath), { recursive: true });
-  const tmp = `${outPath}.tmp${process.pid}`;
   const sources = shimSourceFiles().filter((f) => f.endsWith(".c"));
-  const args = [...SHIM_CFLAGS, `-I${join(SHIM_DIR, "include")}`, `-I${resolve(SHIM_DIR, "..", "kmod", "include")}`,
-    "-o", tmp, ...sources, "-ldl", "-lpthread"];
-  const r = await run(cc, args);
-  if (r.code !== 0) {
-    rmSync(tmp, { force: true });
-    if (r.spawnError) {
-      throw new LaunchError(`cannot build the spillway shim: '${cc}' could not be run (${r.spawnError.message}); install gcc or set SPILLWAY_SHIM to a built ${SHIM_LIBRARY_NAME}`, { cause: r.spawnError });
-    }
-    throw new LaunchError(`cannot build the spillway shim with ${cc} (exit ${r.code}):\n${r.output.trim()}`);
+  const failed = await compile(cc, (tmp) => [...SHIM_CFLAGS, `-I${join(SHIM_DIR, "include")}`, `-I${resolve(SHIM_DIR, "..", "kmod", "include")}`,
+    "-o", tmp, ...sources, "-ldl", "-lpthread"], outPath);
+  if (failed?.missingCompiler) {
+    throw new LaunchError(`cannot build the spillway shim: '${cc}' could not be run (${failed.output}); install gcc or set SPILLWAY_SHIM to a built ${SHIM_LIBRARY_NAME}`, { cause: failed.cause });
   }
-  renameSync(tmp, outPath);
+  if (failed) throw new LaunchError(`cannot build the spillway shim with ${cc} (exit ${failed.code}):\n${failed.output}`);
   return outPath;
 }
 

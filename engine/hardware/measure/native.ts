@@ -3,12 +3,11 @@
  * helpers with gcc at first use into the cache directory, keyed by a hash of source and flags.
  * @module
  */
-import { execFileSync } from "node:child_process";
-import { createHash } from "node:crypto";
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { HardwareProbeError } from "../../../core/errors.ts";
+import { compileSync, sourceHash } from "../../../core/native_build.ts";
 
 const ASSET_DIR = join("engine", "hardware", "measure");
 
@@ -37,37 +36,21 @@ export function assetPath(name: string): string {
  */
 export function buildHelper(name: string, cacheDir: string, flags: readonly string[] = []): string {
   const src = assetPath(`${name}.c`);
-  const source = readFileSync(src);
-  const hash = createHash("sha256").update(source).update(flags.join("\0")).digest("hex").slice(0, 12);
-  const binDir = join(cacheDir, "bin");
-  const out = join(binDir, `${name}-${hash}`);
+  const hash = sourceHash([src], flags, { length: 12 });
+  const out = join(cacheDir, "bin", `${name}-${hash}`);
   if (existsSync(out)) return out;
-  mkdirSync(binDir, { recursive: true });
-  // Temporary name + rename: a concurrent bench never runs a half-written binary.
-  const tmp = `${out}.tmp${process.pid}`;
-  const attempt = (extra: readonly string[]): Error | null => {
-    try {
-      execFileSync("gcc", ["-O3", ...extra, ...flags, "-o", tmp, src], { stdio: "pipe" });
-      return null;
-    } catch (e) {
-      return e as Error;
-    }
-  };
   // -march=native helps the summing loop; fall back for compilers/CPUs that reject it.
-  let err = attempt(["-march=native"]);
-  if (err) err = attempt([]);
-  if (err) {
-    rmSync(tmp, { force: true });
-    const stderr = (err as { stderr?: Uint8Array }).stderr;
-    const detail = stderr && stderr.length ? new TextDecoder().decode(stderr).trim() : err.message;
-    const missing = (err as { code?: string }).code === "ENOENT";
+  const failed = compileSync("gcc", [
+    (tmp) => ["-O3", "-march=native", ...flags, "-o", tmp, src],
+    (tmp) => ["-O3", ...flags, "-o", tmp, src],
+  ], out);
+  if (failed) {
     throw new HardwareProbeError(
-      missing
+      failed.missingCompiler
         ? `cannot build ${name}: gcc was not found. Install a C compiler (e.g. apt-get install gcc) to run this measurement.`
-        : `cannot build ${name} from ${src}: ${detail}`,
-      { cause: err },
+        : `cannot build ${name} from ${src}: ${failed.output}`,
+      { cause: failed.cause },
     );
   }
-  renameSync(tmp, out);
   return out;
 }
