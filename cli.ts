@@ -133,7 +133,17 @@ function createCli(): ReturnType<typeof cac> {
     .option("--target <path>", "Model file or directory whose filesystem to measure")
     .option("--skip <parts>", "Comma list of parts to skip: gpu,cpu,disk,concurrent")
     .option("--pin-bytes <size>", "Bytes per pinned allocation / registration trial, e.g. 4G (default: the buffer size)")
+    .option("--rpc <endpoints>", "Measure llama.cpp rpc-servers instead (host:port,...): devices, round trip, transfer rates")
     .action(wrap(async (o: Record<string, unknown>) => {
+      if (o.rpc !== undefined) {
+        const { benchRpcCommand } = await import("./commands/bench_rpc.ts");
+        return benchRpcCommand({
+          endpoints: String(o.rpc).split(",").filter((x) => x),
+          json: Boolean(o.json),
+          bytes: o.quick ? 4 * 2 ** 20 : undefined,
+          repetitions: numberOption(o.repeats, "--repeats", 1),
+        });
+      }
       const { benchCommand } = await import("./commands/bench.ts");
       let pinBytes: number | undefined;
       if (o.pinBytes !== undefined) {

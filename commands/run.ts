@@ -19,6 +19,7 @@ import process from "node:process";
 import { ModelFileError, PlanError, RecipeSchemaError } from "../core/errors.ts";
 import { resolveHardware } from "../engine/hardware/mod.ts";
 import { launch, type LaunchHandle } from "../engine/launch/mod.ts";
+import { startPlannedNodes } from "../engine/launch/rpc_servers.ts";
 import { RuntimeCrashedError } from "../engine/runtimes/node_llama_cpp_process.ts";
 import { readModel } from "../engine/model/mod.ts";
 import { synthesize, type SynthQuant } from "../engine/model/synth.ts";
@@ -185,10 +186,19 @@ export async function runCommand(recipePath: string | null, extraArgs: string[],
   // With --json our stdout carries only the report: the child's output goes to stderr.
   const stdio = options.json ? "stderr" as const : undefined;
   const progress = loadProgress();
-  const handle: LaunchHandle = report.plan
-    ? launch(report.plan, runRecipe, { ...adapterOptions, adapter, spec: report.launch, onProgress: progress, stdio })
-    : launch(null, runRecipe, { ...adapterOptions, spec: report.launch, stdio });
+  // rpc-servers the plan's split uses (issue 19): started or checked now, stopped when the run ends.
+  const rpcNodes = await startPlannedNodes(planned?.recipe.hardware ?? null, report.plan, { err });
+  let handle: LaunchHandle;
+  try {
+    handle = report.plan
+      ? launch(report.plan, runRecipe, { ...adapterOptions, adapter, spec: report.launch, onProgress: progress, stdio })
+      : launch(null, runRecipe, { ...adapterOptions, spec: report.launch, stdio });
+  } catch (e) {
+    await rpcNodes?.stop();
+    throw e;
+  }
   const status = await handle.exited;
+  await rpcNodes?.stop();
   // A bar left open by a crash or an interrupt would keep its timer (and the process) alive.
   progress.stop();
   report.exitStatus = status;

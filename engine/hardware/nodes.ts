@@ -114,16 +114,28 @@ export function rpcDevices(nodes: readonly (RpcNodeSpec & { devices: NonNullable
  */
 export async function resolveNodes(
   nodes: readonly RpcNodeSpec[],
-  options: { hostRamBytes?: number; query?: typeof queryRpcNode } = {},
+  options: { hostRamBytes?: number; hostAvailableBytes?: number; query?: typeof queryRpcNode } = {},
 ): Promise<(RpcNodeSpec & { devices: NonNullable<RpcNodeSpec["devices"]> })[]> {
   const query = options.query ?? queryRpcNode;
   const out = [];
-  for (const n of nodes) {
+  for (const [i, n] of nodes.entries()) {
     if (n.devices !== undefined) {
       out.push({ ...n, devices: n.devices });
       continue;
     }
-    const info = await query(n.rpc);
+    // A server spillway run starts on this host is not running while planning: spillway's build is
+    // CPU-only, so it will expose this host's CPU and RAM.
+    if (n.start) {
+      out.push({ ...n, devices: [{ kind: "cpu" as const, name: "CPU (started by spillway run)", memoryBytes: options.hostRamBytes ?? 0, freeBytes: options.hostAvailableBytes ?? options.hostRamBytes ?? 0 }] });
+      continue;
+    }
+    let info: Awaited<ReturnType<typeof queryRpcNode>>;
+    try {
+      info = await query(n.rpc);
+    } catch (e) {
+      // Which node did not answer, for the caller's located message.
+      throw Object.assign(e as Error, { nodeIndex: i });
+    }
     out.push({
       ...n,
       devices: info.devices.map((d) => ({

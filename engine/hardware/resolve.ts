@@ -82,9 +82,9 @@ async function attachDevices(p: HardwareProfile, o: HardwareOverrides, options: 
   const local = o.gpus !== undefined ? describedGpuDevices(o.gpus) : (p.devices ?? []).filter((d) => d.where === "local");
   let nodes: Awaited<ReturnType<typeof resolveNodes>> = [];
   try {
-    nodes = await resolveNodes(o.nodes ?? [], { hostRamBytes: p.host.ramBytes, ...(options.queryRpc ? { query: options.queryRpc } : {}) });
+    nodes = await resolveNodes(o.nodes ?? [], { hostRamBytes: p.host.ramBytes, hostAvailableBytes: p.host.availableRamBytes, ...(options.queryRpc ? { query: options.queryRpc } : {}) });
   } catch (e) {
-    const i = (o.nodes ?? []).findIndex((n) => e instanceof RpcError && n.rpc === e.endpoint);
+    const i = (e as { nodeIndex?: number }).nodeIndex ?? (o.nodes ?? []).findIndex((n) => e instanceof RpcError && n.rpc === e.endpoint);
     throw new HardwareProbeError(
       `hardware.nodes[${i}]: ${(e as Error).message}; start it (or set start: true to let spillway run start a local one), or describe its devices in the recipe (hardware.nodes[${i}].devices)`,
       { cause: e },

@@ -41,6 +41,17 @@ export function placementLines(c: Candidate): string[] {
   });
 }
 
+/** Per device of a split (issue 19): blocks, memory used of free, its share of a decoded token. */
+export function deviceLines(c: Candidate): string[] {
+  const mib = (b: number): string => (b / 2 ** 20).toFixed(b < 2 ** 30 ? 1 : 0);
+  const rows = (c.devices ?? []).map((d) => {
+    const blocks = d.layers ? (d.layers[0] === d.layers[1] ? `block ${d.layers[0]}` : `blocks ${d.layers[0]}-${d.layers[1]}`) : "no blocks";
+    return `${`${d.device} ${d.name}${d.endpoint ? ` @${d.endpoint}` : ""}`.padEnd(34)} ${(blocks + (d.output ? " + output" : "")).padEnd(22)} ` +
+      `${mib(d.totalBytes).padStart(8)} of ${mib(d.freeBytes).padStart(8)} MiB  decode ${d.decodeMs} ms/token, hand-off ${d.transferMs} ms`;
+  });
+  return ["device                             blocks                       used       free      per token", ...rows];
+}
+
 /** The whole plan as text. */
 export function formatPlan(plan: Plan): string {
   const out: string[] = [];
@@ -54,7 +65,7 @@ export function formatPlan(plan: Plan): string {
   out.push(...candidateTable(plan.candidates, plan.chosen));
   out.push("");
   out.push(`chosen: ${chosen.id}: ${chosen.label}`);
-  out.push(...placementLines(chosen).map((l) => `  ${l}`));
+  out.push(...(chosen.devices ? deviceLines(chosen) : placementLines(chosen)).map((l) => `  ${l}`));
   out.push("");
   out.push(plan.reason);
   return out.join("\n");

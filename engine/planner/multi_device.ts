@@ -251,7 +251,10 @@ export function evaluateSplit(ctx: PlanContext, spec: SplitSpec): Evaluated {
       if (p && tokens === 1) p.transferMs = +(dt * 1000).toPrecision(3);
     }
     // Logits of the last token come back here.
-    return t + handoff(chain[chain.length - 1]!, null, s.vocabSize * 4);
+    const back = handoff(chain[chain.length - 1]!, null, s.vocabSize * 4);
+    const last = placements.find((x) => x.device === (chain[chain.length - 1]?.id ?? "cpu"));
+    if (last && tokens === 1) last.transferMs = +(back * 1000).toPrecision(3);
+    return t + back;
   };
   const decodeTransfer = transfer(1);
   const overhead = anyGpu
@@ -320,7 +323,7 @@ export function evaluateSplit(ctx: PlanContext, spec: SplitSpec): Evaluated {
   const ids = used.map((d) => d.id).join("+");
   const candidate: Candidate = {
     id: `split-${spec.cpuBlocks > 0 ? "cpu+" : ""}${ids}-${spec.rule}-ub${spec.ubatch}`,
-    label: placements.map((p) => `${p.device}: ${p.layers ? `blocks ${p.layers[0]}-${p.layers[1]}` : "no blocks"}${p.output ? " + output" : ""}`).join(", ") +
+    label: placements.map((p) => `${p.device}: ${!p.layers ? "no blocks" : p.layers[0] === p.layers[1] ? `block ${p.layers[0]}` : `blocks ${p.layers[0]}-${p.layers[1]}`}${p.output ? " + output" : ""}`).join(", ") +
       ` (layer split, ub ${spec.ubatch})`,
     strategy: "split",
     fits: misfit === null,
@@ -366,9 +369,17 @@ export function splitCandidates(ctx: PlanContext): Evaluated[] {
   const sets: DeviceInfo[][] = [devs];
   if (local.length >= 2 && local.length < devs.length) sets.push(local);
   const out: Evaluated[] = [];
+  const seen = new Set<string>();
   for (const set of sets) {
     for (const ubatch of ctx.ubatches) {
-      for (const rule of ["fill", "even"] as const) out.push(evaluateSplit(ctx, splitCounts(ctx, set, ubatch, rule)));
+      // `even` first: on a tie (equal devices) the balanced split wins the stable sort.
+      for (const rule of ["even", "fill"] as const) {
+        const spec = splitCounts(ctx, set, ubatch, rule);
+        const key = `${set.map((d) => d.id)}|${spec.counts}|${spec.cpuBlocks}|${ubatch}`;
+        if (seen.has(key)) continue;
+        seen.add(key);
+        out.push(evaluateSplit(ctx, spec));
+      }
     }
   }
   return out;
