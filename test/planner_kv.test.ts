@@ -85,6 +85,23 @@ test("kv_q4_0_never_unless_allowed: no q4_0 candidate under the default, and q4_
   assertEquals(kvTypeOf(chosenOf(dflt)), "q8_0", dflt.chosen);
 });
 
+test("kv_losing_variants_pruned: quantized candidates that lose to f16 are not listed, so the fastest listed one is the choice", () => {
+  for (const ctx of [4096, 16384, 32768, 65536]) {
+    const p = plan(qwen, h200at12, recipe(ctx));
+    const fits = p.candidates.filter((c) => c.fits);
+    const fastest = [...fits].sort((a, b) => a.predicted.totalSeconds - b.predicted.totalSeconds)[0];
+    assertEquals(fastest.id, p.chosen, `${ctx}`);
+    const bestF16 = fits.find((c) => kvTypeOf(c) === "f16");
+    for (const c of p.candidates.filter((x) => kvTypeOf(x) !== "f16")) {
+      assert(c.fits, c.id);
+      if (bestF16) assertLess(c.predicted.totalSeconds * 1.03, bestF16.predicted.totalSeconds, `${ctx} ${c.id}`);
+    }
+  }
+  // At 4k no q8_0 candidate gains 3%: none is listed, though the reason names the best one.
+  const short = plan(qwen, h200at12, recipe(4096));
+  assertEquals(short.candidates.filter((c) => kvTypeOf(c) !== "f16"), []);
+});
+
 test("kv_only_quantized_types: a recipe allowing only q8_0 gets no f16 candidate", () => {
   const p = plan(qwen, h200at12, recipe(4096, { kvCache: { types: ["q8_0"] } }));
   assert(p.candidates.length > 0);
@@ -105,9 +122,8 @@ test("kv_quantized_prefill_pays_the_conversion: same placement, q8_0 prefill is 
   // decode (fewer) and the F16 conversion flash-attention prefill makes per micro-batch (more).
   const big = getProfile("h200-12gib-free")!;
   const hw = { ...big, gpu: { ...big.gpu!, freeVramBytes: 100 * 2 ** 30 } };
-  const p = plan(qwen, hw, recipe(32768, { kvCache: { types: ["f16", "q8_0"] } }));
-  const f = p.candidates.find((c) => c.id === "all-vram-ub2048")!;
-  const q = p.candidates.find((c) => c.id === "all-vram-ub2048+kv-q8_0")!;
+  const f = plan(qwen, hw, recipe(32768, f16Only)).candidates.find((c) => c.id === "all-vram-ub2048")!;
+  const q = plan(qwen, hw, recipe(32768, { kvCache: { types: ["q8_0"] } })).candidates.find((c) => c.id === "all-vram-ub2048+kv-q8_0")!;
   assertLess(q.predicted.prefillTps, f.predicted.prefillTps);
   assertGreater(q.predicted.decodeTps, f.predicted.decodeTps);
 });

@@ -17,12 +17,17 @@ export interface MatrixModel {
   quant: "Q8_0" | "Q4_0" | "F16";
 }
 
-/** Prompt and generated token counts; `endToEnd` adds llama-bench's combined `-pg` test. */
+/**
+ * Prompt and generated token counts; `endToEnd` adds llama-bench's combined `-pg` test; `depth`
+ * (llama-bench -d) fills the KV cache with that many tokens before each test, so pp and tg are
+ * measured at a long context (issue 21).
+ */
 export interface MatrixWorkload {
   id: string;
   prompt: number;
   gen: number;
   endToEnd: boolean;
+  depth: number;
 }
 
 /** How a llama.cpp method is configured. */
@@ -37,8 +42,11 @@ export type LlamaConfig =
   | { kind: "flags"; flags: string[]; env: Record<string, string> }
   /** All layers on the GPU under the shim (LD_PRELOAD), plus optional flags and shim environment. */
   | { kind: "shim"; flags: string[]; env: Record<string, string> }
-  /** spillway's plan (`spillway plan --json`, converted by the llama.cpp adapter). */
-  | { kind: "planned"; objective: "chat" | "rag" | "custom"; autotune: boolean };
+  /**
+   * spillway's plan (`spillway plan --json`, converted by the llama.cpp adapter); `kvTypes` becomes
+   * the recipe's `kvCache.types` (absent: the recipe default, f16 and q8_0).
+   */
+  | { kind: "planned"; objective: "chat" | "rag" | "custom"; autotune: boolean; kvTypes?: ("f16" | "q8_0" | "q4_0")[] };
 
 /** How output is checked against the all-in-VRAM reference. */
 export interface CorrectnessRule {
@@ -122,6 +130,12 @@ export interface ServerSection {
   /** Arguments added to every server's command line (spillway run: after `--`). */
   args: string[];
   methods: ServerMethod[];
+  /**
+   * Issue 21: after the measured requests, time restoring a saved `prompt`-token slot against
+   * recomputing it (bench/harness/slot_restore.ts); servers get `--slot-save-path` (spillway run:
+   * the recipe's `promptCache`). Null: not measured.
+   */
+  slotRestore: { prompt: number } | null;
 }
 
 /** A whole matrix. */
@@ -219,7 +233,7 @@ function parseCheck(c: Checker, v: unknown, path: string, dflt: CorrectnessRule[
 
 function parseMethod(c: Checker, v: unknown, path: string): LlamaMethod {
   const o = c.obj(v, path);
-  c.keys(o, path, ["id", "label", "runtime", "ballast", "config", "flags", "env", "reserveGiB", "objective", "autotune", "check", "checkFlags", "endToEnd"]);
+  c.keys(o, path, ["id", "label", "runtime", "ballast", "config", "flags", "env", "reserveGiB", "objective", "autotune", "kvTypes", "check", "checkFlags", "endToEnd"]);
   const id = c.id(o.id, `${path}.id`);
   if (o.runtime !== undefined) c.oneOf(o.runtime, `${path}.runtime`, ["llama.cpp"] as const);
   const kind = c.oneOf(o.config, `${path}.config`, ["all-vram", "naive-layers", "fit", "flags", "shim", "planned"] as const);
@@ -255,6 +269,11 @@ function parseMethod(c: Checker, v: unknown, path: string): LlamaMethod {
         // autotune: `spillway plan --autotune` measures the top candidates with llama-bench first.
         autotune: o.autotune === undefined ? false : c.bool(o.autotune, `${path}.autotune`),
       };
+      if (o.kvTypes !== undefined) {
+        const kv = c.arr(o.kvTypes, `${path}.kvTypes`).map((t, i) => c.oneOf(t, `${path}.kvTypes[${i}]`, ["f16", "q8_0", "q4_0"] as const));
+        if (kv.length === 0) c.fail(`${path}.kvTypes`, "needs at least one type");
+        config.kvTypes = kv;
+      }
       break;
   }
   const ballast = o.ballast === undefined ? kind !== "all-vram" : c.bool(o.ballast, `${path}.ballast`);
@@ -292,9 +311,15 @@ function parseServerMethod(c: Checker, v: unknown, path: string): ServerMethod {
   };
 }
 
+function parseSlotRestore(c: Checker, v: unknown): { prompt: number } {
+  const o = c.obj(v, "server.slotRestore");
+  c.keys(o, "server.slotRestore", ["prompt"]);
+  return { prompt: c.int(o.prompt ?? 16384, "server.slotRestore.prompt", 16) };
+}
+
 function parseServer(c: Checker, v: unknown, models: MatrixModel[]): ServerSection {
   const s = c.obj(v, "server");
-  c.keys(s, "server", ["model", "prompt", "gen", "repetitions", "timeoutS", "port", "agreeTokens", "args", "methods"]);
+  c.keys(s, "server", ["model", "prompt", "gen", "repetitions", "timeoutS", "port", "agreeTokens", "args", "methods", "slotRestore"]);
   const model = s.model === undefined ? models[0].id : c.str(s.model, "server.model");
   if (!models.some((m) => m.id === model)) c.fail("server.model", `no model with id '${model}' (known: ${models.map((m) => m.id).join(", ")})`);
   const methods = c.arr(s.methods, "server.methods").map((m, i) => parseServerMethod(c, m, `server.methods[${i}]`));
@@ -313,6 +338,7 @@ function parseServer(c: Checker, v: unknown, models: MatrixModel[]): ServerSecti
     agreeTokens: Math.min(gen, c.int(s.agreeTokens ?? 16, "server.agreeTokens", 1)),
     args: s.args === undefined ? [] : c.strings(s.args, "server.args"),
     methods,
+    slotRestore: s.slotRestore === undefined || s.slotRestore === null ? null : parseSlotRestore(c, s.slotRestore),
   };
 }
 
@@ -334,12 +360,13 @@ export function validateMatrix(raw: unknown, file: string): Matrix {
   const workloads = (o.workloads === undefined ? [] : c.arr(o.workloads, "workloads")).map((w, i) => {
     const p = `workloads[${i}]`;
     const wo = c.obj(w, p);
-    c.keys(wo, p, ["id", "prompt", "gen", "endToEnd"]);
+    c.keys(wo, p, ["id", "prompt", "gen", "endToEnd", "depth"]);
     return {
       id: c.str(wo.id, `${p}.id`),
       prompt: c.int(wo.prompt, `${p}.prompt`, 1),
       gen: c.int(wo.gen, `${p}.gen`, 1),
       endToEnd: wo.endToEnd === undefined ? false : c.bool(wo.endToEnd, `${p}.endToEnd`),
+      depth: wo.depth === undefined ? 0 : c.int(wo.depth, `${p}.depth`, 0),
     };
   });
   c.unique(workloads.map((w) => w.id), "workloads");

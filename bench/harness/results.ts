@@ -5,6 +5,7 @@
  *
  * @module
  */
+import type { SlotRestoreResult } from "./slot_restore.ts";
 import { renameSync, writeFileSync } from "node:fs";
 import type { MachineDetails } from "./machine.ts";
 
@@ -90,6 +91,8 @@ export interface MethodResult {
   server?: ServerDetails;
   /** PyTorch decode, per token: wall ms, host ms spent issuing the step, SM clock (MHz) after it. */
   decodeTrace?: { wallMs: number; cpuMs: number; smMhz: number | null }[];
+  /** Server section with `slotRestore` (issue 21): restoring a saved prompt vs recomputing it. */
+  slotRestore?: SlotRestoreResult | { error: string };
   /** Decode speed the PCIe link allows for this placement, when the harness can compute it. */
   roofline?: { decodeTps: number; basis: string };
   seconds: number;

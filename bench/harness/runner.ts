@@ -56,16 +56,18 @@ function failResult(base: Omit<MethodResult, "status" | "prefill" | "decode" | "
   return { ...base, prefill: null, decode: null, endToEnd: null, check: { mode: "none", pass: null, how: "not run" }, seconds, status, error };
 }
 
-/** The workload's llama-bench test flags. */
-function testFlags(w: MatrixWorkload, reps: number, threads: number): string[] {
+/** The workload's llama-bench test flags (depth: -d, issue 21). */
+export function testFlags(w: MatrixWorkload, reps: number, threads: number): string[] {
   const f = ["-p", String(w.prompt), "-n", String(w.gen), "-r", String(reps), "-t", String(threads), "-o", "json"];
   if (w.endToEnd) f.push("-pg", `${w.prompt},${Math.max(w.gen, 256)}`);
+  // Issue 21: pp and tg after `depth` tokens already in the KV cache (a long context).
+  if (w.depth > 0) f.push("-d", String(w.depth));
   return f;
 }
 
-/** Context a workload needs (rounded up to 256). */
-function contextOf(w: MatrixWorkload): number {
-  return Math.ceil((w.prompt + Math.max(w.gen, w.endToEnd ? 256 : 0)) / 256) * 256;
+/** Context a workload needs (rounded up to 256), its depth included. */
+export function contextOf(w: MatrixWorkload): number {
+  return Math.ceil((w.depth + w.prompt + Math.max(w.gen, w.endToEnd ? 256 : 0)) / 256) * 256;
 }
 
 interface Derived {
@@ -109,9 +111,10 @@ async function deriveFlags(ctx: RunContext, m: LlamaMethod, model: ModelInfo, mo
         runtime: "llama.cpp",
         context: contextOf(w),
         threads: matrix.threads,
-        workload: c.objective === "custom" ? { promptTokens: w.prompt, generatedTokens: Math.max(w.gen, w.endToEnd ? 256 : 0) } : c.objective,
+        workload: c.objective === "custom" ? { promptTokens: w.depth + w.prompt, generatedTokens: Math.max(w.gen, w.endToEnd ? 256 : 0) } : c.objective,
         placement: "auto",
         hardware: "probe",
+        ...(c.kvTypes ? { kvCache: { types: c.kvTypes } } : {}),
       }, null, 2));
       const argvPlan = [ctx.node, ctx.spillwayCli, "plan", recipe, "--json", "--hardware", "probe"];
       if (c.autotune) {

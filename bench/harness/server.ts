@@ -10,7 +10,7 @@
  * @module
  */
 import type { ChildProcess } from "node:child_process";
-import { readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { exitStatus } from "../../core/exit_status.ts";
 import type { ModelInfo } from "../../core/types.ts";
@@ -19,6 +19,7 @@ import type { Matrix, MatrixModel, ServerMethod, ServerSection } from "./matrix.
 import { formatCommand, startChild, type StepResult } from "./proc.ts";
 import { type CheckResult, meanStd, type MethodResult, type RunResults, type StopReport, type Throughput } from "./results.ts";
 import type { RunContext } from "./context.ts";
+import { measureSlotRestore } from "./slot_restore.ts";
 
 const HOST = "127.0.0.1";
 
@@ -388,13 +389,16 @@ export function tokenCheck(ref: number[] | null, got: number[] | null, k: number
 }
 
 /** Context for a request of `prompt` + `gen` tokens: llama-server stops a slot one token short of n_ctx. */
-export function serverContext(s: Pick<ServerSection, "prompt" | "gen">): number {
-  return Math.ceil((s.prompt + s.gen + 1) / 256) * 256;
+export function serverContext(s: Pick<ServerSection, "prompt" | "gen"> & Partial<Pick<ServerSection, "slotRestore">>): number {
+  // The slot-restore prompt (issue 21) and its one generated token must fit too.
+  return Math.ceil((Math.max(s.prompt + s.gen, (s.slotRestore?.prompt ?? 0) + 1) + 1) / 256) * 256;
 }
 
 /** The recipe `spillway run` is given for the section (custom workload = the measured request). */
-export function serverRecipe(s: ServerSection, m: ServerMethod, modelPath: string, llamaBin: string, threads: number): Record<string, unknown> {
+export function serverRecipe(s: ServerSection, m: ServerMethod, modelPath: string, llamaBin: string, threads: number, slotDir?: string): Record<string, unknown> {
   return {
+    // Issue 21: spillway creates the slot directory itself (0700) and passes --slot-save-path.
+    ...(slotDir ? { promptCache: { dir: slotDir, reuse: 0 } } : {}),
     name: `bench-${m.id}`,
     model: { path: modelPath },
     runtime: { name: "llama.cpp", binary: join(llamaBin, "llama-server"), program: "server" },
@@ -418,7 +422,7 @@ export interface ServerPrograms {
  * --port/--host and the section's args. spillway-run: `node spillway.mjs run RECIPE -- --port ...`
  * (spillway appends what follows `--` after the plan's flags; user flags win).
  */
-export function serverArgv(p: ServerPrograms, s: ServerSection, m: ServerMethod, modelPath: string, threads: number, recipePath: string | null): string[] {
+export function serverArgv(p: ServerPrograms, s: ServerSection, m: ServerMethod, modelPath: string, threads: number, recipePath: string | null, slotDir?: string): string[] {
   const net = ["--port", String(s.port), "--host", HOST];
   if (m.config.kind === "spillway-run") {
     if (!p.spillwayCli) throw new Error("bench/.pack/spillway.mjs missing (cli.ts did not bundle): cannot run spillway");
@@ -427,7 +431,7 @@ export function serverArgv(p: ServerPrograms, s: ServerSection, m: ServerMethod,
   }
   const base = [join(p.llamaBin, "llama-server"), "-m", modelPath, "-c", String(serverContext(s)), "-t", String(threads)];
   const flags = m.config.kind === "all-vram" ? ["-ngl", "99"] : m.config.kind === "flags" ? m.config.flags : [];
-  return [...base, ...flags, ...net, ...s.args];
+  return [...base, ...flags, ...(slotDir ? ["--slot-save-path", slotDir] : []), ...net, ...s.args];
 }
 
 /** The plan lines `spillway run` printed (plan, settings, why) and its launch line. */
@@ -470,13 +474,19 @@ async function runServerMethod(e: SectionEnv, m: ServerMethod, prompt: number[],
   const budget = Math.min(s.timeoutS, e.left());
   if (budget < 30) return fail("skipped", "no time left in this invocation");
   let recipe: string | null = null;
+  // Issue 21: a fresh slot directory per method; llama-server needs it to exist, spillway makes its own.
+  const slotDir = s.slotRestore ? join(ctx.work, `slots-${m.id}`) : undefined;
+  if (slotDir) {
+    rmSync(slotDir, { recursive: true, force: true });
+    if (m.config.kind !== "spillway-run") mkdirSync(slotDir, { mode: 0o700 });
+  }
   if (m.config.kind === "spillway-run") {
     recipe = join(ctx.work, `recipe-${m.id}.json`);
-    writeFileSync(recipe, JSON.stringify(serverRecipe(s, m, e.modelPath, ctx.llamaBin, matrix.threads), null, 2));
+    writeFileSync(recipe, JSON.stringify(serverRecipe(s, m, e.modelPath, ctx.llamaBin, matrix.threads, slotDir), null, 2));
   }
   let argv: string[];
   try {
-    argv = serverArgv(ctx, s, m, e.modelPath, matrix.threads, recipe);
+    argv = serverArgv(ctx, s, m, e.modelPath, matrix.threads, recipe, slotDir);
   } catch (err) {
     return fail("failed", (err as Error).message);
   }
@@ -506,7 +516,18 @@ async function runServerMethod(e: SectionEnv, m: ServerMethod, prompt: number[],
   } catch (err) {
     error = (err as Error).message;
   }
+  let slotRestore: MethodResult["slotRestore"];
+  if (s.slotRestore && !error) {
+    const ids = promptTokenIds(s.slotRestore.prompt, e.info.vocabSize, 2);
+    try {
+      slotRestore = await measureSlotRestore(s.port, ids, `restore-${m.id}.bin`, Math.max(5, secondsLeft() - 20) * 1000);
+      e.log(`${m.id}: slot restore of ${ids.length} tokens: ready in ${slotRestore.readyMs.toFixed(0)} ms vs recompute ${slotRestore.recomputeMs.toFixed(0)} ms (${slotRestore.ratio.toFixed(3)})`);
+    } catch (err) {
+      slotRestore = { error: (err as Error).message };
+    }
+  }
   const stop = await handle.stop();
+  if (slotDir) rmSync(slotDir, { recursive: true, force: true });
   const { result: step, ...stopReport } = stop;
   const stdout = step?.stdout ?? handle.stdout();
   const summary = m.config.kind === "spillway-run" ? spillwayRunSummary(stdout) : null;
@@ -542,6 +563,7 @@ async function runServerMethod(e: SectionEnv, m: ServerMethod, prompt: number[],
       ...(summary?.launched ? { launched: summary.launched } : {}),
       stop: stopReport,
     },
+    ...(slotRestore ? { slotRestore } : {}),
     seconds: (performance.now() - t0) / 1000,
     status,
     ...(error ? { error } : {}),

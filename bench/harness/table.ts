@@ -6,6 +6,8 @@
  * @module
  */
 import type { MethodResult, RunResults } from "./results.ts";
+import { contextSummaryLines } from "./context_summary.ts";
+import { slotRestoreMarkdown } from "./slot_restore.ts";
 
 const GiB = 2 ** 30;
 
@@ -117,6 +119,7 @@ export function renderMarkdown(res: RunResults): string {
   }
   const ratios = headlineRatios(res);
   if (ratios.length > 0) out.push("", "## Ratios", "", ...ratios.map((l) => `- ${l}`));
+  out.push(...contextSummaryLines(res), ...slotRestoreMarkdown(res.results));
   const stops = serverStopLines(res);
   if (stops.length > 0) out.push("", "## Server starts and stops", "", ...stops.map((l) => `- ${l}`));
   if (res.notes.length > 0) out.push("", "## Notes", "", ...res.notes.map((n) => `- ${n}`));

@@ -154,13 +154,13 @@ export function rankSeconds(e: Evaluated): number {
  * Rank candidates over all allowed KV types: `rankOne(ctx)` ranks one type's candidates (the
  * planner's enumeration, evaluation and variants); every quantized candidate gets its type's
  * settings, id suffix (`+kv-q8_0`) and prefill conversion cost. Fitting before non-fitting, then
- * by {@link rankSeconds}.
+ * by {@link rankSeconds}; `considered` holds every candidate, `ranked` those {@link pruneLosers} keeps.
  */
 export function rankAcrossKvTypes(
   ctx: PlanContext,
   types: readonly KvType[],
   rankOne: (ctx: PlanContext) => { ranked: Evaluated[]; note: string | null },
-): { ranked: Evaluated[]; notes: string[] } {
+): { ranked: Evaluated[]; notes: string[]; considered: Evaluated[] } {
   const f16PerToken = ctx.summary.kvBytesPerToken;
   const all: Evaluated[] = [];
   const notes: string[] = [];
@@ -170,7 +170,29 @@ export function rankAcrossKvTypes(
     all.push(...r.ranked.map((e) => withKvType(ctx, f16PerToken, e, t)));
   }
   all.sort((a, b) => Number(b.candidate.fits) - Number(a.candidate.fits) || rankSeconds(a) - rankSeconds(b));
-  return { ranked: all, notes };
+  return { ranked: pruneLosers(all), notes, considered: all };
+}
+
+/**
+ * Drops the quantized-KV candidates that lose to a fitting candidate of a better type even before
+ * the quality margin counts against them (and, when a better type fits, those that do not fit): a
+ * quantized candidate stays only where it would be chosen over every better type's candidates. So
+ * the list's order by predicted time (what autotune tries first) agrees with the choice, and the
+ * table is not doubled by variants nobody would pick.
+ */
+function pruneLosers(ranked: Evaluated[]): Evaluated[] {
+  const bestFitting = new Map<KvType, number>();
+  for (const e of ranked) {
+    const t = kvTypeOf(e.candidate);
+    if (e.candidate.fits && !bestFitting.has(t)) bestFitting.set(t, rankSeconds(e));
+  }
+  return ranked.filter((e) => {
+    const t = kvTypeOf(e.candidate);
+    const better = KV_TYPES.slice(0, KV_TYPES.indexOf(t)).filter((b) => bestFitting.has(b));
+    if (better.length === 0) return true;
+    if (!e.candidate.fits) return false;
+    return better.every((b) => rankSeconds(e) < bestFitting.get(b)!);
+  });
 }
 
 const fmt = (x: number): string => (x >= 100 ? x.toFixed(0) : x.toFixed(1));

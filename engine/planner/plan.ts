@@ -127,7 +127,7 @@ export function plan(model: ModelInfo, hardware: HardwareProfile, recipe: PlanRe
   // Per allowed KV type (issue 21, kv_choice.ts): the candidates planned with that type's cache size,
   // and hybrid experts (issue 22): variants of the pinned -ncmoe candidates, from measured rates.
   const kv = allowedKvTypes(recipe);
-  const { ranked, notes: rankNotes } = rankAcrossKvTypes(ctx, kv.types, (c) =>
+  const { ranked, notes: rankNotes, considered } = rankAcrossKvTypes(ctx, kv.types, (c) =>
     withHybrid(c, rankCandidates(c, c === ctx ? specs : [...enumerateSpecs(c), ...(options.extraSpecs ?? [])]))
   );
   // llama-server's slot cache (issue 21) goes with every candidate (autotune may pick another).
@@ -156,7 +156,7 @@ export function plan(model: ModelInfo, hardware: HardwareProfile, recipe: PlanRe
     chosen: c.id,
     reason: c.strategy === "split"
       ? splitReason(best, ranked)
-      : [explain(ctx, best, ranked), kvTradeSentence(ctx, ranked, best, kv.types)].filter((x) => x).join(" "),
+      : [explain(ctx, best, ranked), kvTradeSentence(ctx, considered, best, kv.types)].filter((x) => x).join(" "),
     settings: c.settings,
     predicted: c.predicted,
     memory: c.memory,
