@@ -14,6 +14,8 @@ import { formatPlan } from "../engine/planner/format.ts";
 import { HYBRID_CONSTANTS, hybridRates } from "../engine/planner/hybrid.ts";
 import { llamaCppLaunchSpec } from "../engine/runtimes/llamacpp.ts";
 import { HYBRID_FRACTION_ENV, hybridBuild, hybridBuildHint, hybridKey } from "../engine/runtimes/llamacpp_hybrid.ts";
+import { launch } from "../engine/launch/mod.ts";
+import { RuntimeMissingError } from "../core/errors.ts";
 
 const model = modelInfoFromShape("qwen3-30b-a3b", "q8_0", "qwen3moe-30b-a3b-q8_0.gguf");
 const m = (median: number): Measured => ({ min: median, median, max: median, unit: "GB/s" });
@@ -96,6 +98,17 @@ test("launch: a hybrid plan sets the GPU share for the patched llama.cpp; the la
   // The recipe's binary wins.
   assertEquals(llamaCppLaunchSpec(p, { program: "server", binary: "/opt/llama/llama-server" } as never).argv[0], "/opt/llama/llama-server");
   assertStringIncludes(hybridBuildHint(), "runtimes/llama.cpp/build.sh");
+  // spillway run's launcher: a missing patched binary fails before anything starts, saying how to build it.
+  const e = (() => {
+    try {
+      launch(p, { program: "server", binary: join(tmpdir(), "no-such-dir", "llama-server") } as never);
+    } catch (err) {
+      return err;
+    }
+    return null;
+  })();
+  assert(e instanceof RuntimeMissingError, String(e));
+  assertStringIncludes((e as Error).message, "runtimes/llama.cpp/build.sh");
   // A stock plan gets no hybrid environment.
   const stock = plan(model, base, recipe(512, 512));
   assertEquals(llamaCppLaunchSpec(stock, null).env[HYBRID_FRACTION_ENV], undefined);
