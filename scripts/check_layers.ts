@@ -1,6 +1,7 @@
 /**
  * The layer check (issue 15): every import of the project's TypeScript points down the layers of
- * docs/architecture.md, and no import circle exists between files. Runs in CI through
+ * docs/architecture.md, no import circle exists between files, and no `#include` circle exists
+ * between the C files of the shim and the kernel module. Runs in CI through
  * test/architecture_layers.test.ts (`npm test`); by hand: `npx tsx scripts/check_layers.ts`
  * (exit 1 and one line per problem when it fails).
  *
@@ -16,7 +17,7 @@
  *
  * @module
  */
-import { readdirSync, readFileSync, statSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join, normalize, resolve, sep } from "node:path";
 import process from "node:process";
@@ -146,6 +147,42 @@ export function circles(graph: Map<string, ImportEdge[]>): string[][] {
   return out;
 }
 
+/** The C parts whose `#include "..."` graph must have no circle, with their include directories. */
+const C_PARTS: { dirs: string[]; include: string[] }[] = [
+  { dirs: ["shim/src", "shim/include"], include: ["shim/include", "kmod/include"] },
+  { dirs: ["kmod/src", "kmod/include/uapi"], include: ["kmod/include"] },
+];
+
+/** `#include "..."` edges between the project's C files (system headers left out). */
+export function includeGraph(root: string): Map<string, ImportEdge[]> {
+  const graph = new Map<string, ImportEdge[]>();
+  for (const part of C_PARTS) {
+    for (const dir of part.dirs) {
+      let names: string[];
+      try {
+        names = readdirSync(join(root, dir)).sort();
+      } catch {
+        continue;
+      }
+      for (const name of names) {
+        if (!/\.[ch]$/.test(name)) continue;
+        const file = `${dir}/${name}`;
+        const lines = readFileSync(join(root, file), "utf8").split("\n");
+        const edges: ImportEdge[] = [];
+        lines.forEach((text, i) => {
+          const m = /^\s*#\s*include\s+"([^"]+)"/.exec(text);
+          if (!m) return;
+          const candidates = [join(dir, m[1]!), ...part.include.map((d) => join(d, m[1]!))].map((c) => normalize(c).split(sep).join("/"));
+          const to = candidates.find((c) => existsSync(join(root, c)));
+          if (to !== undefined) edges.push({ to, line: i + 1, missing: false });
+        });
+        graph.set(file, edges);
+      }
+    }
+  }
+  return graph;
+}
+
 /** Every problem found under `root`, one line each (empty when the structure holds). */
 export function checkLayers(root: string): string[] {
   const graph = importGraph(root);
@@ -169,6 +206,7 @@ export function checkLayers(root: string): string[] {
     }
   }
   for (const c of circles(graph)) problems.push(`import circle: ${c.join(" <-> ")}`);
+  for (const c of circles(includeGraph(root))) problems.push(`#include circle: ${c.join(" <-> ")}`);
   return problems;
 }
 
