@@ -105,6 +105,7 @@ test("kv_losing_variants_pruned: quantized candidates that lose to f16 are not l
 test("kv_only_quantized_types: a recipe allowing only q8_0 gets no f16 candidate", () => {
   const p = plan(qwen, h200at12, recipe(4096, { kvCache: { types: ["q8_0"] } }));
   assert(p.candidates.length > 0);
+  assertMatch(p.reason, /KV q8_0 \(saves 180\.0 MiB against f16; the recipe's kvCache\.types does not allow f16\)/);
   for (const c of p.candidates) assertEquals(kvTypeOf(c), "q8_0", c.id);
 });
 

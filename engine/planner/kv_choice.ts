@@ -230,7 +230,7 @@ export function kvTradeSentence(ctx: PlanContext, ranked: Evaluated[], chosen: E
     const saved = f16Bytes * (1 - kvBytesFactor(t));
     const f = bestOf("f16");
     let s = `KV ${t} (saves ${formatBytes(saved)} against f16`;
-    if (!f) return s + "; with an f16 KV cache no placement fits).";
+    if (!f) return s + (types.includes("f16") ? "; with an f16 KV cache no placement fits)." : "; the recipe's kvCache.types does not allow f16).");
     const a = offGpu(f.candidate);
     const b = offGpu(c);
     if (a.kind === b.kind && a.kind !== "other" && a.n > b.n) {
