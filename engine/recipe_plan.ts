@@ -11,7 +11,7 @@
  *
  * @module
  */
-import { applyCachedAutotune } from "./autotune/autotune.ts";
+import { applyCachedAutotune } from "./autotune/apply.ts";
 import { adapterFor } from "./runtimes/mod.ts";
 import { existsSync } from "node:fs";
 import { resolveHardware } from "./hardware/resolve.ts";

@@ -4,7 +4,7 @@ import { test } from "node:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { autotune, calibratedConstants, pickMeasuredBest, selectTrialCandidates, workloadSeconds } from "../engine/autotune/autotune.ts";
+import { autotune, autotunedConstants, pickMeasuredBest, selectTrialCandidates, workloadSeconds } from "../engine/autotune/autotune.ts";
 import { fitConstants } from "../engine/autotune/calibrate.ts";
 import { modelInfoFromShape } from "../engine/planner/from_shape.ts";
 import { getProfile } from "../engine/hardware/profiles.ts";
@@ -129,10 +129,10 @@ test("calibration: constants fitted to trials recover the machine's speeds", asy
   const r = await autotune(basePlan, recipe, { top: 4, cacheFile, runTrial, model, hardware, stderr: () => {} });
   const cal = r.entry.calibration!;
   // Stored for the next plans on this hardware.
-  const k = calibratedConstants(hardware.name, DEFAULT_CONSTANTS, cacheFile)!;
+  const k = autotunedConstants(hardware.name, DEFAULT_CONSTANTS, cacheFile)!;
   assertEquals(k.vramEfficiency, cal.constants.vramEfficiency);
   assertEquals(k.opOffloadMinBatch, DEFAULT_CONSTANTS.opOffloadMinBatch);
-  assertEquals(calibratedConstants("other-machine", DEFAULT_CONSTANTS, cacheFile), null);
+  assertEquals(autotunedConstants("other-machine", DEFAULT_CONSTANTS, cacheFile), null);
   rmSync(dir, { recursive: true, force: true });
   assertLess(cal.lossAfter, cal.lossBefore * 0.25, `loss ${cal.lossBefore} -> ${cal.lossAfter}`);
   for (const row of r.entry.rows) {

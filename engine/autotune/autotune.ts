@@ -27,6 +27,8 @@ import { runLlamaBench, trialCounts, type TrialMeasurement } from "./trials.ts";
 import { type CandidateSpec, enumerateSpecs, evaluate, type PlanContext } from "../planner/candidates.ts";
 import { type CostConstants, DEFAULT_CONSTANTS } from "../planner/cost.ts";
 import { planContext, type PlanOptions, type PlanRecipe } from "../planner/plan.ts";
+import { applyAutotune } from "./apply.ts";
+import { formatAutotuneTable } from "./table.ts";
 
 /** The recipe parts autotune reads (a full Recipe works). */
 export type AutotuneRecipe = PlanRecipe & { runtime: { name: string; binary?: string; env?: Record<string, string> } };
@@ -191,35 +193,12 @@ function calibrate(rows: AutotuneRow[], plan: Plan, recipe: AutotuneRecipe, opts
   };
 }
 
-/** Apply a stored outcome to a plan: chosen, settings, predicted and measured from the trials. */
-export function applyAutotune(plan: Plan, entry: AutotuneEntry): Plan {
-  const c = plan.candidates.find((x) => x.id === entry.chosen);
-  if (!c) return plan;
-  const measured: NonNullable<Plan["measured"]> = {};
-  for (const r of entry.rows) if (r.measured) measured[r.id] = { prefillTps: r.measured.prefillTps, decodeTps: r.measured.decodeTps };
-  const best = entry.rows.find((r) => r.id === entry.chosen)!;
-  const same = entry.chosen === entry.predictedChoice;
-  const reason = `Autotuned (${entry.rows.filter((r) => r.measured).length} trials, ${entry.measuredAt}): ${c.id} measured best for the workload, ` +
-    `${best.measured!.totalSeconds.toFixed(2)} s per request (${best.measured!.decodeTps.toFixed(1)} tok/s decode, ${best.measured!.prefillTps.toFixed(0)} tok/s prefill)` +
-    (same ? "; the cost model predicted the same choice." : `; the cost model had predicted ${entry.predictedChoice}.`) + ` ${plan.reason}`;
-  return { ...plan, chosen: c.id, settings: c.settings, predicted: c.predicted, memory: c.memory, measured, reason };
-}
-
-/** The stored autotune choice for this plan applied, or the plan unchanged (for runs without --autotune). */
-export function applyCachedAutotune(plan: Plan, cacheFile: string = autotunePath()): Plan {
-  try {
-    const e = findAutotune(plan, cacheFile);
-    return e ? applyAutotune(plan, e) : plan;
-  } catch {
-    return plan;
-  }
-}
-
 /**
  * The constants calibrated by the latest autotune on hardware `hardwareName` (merged over
  * `base`), or null when none was stored: pass as `PlanOptions.constants` to plan with them.
+ * (engine/planner/calibration.ts calibratedConstants is the other source: recorded runs.)
  */
-export function calibratedConstants(hardwareName: string, base: CostConstants = DEFAULT_CONSTANTS, cacheFile: string = autotunePath()): CostConstants | null {
+export function autotunedConstants(hardwareName: string, base: CostConstants = DEFAULT_CONSTANTS, cacheFile: string = autotunePath()): CostConstants | null {
   let latest: AutotuneEntry | null = null;
   try {
     for (const e of Object.values(readAutotune(cacheFile).entries)) {
@@ -338,41 +317,4 @@ function writeOutputs(entry: AutotuneEntry, opts: AutotuneOptions, files: string
     (opts.stderr ?? ((t: string) => process.stderr.write(t)))(`autotune: PNG not written (${(e as Error).message}); the SVG is there\n`);
   }
   return files;
-}
-
-function pct(pred: number, meas: number): string {
-  if (!(meas > 0) || !(pred > 0)) return "";
-  const e = ((pred - meas) / meas) * 100;
-  return `${e >= 0 ? "+" : ""}${e.toFixed(0)}%`;
-}
-
-/** Predicted and measured side by side, with the cost model's error before and after calibration (Markdown). */
-export function formatAutotuneTable(entry: AutotuneEntry): string {
-  const w = entry.workload;
-  const lines = [
-    `# autotune: ${entry.model.path}`,
-    "",
-    `hardware: ${entry.hardware.name} (${entry.hardware.source}); workload: ${w.objective}, ${w.promptTokens} prompt + ${w.generatedTokens} generated tokens; measured ${entry.measuredAt}`,
-    `predicted best: ${entry.predictedChoice}; measured best: **${entry.chosen}**`,
-    "",
-    "| candidate | predicted pp / tg tok/s | measured pp / tg tok/s | request s pred / meas | error pp / tg before | calibrated pp / tg | error after | held-out error |",
-    "| --- | --- | --- | --- | --- | --- | --- | --- |",
-  ];
-  for (const r of entry.rows) {
-    const p = r.predicted;
-    const m = r.measured;
-    const c = r.calibrated;
-    const h = r.heldOut;
-    lines.push(
-      `| ${r.id === entry.chosen ? `**${r.id}**` : r.id} | ${p.prefillTps} / ${p.decodeTps} | ${m ? `${m.prefillTps} / ${m.decodeTps}` : `failed: ${r.error}`} | ` +
-        `${p.totalSeconds} / ${m ? m.totalSeconds : "-"} | ${m ? `${pct(p.prefillTps, m.prefillTps)} / ${pct(p.decodeTps, m.decodeTps)}` : ""} | ` +
-        `${c ? `${c.prefillTps} / ${c.decodeTps}` : ""} | ${c && m ? `${pct(c.prefillTps, m.prefillTps)} / ${pct(c.decodeTps, m.decodeTps)}` : ""} | ` +
-        `${h && m ? `${pct(h.prefillTps, m.prefillTps)} / ${pct(h.decodeTps, m.decodeTps)}` : ""} |`,
-    );
-  }
-  if (entry.calibration) {
-    const ch = Object.entries(entry.calibration.changed).map(([k, v]) => `${k} ${v.from} -> ${v.to}`).join(", ");
-    lines.push("", `calibration: squared log error ${entry.calibration.lossBefore} -> ${entry.calibration.lossAfter}; constants: ${ch || "unchanged"}`);
-  }
-  return lines.join("\n") + "\n";
 }
