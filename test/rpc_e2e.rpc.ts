@@ -82,11 +82,11 @@ function generated(stdout: string): string {
   return stdout.slice(i + PROMPT.length).replace(/\n?> EOF by user\n?/, "").trimEnd();
 }
 
-function recipeText(model: string, p: { rpcServer: string; completion: string }, ports: number[], generatedTokens: number): string {
+function recipeText(model: string, p: { rpcServer: string; completion: string }, ports: number[], generatedTokens: number, context = 512): string {
   return JSON.stringify({
     model: { path: model },
-    runtime: { name: "llama.cpp", program: "completion", binary: p.completion, prompt: PROMPT, args: ["--temp", "0", "--seed", "42", "--ignore-eos"] },
-    context: 512,
+    runtime: { name: "llama.cpp", program: "completion", binary: p.completion, prompt: PROMPT, args: ["--temp", "0", "--seed", "42", "--ignore-eos", "-fa", "off", "-v"] },
+    context,
     batch: 64,
     ubatch: 64,
     threads: 1,
@@ -135,7 +135,7 @@ test("spillway run splits a model over two local rpc-servers; greedy tokens equa
     // The same model, same seed and sampling, one process, everything on this CPU.
     const single = spawnSync(p.completion, [
       "-m", model, "-ngl", "0", "-c", "512", "-b", "64", "-ub", "64", "-t", "1", "-n", String(TOKENS),
-      "-p", PROMPT, "-no-cnv", "--temp", "0", "--seed", "42", "--ignore-eos",
+      "-p", PROMPT, "-no-cnv", "--temp", "0", "--seed", "42", "--ignore-eos", "-fa", "off",
     ], { encoding: "utf8", timeout: 120_000 });
     assertEquals(single.status, 0, single.stderr);
     const a = generated(split.stdout);
@@ -162,8 +162,8 @@ for (const signal of ["SIGINT", "SIGKILL"] as const) {
       await synthesize({ shape: "tiny-llama", quant: "Q8_0", out: model });
       const ports = [await freePort(), await freePort()];
       const recipe = join(dir, "rpc.json5");
-      // Long enough to be interrupted: generation runs until the signal.
-      writeFileSync(recipe, recipeText(model, p, ports, 400));
+      // Long enough to be interrupted (~700 tokens/s here): generation runs until the signal.
+      writeFileSync(recipe, recipeText(model, p, ports, 16000, 16384));
       const child = startCli(["run", recipe]);
       let out = "";
       child.stdout!.on("data", (d: Buffer) => (out += d.toString()));
