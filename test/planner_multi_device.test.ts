@@ -181,3 +181,29 @@ test("CPU-only host + two CPU rpc-servers: blocks split over the servers and thi
   assertEquals(e.candidate.settings.split!.rpc, ["127.0.0.1:50052", "127.0.0.1:50053"]);
   assertEquals(e.candidate.devices![0]!.device, "cpu");
 });
+
+test("MoE over two 12 GiB GPUs: every block's attention on a card, the first blocks' experts on this host (per-device -ncmoe)", () => {
+  const m = modelInfoFromShape("qwen3-30b-a3b", "q8_0"); // ~30 GiB: no two 12 GiB cards hold it whole
+  const hw = gpus(2, "RTX 4070", 12, 504);
+  const p = plan(m, hw, recipe("llama.cpp"));
+  checkSplits(p, m.layerCount);
+  const c = p.candidates.find((x) => /^split-gpu0\+gpu1-ncmoe\d+-/.test(x.id))!;
+  assert(c, p.candidates.map((x) => x.id).join(" "));
+  assert(c.fits, c.misfit);
+  assert(!c.devices!.some((d) => d.device === "cpu"), "no whole block on the CPU: only experts");
+  const n = Number(/ncmoe(\d+)/.exec(c.id)![1]);
+  assert(n > 0 && n < m.layerCount, `experts of ${n} blocks on the host`);
+  // -ot sends exactly the first n blocks' experts to the CPU; the rest stay on the cards.
+  const blocks = Array.from({ length: n }, (_, i) => i).join("|");
+  assertEquals(c.settings.overrideTensors, [{ pattern: `blk\\.(${blocks})\\.ffn_(up|down|gate|gate_up)_exps`, device: "CPU" }]);
+  const experts = (from: number, to: number) =>
+    m.tensors.filter((t) => t.class === "ffn_experts" && t.layer! >= from && t.layer! < to).reduce((a, t) => a + t.bytes, 0);
+  assertGreater(c.memory.host_cpu, experts(0, n));
+  const onCards = c.devices!.reduce((a, d) => a + d.weightBytes, 0);
+  assertGreater(onCards, experts(n, m.layerCount), "the later blocks' experts are on the cards");
+  // Fewer experts on the CPU than the one-GPU -ncmoe plan: faster decode.
+  const single = p.candidates.find((x) => x.fits && x.strategy === "experts_cpu")!;
+  assertGreater(c.predicted.decodeTps, single.predicted.decodeTps);
+  const argv = llamaCppLaunchSpec({ ...p, settings: c.settings }, null).argv;
+  assert(argv.includes("-ot") && argv.includes("-ts") && argv[argv.indexOf("-lm") + 1] === "none", argv.join(" "));
+});

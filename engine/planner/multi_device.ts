@@ -27,7 +27,7 @@ import { cpuPassOverhead, type Prediction } from "./cost.ts";
 import type { Layout, Unit } from "./layout.ts";
 import { unitsOf } from "./layout.ts";
 import { computeBufferBytes } from "./memory.ts";
-import type { ModelSummary } from "./summary.ts";
+import { isMoe, type ModelSummary } from "./summary.ts";
 
 /** One split to evaluate: blocks per device (in llama.cpp order), the first `cpuBlocks` blocks on this host's CPU. */
 export interface SplitSpec {
@@ -38,6 +38,12 @@ export interface SplitSpec {
   ubatch: number;
   /** How the counts were chosen, for the id: `fill` (fastest memory first) or `even` (by free memory). */
   rule: "fill" | "even";
+  /**
+   * MoE over local GPUs: the routed experts of the first `hostExpertBlocks` blocks stay in this
+   * host's RAM and run on its CPU (llama.cpp `-ot blk.N.ffn_*_exps=CPU`, as -ncmoe on one GPU), so
+   * the cards hold every block's attention and the other blocks whole.
+   */
+  hostExpertBlocks?: number;
 }
 
 /** A pipeline stage: this host's CPU or one device. */
@@ -114,14 +120,49 @@ function perBlockBytes(ctx: PlanContext): number {
 }
 
 /**
+ * MoE over local GPUs: the fewest first blocks whose experts must stay on this host for every
+ * block to be on a card, packing blocks in device order (each card takes consecutive blocks while
+ * they fit after its compute buffer, the staged experts of one block, and its reserve). Null when
+ * not even all experts on the host make the blocks fit.
+ */
+export function hostExpertsSplit(ctx: PlanContext, devices: DeviceInfo[], ubatch: number): SplitSpec | null {
+  const s = ctx.summary;
+  const L = s.layerCount;
+  const kvPerBlock = (ctx.context * s.kvBytesPerToken) / L;
+  const maxExperts = Math.max(...s.layers.map((b) => b.ffn_experts.bytes));
+  const pack = (n: number): number[] | null => {
+    const counts = devices.map(() => 0);
+    let l = 0;
+    for (let i = 0; i < devices.length && l < L; i++) {
+      const d = devices[i]!;
+      const reserve = d.kind === "gpu" ? ctx.limits.reserve || 768 * 2 ** 20 : 0;
+      let room = d.freeBytes - reserve - computeBufferBytes(s, ubatch) - (n > 0 ? maxExperts : 0) - (i === devices.length - 1 ? s.output.bytes : 0);
+      while (l < L) {
+        const b = s.layers[l]!;
+        const size = b.attention.bytes + b.ffn_dense.bytes + (l < n ? 0 : b.ffn_experts.bytes) + kvPerBlock;
+        if (size > room) break;
+        room -= size;
+        counts[i]!++;
+        l++;
+      }
+    }
+    return l === L ? counts : null;
+  };
+  for (let n = 1; n <= L; n++) {
+    const counts = pack(n);
+    if (counts) return { devices, counts, cpuBlocks: 0, ubatch, rule: "fill", hostExpertBlocks: n };
+  }
+  return null;
+}
+
+/**
  * Blocks per device for a set of devices: `fill` gives the devices with the fastest memory as many
  * blocks as they hold first; `even` shares blocks by free memory (llama.cpp's default split),
  * capped by what each holds. What no device holds runs on this host's CPU (the first blocks).
  */
 export function splitCounts(ctx: PlanContext, devices: DeviceInfo[], ubatch: number, rule: "fill" | "even"): SplitSpec {
   const L = ctx.summary.layerCount;
-  const per = perBlockBytes(ctx);
-  const cap = devices.map((d, i) => blocksFitting(ctx, d, ubatch, per, i === devices.length - 1));
+  const cap = devices.map((d, i) => blocksFitting(ctx, d, ubatch, perBlockBytes(ctx), i === devices.length - 1));
   const counts = devices.map(() => 0);
   let left = L;
   if (rule === "fill") {
@@ -168,9 +209,26 @@ export function evaluateSplit(ctx: PlanContext, spec: SplitSpec): Evaluated {
   let hostBytes = s.embedding.bytes;
   const perStagePrefill: ((n: number, done: number) => number)[] = [];
   let misfit: string | null = null;
+  const hostExpertBlocks: number[] = [];
   for (const st of stages) {
     const n = st.last - st.first + 1;
-    const w = blockSums(s, st.first, st.last, st.output);
+    const all = blockSums(s, st.first, st.last, st.output);
+    // Experts on this host (the first hostExpertBlocks blocks, on local GPUs): the GPU keeps the rest.
+    const hostExperts = (spec.hostExpertBlocks ?? 0) > 0 && st.device?.where === "local" && st.device.kind === "gpu";
+    let ex = { bytes: 0, params: 0 };
+    if (hostExperts) {
+      for (let l = st.first; l <= Math.min(st.last, spec.hostExpertBlocks! - 1); l++) {
+        const e = s.layers[l]!.ffn_experts;
+        if (e.bytes > 0) hostExpertBlocks.push(l);
+        ex = { bytes: ex.bytes + e.bytes, params: ex.params + e.params };
+      }
+    }
+    const w = {
+      bytes: all.bytes - ex.bytes,
+      params: all.params - ex.params,
+      activeBytes: all.activeBytes - ex.bytes * s.expertFraction,
+      activeParams: all.activeParams - ex.params * s.expertFraction,
+    };
     const kvBytes = kvPerBlock * n;
     const kvRead = kvReadPerBlock * n;
     const d = st.device;
@@ -191,18 +249,31 @@ export function evaluateSplit(ctx: PlanContext, spec: SplitSpec): Evaluated {
     if (cpuLike && n > 0) t += (n * k.cpuLayerOverheadMs) / 1000;
     // Each rpc device: its graph submitted and waited for, a round trip per forward pass.
     if (d?.where === "rpc") t += d.link.rttMs / 1000;
+    // Host experts: read (or computed) by this host's CPU, a GPU <-> CPU hand-off per block.
+    const hostRam = ctx.hw.host.ramGBps * k.cpuEfficiency * GB;
+    if (ex.bytes > 0) {
+      t += Math.max((ex.bytes * s.expertFraction) / hostRam, (2 * ex.params * s.expertFraction) / hostFlops) +
+        (hostExpertBlocks.filter((l) => l >= st.first && l <= st.last).length * k.cpuHandoffMs) / 1000;
+      hostBytes += ex.bytes;
+    }
     decode += t;
     const attnPerPair = 4 * s.headCount * s.keyLength * Math.max(0, n);
     perStagePrefill.push((tokens, done) => {
       const eff = cpuLike ? 1 : tokens / (tokens + k.gemmHalfTokens);
       const f = 2 * w.activeParams * tokens + attnPerPair * tokens * (done + tokens / 2);
-      return Math.max(f / (flops * eff), w.bytes / bw);
+      // Host experts in prefill: llama.cpp copies them to the GPU per micro-batch, from pinned
+      // memory (the candidate loads with -lm none, as the single-GPU -ncmoe ones).
+      const copies = ex.bytes > 0 && d ? ex.bytes / (d.link.GBps * GB * k.pinnedCopyEfficiency) : 0;
+      return Math.max(f / (flops * eff), w.bytes / bw) + copies;
     });
     if (d === null) {
       hostBytes += w.bytes + kvBytes;
       continue;
     }
-    const total = w.bytes + kvBytes + compute;
+    // Host experts are staged on the GPU one block at a time per prefill micro-batch (as -ncmoe).
+    let staging = 0;
+    if (ex.bytes > 0) for (const l of hostExpertBlocks) if (l >= st.first && l <= st.last) staging = Math.max(staging, s.layers[l]!.ffn_experts.bytes);
+    const total = w.bytes + kvBytes + compute + staging;
     const reserve = d.kind === "gpu" ? ctx.limits.reserve || 768 * 2 ** 20 : 0;
     if (total + reserve > d.freeBytes && misfit === null) {
       misfit = `${d.id} (${d.name}${d.endpoint ? ` @${d.endpoint}` : ""}) needs ${formatBytes(total)} + ${formatBytes(reserve)} reserve > ${formatBytes(d.freeBytes)} free`;
@@ -215,7 +286,7 @@ export function evaluateSplit(ctx: PlanContext, spec: SplitSpec): Evaluated {
       output: st.output,
       weightBytes: Math.round(w.bytes),
       kvBytes: Math.round(kvBytes),
-      computeBytes: Math.round(compute),
+      computeBytes: Math.round(compute + staging),
       totalBytes: Math.round(total),
       freeBytes: d.freeBytes,
       decodeMs: +(t * 1000).toPrecision(4),
@@ -313,16 +384,16 @@ export function evaluateSplit(ctx: PlanContext, spec: SplitSpec): Evaluated {
     threads: ctx.threads,
     gpuLayers: s.layerCount - spec.cpuBlocks + 1,
     cpuMoeLayers: 0,
-    overrideTensors: [],
+    overrideTensors: hostExpertBlocks.length > 0 ? [{ pattern: `blk\\.(${hostExpertBlocks.join("|")})\\.ffn_(up|down|gate|gate_up)_exps`, device: "CPU" }] : [],
     kvOnHost: false,
-    loadMode: "mmap",
+    loadMode: hostExpertBlocks.length > 0 ? "none" : "mmap",
     shim: null,
     split: { mode: "layer", devices: listed.map((d) => d.id), tensorSplit, rpc },
   };
   const localBytes = placements.filter((p) => spec.devices.find((d) => d.id === p.device)?.where === "local").reduce((a, p) => a + p.totalBytes, 0);
   const ids = used.map((d) => d.id).join("+");
   const candidate: Candidate = {
-    id: `split-${spec.cpuBlocks > 0 ? "cpu+" : ""}${ids}-${spec.rule}-ub${spec.ubatch}`,
+    id: `split-${spec.cpuBlocks > 0 ? "cpu+" : ""}${ids}-${hostExpertBlocks.length > 0 ? `ncmoe${hostExpertBlocks.length}` : spec.rule}-ub${spec.ubatch}`,
     label: placements.map((p) => `${p.device}: ${!p.layers ? "no blocks" : p.layers[0] === p.layers[1] ? `block ${p.layers[0]}` : `blocks ${p.layers[0]}-${p.layers[1]}`}${p.output ? " + output" : ""}`).join(", ") +
       ` (layer split, ub ${spec.ubatch})`,
     strategy: "split",
@@ -372,10 +443,16 @@ export function splitCandidates(ctx: PlanContext): Evaluated[] {
   const seen = new Set<string>();
   for (const set of sets) {
     for (const ubatch of ctx.ubatches) {
-      // `even` first: on a tie (equal devices) the balanced split wins the stable sort.
-      for (const rule of ["even", "fill"] as const) {
-        const spec = splitCounts(ctx, set, ubatch, rule);
-        const key = `${set.map((d) => d.id)}|${spec.counts}|${spec.cpuBlocks}|${ubatch}`;
+      // `even` first: on a tie (equal devices) the balanced split wins the stable sort. MoE models
+      // also get the fastest-first split with the local GPUs' experts on this host's CPU.
+      const specs = [splitCounts(ctx, set, ubatch, "even"), splitCounts(ctx, set, ubatch, "fill")];
+      // MoE over local GPUs whose blocks do not all fit whole: experts of the first blocks on this host.
+      if (isMoe(ctx.summary) && set.every((d) => d.where === "local") && specs.every((x) => x.cpuBlocks > 0)) {
+        const h = hostExpertsSplit(ctx, set, ubatch);
+        if (h) specs.push(h);
+      }
+      for (const spec of specs) {
+        const key = `${set.map((d) => d.id)}|${spec.counts}|${spec.cpuBlocks}|${ubatch}|${spec.hostExpertBlocks ?? 0}`;
         if (seen.has(key)) continue;
         seen.add(key);
         out.push(evaluateSplit(ctx, spec));
