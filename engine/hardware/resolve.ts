@@ -60,6 +60,8 @@ async function probeOrMeasured(fallback: string | undefined, options: ResolveOpt
     p.notes = [...(p.notes ?? []), `measured profile from ${path} (spillway bench)`];
     // Bandwidths keep; free memory is a fact of now (another process or a ballast may hold VRAM).
     p.host.availableRamBytes = live.host.availableRamBytes;
+    // Every local GPU as probed now (issue 19): the measured profile describes GPU 0 only.
+    if (live.devices !== undefined) p.devices = live.devices;
     if (p.gpu !== null && live.gpu !== null && live.gpu.name === p.gpu.name) {
       p.gpu.freeVramBytes = live.gpu.freeVramBytes;
       p.notes.push(`free VRAM ${(live.gpu.freeVramBytes / 2 ** 30).toFixed(2)} GiB and available RAM probed now`);
