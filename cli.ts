@@ -46,6 +46,7 @@ function createCli(): ReturnType<typeof cac> {
     .command("plan <recipe>", "Plan placement for a recipe: candidates, memory per tier, predicted speed, the choice and why")
     .option("--json", "Print the Plan object as JSON")
     .option("--hardware <name>", "Hardware profile name (or 'probe') overriding the recipe's")
+    .option("--contexts <list>", "Plan at each context length (e.g. 4k,16k,32k,64k,128k): placement, KV, memory, predicted speeds, and the longest context that fits")
     .option("--autotune", "Measure the top candidates with short llama-bench trials and pick the measured best")
     .option("--force", "With --autotune: run the trials again even when a stored outcome exists")
     .option("--trial-seconds <s>", "With --autotune: seconds per trial", { default: 8 })
@@ -55,7 +56,7 @@ function createCli(): ReturnType<typeof cac> {
     .action(wrap(async (recipe: string, o: Record<string, unknown>) => {
       if (!o.autotune) {
         const { planCommand } = await import("./commands/plan.ts");
-        return planCommand(recipe, { json: Boolean(o.json), hardware: o.hardware as string | undefined });
+        return planCommand(recipe, { json: Boolean(o.json), hardware: o.hardware as string | undefined, contexts: o.contexts === undefined ? undefined : String(o.contexts) });
       }
       const { planRecipe } = await import("./engine/recipe_plan.ts");
       const { formatPlan } = await import("./engine/planner/format.ts");

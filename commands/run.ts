@@ -13,7 +13,8 @@
  * @module
  */
 import { withInterrupt } from "../core/interrupt.ts";
-import { existsSync, mkdirSync } from "node:fs";
+import { existsSync, mkdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { dirname } from "node:path";
 import process from "node:process";
 import { ModelFileError, PlanError, RecipeSchemaError } from "../core/errors.ts";
@@ -35,6 +36,7 @@ import { adapterFor, wrappedCommandOf } from "../engine/runtimes/mod.ts";
 import { type GenerationResult, PROMPT_REPETITIONS } from "../engine/runtimes/node_llama_cpp.ts";
 import { locateShim, shimEnv } from "../shim/build.ts";
 import { defaultShimPath } from "../engine/runtimes/shim_path.ts";
+import { isAssistMap, isPythonCommand, pythonAssist, weightsBudgetFor } from "../engine/runtimes/python_assist.ts";
 import type { HardwareProfile, LaunchSpec, Plan } from "../core/types.ts";
 import { progressBar, type Progress } from "../core/progress.ts";
 
@@ -202,6 +204,8 @@ export async function runCommand(recipePath: string | null, extraArgs: string[],
   // A bar left open by a crash or an interrupt would keep its timer (and the process) alive.
   progress.stop();
   report.exitStatus = status;
+  // The placement map written for a Python command is ours: gone with the run.
+  if (isAssistMap(report.launch.env.SPILLWAY_PLACEMENT)) rmSync(report.launch.env.SPILLWAY_PLACEMENT!, { force: true });
   let result: GenerationResult | undefined;
   if (handle.result) {
     try {
@@ -287,6 +291,16 @@ async function wrapCommand(
     ? shimEnv({ reserveBytes: 2 ** 30, minSpillBytes: 32 * 2 ** 20, backing: "auto", report: "vram+host" }, adapterOptions.shimPath ?? defaultShimPath())
     : {};
   if (!hardware.gpu) (options.err ?? writeErr)("note: no GPU: running the command without the shim\n");
+  // Python: environment PyTorch honours and the access-aware placement map of the model it names.
+  if (hardware.gpu && isPythonCommand(argv)) {
+    const assist = pythonAssist(argv, process.env, {
+      vramForWeights: weightsBudgetFor(hardware.gpu.freeVramBytes, 2 ** 30),
+      minSpill: 32 * 2 ** 20,
+      mapDir: options.dryRun ? null : tmpdir(),
+    });
+    Object.assign(env, assist.env);
+    for (const h of assist.hints) (options.err ?? writeErr)(h + "\n");
+  }
   const spec: LaunchSpec = { argv, env };
   return { report: { recipe: null, plan: null, launch: { inProcess: false, ...spec } }, hardware, runRecipe: { command: argv } };
 }

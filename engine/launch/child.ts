@@ -41,6 +41,8 @@ export interface LaunchOptions {
   newProcessGroup?: boolean;
   /** Milliseconds between a stop signal and SIGKILL (default 10000). */
   killGraceMs?: number;
+  /** Told when the child is killed with SIGKILL (grace time over, or a second signal); default: a line on stderr. */
+  onForceKill?: (message: string) => void;
   /** Where the shim writes its records, `spillway-<euid>/` below it (default: spec env SPILLWAY_STATS_DIR, else /dev/shm). */
   statsDir?: string;
 }
@@ -197,20 +199,30 @@ export function launchSpec(spec: LaunchSpec, options: LaunchOptions = {}): Launc
       // Already gone.
     }
   };
+  // A SIGKILL is never silent: the user learns the program did not stop by itself.
+  const forceKill = (why: string): void => {
+    if (done) return;
+    (options.onForceKill ?? ((m: string) => void process.stderr.write(m + "\n")))(`spillway: ${program} (pid ${pid}) ${why}; killed it (SIGKILL)`);
+    send("SIGKILL");
+  };
+  let stopSignal: NodeJS.Signals = "SIGTERM";
   const escalate = (): void => {
     if (killTimer || done) return;
-    killTimer = setTimeout(() => send("SIGKILL"), graceMs);
+    killTimer = setTimeout(() => forceKill(`did not stop ${graceMs / 1000} s after ${stopSignal}`), graceMs);
     (killTimer as { unref?: () => void }).unref?.();
   };
 
   const received = new Map<string, number>();
+  const lastAt = new Map<string, number>();
   const onSignal = (sig: NodeJS.Signals): void => {
+    if (isEcho(lastAt, sig)) return;
     const n = (received.get(sig) ?? 0) + 1;
     received.set(sig, n);
     if (n >= 2) {
-      send("SIGKILL");
+      forceKill(`was still running at a second ${sig}`);
       return;
     }
+    stopSignal = sig;
     // From a terminal, Ctrl-C already reached a child in the foreground group.
     if (!(sig === "SIGINT" && !group && process.stdin.isTTY)) send(sig);
     escalate();
@@ -273,6 +285,7 @@ export function launchSpec(spec: LaunchSpec, options: LaunchOptions = {}): Launc
     },
     stop: (signal: NodeJS.Signals = "SIGTERM") => {
       if (!done) {
+        stopSignal = signal;
         send(signal);
         escalate();
       }
@@ -282,4 +295,20 @@ export function launchSpec(spec: LaunchSpec, options: LaunchOptions = {}): Launc
     stdout: child.stdout ?? null,
     stderr: child.stderr ?? null,
   };
+}
+
+/**
+ * One Ctrl-C can reach spillway twice: from the terminal (spillway is in its foreground process
+ * group) and again from `npx`, which forwards the SIGINT it got itself to its child. A repeat of
+ * the same signal within this many milliseconds is that echo and counts once, so a single keypress
+ * is not taken for the second, forcing one (which kills the runtime without its clean shutdown).
+ */
+export const SIGNAL_ECHO_MS = 300;
+
+/** True when `sig` repeats the previous delivery of the same signal within {@link SIGNAL_ECHO_MS}. */
+export function isEcho(last: Map<string, number>, sig: string): boolean {
+  const now = Date.now();
+  const prev = last.get(sig);
+  last.set(sig, now);
+  return prev !== undefined && now - prev < SIGNAL_ECHO_MS;
 }

@@ -13,6 +13,7 @@ import { RECIPE_DEFAULTS, WORKLOADS } from "../recipe/parse.ts";
 export type { BenchCounts } from "./adapter.ts";
 import { runtimeCapabilities } from "./capabilities.ts";
 import { shimEnvironment } from "./shim_path.ts";
+import { ensurePrivateDir, slotSavePathOf } from "./slot_dir.ts";
 import { HYBRID_FRACTION_ENV, hybridBuild } from "./llamacpp_hybrid.ts";
 
 /** Which llama.cpp program a launch runs. */
@@ -50,6 +51,7 @@ export function llamaCommonArgs(modelPath: string, s: RuntimeSettings): string[]
     argv.push("-ot", s.overrideTensors.map((o) => `${o.pattern}=${o.device}`).join(","));
   }
   if (s.kvOnHost) argv.push("-nkvo");
+  argv.push(...kvTypeArgs(s));
   argv.push(...splitArgs(s));
   argv.push("-lm", s.loadMode);
   argv.push("-c", String(s.contextLength), "-b", String(s.batch), "-ub", String(s.ubatch), "-t", String(s.threads));
@@ -70,6 +72,28 @@ export function splitArgs(s: RuntimeSettings): string[] {
 }
 
 /**
+ * KV cache type flags (issue 21): `-ctk T -ctv T` for a quantized cache, with `-fa on` (llama.cpp
+ * refuses a quantized V cache without flash attention); nothing for f16, the default.
+ */
+export function kvTypeArgs(s: RuntimeSettings): string[] {
+  const argv: string[] = [];
+  if (s.kvType !== undefined && s.kvType !== "f16") argv.push("-ctk", s.kvType, "-ctv", s.kvType);
+  if (s.flashAttention || (s.kvType !== undefined && s.kvType !== "f16")) argv.push("-fa", "on");
+  return argv;
+}
+
+/**
+ * llama-server's slot cache (issue 21): `--slot-save-path DIR` (llama-server requires the directory
+ * to exist; `spillway run` creates it 0700 first) and `--cache-reuse N` when N > 0.
+ */
+export function slotCacheArgs(s: RuntimeSettings): string[] {
+  if (!s.slotCache) return [];
+  const argv = ["--slot-save-path", s.slotCache.dir];
+  if (s.slotCache.reuse > 0) argv.push("--cache-reuse", String(s.slotCache.reuse));
+  return argv;
+}
+
+/**
  * llama-bench arguments (without the program name) measuring the plan's configuration:
  * prefill of `promptTokens` and decode of `genTokens`, JSON output.
  */
@@ -82,6 +106,7 @@ export function llamaBenchArgs(plan: Plan, counts: BenchCounts): string[] {
     argv.push("-ot", s.overrideTensors.map((o) => `${o.pattern}=${o.device}`).join(";"));
   }
   argv.push("-nkvo", s.kvOnHost ? "1" : "0", "-lm", s.loadMode);
+  argv.push(...kvTypeArgs(s));
   // llama-bench separates tensor-split values with '/' (',' separates configurations).
   if (s.split) {
     if (s.split.rpc.length > 0) argv.push("--rpc", s.split.rpc.join(","));
@@ -110,6 +135,7 @@ export function llamaCppLaunchSpec(plan: Plan, recipe: RunRecipe | null, options
     args = llamaBenchArgs(plan, { promptTokens: plan.workload.promptTokens, genTokens: plan.workload.generatedTokens });
   } else {
     args = llamaCommonArgs(plan.model.path, s);
+    if (program === "server") args.push(...slotCacheArgs(s));
     if (program === "cli" || program === "completion") {
       args.push("-n", String(plan.workload.generatedTokens));
       if (recipe?.prompt !== undefined) args.push("-p", recipe.prompt);
@@ -135,6 +161,11 @@ export const llamaCppAdapter: RuntimeAdapter = {
   toLaunchSpec: llamaCppLaunchSpec,
   fromCommandLine: llamaCommandLine,
   benchArgs: llamaBenchArgs,
+  // llama-server requires the slot directory to exist: create it private (0700, no symlink).
+  preflight: (spec) => {
+    const dir = slotSavePathOf(spec.argv);
+    if (dir !== null) ensurePrivateDir(dir);
+  },
 };
 
 /** llama.cpp program names spillway recognizes when wrapping a command (`spillway run -- llama-server ...`). */
@@ -163,6 +194,11 @@ const FLAG_ALIASES: { names: string[]; value: boolean }[] = [
   { names: ["-t", "--threads"], value: true },
   { names: ["-fit", "--fit"], value: true },
   { names: ["-n", "--predict", "--n-predict"], value: true },
+  { names: ["-ctk", "--cache-type-k"], value: true },
+  { names: ["-ctv", "--cache-type-v"], value: true },
+  { names: ["-fa", "--flash-attn"], value: true },
+  { names: ["--slot-save-path"], value: true },
+  { names: ["--cache-reuse"], value: true },
   { names: ["--rpc"], value: true },
   { names: ["-ts", "--tensor-split"], value: true },
   { names: ["-sm", "--split-mode"], value: true },
