@@ -13,6 +13,10 @@ test("matrix: hybrid-12g parses; env and checkFlags reach the methods; env only 
   assertEquals(h.checkFlags, ["-ub", "1"]);
   assertEquals(m.methods.find((x) => x.id === "hybrid-serial")!.check.mode, "none");
   assertEquals(m.methods.find((x) => x.id === "default")!.checkFlags, []);
+  // The second shape's matrix (not run yet) parses too.
+  const g = loadMatrix("bench/matrices/hybrid-glm-12g.json5");
+  assertEquals(g.models[0]!.shape, "glm-4.7-flash");
+  assertEquals((g.methods.find((x) => x.id === "hybrid")!.config as { env: Record<string, string> }).env.LLAMA_MOE_HYBRID_GPU_FRACTION, "0.45");
   const bad = `{ name: "x", models: [{ id: "m", shape: "tiny-moe", quant: "Q8_0" }], freeVramGiB: [1],
     workloads: [{ id: "w", prompt: 16, gen: 4 }], methods: [{ id: "d", config: "fit", env: { A: "1" } }] }`;
   assertThrows(() => parseMatrix(bad, "bad.json5"), Error, "methods[0].env");
