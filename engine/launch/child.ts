@@ -22,6 +22,7 @@ import type { LaunchSpec } from "../../core/types.ts";
 import { readProcessStats, type ProcessStats } from "../monitor.ts";
 import { pruneShimStats } from "../../shim/stats.ts";
 import { guardedArgv, guardError, parentDeathGuard } from "./parent_death.ts";
+import { signalEcho } from "./signal_echo.ts";
 import { type GenerationResult } from "../runtimes/node_llama_cpp.ts";
 
 /** How to launch. */
@@ -213,9 +214,9 @@ export function launchSpec(spec: LaunchSpec, options: LaunchOptions = {}): Launc
   };
 
   const received = new Map<string, number>();
-  const lastAt = new Map<string, number>();
+  const isEcho = signalEcho();
   const onSignal = (sig: NodeJS.Signals): void => {
-    if (isEcho(lastAt, sig)) return;
+    if (isEcho(sig)) return;
     const n = (received.get(sig) ?? 0) + 1;
     received.set(sig, n);
     if (n >= 2) {
@@ -295,20 +296,4 @@ export function launchSpec(spec: LaunchSpec, options: LaunchOptions = {}): Launc
     stdout: child.stdout ?? null,
     stderr: child.stderr ?? null,
   };
-}
-
-/**
- * One Ctrl-C can reach spillway twice: from the terminal (spillway is in its foreground process
- * group) and again from `npx`, which forwards the SIGINT it got itself to its child. A repeat of
- * the same signal within this many milliseconds is that echo and counts once, so a single keypress
- * is not taken for the second, forcing one (which kills the runtime without its clean shutdown).
- */
-export const SIGNAL_ECHO_MS = 300;
-
-/** True when `sig` repeats the previous delivery of the same signal within {@link SIGNAL_ECHO_MS}. */
-export function isEcho(last: Map<string, number>, sig: string): boolean {
-  const now = Date.now();
-  const prev = last.get(sig);
-  last.set(sig, now);
-  return prev !== undefined && now - prev < SIGNAL_ECHO_MS;
 }

@@ -8,7 +8,8 @@ import process from "node:process";
 import { exitStatus } from "../../core/exit_status.ts";
 import { type nodeLlamaCppRun, type InProcessHooks } from "../runtimes/node_llama_cpp.ts";
 import { RuntimeCrashedError, startNodeLlamaCppWorker } from "../runtimes/node_llama_cpp_process.ts";
-import { FORWARDED, isEcho, type LaunchHandle } from "./child.ts";
+import { FORWARDED, type LaunchHandle } from "./child.ts";
+import { signalEcho } from "./signal_echo.ts";
 
 /** Options of {@link launchInProcess} (a subset of launch()'s). */
 export interface InProcessLaunchOptions {
@@ -25,9 +26,9 @@ export function launchInProcess(run: ReturnType<typeof nodeLlamaCppRun>, options
   const ac = new AbortController();
   let caught: NodeJS.Signals | null = null;
   const handlers = new Map<NodeJS.Signals, () => void>();
-  const lastAt = new Map<string, number>();
+  const isEcho = signalEcho();
   const onSignal = (sig: NodeJS.Signals): void => {
-    if (isEcho(lastAt, sig)) return;
+    if (isEcho(sig)) return;
     if (caught !== null) {
       // Second signal: the native evaluation may not return soon; leave now.
       process.exit(exitStatus(null, sig));
