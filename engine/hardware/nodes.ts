@@ -163,5 +163,9 @@ export function withDevices(profile: HardwareProfile, local: DeviceInfo[], rpc: 
     `${local.length} local GPU(s) and ${rpc.length} rpc device(s): ` +
       [...rpc, ...local].map((d) => `${d.id} ${d.name} ${(d.freeBytes / 2 ** 30).toFixed(1)} GiB free${d.endpoint ? ` @${d.endpoint}` : ""}`).join(", "),
   ];
+  const exposed = [...new Set(rpc.map((d) => d.endpoint!).filter((e) => !isLoopback(parseEndpoint(e).host)))];
+  if (exposed.length > 0) {
+    out.notes.push(`rpc nodes ${exposed.join(", ")} are not on loopback: llama.cpp's RPC protocol has no authentication or encryption; use a trusted network only`);
+  }
   return out;
 }
