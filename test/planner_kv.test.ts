@@ -102,6 +102,16 @@ test("kv_losing_variants_pruned: quantized candidates that lose to f16 are not l
   assertEquals(short.candidates.filter((c) => kvTypeOf(c) !== "f16"), []);
 });
 
+test("kv_head_size_must_be_a_block_multiple: a 16-wide head gets no quantized cache (llama.cpp refuses it), and says so when asked", () => {
+  const tiny = modelInfoFromShape("tiny-llama", "q8_0");
+  const dflt = plan(tiny, h200at12, recipe(512, { workload: { objective: "custom", promptTokens: 256, generatedTokens: 64 } }));
+  for (const c of dflt.candidates) assertEquals(kvTypeOf(c), "f16", c.id);
+  assertEquals(dflt.notes ?? [], []);
+  const asked = plan(tiny, h200at12, recipe(512, { workload: { objective: "custom", promptTokens: 256, generatedTokens: 64 }, kvCache: { types: ["q8_0"] } }));
+  for (const c of asked.candidates) assertEquals(kvTypeOf(c), "f16", c.id);
+  assertMatch((asked.notes ?? []).join("\n"), /kvCache\.types: q8_0 blocks of 32 elements do not divide the model's cache rows \(K 16, V 16\), which llama\.cpp refuses; planned with f16/);
+});
+
 test("kv_only_quantized_types: a recipe allowing only q8_0 gets no f16 candidate", () => {
   const p = plan(qwen, h200at12, recipe(4096, { kvCache: { types: ["q8_0"] } }));
   assert(p.candidates.length > 0);

@@ -62,20 +62,53 @@ export interface KvRecipe {
   kvCache?: { types: readonly KvType[] };
 }
 
+/** Elements per block of the quantized types (ggml: q8_0 and q4_0 both 32). */
+const BLOCK_ELEMENTS: Record<KvType, number> = { f16: 1, q8_0: 32, q4_0: 32 };
+
+/** The head sizes the cache stores rows of, as llama.cpp sees them (what a quantized type must divide). */
+export interface KvHeadSizes {
+  architecture: string;
+  keyLength: number;
+  valueLength: number;
+  metadata?: Record<string, unknown>;
+}
+
 /**
- * The KV types to plan with: the recipe's allowed types the runtime supports, in quality order,
- * and a note when the recipe asked for types the runtime cannot run.
+ * Head sizes of K and V cache rows: per-head key and value lengths, or for MLA models (a
+ * `kv_lora_rank` in the metadata) the latent plus the RoPE part (K) and the latent (V).
  */
-export function allowedKvTypes(recipe: KvRecipe): { types: KvType[]; note: string | null } {
+function cacheRowSizes(m: KvHeadSizes): { k: number; v: number } {
+  const meta = m.metadata ?? {};
+  const rank = Number(meta[`${m.architecture}.attention.kv_lora_rank`] ?? 0);
+  if (rank > 0) {
+    const rope = Number(meta[`${m.architecture}.rope.dimension_count`] ?? 0);
+    return { k: rank + rope, v: rank };
+  }
+  return { k: m.keyLength, v: m.valueLength };
+}
+
+/**
+ * The KV types to plan with: the recipe's allowed types the runtime supports and the model's head
+ * sizes allow, in quality order, and a note when the recipe asked for types that cannot be used.
+ * llama.cpp refuses a quantized K (V) cache whose block of 32 elements does not divide the key
+ * (value) head size ("K cache type q8_0 with block size 32 does not divide n_embd_head_k=16").
+ */
+export function allowedKvTypes(recipe: KvRecipe, model?: KvHeadSizes): { types: KvType[]; note: string | null } {
   const asked = recipe.kvCache?.types ?? DEFAULT_KV_TYPES;
   const can = runtimeKvTypes(recipe.runtime.name);
-  const types = KV_TYPES.filter((t) => asked.includes(t) && can.includes(t));
-  const missing = asked.filter((t) => !can.includes(t));
-  let note: string | null = null;
-  if (recipe.kvCache !== undefined && missing.length > 0) {
-    note = `kvCache.types: runtime ${recipe.runtime.name} has no ${missing.join("/")} KV cache in spillway's adapter` +
-      (types.length > 0 ? `; planned with ${types.join(", ")}` : "; planned with f16");
+  const rows = model ? cacheRowSizes(model) : null;
+  const fitsHead = (t: KvType): boolean => rows === null || (rows.k % BLOCK_ELEMENTS[t] === 0 && rows.v % BLOCK_ELEMENTS[t] === 0);
+  const types = KV_TYPES.filter((t) => asked.includes(t) && can.includes(t) && fitsHead(t));
+  const noRuntime = asked.filter((t) => !can.includes(t));
+  const noHead = asked.filter((t) => can.includes(t) && !fitsHead(t));
+  const why: string[] = [];
+  if (noRuntime.length > 0) why.push(`runtime ${recipe.runtime.name} has no ${noRuntime.join("/")} KV cache in spillway's adapter`);
+  if (noHead.length > 0 && rows) {
+    why.push(`${noHead.join("/")} blocks of 32 elements do not divide the model's cache rows (K ${rows.k}, V ${rows.v}), which llama.cpp refuses`);
   }
+  const note = recipe.kvCache !== undefined && why.length > 0
+    ? `kvCache.types: ${why.join("; ")}; planned with ${types.length > 0 ? types.join(", ") : "f16"}`
+    : null;
   return { types: types.length > 0 ? types : ["f16"], note };
 }
 
