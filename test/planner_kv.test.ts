@@ -4,7 +4,7 @@ import { assert, assertEquals, assertGreater, assertLess, assertMatch, assertNot
 import { getProfile } from "../engine/hardware/profiles.ts";
 import { modelInfoFromShape } from "../engine/planner/from_shape.ts";
 import { plan, type PlanRecipe } from "../engine/planner/plan.ts";
-import { KV_QUALITY_MARGIN, kvBytesFactor, type KvType, kvTypeOf } from "../engine/planner/kv_choice.ts";
+import { allowedKvTypes, KV_QUALITY_MARGIN, kvBytesFactor, type KvType, kvTypeOf } from "../engine/planner/kv_choice.ts";
 import type { Candidate, Plan } from "../core/types.ts";
 
 function recipe(context: number, over: Partial<PlanRecipe> = {}): PlanRecipe {
@@ -110,6 +110,16 @@ test("kv_head_size_must_be_a_block_multiple: a 16-wide head gets no quantized ca
   const asked = plan(tiny, h200at12, recipe(512, { workload: { objective: "custom", promptTokens: 256, generatedTokens: 64 }, kvCache: { types: ["q8_0"] } }));
   for (const c of asked.candidates) assertEquals(kvTypeOf(c), "f16", c.id);
   assertMatch((asked.notes ?? []).join("\n"), /kvCache\.types: q8_0 blocks of 32 elements do not divide the model's cache rows \(K 16, V 16\), which llama\.cpp refuses; planned with f16/);
+});
+
+test("kv_cpu_only_default_f16: without a GPU the default is f16 only (CPU flash attention with q8_0 prefilled 3.5-4x slower), an explicit list is honored", () => {
+  const m = modelInfoFromShape("llama-3.1-8b", "q8_0");
+  assertEquals(allowedKvTypes({ runtime: { name: "llama.cpp" } }, m, false).types, ["f16"]);
+  assertEquals(allowedKvTypes({ runtime: { name: "llama.cpp" } }, m, true).types, ["f16", "q8_0"]);
+  assertEquals(allowedKvTypes({ runtime: { name: "llama.cpp" }, kvCache: { types: ["f16", "q8_0"] } }, m, false).types, ["f16", "q8_0"]);
+  const hw = { ...h200at12, gpu: null };
+  const asked = plan(m, hw, recipe(16384, { kvCache: { types: ["q8_0"] } }));
+  assertEquals(kvTypeOf(chosenOf(asked)), "q8_0");
 });
 
 test("kv_only_quantized_types: a recipe allowing only q8_0 gets no f16 candidate", () => {

@@ -92,9 +92,13 @@ function cacheRowSizes(m: KvHeadSizes): { k: number; v: number } {
  * sizes allow, in quality order, and a note when the recipe asked for types that cannot be used.
  * llama.cpp refuses a quantized K (V) cache whose block of 32 elements does not divide the key
  * (value) head size ("K cache type q8_0 with block size 32 does not divide n_embd_head_k=16").
+ * `gpu` false (a CPU-only machine): the default is f16 only.
  */
-export function allowedKvTypes(recipe: KvRecipe, model?: KvHeadSizes): { types: KvType[]; note: string | null } {
-  const asked = recipe.kvCache?.types ?? DEFAULT_KV_TYPES;
+export function allowedKvTypes(recipe: KvRecipe, model?: KvHeadSizes, gpu = true): { types: KvType[]; note: string | null } {
+  // Without a GPU the default is f16 only: llama.cpp's CPU flash attention with a q8_0 cache
+  // prefilled a 4096-token prompt 3.5-4x slower than f16 (docs/planner.md), which the cost model
+  // does not capture. A recipe that lists quantized types explicitly still gets them.
+  const asked = recipe.kvCache?.types ?? (gpu ? DEFAULT_KV_TYPES : ["f16"]);
   const can = runtimeKvTypes(recipe.runtime.name);
   const rows = model ? cacheRowSizes(model) : null;
   const fitsHead = (t: KvType): boolean => rows === null || (rows.k % BLOCK_ELEMENTS[t] === 0 && rows.v % BLOCK_ELEMENTS[t] === 0);

@@ -126,7 +126,7 @@ export function plan(model: ModelInfo, hardware: HardwareProfile, recipe: PlanRe
   }
   // Per allowed KV type (issue 21, kv_choice.ts): the candidates planned with that type's cache size,
   // and hybrid experts (issue 22): variants of the pinned -ncmoe candidates, from measured rates.
-  const kv = allowedKvTypes(recipe, model);
+  const kv = allowedKvTypes(recipe, model, hardware.gpu !== null);
   const { ranked, notes: rankNotes, considered } = rankAcrossKvTypes(ctx, kv.types, (c) =>
     withHybrid(c, rankCandidates(c, c === ctx ? specs : [...enumerateSpecs(c), ...(options.extraSpecs ?? [])]))
   );
