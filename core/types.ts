@@ -129,12 +129,6 @@ export interface HardwareProfile {
     cpuName?: string;
     /** Sustained matrix throughput of all cores for quantized matmul, GFLOP/s. */
     cpuGflops: number;
-    /**
-     * Other tasks running or waiting for a CPU when probed (mean of the kernel's runnable count over
-     * ~80 ms, this process excluded). CPU time is shared: the cost model stretches CPU work by
-     * `(busyTasks + threads) / cores` when that exceeds 1.
-     */
-    busyTasks?: number;
   };
   disk: { readGBps: number };
   /** Raw measurements when source is `bench`. */

@@ -7,7 +7,7 @@
  */
 import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
-import { cpus, totalmem, freemem } from "node:os";
+import { cpus, freemem, totalmem } from "node:os";
 import type { HardwareProfile } from "../../core/types.ts";
 import { gpuSpecFor, pcieBandwidth } from "./gpu_specs.ts";
 import { type NvmlGpu, queryNvml } from "../../ffi/nvml.ts";

@@ -130,14 +130,14 @@ export function plan(model: ModelInfo, hardware: HardwareProfile, recipe: PlanRe
   const { ranked, notes: rankNotes, considered } = rankAcrossKvTypes(ctx, kv.types, (c) =>
     withHybrid(c, rankCandidates(c, c === ctx ? specs : [...enumerateSpecs(c), ...(options.extraSpecs ?? [])]))
   );
-  // llama-server's slot cache (issue 21) goes with every candidate (autotune may pick another).
-  if (recipe.promptCache && ctx.runtime === "llama.cpp") for (const e of ranked) e.candidate.settings.slotCache = { ...recipe.promptCache };
   // Splits over several devices (issue 19): local GPUs and rpc-server devices, ranked with the rest.
   const splits = splitCandidates(ctx);
   if (splits.length > 0) {
     ranked.push(...splits);
     ranked.sort((a, b) => Number(b.candidate.fits) - Number(a.candidate.fits) || a.prediction.totalSeconds - b.prediction.totalSeconds);
   }
+  // llama-server's slot cache (issue 21) goes with every candidate (autotune may pick another).
+  if (recipe.promptCache && ctx.runtime === "llama.cpp") for (const e of ranked) e.candidate.settings.slotCache = { ...recipe.promptCache };
   const best = ranked[0];
   if (!best.candidate.fits) {
     throw new PlanError(

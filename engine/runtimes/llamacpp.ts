@@ -13,8 +13,8 @@ import { RECIPE_DEFAULTS, WORKLOADS } from "../recipe/parse.ts";
 export type { BenchCounts } from "./adapter.ts";
 import { runtimeCapabilities } from "./capabilities.ts";
 import { shimEnvironment } from "./shim_path.ts";
-import { ensurePrivateDir, slotSavePathOf } from "./slot_dir.ts";
 import { HYBRID_FRACTION_ENV, hybridBuild } from "./llamacpp_hybrid.ts";
+import { ensurePrivateDir, slotSavePathOf } from "./slot_dir.ts";
 
 /** Which llama.cpp program a launch runs. */
 export type LlamaProgram = "server" | "cli" | "completion" | "bench";
@@ -106,12 +106,12 @@ export function llamaBenchArgs(plan: Plan, counts: BenchCounts): string[] {
     argv.push("-ot", s.overrideTensors.map((o) => `${o.pattern}=${o.device}`).join(";"));
   }
   argv.push("-nkvo", s.kvOnHost ? "1" : "0", "-lm", s.loadMode);
-  argv.push(...kvTypeArgs(s));
   // llama-bench separates tensor-split values with '/' (',' separates configurations).
   if (s.split) {
     if (s.split.rpc.length > 0) argv.push("--rpc", s.split.rpc.join(","));
     argv.push("-ts", s.split.tensorSplit.join("/"), "-sm", s.split.mode);
   }
+  argv.push(...kvTypeArgs(s));
   argv.push("-b", String(s.batch), "-ub", String(s.ubatch), "-t", String(s.threads));
   if (counts.repetitions !== undefined) argv.push("-r", String(counts.repetitions));
   argv.push("-o", "json");
@@ -197,11 +197,11 @@ const FLAG_ALIASES: { names: string[]; value: boolean }[] = [
   { names: ["-ctk", "--cache-type-k"], value: true },
   { names: ["-ctv", "--cache-type-v"], value: true },
   { names: ["-fa", "--flash-attn"], value: true },
-  { names: ["--slot-save-path"], value: true },
-  { names: ["--cache-reuse"], value: true },
   { names: ["--rpc"], value: true },
   { names: ["-ts", "--tensor-split"], value: true },
   { names: ["-sm", "--split-mode"], value: true },
+  { names: ["--slot-save-path"], value: true },
+  { names: ["--cache-reuse"], value: true },
 ];
 
 function aliasGroup(flag: string): { names: string[]; value: boolean } | undefined {
