@@ -2,7 +2,7 @@
 // launched running: the exec guard (engine/launch/parent_death.c) has the kernel SIGKILL it.
 // spillway runs in the same runtime as the test (node+tsx, bun, deno).
 import { spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
@@ -101,4 +101,48 @@ test("issue 18 item 13: the guard execs the program itself (same pid, argv0 kept
   bad.stderr!.on("data", (d) => (err += d));
   assertEquals(await new Promise<number | null>((r) => bad.on("close", r)), 127);
   assert(err.includes("/nonexistent/program: No such file or directory"), err);
+});
+
+/** Pids of processes whose command line contains `needle` (the worker carries the model path). */
+function pidsWith(needle: string): number[] {
+  const out: number[] = [];
+  for (const name of readdirSync("/proc")) {
+    if (!/^\d+$/.test(name) || Number(name) === process.pid) continue;
+    try {
+      if (readFileSync(`/proc/${name}/cmdline`, "latin1").includes(needle) && alive(Number(name))) out.push(Number(name));
+    } catch { /* gone meanwhile */ }
+  }
+  return out;
+}
+
+test("issue 18 item 13: kill -9 of spillway run takes the node-llama-cpp worker with it within 2 s", async () => {
+  const tmp = mkdtempSync(join(tmpdir(), "spillway-orphan-nlc-"));
+  let workers: number[] = [];
+  try {
+    const model = join(tmp, "orphan-worker-model.gguf");
+    await synthesize({ shape: "tiny-moe", quant: "Q8_0", out: model, seed: 5 });
+    const recipe = join(tmp, "long.json5");
+    writeFileSync(recipe, JSON.stringify({
+      model: { path: model },
+      runtime: { name: "node-llama-cpp", prompt: "Hello" },
+      context: 8192, batch: 256, ubatch: 256, threads: 1,
+      workload: { promptTokens: 16, generatedTokens: 8000 },
+    }));
+    const [cmd, ...args] = driverArgv(["run", recipe]);
+    // The stalled worker writes nothing for 20 s: without the guard, no broken pipe ends it either.
+    const spillway = spawn(cmd!, args, { cwd: ROOT, stdio: ["ignore", "ignore", "ignore"], env: { ...process.env, SPILLWAY_WORKER_STALL_MS: "20000" } });
+    const exited = new Promise<string | null>((r) => spillway.on("exit", (_code, sig) => r(sig)));
+    const t0 = Date.now();
+    while ((workers = pidsWith(model)).length === 0 && Date.now() - t0 < 60_000) await sleep(50);
+    assert(workers.length > 0, "the node-llama-cpp worker started within 60 s");
+    await sleep(500);
+    process.kill(spillway.pid!, "SIGKILL");
+    assertEquals(await exited, "SIGKILL");
+    const t1 = Date.now();
+    while (pidsWith(model).length > 0 && Date.now() - t1 < 2000) await sleep(20);
+    assertEquals(pidsWith(model), [], `the worker outlived spillway by ${Date.now() - t1} ms`);
+  } finally {
+    for (const p of pidsWith(tmp)) try { process.kill(p, "SIGKILL"); } catch { /* gone */ }
+    rmSync(tmp, { recursive: true, force: true });
+  }
 });

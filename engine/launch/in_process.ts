@@ -9,6 +9,7 @@ import { exitStatus } from "../../core/exit_status.ts";
 import { type nodeLlamaCppRun, type InProcessHooks } from "../runtimes/node_llama_cpp.ts";
 import { RuntimeCrashedError, startNodeLlamaCppWorker } from "../runtimes/node_llama_cpp_process.ts";
 import { FORWARDED, type LaunchHandle } from "./child.ts";
+import { guardedArgv } from "./parent_death.ts";
 import { signalEcho } from "./signal_echo.ts";
 
 /** Options of {@link launchInProcess} (a subset of launch()'s). */
@@ -44,7 +45,13 @@ export function launchInProcess(run: ReturnType<typeof nodeLlamaCppRun>, options
     }
   }
   // In a worker process: a native abort in llama.cpp must not take spillway down unreported.
-  const worker = startNodeLlamaCppWorker(run, { signal: ac.signal, onProgress: options.onProgress, killGraceMs: options.killGraceMs });
+  // Under the parent-death guard like every child (issue 18 item 13): a SIGKILLed spillway takes it along.
+  const worker = startNodeLlamaCppWorker(run, {
+    signal: ac.signal,
+    onProgress: options.onProgress,
+    killGraceMs: options.killGraceMs,
+    wrapArgv: (file, args) => guardedArgv(file, file, args),
+  });
   const result = worker.result;
   // `exited` reports the status; callers read the error from `result`.
   result.catch(() => {});

@@ -48,6 +48,11 @@ export interface WorkerOptions extends InProcessHooks {
   onForceKill?: (message: string) => void;
   /** Lines of output kept for a crash report (default 12). */
   tailLines?: number;
+  /**
+   * Rewrites the worker's program and arguments before it is spawned: the launcher passes its
+   * parent-death guard here, so a SIGKILLed spillway does not leave the worker generating.
+   */
+  wrapArgv?: (file: string, args: string[]) => [string, string[]];
 }
 
 /** A running worker. */
@@ -75,7 +80,8 @@ export function workerCommand(): string[] {
 /** Starts the worker for `run`. */
 export function startNodeLlamaCppWorker(run: NodeLlamaCppRun, options: WorkerOptions = {}): WorkerHandle {
   const [cmd, ...args] = workerCommand();
-  const child = spawn(cmd!, [...args, JSON.stringify(run)], { stdio: ["ignore", "pipe", "pipe"] });
+  const [file, argv] = options.wrapArgv ? options.wrapArgv(cmd!, [...args, JSON.stringify(run)]) : [cmd!, [...args, JSON.stringify(run)]];
+  const child = spawn(file, argv, { stdio: ["ignore", "pipe", "pipe"] });
   const keep = options.tailLines ?? 12;
   const tail: string[] = [];
   const remember = (line: string): void => {

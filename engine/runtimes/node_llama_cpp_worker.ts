@@ -7,7 +7,9 @@
  * parent reports it.
  *
  * Fault injection for tests: SPILLWAY_WORKER_ABORT=load|generate makes it call process.abort()
- * (SIGABRT, as ggml's GGML_ASSERT does) before loading or at the first generated token.
+ * (SIGABRT, as ggml's GGML_ASSERT does) before loading or at the first generated token;
+ * SPILLWAY_WORKER_STALL_MS=N blocks it for N ms before loading, writing nothing (as a long native
+ * load or prompt evaluation does), so a test can see whether it outlives a SIGKILLed spillway.
  *
  * @example
  * ```sh
@@ -33,6 +35,8 @@ if (run === null || typeof run.modelPath !== "string") {
 const ac = new AbortController();
 for (const sig of ["SIGTERM", "SIGINT", "SIGHUP"] as const) process.on(sig, () => ac.abort(new Error(`interrupted by ${sig}`)));
 if (plantedAbort === "load") process.abort();
+const stallMs = Number(process.env.SPILLWAY_WORKER_STALL_MS ?? 0);
+if (stallMs > 0) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, stallMs);
 try {
   const result = await runNodeLlamaCpp(run, {
     signal: ac.signal,
