@@ -77,5 +77,8 @@ export function guardError(): string {
  * directly, when there is no guard: then a SIGKILL of spillway leaves it running).
  */
 export function guardedArgv(path: string, argv0: string, args: readonly string[], guard: string | null = parentDeathGuard()): [string, string[]] {
-  return guard ? [guard, [String(process.pid), path, argv0, ...args]] : [path, [...args]];
+  // Deno's node:child_process rewrites a spawn argument that equals its own binary's path (seen
+  // with deno 2.9: the worker then ran the deno binary as a script); "//path" names the same file.
+  const target = process.versions.deno && path === process.execPath && path.startsWith("/") ? `/${path}` : path;
+  return guard ? [guard, [String(process.pid), target, argv0, ...args]] : [path, [...args]];
 }
