@@ -18,7 +18,7 @@ test("demo: predicted vs measured printed, calibration recorded, the next plan u
     assertEquals(first.status, 0, first.stderr);
     const pred = /^predicted prefill ([\d.]+) t\/s, decode ([\d.]+) t\/s/m.exec(first.stdout);
     assert(pred, first.stdout);
-    const check = /^check {5}decode predicted (\d+(?:\.\d)?) t\/s, measured ([\d.]+) t\/s \([+-]\d+%\); prefill predicted (\d+(?:\.\d)?) t\/s, measured ([\d.]+) t\/s \([+-]\d+%\)$/m.exec(first.stdout);
+    const check = /^check {5}decode predicted (\d+(?:\.\d)?) t\/s, measured ([\d.]+) t\/s \([+-]?\d+%\); prefill predicted (\d+(?:\.\d)?) t\/s, measured ([\d.]+) t\/s \([+-]?\d+%\)$/m.exec(first.stdout);
     assert(check, first.stdout);
     assertEquals(Math.round(Number(check[1])), Math.round(Number(pred[2])), "the check compares with the plan's own prediction");
     assertMatch(first.stdout, /^calibrated fixed costs for node-llama-cpp with 1 thread on this machine: decode x[\d.]+, prefill x[\d.]+ \(median of 1 run; .*calibration\.json\); later plans use them$/m);
