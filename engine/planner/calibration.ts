@@ -27,12 +27,18 @@ import { capabilitiesFor } from "./capabilities.ts";
 import { type CostConstants, DEFAULT_CONSTANTS } from "./cost.ts";
 import { plan, type PlanRecipe } from "./plan.ts";
 
+/** Decode and prefill speeds, tokens/s. */
+export interface Speeds {
+  decodeTps: number;
+  prefillTps: number;
+}
+
 /** One measured run against its prediction. */
 export interface CalibrationRecord {
   at: string;
   /** Predicted and measured tokens/s (prediction made with the scales then in force). */
-  predicted: { decodeTps: number; prefillTps: number };
-  measured: { decodeTps: number; prefillTps: number };
+  predicted: Speeds;
+  measured: Speeds;
   /** The prediction's bytes-and-FLOPs part, seconds per decoded token and per prompt. */
   work: { decodeSeconds: number; prefillSeconds: number };
   /** The fixed-cost scales that reproduce the measurement (what later plans use, as a median). */
@@ -125,10 +131,10 @@ export function fitScale(measuredSeconds: number, predictedSeconds: number, work
 
 /** What a run measured, with the prediction it is compared with. */
 export interface RunMeasurement {
-  predicted: { decodeTps: number; prefillTps: number };
+  predicted: Speeds;
   /** The same candidate predicted without fixed costs (bytes and FLOPs only). */
-  workOnly: { decodeTps: number; prefillTps: number };
-  measured: { decodeTps: number; prefillTps: number };
+  workOnly: Speeds;
+  measured: Speeds;
   /** The scales the prediction was made with (1 when uncalibrated). */
   current: { decode: number; prefill: number };
   promptTokens: number;
