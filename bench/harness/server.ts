@@ -20,8 +20,8 @@ import { formatCommand, startChild, type StepResult } from "./proc.ts";
 import { type CheckResult, meanStd, type MethodResult, type RunResults, type StopReport, type Throughput } from "./results.ts";
 import type { RunContext } from "./context.ts";
 import { measureSlotRestore } from "./slot_restore.ts";
+import { HOST, postJson } from "./http.ts";
 
-const HOST = "127.0.0.1";
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -101,32 +101,7 @@ export async function healthStatus(port: number, timeoutMs = 2000): Promise<numb
  */
 export async function requestCompletion(port: number, prompt: number[], gen: number, timeoutMs: number): Promise<CompletionSample> {
   const body = { prompt, n_predict: gen, ignore_eos: true, cache_prompt: false, temperature: 0, top_k: 1, seed: 1, return_tokens: true, stream: false };
-  const t0 = performance.now();
-  let text: string;
-  let status: number;
-  try {
-    const res = await fetch(`http://${HOST}:${port}/completion`, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify(body),
-      signal: AbortSignal.timeout(Math.max(1, Math.round(timeoutMs))),
-    });
-    status = res.status;
-    text = await res.text();
-  } catch (e) {
-    const err = e as Error;
-    const what = `POST /completion (${prompt.length} prompt + ${gen} tokens)`;
-    if (err.name === "TimeoutError" || err.name === "AbortError") throw new Error(`${what} got no answer within ${(timeoutMs / 1000).toFixed(0)} s`);
-    throw new Error(`${what} failed: ${err.message}${err.cause ? ` (${(err.cause as Error).message ?? String(err.cause)})` : ""}`);
-  }
-  const seconds = (performance.now() - t0) / 1000;
-  if (status < 200 || status >= 300) throw new Error(`POST /completion: HTTP ${status}: ${text.slice(0, 400)}`);
-  let json: unknown;
-  try {
-    json = JSON.parse(text);
-  } catch {
-    throw new Error(`POST /completion: not JSON: ${text.slice(0, 300)}`);
-  }
+  const { json, seconds } = await postJson(port, "/completion", body, timeoutMs, `POST /completion (${prompt.length} prompt + ${gen} tokens)`);
   const tok = (json as { tokens?: unknown }).tokens;
   const tokens = Array.isArray(tok) && tok.every((x) => typeof x === "number") ? (tok as number[]) : null;
   return { timings: parseTimings(json), seconds, tokens };

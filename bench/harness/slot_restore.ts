@@ -15,8 +15,7 @@
  *
  * @module
  */
-
-const HOST = "127.0.0.1";
+import { postJson } from "./http.ts";
 
 /** What {@link measureSlotRestore} found. */
 export interface SlotRestoreResult {
@@ -43,28 +42,8 @@ export interface SlotRestoreResult {
 }
 
 async function post(port: number, path: string, body: unknown, timeoutMs: number): Promise<{ json: Record<string, unknown>; ms: number }> {
-  const t0 = performance.now();
-  let status: number;
-  let text: string;
-  try {
-    const res = await fetch(`http://${HOST}:${port}${path}`, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: JSON.stringify(body),
-      signal: AbortSignal.timeout(Math.max(1, Math.round(timeoutMs))),
-    });
-    status = res.status;
-    text = await res.text();
-  } catch (e) {
-    throw new Error(`POST ${path} failed: ${(e as Error).message}`);
-  }
-  const ms = performance.now() - t0;
-  if (status < 200 || status >= 300) throw new Error(`POST ${path}: HTTP ${status}: ${text.slice(0, 300)}`);
-  try {
-    return { json: JSON.parse(text) as Record<string, unknown>, ms };
-  } catch {
-    throw new Error(`POST ${path}: not JSON: ${text.slice(0, 200)}`);
-  }
+  const { json, seconds } = await postJson(port, path, body, timeoutMs);
+  return { json: json as Record<string, unknown>, ms: seconds * 1000 };
 }
 
 /** prompt_n and prompt_ms of a /completion response's timings. */
