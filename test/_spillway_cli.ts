@@ -16,6 +16,14 @@ import { join } from "node:path";
 import process from "node:process";
 import { ROOT } from "./_native.ts";
 
+/** argv running test/run_driver.ts in the runtime running this test. */
+export function driverArgv(args: string[]): string[] {
+  const driver = join(ROOT, "test", "run_driver.ts");
+  if (process.versions.bun) return [process.execPath, driver, ...args];
+  if (process.versions.deno) return [process.execPath, "run", "-A", driver, ...args];
+  return [process.execPath, "--import", "tsx", driver, ...args];
+}
+
 /** argv running cli.ts in the runtime running this test. */
 export function cliArgv(args: string[]): string[] {
   const cli = join(ROOT, "cli.ts");

@@ -10,18 +10,11 @@ import { test } from "node:test";
 import { assert, assertEquals } from "./_assert.ts";
 import { fakeCudaDir, testShim } from "./shim_helpers.ts";
 import { ROOT } from "./_native.ts";
+import { driverArgv } from "./_spillway_cli.ts";
 import { snapshot } from "../engine/monitor.ts";
 import { listRecordFiles } from "../shim/stats.ts";
 import { synthesize } from "../engine/model/synth.ts";
 import { guardedArgv, parentDeathGuard } from "../engine/launch/parent_death.ts";
-
-/** argv running test/run_driver.ts in the runtime running this test. */
-function driverArgv(args: string[]): string[] {
-  const driver = join(ROOT, "test", "run_driver.ts");
-  if (process.versions.bun) return [process.execPath, driver, ...args];
-  if (process.versions.deno) return [process.execPath, "run", "-A", driver, ...args];
-  return [process.execPath, "--import", "tsx", driver, ...args];
-}
 
 function alive(pid: number): boolean {
   try {

@@ -12,18 +12,11 @@ import process from "node:process";
 import { test } from "node:test";
 import { assert, assertEquals, assertGreaterOrEqual } from "./_assert.ts";
 import { ROOT } from "./_native.ts";
+import { driverArgv } from "./_spillway_cli.ts";
 import { fakeCudaDir, testShim } from "./shim_helpers.ts";
 import { snapshot } from "../engine/monitor.ts";
 import { listRecordFiles } from "../shim/stats.ts";
 import { synthesize } from "../engine/model/synth.ts";
-
-/** argv running test/run_driver.ts in the runtime running this test. */
-export function driverArgv(args: string[]): string[] {
-  const driver = join(ROOT, "test", "run_driver.ts");
-  if (process.versions.bun) return [process.execPath, driver, ...args];
-  if (process.versions.deno) return [process.execPath, "run", "-A", driver, ...args];
-  return [process.execPath, "--import", "tsx", driver, ...args];
-}
 
 function alive(pid: number): boolean {
   try {
