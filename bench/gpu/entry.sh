@@ -5,7 +5,7 @@
 #
 # Usage (repository root, after bench/prepare.sh here; carry bench/.pack):
 #   bash bench/gpu/entry.sh all    [MATRIX]   build + synth + matrix in one invocation
-#   bash bench/gpu/entry.sh build             llama.cpp + shim + node only
+#   bash bench/gpu/entry.sh build  [MATRIX]   llama.cpp + shim + node (+ the matrix's models)
 #   bash bench/gpu/entry.sh synth  [MATRIX]   synthesize the matrix's models only
 #   bash bench/gpu/entry.sh matrix [MATRIX]   run the matrix (builds/synths what is missing)
 #   bash bench/gpu/entry.sh probe             machine details + a ballast check
@@ -206,7 +206,7 @@ fi
 
 log "phase $PHASE, matrix $MATRIX, work $WORK, out $OUTDIR, budget ${BUDGET}s"
 case "$PHASE" in
-  build) phase_build ;;
+  build) phase_build "${2:-}" ;;   # with a MATRIX: its models synthesized alongside
   probe) phase_probe ;;
   synth)
     need_pack

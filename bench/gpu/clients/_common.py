@@ -49,7 +49,11 @@ def shim_stats():
     fn.restype = ctypes.c_int
     if fn(buf, ctypes.c_size_t(4096)) <= 0:
         return None
-    raw = buf.raw
+    return parse_stats(buf.raw)
+
+
+def parse_stats(raw):
+    """A shim stats record (the control API's copy, or the file in SPILLWAY_STATS_DIR) as a dict."""
 
     def u64(off):
         return int.from_bytes(raw[off:off + 8], "little")
@@ -65,6 +69,21 @@ def shim_stats():
     }
 
 
+def timed(compute, k):
+    """compute(2) as a warm-up (kernels compiled and loaded), then compute(k) CLIENTS_REPEAT times (3):
+    the checksum (the same every time, or SystemExit) and the fastest run's seconds, so that the shim's
+    overhead is not lost in the first run's pool growth and clock ramp."""
+    compute(2)
+    sums, times = [], []
+    for _ in range(int(os.environ.get("CLIENTS_REPEAT", "3"))):
+        t = Timer()
+        sums.append(compute(k))
+        times.append(t.seconds())
+    if len(set(sums)) != 1:
+        raise SystemExit(f"checksums differ between repetitions: {sums}")
+    return sums[0], min(times), times
+
+
 class Timer:
     def __init__(self):
         self.t0 = time.perf_counter()
@@ -73,9 +92,10 @@ class Timer:
         return time.perf_counter() - self.t0
 
 
-def report(client, checksum, compute_s, start, extra=None):
+def report(client, checksum, compute_s, start, extra=None, times=None):
     """One line the runner reads: RESULT {...}."""
     out = {
+        "compute_runs_s": times and [round(t, 4) for t in times],
         "client": client,
         "checksum": str(checksum),
         "compute_s": round(compute_s, 4),

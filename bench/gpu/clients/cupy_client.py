@@ -7,7 +7,7 @@ import time
 START = time.perf_counter()
 import cupy as cp  # noqa: E402
 
-from _common import N, P, Timer, chunks_from_argv, report  # noqa: E402
+from _common import N, P, chunks_from_argv, report, timed  # noqa: E402
 
 k = chunks_from_argv()
 mode = sys.argv[2] if len(sys.argv) > 2 else "default"
@@ -32,7 +32,5 @@ def compute(k):
     return checksum
 
 
-compute(2)  # warm-up: kernels compiled before the timed run
-t = Timer()
-checksum = compute(k)
-report("cupy-" + mode, checksum, t.seconds(), START)
+checksum, best_s, times = timed(compute, k)
+report("cupy-" + mode, checksum, best_s, START, times=times)

@@ -9,7 +9,7 @@ import jax  # noqa: E402
 jax.config.update("jax_enable_x64", True)
 import jax.numpy as jnp  # noqa: E402
 
-from _common import N, P, Timer, chunks_from_argv, report  # noqa: E402
+from _common import N, P, chunks_from_argv, report, timed  # noqa: E402
 
 k = chunks_from_argv()
 dev = jax.devices("gpu")[0]
@@ -36,9 +36,7 @@ def compute(k):
     return sum(int(total(x)) for x in xs)
 
 
-compute(2)  # warm-up: the three programs compiled before the timed run
-t = Timer()
-checksum = compute(k)
+checksum, best_s, times = timed(compute, k)
 stats = dev.memory_stats() or {}
-report("jax", checksum, t.seconds(), START,
-       {"xla_stats": {key: stats.get(key) for key in ("bytes_limit", "peak_bytes_in_use", "bytes_reserved", "pool_bytes")}})
+report("jax", checksum, best_s, START,
+       {"xla_stats": {key: stats.get(key) for key in ("bytes_limit", "peak_bytes_in_use", "bytes_reserved", "pool_bytes")}}, times)

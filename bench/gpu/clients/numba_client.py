@@ -12,7 +12,7 @@ if not hasattr(np, "row_stack"):
     np.row_stack = np.vstack
 from numba import cuda  # noqa: E402
 
-from _common import N, P, Timer, chunks_from_argv, report  # noqa: E402
+from _common import N, P, chunks_from_argv, report, timed  # noqa: E402
 
 k = chunks_from_argv()
 
@@ -62,7 +62,5 @@ def compute(k):
     return checksum
 
 
-compute(2)  # warm-up: kernels compiled before the timed run
-t = Timer()
-checksum = compute(k)
-report("numba", checksum, t.seconds(), START)
+checksum, best_s, times = timed(compute, k)
+report("numba", checksum, best_s, START, times=times)

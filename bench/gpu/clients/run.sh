@@ -10,7 +10,8 @@
 #   fit    under the shim, no ballast: everything fits, the shim's overhead
 # and writes results.json, results.md, logs.tar.gz into $OUT. A CPU (numpy) checksum runs alongside.
 # Environment: CLIENTS_GIB (default 21), CLIENTS_KEEP_GIB (12), CLIENTS_BUDGET_S (330: the whole run),
-# CLIENTS_ONLY (comma-separated client names), CLIENTS_RUN_S (75: one run's limit), CLIENTS_HOST_LIMIT
+# CLIENTS_ONLY (comma-separated client names), CLIENTS_RUN_S (75: one run's limit), CLIENTS_LLAMA_BIN and
+# CLIENTS_LLAMA_MODEL (the llama.cpp row, llama_client.py), CLIENTS_HOST_LIMIT
 # (48G: SPILLWAY_HOST_LIMIT of the shim runs, leaving the 128 GiB machine room for the ballast and Python).
 set -uo pipefail
 ROOT="$(cd "$(dirname "$0")/../../.." && pwd)"
@@ -48,6 +49,11 @@ CLIENTS=(
   "triton|torch_client.py $GIB triton|"
   "numba|numba_client.py $GIB|"
 )
+# llama.cpp's own VMM pool: with CLIENTS_LLAMA_BIN (llama-perplexity's folder) and CLIENTS_LLAMA_MODEL (a
+# GGUF larger than the free VRAM; its size is that row's working set).
+if [[ -n "${CLIENTS_LLAMA_BIN:-}" && -f "${CLIENTS_LLAMA_MODEL:-}" ]]; then
+  CLIENTS+=("llama-vmm|llama_client.py|CLIENTS_WORK=$WORK")
+fi
 
 make -s -C "$ROOT/shim" BUILD="$WORK/shim" >"$LOGS/build.log" 2>&1 || { log "shim build failed"; cat "$LOGS/build.log" >&2; }
 LIB="$WORK/shim/libspillway_shim.so"

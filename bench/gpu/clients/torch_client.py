@@ -7,7 +7,7 @@ import time
 START = time.perf_counter()
 import torch  # noqa: E402
 
-from _common import N, P, Timer, chunks_from_argv, report  # noqa: E402
+from _common import N, P, chunks_from_argv, report, timed  # noqa: E402
 
 k = chunks_from_argv()
 use_triton = len(sys.argv) > 2 and sys.argv[2] == "triton"
@@ -60,8 +60,6 @@ def compute(k):
     return checksum
 
 
-compute(2)  # warm-up: kernels compiled and loaded before the timed run
-t = Timer()
-checksum = compute(k)
-report("triton" if use_triton else "torch", checksum, t.seconds(), START,
-       {"torch_reserved": torch.cuda.memory_reserved(), "mem_get_info": list(torch.cuda.mem_get_info())})
+checksum, best_s, times = timed(compute, k)
+report("triton" if use_triton else "torch", checksum, best_s, START,
+       {"torch_reserved": torch.cuda.memory_reserved(), "mem_get_info": list(torch.cuda.mem_get_info())}, times)
