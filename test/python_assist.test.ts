@@ -33,11 +33,17 @@ test("python assist: Python commands only; the user's own settings win", () => {
   assert(isPythonCommand(["python3", "x.py"]) && isPythonCommand(["/usr/bin/python3.12"]) && isPythonCommand(["torchrun", "x.py"]));
   assert(!isPythonCommand(["llama-server", "-m", "x.gguf"]));
   assertEquals(pythonAssist(["llama-server"], {}, { minSpill: 32 * MiB, mapDir: null, vramForWeights: 1 }).env, {});
-  const own = pythonAssist(["python3", "x.py"], { TORCH_CUDNN_SDPA_DEPRIORITIZED: "0", SPILLWAY_PLACEMENT: "/my.map" }, { minSpill: 32 * MiB, mapDir: null, vramForWeights: 1 });
+  const own = pythonAssist(["python3", "x.py"], { TORCH_CUDNN_SDPA_DEPRIORITIZED: "0", SPILLWAY_PLACEMENT: "/my.map", XLA_PYTHON_CLIENT_MEM_FRACTION: ".5" }, { minSpill: 32 * MiB, mapDir: null, vramForWeights: 1 });
   assertEquals(own.env, {});
+  assertEquals(own.hints, []);
   const none = pythonAssist(["python3", "x.py"], {}, { minSpill: 32 * MiB, mapDir: null, vramForWeights: 1 });
-  assertEquals(none.env, { TORCH_CUDNN_SDPA_DEPRIORITIZED: "1" });
-  assertMatch(none.hints[0]!, /no model directory or Hugging Face id found/);
+  assertEquals(none.env, { TORCH_CUDNN_SDPA_DEPRIORITIZED: "1", XLA_PYTHON_CLIENT_PREALLOCATE: "false" });
+  assertMatch(none.hints[0]!, /XLA_PYTHON_CLIENT_PREALLOCATE=false: JAX would otherwise take 75%/);
+  assertMatch(none.hints[1]!, /no model directory or Hugging Face id found/);
+  // Any XLA client setting of the user's (preallocation on, a fraction, the allocator) is theirs.
+  for (const k of ["XLA_PYTHON_CLIENT_PREALLOCATE", "XLA_PYTHON_CLIENT_ALLOCATOR"]) {
+    assertEquals(pythonAssist(["python3", "x.py"], { [k]: "true" }, { minSpill: 32 * MiB, mapDir: null, vramForWeights: 1 }).env.XLA_PYTHON_CLIENT_PREALLOCATE, undefined);
+  }
   assertEquals(weightsBudgetFor(12 * 2 ** 30, 2 ** 30), 10.6 * 2 ** 30);
 });
 
@@ -150,8 +156,12 @@ test("command recipe: a Python command naming its model gets the rules inline an
     const py = commandLaunchSpec(plan, { command: ["python3", "serve.py"] } as never, { shimPath: "/opt/libspillway_shim.so" });
     assertEquals(py.env.SPILLWAY_PLACEMENT_RULES!.split(";")[0], "nth=0 min=16777216 host");
     assertEquals(py.env.TORCH_CUDNN_SDPA_DEPRIORITIZED, "1");
+    assertEquals(py.env.XLA_PYTHON_CLIENT_PREALLOCATE, "false");
+    // The recipe's own env wins.
+    const own = commandLaunchSpec(plan, { command: ["python3", "serve.py"], env: { XLA_PYTHON_CLIENT_PREALLOCATE: "true" } } as never, { shimPath: "/opt/libspillway_shim.so" });
+    assertEquals(own.env.XLA_PYTHON_CLIENT_PREALLOCATE, "true");
     const other = commandLaunchSpec(plan, { command: ["./my-cuda-app"] } as never, { shimPath: "/opt/libspillway_shim.so" });
-    assertEquals([other.env.SPILLWAY_PLACEMENT_RULES, other.env.TORCH_CUDNN_SDPA_DEPRIORITIZED], [undefined, undefined]);
+    assertEquals([other.env.SPILLWAY_PLACEMENT_RULES, other.env.TORCH_CUDNN_SDPA_DEPRIORITIZED, other.env.XLA_PYTHON_CLIENT_PREALLOCATE], [undefined, undefined, undefined]);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -35,6 +35,10 @@ export function commandLaunchSpec(plan: Plan | null, recipe: RunRecipe | null, o
     if (inline) env.SPILLWAY_PLACEMENT_RULES = inline.rules;
     env.TORCH_CUDNN_SDPA_DEPRIORITIZED = "1";
   }
+  // JAX under the shim grows on demand instead of preallocating 75% of VRAM + host (python_assist.ts says why).
+  if (shim && isPythonCommand(argv) && !Object.keys(process.env).some((k) => k.startsWith("XLA_PYTHON_CLIENT_"))) {
+    env.XLA_PYTHON_CLIENT_PREALLOCATE = "false";
+  }
   Object.assign(env, recipe?.env ?? {});
   return { argv, env };
 }

@@ -9,13 +9,19 @@
  *   host time per attention call per decoded token (bench/gpu/torch_decode_probe.py). The variable
  *   (read once in aten/src/ATen/native/transformers/cuda/sdp_utils.cpp, check_prefer_cudnn_attention)
  *   keeps PyTorch's older order, flash / memory-efficient first. A user's own setting wins.
+ * - `XLA_PYTHON_CLIENT_PREALLOCATE=false`: JAX/XLA by default takes 75% of the memory the driver
+ *   reports, at start, as one allocation. Under the shim the report is VRAM plus the host limit, so a
+ *   12 GiB card with 64 GiB of host limit would pin ~45 GiB of host memory before the first array,
+ *   whatever the program needs. Growing on demand (the variable) puts XLA's allocations in VRAM first
+ *   and in host memory only past it. Not set when the user chose any XLA_PYTHON_CLIENT_* setting.
  * - The map: `placementForTensors` over the model's tensors in `model.to("cuda")` order.
  *
  * @example
  * ```ts
  * import { pythonAssist } from "./python_assist.ts";
  * const a = pythonAssist(["python3", "gen.py", "--model", "/models/llama"], process.env, { vramForWeights: 10 * 2 ** 30, minSpill: 32 * 2 ** 20, mapDir: "/tmp" });
- * // a.env: { TORCH_CUDNN_SDPA_DEPRIORITIZED: "1", SPILLWAY_PLACEMENT: "/tmp/spillway-map-….map" }; a.hints: []
+ * // a.env: { TORCH_CUDNN_SDPA_DEPRIORITIZED: "1", XLA_PYTHON_CLIENT_PREALLOCATE: "false", SPILLWAY_PLACEMENT: "/tmp/spillway-map-….map" }
+ * // a.hints: the one line saying why XLA_PYTHON_CLIENT_PREALLOCATE was set
  * ```
  *
  * @module
@@ -149,6 +155,11 @@ export function pythonAssist(argv: readonly string[], env: Record<string, string
   const out: Assist = { env: {}, model: null, map: null, hints: [] };
   if (!isPythonCommand(argv)) return out;
   if (env.TORCH_CUDNN_SDPA_DEPRIORITIZED === undefined) out.env.TORCH_CUDNN_SDPA_DEPRIORITIZED = "1";
+  if (!Object.keys(env).some((k) => k.startsWith("XLA_PYTHON_CLIENT_") && env[k] !== undefined)) {
+    out.env.XLA_PYTHON_CLIENT_PREALLOCATE = "false";
+    out.hints.push("spillway: set XLA_PYTHON_CLIENT_PREALLOCATE=false: JAX would otherwise take 75% of the VRAM + host memory the shim reports at start " +
+      "(pinning host memory it may never use); on demand, its arrays go to VRAM first and to host memory past it");
+  }
   if (env.SPILLWAY_PLACEMENT) return out;
   out.model = findModel(argv, env);
   if (!out.model) {
