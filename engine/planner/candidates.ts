@@ -372,3 +372,31 @@ export const DEFAULT_UBATCHES: readonly number[] = [512, 2048];
 
 export { DEFAULT_CONSTANTS };
 export type { PlacementPolicy };
+
+/**
+ * The pinned-vs-mmap trade of CPU weights (issue 22) for the reason text, or "" when there is none:
+ * the best fitting candidate of the chosen one's kind (same strategy, KV type and location) with
+ * the other load mode, when it wins one phase (pinned weights prefill faster: per-micro-batch copies
+ * from pinned memory; mmap'd ones decode faster where the runtime repacks them for the CPU, see
+ * `cpuRepackSpeedup` in cost.ts). The workload's total time already made the choice.
+ */
+export function loadModeTradeSentence(chosen: Evaluated, ranked: Evaluated[]): string {
+  const c = chosen.candidate;
+  if (c.strategy !== "experts_cpu" && c.strategy !== "layers_cpu" && c.strategy !== "combined") return "";
+  const o = ranked.find((e) =>
+    e.candidate.fits && e.candidate.strategy === c.strategy && e.candidate.settings.loadMode !== c.settings.loadMode &&
+    e.candidate.settings.kvOnHost === c.settings.kvOnHost && (e.candidate.settings.kvType ?? "f16") === (c.settings.kvType ?? "f16")
+  )?.candidate;
+  if (o === undefined) return "";
+  const [pinned, mapped] = c.settings.loadMode === "none" ? [c, o] : [o, c];
+  const prefill = pinned.predicted.prefillTps / mapped.predicted.prefillTps;
+  const decode = mapped.predicted.decodeTps / pinned.predicted.decodeTps;
+  // A trade only where each load mode wins its phase (by more than rounding).
+  if (!(prefill > 1.005 && decode > 1.005)) return "";
+  const pct = `${((decode - 1) * 100).toFixed(0)}%`;
+  const x = `${prefill.toFixed(1)}x`;
+  const vs = `(${o.id}: ${o.predicted.totalSeconds.toFixed(2)} s per request against ${c.predicted.totalSeconds.toFixed(2)})`;
+  return c === pinned
+    ? `Pinned CPU weights: prefill ${x} faster; mmap would repack them for the CPU and decode ${pct} faster ${vs}.`
+    : `mmap'd CPU weights, repacked for the CPU: decode ${pct} faster; pinned ones would prefill ${x} faster ${vs}.`;
+}

@@ -36,6 +36,19 @@ export interface CostConstants {
   pinnedCopyEfficiency: number;
   /** Per-micro-batch copies of pageable (mmap'd) host weights, fraction of h2dGBps. */
   pageableCopyFactor: number;
+  /**
+   * Speed-up of the CPU part of decode (reading and multiplying weights in host_cpu) when llama.cpp
+   * repacks those weights into its CPU backend's AVX-512/AMX/AVX2 matmul layouts, which it does for
+   * mmap'd weights (`-lm mmap`) and not for pinned host buffers (`-lm none`). Derived from
+   * bench/results/2026-11-22-h200-all-3/results.md (H200, 30B-A3B shape, 12 GiB free): llama.cpp's
+   * default (experts of 34 blocks, mmap) decoded 41.23 t/s against 37.99 (`-ncmoe 35 -lm none`) and
+   * 37.20 (`-ncmoe 36 -lm none`); less the model's own 34-vs-35/36-block difference that is 1.057x
+   * at the same placement, and with the CPU part 65% of the predicted token time that is 1.09x for
+   * the CPU part. Applied only where {@link cpuRepacks} holds: the profile carries no CPU-feature
+   * field (the probe's avx512/avx2 flags do not reach HardwareProfile), so it is applied for
+   * llama.cpp and node-llama-cpp on any CPU not named as non-x86 (ARM, Apple, POWER, RISC-V).
+   */
+  cpuRepackSpeedup: number;
   /** Fraction of the CPU's GFLOP/s reached in prefill computed on the CPU. */
   cpuComputeEfficiency: number;
   /** llama.cpp offloads host-weight matmuls to the GPU from this many tokens (GGML_OP_OFFLOAD_MIN_BATCH). */
@@ -79,6 +92,7 @@ export const DEFAULT_CONSTANTS: CostConstants = {
   gemmHalfTokens: 256,
   pinnedCopyEfficiency: 1.0,
   pageableCopyFactor: 0.175,
+  cpuRepackSpeedup: 1.09,
   cpuComputeEfficiency: 0.65,
   cpuTokenOverheadMs: 0.48,
   cpuBatchOverheadMs: 0.2,
@@ -141,6 +155,23 @@ export function isLlamaFamily(runtime: string): boolean {
   return LLAMA_FAMILY.has(runtime);
 }
 
+/** Runtimes whose CPU backend repacks mmap'd CPU weights for its matmul kernels (llama.cpp's CPU_REPACK/AMX buffers). */
+const REPACKING_RUNTIMES = new Set(["llama.cpp", "node-llama-cpp"]);
+
+/** CPU names that are not x86 (llama.cpp's x86 repack layouts do not apply; ARM's are not modelled). */
+const NON_X86_CPU = /\b(arm|aarch64|arm64|neoverse|cortex|graviton|ampere|altra|grace|apple|m[1-9]( pro| max| ultra)?|snapdragon|kunpeng|power[0-9]+|powerpc|ppc64(le)?|risc-?v|loongson)\b/i;
+
+/**
+ * True when CPU-computed weights loaded with `loadMode` are repacked by the runtime, so the CPU
+ * part of decode runs `cpuRepackSpeedup` times faster: llama.cpp or node-llama-cpp, a GPU (without
+ * one there are no pinned host buffers: both load modes repack, and the CPU-only constants were
+ * fitted to such runs), mmap'd weights, and an x86 CPU (HardwareProfile has no CPU-feature field:
+ * any CPU not named as ARM, Apple, POWER or RISC-V counts as x86 with AVX2 or AVX-512).
+ */
+export function cpuRepacks(hw: HardwareProfile, runtime: string, loadMode: "mmap" | "none"): boolean {
+  return loadMode === "mmap" && hw.gpu !== null && REPACKING_RUNTIMES.has(runtime) && !NON_X86_CPU.test(hw.host.cpuName ?? "");
+}
+
 /** Expected fraction of a block's experts a micro-batch of `tokens` touches. */
 export function expertsTouched(s: ModelSummary, tokens: number, routing: RoutingModel): number {
   if (s.expertCount === 0) return 1;
@@ -194,12 +225,16 @@ export function predict(
 
   // ---- decode: bytes per token over bandwidth, per tier
   const dec = { vram: 0, host_mapped: 0, host_cpu: 0, stream: 0, kv: 0, overhead: 0 };
+  // mmap'd CPU weights repacked into the CPU backend's matmul layouts (not the embedding: a row lookup).
+  const repack = cpuRepacks(hw, settings.runtime, settings.loadMode) ? k.cpuRepackSpeedup : 1;
   for (const u of layout.units) {
     // Streamed weights are copied whole for every forward pass, not just the used experts.
     if (u.tier === "stream") dec.stream += u.bytes / bw.stream;
     // The CPU reads its weights or computes with them, whichever is slower (compute-bound on few cores).
-    else if (u.tier === "host_cpu") dec.host_cpu += Math.max((u.bytes * decodeFraction(u, s)) / bw.host_cpu, (2 * activeParams(u, s)) / cpuFlops);
-    else dec[u.tier] += (u.bytes * decodeFraction(u, s)) / bw[u.tier];
+    else if (u.tier === "host_cpu") {
+      dec.host_cpu += Math.max((u.bytes * decodeFraction(u, s)) / bw.host_cpu, (2 * activeParams(u, s)) / cpuFlops) /
+        (u.group === "embedding" ? 1 : repack);
+    } else dec[u.tier] += (u.bytes * decodeFraction(u, s)) / bw[u.tier];
   }
   const ctxDecode = workload.promptTokens + workload.generatedTokens / 2;
   dec.kv = (ctxDecode * s.kvBytesPerToken) / (layout.kv === "vram" && gpu ? bw.vram : bw.host_cpu);

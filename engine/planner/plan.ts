@@ -15,6 +15,7 @@ import {
   enumerateSpecs,
   evaluate,
   type Evaluated,
+  loadModeTradeSentence,
   type PlanContext,
 } from "./candidates.ts";
 import { type CostConstants, DEFAULT_CONSTANTS, type RoutingModel } from "./cost.ts";
@@ -156,7 +157,7 @@ export function plan(model: ModelInfo, hardware: HardwareProfile, recipe: PlanRe
     chosen: c.id,
     reason: c.strategy === "split"
       ? splitReason(best, ranked)
-      : [explain(ctx, best, ranked), kvTradeSentence(ctx, considered, best, kv.types)].filter((x) => x).join(" "),
+      : [explain(ctx, best, ranked), loadModeTradeSentence(best, ranked), kvTradeSentence(ctx, considered, best, kv.types)].filter((x) => x).join(" "),
     settings: c.settings,
     predicted: c.predicted,
     memory: c.memory,
