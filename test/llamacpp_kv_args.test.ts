@@ -29,7 +29,8 @@ function recipe(over: Partial<PlanRecipe> = {}): PlanRecipe {
 }
 
 test("llamacpp_kv_server_argv_golden: a q8_0 plan with a slot cache launches llama-server with -ctk/-ctv q8_0 -fa on and the slot flags", () => {
-  const p = plan(qwen, hw, recipe({ promptCache: { dir: "/home/u/.cache/spillway/slots", reuse: 256 } }));
+  // q8_0 asked for (at 32k the cost model keeps f16 when f16 is allowed: planner_kv.test.ts).
+  const p = plan(qwen, hw, recipe({ kvCache: { types: ["q8_0"] }, promptCache: { dir: "/home/u/.cache/spillway/slots", reuse: 256 } }));
   assertEquals(p.chosen, "ncmoe-37-none-ub2048+kv-q8_0");
   const spec = llamaCppAdapter.toLaunchSpec(p, null);
   assertEquals(spec.argv, [
@@ -50,7 +51,7 @@ test("llamacpp_kv_f16_and_other_programs: f16 adds no flag; llama-cli gets no sl
   const server = llamaCppAdapter.toLaunchSpec(f16, null).argv;
   for (const f of ["-ctk", "-ctv", "-fa", "--cache-reuse"]) assert(!server.includes(f), `${f} in ${server.join(" ")}`);
   assertEquals(server.slice(-2), ["--slot-save-path", "/s"]);
-  const q = plan(qwen, hw, recipe({ promptCache: { dir: "/s", reuse: 64 } }));
+  const q = plan(qwen, hw, recipe({ kvCache: { types: ["q8_0"] }, promptCache: { dir: "/s", reuse: 64 } }));
   const cli = llamaCppAdapter.toLaunchSpec(q, { program: "cli" }).argv;
   assert(!cli.includes("--slot-save-path") && cli.includes("-ctk"), cli.join(" "));
   const user = llamaCppAdapter.toLaunchSpec(q, { args: ["--cache-type-k", "f16", "-ctv", "f16", "--flash-attn", "auto"] }).argv;

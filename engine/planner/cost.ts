@@ -49,6 +49,17 @@ export interface CostConstants {
    * llama.cpp and node-llama-cpp on any CPU not named as non-x86 (ARM, Apple, POWER, RISC-V).
    */
   cpuRepackSpeedup: number;
+  /**
+   * Decode attention over a quantized KV cache in VRAM (q8_0, q4_0, flash attention), ns per cached
+   * token per layer per decoded token: the kernels dequantize every cell, so the cost follows the cell
+   * count, not the bytes, and is several times that of reading an f16 cache. From
+   * bench/results/2026-12-06-context (H100, 30B-A3B at 32k): -ncmoe 37 with q8_0 KV decoded 39.57 t/s
+   * and q4_0 39.00, f16 KV at -ncmoe 39 46.99; less the model's own 2-block difference, quantized
+   * cells cost ~4.9 ms per token more than f16 ones over 32.3k cells x 48 layers at the same
+   * placement: 3.2 ns, plus f16's own ~0.75 ns, in the model's units (it predicted 1.28x the
+   * measured token time there) ~4.5.
+   */
+  quantizedKvDecodeNsPerCellLayer: number;
   /** Fraction of the CPU's GFLOP/s reached in prefill computed on the CPU. */
   cpuComputeEfficiency: number;
   /** llama.cpp offloads host-weight matmuls to the GPU from this many tokens (GGML_OP_OFFLOAD_MIN_BATCH). */
@@ -93,6 +104,7 @@ export const DEFAULT_CONSTANTS: CostConstants = {
   pinnedCopyEfficiency: 1.0,
   pageableCopyFactor: 0.175,
   cpuRepackSpeedup: 1.09,
+  quantizedKvDecodeNsPerCellLayer: 4.5,
   cpuComputeEfficiency: 0.65,
   cpuTokenOverheadMs: 0.48,
   cpuBatchOverheadMs: 0.2,

@@ -152,6 +152,18 @@ export function conversionSeconds(ctx: PlanContext, f16PerToken: number, t: KvTy
   return s;
 }
 
+/**
+ * Seconds per decoded token of attention over a quantized cache: on the GPU (cache in VRAM) the
+ * kernels dequantize every cell, `quantizedKvDecodeNsPerCellLayer` per cell and layer, or the
+ * cache's bytes over VRAM bandwidth (`bytesSeconds`) where that is slower. A cache in host memory is
+ * read by the CPU, which reads the quantized blocks directly: its bytes decide.
+ */
+export function quantizedKvDecodeSeconds(ctx: PlanContext, kvTier: string, bytesSeconds: number): number {
+  if (!ctx.hw.gpu || kvTier !== "vram") return bytesSeconds;
+  const cells = ctx.workload.promptTokens + ctx.workload.generatedTokens / 2;
+  return Math.max(bytesSeconds, (cells * ctx.summary.layerCount * ctx.constants.quantizedKvDecodeNsPerCellLayer) / 1e9);
+}
+
 /** Settings of a quantized-KV candidate: both caches of type `t`, flash attention on. */
 function withKvType(ctx: PlanContext, f16PerToken: number, e: Evaluated, t: KvType): Evaluated {
   if (t === "f16") return e;
@@ -159,7 +171,9 @@ function withKvType(ctx: PlanContext, f16PerToken: number, e: Evaluated, t: KvTy
   const extra = conversionSeconds(ctx, f16PerToken, t, c.settings.ubatch);
   const P = ctx.workload.promptTokens;
   const prefillSeconds = P / e.prediction.prefillTps + extra;
-  const totalSeconds = e.prediction.totalSeconds + extra;
+  const kvDecode = quantizedKvDecodeSeconds(ctx, e.layout.kv, e.prediction.decode.kv);
+  const decodeSeconds = 1 / e.prediction.decodeTps + (kvDecode - e.prediction.decode.kv);
+  const totalSeconds = e.prediction.totalSeconds + extra + ctx.workload.generatedTokens * (kvDecode - e.prediction.decode.kv);
   const buffer = ctx.hw.gpu ? conversionBufferBytes(ctx, f16PerToken) : 0;
   const candidate: Candidate = {
     ...c,
@@ -167,13 +181,20 @@ function withKvType(ctx: PlanContext, f16PerToken: number, e: Evaluated, t: KvTy
     label: `${c.label}, KV cache ${t}`,
     memory: { ...c.memory, vram: c.memory.vram + buffer },
     settings: { ...c.settings, kvType: t, flashAttention: true },
-    predicted: { ...c.predicted, prefillTps: +(P / prefillSeconds).toPrecision(4), totalSeconds: +totalSeconds.toPrecision(4) },
+    predicted: { ...c.predicted, prefillTps: +(P / prefillSeconds).toPrecision(4), decodeTps: +(1 / decodeSeconds).toPrecision(4), totalSeconds: +totalSeconds.toPrecision(4) },
     placements: c.placements.map((p) => (p.class === "compute" && ctx.hw.gpu ? { ...p, bytes: p.bytes + buffer } : { ...p })),
   };
   return {
     candidate,
     layout: e.layout,
-    prediction: { ...e.prediction, prefillTps: P / prefillSeconds, totalSeconds, prefill: { ...e.prediction.prefill, gpuCompute: e.prediction.prefill.gpuCompute + extra } },
+    prediction: {
+      ...e.prediction,
+      prefillTps: P / prefillSeconds,
+      decodeTps: 1 / decodeSeconds,
+      totalSeconds,
+      prefill: { ...e.prediction.prefill, gpuCompute: e.prediction.prefill.gpuCompute + extra },
+      decode: { ...e.prediction.decode, kv: kvDecode },
+    },
   };
 }
 
