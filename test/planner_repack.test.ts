@@ -79,7 +79,7 @@ test("repack_decode_factor: at the same placement an mmap experts-on-CPU candida
 
 test("repack_per_workload: decode-heavy picks mmap'd (repacked) CPU weights, prefill-heavy pinned ones, and the reason names the trade", () => {
   for (const hw of [getProfile("h200-12gib-free")!, benchProfile()]) {
-    const decodeHeavy = plan(model, hw, recipe(128, 2048));
+    const decodeHeavy = plan(model, hw, recipe(128, 4096));
     const dc = decodeHeavy.candidates.find((c) => c.id === decodeHeavy.chosen)!;
     assertEquals([dc.strategy, dc.settings.loadMode], ["experts_cpu", "mmap"], `${hw.name}: ${decodeHeavy.chosen}`);
     assertStringIncludes(decodeHeavy.reason, "mmap'd CPU weights, repacked for the CPU: decode");

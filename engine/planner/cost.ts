@@ -44,7 +44,8 @@ export interface CostConstants {
    * default (experts of 34 blocks, mmap) decoded 41.23 t/s against 37.99 (`-ncmoe 35 -lm none`) and
    * 37.20 (`-ncmoe 36 -lm none`); less the model's own 34-vs-35/36-block difference that is 1.057x
    * at the same placement, and with the CPU part 65% of the predicted token time that is 1.09x for
-   * the CPU part. Applied only where {@link cpuRepacks} holds: the profile carries no CPU-feature
+   * the CPU part; bench/results/2026-12-06-context (H100, 32k) gives ~1.045x (default 48.23 t/s
+   * against `-ncmoe 39 -lm none` 46.99): 1.06, between the two. Applied only where {@link cpuRepacks} holds: the profile carries no CPU-feature
    * field (the probe's avx512/avx2 flags do not reach HardwareProfile), so it is applied for
    * llama.cpp and node-llama-cpp on any CPU not named as non-x86 (ARM, Apple, POWER, RISC-V).
    */
@@ -103,7 +104,7 @@ export const DEFAULT_CONSTANTS: CostConstants = {
   gemmHalfTokens: 256,
   pinnedCopyEfficiency: 1.0,
   pageableCopyFactor: 0.175,
-  cpuRepackSpeedup: 1.09,
+  cpuRepackSpeedup: 1.06,
   quantizedKvDecodeNsPerCellLayer: 4.5,
   cpuComputeEfficiency: 0.65,
   cpuTokenOverheadMs: 0.48,
