@@ -10,6 +10,12 @@ SHAPES = {
     # The dimensions of engine/model/shapes.ts.
     "llama-8b": dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
                      num_key_value_heads=8, vocab_size=128256, rope_theta=500000.0, rms_norm_eps=1e-5),
+    # The Qwen2.5-14B layer shape as a Llama (bias-free attention: Qwen2 adds q/k/v biases, 344 K of its
+    # 14.77 B parameters, left out so the stock LlamaForCausalLM and the shim's maps take it as is): 48 layers,
+    # hidden 5120, 40 heads / 8 KV heads (head dim 128), MLP 13824, vocab 152064, untied head.
+    # ~14.77 B params, ~29.5 GB at bf16: the 14B-class bf16 case of issue 17.
+    "llama-14b": dict(hidden_size=5120, intermediate_size=13824, num_hidden_layers=48, num_attention_heads=40,
+                      num_key_value_heads=8, vocab_size=152064, rope_theta=1000000.0, rms_norm_eps=1e-5),
     "tiny-llama": dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
                        num_key_value_heads=2, vocab_size=512, rope_theta=10000.0, rms_norm_eps=1e-5),
 }
