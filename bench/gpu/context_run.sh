@@ -16,7 +16,10 @@ mkdir -p "$OUT/overhead" "$OUT/c32" "$OUT/c64" /tmp/spillway-bench/logs
 export SPILLWAY_BENCH_TIERS=0
 SPILLWAY_BENCH_BUDGET_S=$(left) OUT=/tmp/spillway-bench/build-out bash "$ROOT/bench/gpu/entry.sh" build "$ROOT/bench/matrices/context-12g.json5" 2>&1 | tail -3
 MODEL=$(ls /dev/shm/spillway-models/qwen3moe-30b-a3b-Q8_0.gguf /tmp/spillway-bench/models/qwen3moe-30b-a3b-Q8_0.gguf 2>/dev/null | head -1)
-bash "$ROOT/bench/gpu/clients/llama_overhead.sh" /tmp/spillway-bench/llama.cpp/build/bin "$MODEL" "$OUT/overhead" 2
+# CONTEXT_RUN_OVERHEAD=0 skips step 2 (device time for the context parts first).
+if [[ "${CONTEXT_RUN_OVERHEAD:-1}" == 1 ]]; then
+  bash "$ROOT/bench/gpu/clients/llama_overhead.sh" /tmp/spillway-bench/llama.cpp/build/bin "$MODEL" "$OUT/overhead" 2
+fi
 part() { # OUTSUB MATRIX ONLY
   local budget
   budget=$(left)
@@ -25,5 +28,5 @@ part() { # OUTSUB MATRIX ONLY
   rm -f "$OUT/$1/entry.log" "$OUT/$1/phases.tsv"
 }
 part c32 context-12g.json5 all-vram,spillway
-part c64 context-12g-64k.json5 all-vram,default,spillway,hand-q8
+part c64 context-12g-64k.json5 "${CONTEXT_RUN_64K_ONLY:-all-vram,default,spillway,hand-q8}"
 echo "done in $(($(date +%s) - START)) s"
