@@ -6,7 +6,8 @@
 # 2. the shim's overhead on llama-bench -ngl 99 when everything fits   -> $OUT/overhead/
 # 3. 32k: the reference and spillway's plan (the planner after the per-cell quantized-KV cost) -> $OUT/c32/
 # 4. 64k: reference, llama.cpp's default, spillway's plan, q8_0 KV hand-tuned, as time allows -> $OUT/c64/
-# Only 8 files come back: each part keeps results.json, results.md and logs.tar.gz.
+# With SPILLWAY_LLAMA_PATCHED=1 set, entry.sh builds (or reuses) the patched llama.cpp instead
+# (bench/gpu/hybrid_context_run.sh). Only 8 files come back: each part keeps results.json, results.md and logs.tar.gz.
 set -uo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 OUT="${OUT:-/tmp/spillway-context-out}"
