@@ -2,7 +2,7 @@
 // and summary.json (hybrid vs the best stock configuration of the same run).
 import { test } from "node:test";
 import { assertEquals, assertThrows } from "./_assert.ts";
-import { loadMatrix, parseMatrix } from "../bench/harness/matrix.ts";
+import { loadMatrix, onlyModels, parseMatrix } from "../bench/harness/matrix.ts";
 import { hybridSummary, isStock } from "../bench/harness/hybrid_summary.ts";
 import type { MethodResult, RunResults } from "../bench/harness/results.ts";
 
@@ -54,4 +54,12 @@ test("summary: ratios against the best stock figure of each kind; patched switch
   assertEquals(x.prefillRatioVsBestStock, +(7700 / 7768).toFixed(3));
   assertEquals(x.decodeRatioVsDefault, +(52 / 41.2).toFixed(3));
   assertEquals(hybridSummary(r, "nope").shapes, []);
+});
+
+test("onlyModels: SPILLWAY_BENCH_ONLY_MODELS keeps the named models and names the matrix on an unknown id", () => {
+  const both = loadMatrix("bench/matrices/hybrid-both-12g.json5");
+  assertEquals(onlyModels(both, "moe30b", "SPILLWAY_BENCH_ONLY_MODELS").models.map((m) => m.id), ["moe30b"]);
+  assertEquals(onlyModels(both, " glm47flash ,", "SPILLWAY_BENCH_ONLY_MODELS").models.map((m) => m.id), ["glm47flash"]);
+  assertEquals(onlyModels(both, undefined, "SPILLWAY_BENCH_ONLY_MODELS").models.length, 2);
+  assertThrows(() => onlyModels(both, "moe30b,nope", "SPILLWAY_BENCH_ONLY_MODELS"), Error, "hybrid-both-12g.json5");
 });

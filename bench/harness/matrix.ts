@@ -432,3 +432,22 @@ export function parseMatrix(text: string, file: string): Matrix {
 export function loadMatrix(file: string): Matrix {
   return parseMatrix(readFileSync(file, "utf8"), file);
 }
+
+/**
+ * The matrix restricted to the models named in `ids` (comma-separated model ids, as
+ * SPILLWAY_BENCH_ONLY_MODELS gives them), so one matrix can run in several device calls on one
+ * machine. Empty or undefined keeps every model; an unknown id is an error naming `source`.
+ *
+ * @example
+ * const glm = onlyModels(loadMatrix("bench/matrices/hybrid-both-12g.json5"), "glm47flash", "SPILLWAY_BENCH_ONLY_MODELS");
+ */
+export function onlyModels(matrix: Matrix, ids: string | undefined, source: string): Matrix {
+  const want = (ids ?? "").split(",").map((s) => s.trim()).filter(Boolean);
+  if (want.length === 0) return matrix;
+  const known = matrix.models.map((m) => m.id);
+  const unknown = want.filter((id) => !known.includes(id));
+  if (unknown.length > 0) {
+    throw new RecipeSchemaError(matrix.file, source, `no model '${unknown.join("', '")}' here (its models: ${known.join(", ")})`);
+  }
+  return { ...matrix, models: matrix.models.filter((m) => want.includes(m.id)) };
+}
