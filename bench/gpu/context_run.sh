@@ -5,6 +5,7 @@
 # 1. builds llama.cpp and synthesizes the 30B-A3B model (entry.sh build)
 # 2. the shim's overhead on llama-bench -ngl 99 when everything fits   -> $OUT/overhead/
 # 3. 32k: the reference and spillway's plan (the planner after the per-cell quantized-KV cost) -> $OUT/c32/
+#    (CONTEXT_RUN_32K_ONLY picks the methods; add `default` on another card than the 2026-12-06 H100)
 # 4. 64k: reference, llama.cpp's default, spillway's plan, q8_0 KV hand-tuned, as time allows -> $OUT/c64/
 # With SPILLWAY_LLAMA_PATCHED=1 set, entry.sh builds (or reuses) the patched llama.cpp instead
 # (bench/gpu/hybrid_context_run.sh). Only 8 files come back: each part keeps results.json, results.md and logs.tar.gz.
@@ -28,6 +29,6 @@ part() { # OUTSUB MATRIX ONLY
   SPILLWAY_BENCH_ONLY="$3" SPILLWAY_BENCH_BUDGET_S=$budget OUT="$OUT/$1" bash "$ROOT/bench/gpu/entry.sh" matrix "$ROOT/bench/matrices/$2" 2>&1 | tail -4
   rm -f "$OUT/$1/entry.log" "$OUT/$1/phases.tsv"
 }
-part c32 context-12g.json5 all-vram,spillway
+part c32 context-12g.json5 "${CONTEXT_RUN_32K_ONLY:-all-vram,spillway}"
 part c64 context-12g-64k.json5 "${CONTEXT_RUN_64K_ONLY:-all-vram,default,spillway,hand-q8}"
 echo "done in $(($(date +%s) - START)) s"
