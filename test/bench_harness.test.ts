@@ -14,6 +14,7 @@ import { parseReadyLine } from "../bench/harness/ballast.ts";
 import {
   benchFigures,
   benchToCommonFlags,
+  checkKeepsLoadMode,
   commonToBenchFlags,
   layerBytes,
   naiveGpuLayers,
@@ -161,4 +162,14 @@ test("the report of a committed GPU run names every method, its numbers and the 
   // One bar per method with a prefill figure and one per decode figure.
   const bars = svg.match(/<rect x=/g)?.length ?? 0;
   assertEquals(bars, res.results.filter((r) => r.prefill).length + res.results.filter((r) => r.decode).length);
+});
+
+test("llama flags: a hybrid method's check keeps -lm none (its experts exist only in pinned memory); a stock one loads by mmap", () => {
+  const flags = ["-ngl", "99", "-ncmoe", "36", "-lm", "none", "-ub", "2048"];
+  const hybridEnv = { LLAMA_MOE_HYBRID_GPU_FRACTION: "0.45" };
+  assertEquals(checkKeepsLoadMode([], hybridEnv), true);
+  assertEquals(checkKeepsLoadMode(["-ub", "1"], {}), true);
+  assertEquals(checkKeepsLoadMode([], { GGML_SCHED_NO_OVERLAP: "1" }), false);
+  assertEquals(benchToCommonFlags(flags, checkKeepsLoadMode([], hybridEnv)), ["-ngl", "99", "-ncmoe", "36", "-lm", "none", "-ub", "2048"]);
+  assertEquals(benchToCommonFlags(flags, checkKeepsLoadMode([], {})), ["-ngl", "99", "-ncmoe", "36", "-lm", "mmap", "-ub", "2048"]);
 });

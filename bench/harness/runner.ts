@@ -18,6 +18,7 @@ import { type Ballast, startBallast } from "./ballast.ts";
 import {
   benchFigures,
   benchToCommonFlags,
+  checkKeepsLoadMode,
   checkText,
   commonToBenchFlags,
   naiveGpuLayers,
@@ -143,7 +144,7 @@ async function deriveFlags(ctx: RunContext, m: LlamaMethod, model: ModelInfo, mo
 
 /** Runs the logits check of one method against the reference KL-divergence base file. */
 async function checkMethod(ctx: RunContext, m: LlamaMethod, modelPath: string, flags: string[], env: Record<string, string>, matrix: Matrix, refBase: string, textFile: string, timeoutS: number): Promise<CheckResult> {
-  const common = benchToCommonFlags(flags);
+  const common = benchToCommonFlags(flags, checkKeepsLoadMode(m.checkFlags, env));
   const isRef = m.config.kind === "all-vram";
   const argv = [join(ctx.llamaBin, "llama-perplexity"), "-m", modelPath, "-f", textFile, "-c", String(matrix.checkContext), "--chunks", String(matrix.checkChunks), "-t", String(matrix.threads), ...common,
     ...m.checkFlags, "--kl-divergence-base", refBase];
