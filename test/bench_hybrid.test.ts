@@ -4,7 +4,7 @@ import { test } from "node:test";
 import { assertEquals, assertThrows } from "./_assert.ts";
 import { loadMatrix, onlyModels, parseMatrix } from "../bench/harness/matrix.ts";
 import { hybridSummary, isStock } from "../bench/harness/hybrid_summary.ts";
-import type { MethodResult, RunResults } from "../bench/harness/results.ts";
+import { type MethodResult, mergeRuns, type RunResults } from "../bench/harness/results.ts";
 
 test("matrix: hybrid-12g parses; env and checkFlags reach the methods; env only on flags/shim methods", () => {
   const m = loadMatrix("bench/matrices/hybrid-12g.json5");
@@ -62,4 +62,18 @@ test("onlyModels: SPILLWAY_BENCH_ONLY_MODELS keeps the named models and names th
   assertEquals(onlyModels(both, " glm47flash ,", "SPILLWAY_BENCH_ONLY_MODELS").models.map((m) => m.id), ["glm47flash"]);
   assertEquals(onlyModels(both, undefined, "SPILLWAY_BENCH_ONLY_MODELS").models.length, 2);
   assertThrows(() => onlyModels(both, "moe30b,nope", "SPILLWAY_BENCH_ONLY_MODELS"), Error, "hybrid-both-12g.json5");
+});
+
+test("mergeRuns: parts of one matrix on one machine become one run (a summary per shape); another GPU is refused", () => {
+  const part = (model: string, startedAt: string, gpu: string) => ({
+    version: 1, kind: "gpu", matrix: "hybrid-both-12g", startedAt, finishedAt: startedAt, software: {}, phases: { [model]: 1 }, notes: ["n"],
+    results: [{ ...result("default", 41, 1500), model }, { ...result("hybrid", 45, 7700, { LLAMA_MOE_HYBRID_GPU_FRACTION: "0.45" }), model }],
+    machine: { hostname: "vm", kernel: "k", cpuModel: "c", cpuCores: 16, ramBytes: 1, ramAvailableBytes: 1, cudaVersion: "13.0", gpus: [{ name: gpu }] },
+  }) as unknown as RunResults;
+  const run = mergeRuns([part("glm47flash", "2026-12-06T20:31", "H100"), part("moe30b", "2026-12-06T20:35", "H100")]);
+  assertEquals(run.results.map((m) => m.model), ["glm47flash", "glm47flash", "moe30b", "moe30b"]);
+  assertEquals(run.finishedAt, "2026-12-06T20:35");
+  assertEquals(hybridSummary(run).shapes.map((s) => [s.model, s.decodeRatioVsBestStock]), [["glm47flash", +(45 / 41).toFixed(3)], ["moe30b", +(45 / 41).toFixed(3)]]);
+  assertThrows(() => mergeRuns([part("glm47flash", "a", "H100"), part("moe30b", "b", "H200")]), Error, "another machine");
+  assertThrows(() => mergeRuns([]), Error, "no results");
 });

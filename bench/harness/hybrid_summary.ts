@@ -4,7 +4,8 @@
  * its check, and the GPU. Stock methods are every llama.cpp method at the same free-VRAM level
  * whose environment turns on none of the patched build's switches.
  *
- * Usage: node --import tsx bench/harness/hybrid_summary.ts RESULTS_JSON [HYBRID_ID] > summary.json
+ * Usage: node --import tsx bench/harness/hybrid_summary.ts RESULTS_JSON... [HYBRID_ID] > summary.json
+ * (several results files: parts of one run on one machine, see mergeRuns)
  *
  * @example
  * const s = hybridSummary(JSON.parse(readFileSync("results.json", "utf8")), "hybrid");
@@ -14,7 +15,7 @@
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { PATCH_SWITCHES } from "./llama.ts";
-import type { MethodResult, RunResults } from "./results.ts";
+import { type MethodResult, mergeRuns, type RunResults } from "./results.ts";
 
 
 /** One model's line of the summary. */
@@ -75,10 +76,13 @@ export function hybridSummary(r: RunResults, hybridId = "hybrid"): HybridSummary
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
-  const [file, id] = process.argv.slice(2);
-  if (!file) {
-    console.error("usage: hybrid_summary.ts RESULTS_JSON [HYBRID_ID]");
+  const args = process.argv.slice(2);
+  const files = args.filter((a) => a.endsWith(".json"));
+  const id = args.find((a) => !a.endsWith(".json"));
+  if (files.length === 0) {
+    console.error("usage: hybrid_summary.ts RESULTS_JSON... [HYBRID_ID]  (several files: parts of one run, merged)");
     process.exit(2);
   }
-  console.log(JSON.stringify(hybridSummary(JSON.parse(readFileSync(file, "utf8")) as RunResults, id), null, 2));
+  const run = mergeRuns(files.map((f) => JSON.parse(readFileSync(f, "utf8")) as RunResults));
+  console.log(JSON.stringify(hybridSummary(run, id), null, 2));
 }

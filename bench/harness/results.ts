@@ -128,3 +128,31 @@ export function meanStd(xs: number[]): { mean: number; stddev: number } {
   const v = xs.length > 1 ? xs.reduce((a, b) => a + (b - mean) ** 2, 0) / (xs.length - 1) : 0;
   return { mean, stddev: Math.sqrt(v) };
 }
+
+/**
+ * One run's results from several invocations of one matrix on one machine (a device call is
+ * limited to 10 minutes, so a matrix's models may run in consecutive calls on the same warm
+ * machine, SPILLWAY_BENCH_ONLY_MODELS). Refuses parts of other matrices, GPUs or hosts.
+ *
+ * @example
+ * const run = mergeRuns([glmPart, moe30bPart]); // results in the order given
+ */
+export function mergeRuns(parts: RunResults[]): RunResults {
+  if (parts.length === 0) throw new Error("mergeRuns: no results to merge");
+  const [first] = parts;
+  const gpu = (r: RunResults) => r.machine.gpus.map((g) => g.name).join("+");
+  for (const p of parts.slice(1)) {
+    if (p.matrix !== first.matrix) throw new Error(`mergeRuns: matrix '${p.matrix}' is not '${first.matrix}'`);
+    if (gpu(p) !== gpu(first) || p.machine.hostname !== first.machine.hostname || p.machine.cpuModel !== first.machine.cpuModel) {
+      throw new Error(`mergeRuns: the part started ${p.startedAt} ran on another machine (${gpu(p)}, ${p.machine.cpuModel}) than ${first.startedAt} (${gpu(first)}, ${first.machine.cpuModel})`);
+    }
+  }
+  const finished = parts.map((p) => p.finishedAt);
+  return {
+    ...first,
+    finishedAt: finished.includes(null) ? null : finished.sort().at(-1)!,
+    phases: Object.assign({}, ...parts.map((p) => p.phases)),
+    results: parts.flatMap((p) => p.results),
+    notes: [...new Set(parts.flatMap((p) => p.notes)), `merged from ${parts.length} invocations started ${parts.map((p) => p.startedAt).join(", ")}`],
+  };
+}
