@@ -4,6 +4,7 @@ import { test } from "node:test";
 import { assertEquals, assertThrows } from "./_assert.ts";
 import { loadMatrix, onlyModels, parseMatrix } from "../bench/harness/matrix.ts";
 import { hybridSummary, isStock } from "../bench/harness/hybrid_summary.ts";
+import { renderMarkdown } from "../bench/harness/table.ts";
 import { type MethodResult, mergeRuns, type RunResults } from "../bench/harness/results.ts";
 
 test("matrix: hybrid-12g parses; env and checkFlags reach the methods; env only on flags/shim methods", () => {
@@ -76,4 +77,16 @@ test("mergeRuns: parts of one matrix on one machine become one run (a summary pe
   assertEquals(hybridSummary(run).shapes.map((s) => [s.model, s.decodeRatioVsBestStock]), [["glm47flash", +(45 / 41).toFixed(3)], ["moe30b", +(45 / 41).toFixed(3)]]);
   assertThrows(() => mergeRuns([part("glm47flash", "a", "H100"), part("moe30b", "b", "H200")]), Error, "another machine");
   assertThrows(() => mergeRuns([]), Error, "no results");
+});
+
+test("results.md: a run of several models names the model on each row; one model keeps the short table", () => {
+  const run = (models: string[]) => ({
+    version: 1, kind: "gpu", matrix: "m", startedAt: "2026-12-06T20:31", finishedAt: null, software: {}, phases: {}, notes: [],
+    results: models.map((model) => ({ ...result("default", 41, 1500), model })),
+    machine: { hostname: "vm", kernel: "k", cpuModel: "c", cpuCores: 16, ramBytes: 1, ramAvailableBytes: 1, cudaVersion: "13.0", gpus: [] },
+  }) as unknown as RunResults;
+  const two = renderMarkdown(run(["glm47flash", "moe30b"]));
+  assertEquals(two.includes("| model | method |"), true);
+  assertEquals(two.includes("| moe30b | default |"), true);
+  assertEquals(renderMarkdown(run(["moe30b", "moe30b"])).includes("| model |"), false);
 });

@@ -107,15 +107,17 @@ export function renderMarkdown(res: RunResults): string {
   out.push(`- CPU: ${m.cpuModel}, ${m.cpuCores} cores; RAM ${(m.ramBytes / GiB).toFixed(0)} GiB; kernel ${m.kernel}`);
   out.push(`- Software: ${Object.entries(res.software).map(([k, v]) => `${k} ${v}`).join(", ")}`);
   out.push(`- Started ${res.startedAt}, finished ${res.finishedAt ?? "(incomplete)"}`, "");
-  out.push("| method | free VRAM | prefill t/s | decode t/s | end to end t/s (s) | check | status |");
-  out.push("| --- | --- | --- | --- | --- | --- | --- |");
+  // A column for the model only where the run has several (one matrix, several shapes).
+  const byModel = new Set(res.results.map((r) => r.model)).size > 1;
+  out.push(`| ${byModel ? "model | " : ""}method | free VRAM | prefill t/s | decode t/s | end to end t/s (s) | check | status |`);
+  out.push(`| ${byModel ? "--- | " : ""}--- | --- | --- | --- | --- | --- | --- |`);
   for (const r of res.results) {
     const free = r.freeVramGiB === null ? "all" : `${r.freeVramGiB} GiB`;
     const pp = r.prefill ? `${fmt(r.prefill.tps)} ±${fmt(r.prefill.stddev)} (pp${r.prefill.tokens})` : "-";
     const tg = r.decode ? `${fmt(r.decode.tps, 2)} ±${fmt(r.decode.stddev, 2)} (tg${r.decode.tokens})` : "-";
     const e2e = r.endToEnd ? `${fmt(r.endToEnd.tps)} (${fmt(r.endToEnd.seconds, 1)} s, pp${r.endToEnd.prompt}+tg${r.endToEnd.gen})` : "-";
     const status = r.status === "ok" ? "ok" : `${r.status}${r.error ? `: ${r.error.split("\n")[0].slice(0, 80)}` : ""}`;
-    out.push(`| ${r.label} | ${free} | ${pp} | ${tg} | ${e2e} | ${checkCell(r)} | ${status} |`);
+    out.push(`| ${byModel ? `${r.model} | ` : ""}${r.label} | ${free} | ${pp} | ${tg} | ${e2e} | ${checkCell(r)} | ${status} |`);
   }
   const ratios = headlineRatios(res);
   if (ratios.length > 0) out.push("", "## Ratios", "", ...ratios.map((l) => `- ${l}`));
