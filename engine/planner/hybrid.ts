@@ -22,10 +22,11 @@ import { type CostConstants, DEFAULT_CONSTANTS } from "./cost.ts";
 import type { ModelSummary } from "./summary.ts";
 
 /**
- * Constants of the hybrid split, from one run (bench/results/2026-12-06-hybrid, H100, Qwen3-30B-A3B
- * Q8_0, -ncmoe 36): GPU-only decode read the 1.44 GB of host experts per token at ~48 GB/s (0.94 of
- * the probe's 51.4); the hybrid graph with its overlap turned off took 2.7 ms per token more than
- * its two parts (0.075 ms per hybrid block).
+ * Constants of the hybrid split, from two H100 machines (Qwen3-30B-A3B Q8_0, -ncmoe 36): GPU-only
+ * decode read the 1.44 GB of host experts per token at ~48 GB/s (0.94 of the probe's 51.4;
+ * bench/results/2026-12-06-hybrid); the hybrid graph with its overlap turned off took 2.7 ms per
+ * token more than its two parts there (0.075 ms per hybrid block) and 3.1 ms on the second machine
+ * (0.086 ms; bench/results/2026-12-06-hybrid-both). The larger is kept: the strategy lost there.
  */
 export interface HybridConstants {
   /**
@@ -39,8 +40,8 @@ export interface HybridConstants {
   fractionStep: number;
 }
 
-/** {@link HybridConstants} as measured (one machine, one model: see the run above). */
-export const HYBRID_CONSTANTS: HybridConstants = { layerOverheadMs: 0.075, kernelEfficiency: 1.0, fractionStep: 0.05 };
+/** {@link HybridConstants} as measured (two machines, one model: see the runs above). */
+export const HYBRID_CONSTANTS: HybridConstants = { layerOverheadMs: 0.086, kernelEfficiency: 1.0, fractionStep: 0.05 };
 
 /** Rates of the two paths while both read, and the GPU share that balances them. */
 export interface HybridRates {
