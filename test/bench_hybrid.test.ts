@@ -90,3 +90,14 @@ test("results.md: a run of several models names the model on each row; one model
   assertEquals(two.includes("| moe30b | default |"), true);
   assertEquals(renderMarkdown(run(["moe30b", "moe30b"])).includes("| model |"), false);
 });
+
+test("summary: checkRanSplit only where the hybrid check loaded the experts pinned (-lm none)", () => {
+  const run = (how: string) => ({
+    version: 1, kind: "gpu", matrix: "m", startedAt: "t", finishedAt: "t", software: {}, phases: {}, notes: [],
+    results: [result("default", 41, 1500), { ...result("hybrid", 45, 7700, { LLAMA_MOE_HYBRID_GPU_FRACTION: "0.45" }), check: { mode: "close", pass: true, how } }],
+    machine: { hostname: "vm", kernel: "k", cpuModel: "c", cpuCores: 16, ramBytes: 1, ramAvailableBytes: 1, cudaVersion: "13.0", gpus: [{ name: "H100" }] },
+  }) as unknown as RunResults;
+  assertEquals(hybridSummary(run("llama-perplexity -c 128 --chunks 2 -ub 1 --kl-divergence vs all-vram")).shapes[0]!.hybrid.checkRanSplit, false);
+  assertEquals(hybridSummary(run("llama-perplexity -c 128 --chunks 2 -lm none -ub 1 --kl-divergence vs all-vram")).shapes[0]!.hybrid.checkRanSplit, true);
+  assertEquals(hybridSummary(run("llama-perplexity -c 128 --chunks 2 -lm mmap -ub 1 --kl-divergence vs all-vram")).shapes[0]!.hybrid.checkRanSplit, false);
+});

@@ -23,7 +23,17 @@ export interface ShapeSummary {
   model: string;
   gpu: string;
   freeVramGiB: number | null;
-  hybrid: { id: string; prefillTps: number | null; decodeTps: number | null; check: MethodResult["check"] };
+  hybrid: {
+    id: string;
+    prefillTps: number | null;
+    decodeTps: number | null;
+    check: MethodResult["check"];
+    /**
+     * Whether the check ran the split: only with the experts in pinned memory (`-lm none` in the
+     * check's `how`); checks before that fix loaded by mmap and measured the stock path.
+     */
+    checkRanSplit: boolean;
+  };
   bestStock: { decodeId: string; decodeTps: number; prefillId: string; prefillTps: number } | null;
   /** llama.cpp's default (its fit choice), when measured. */
   llamaDefault: { prefillTps: number | null; decodeTps: number | null } | null;
@@ -64,7 +74,7 @@ export function hybridSummary(r: RunResults, hybridId = "hybrid"): HybridSummary
       model: h.model,
       gpu,
       freeVramGiB: h.freeVramGiB,
-      hybrid: { id: h.id, prefillTps: h.prefill?.tps ?? null, decodeTps: h.decode?.tps ?? null, check: h.check },
+      hybrid: { id: h.id, prefillTps: h.prefill?.tps ?? null, decodeTps: h.decode?.tps ?? null, check: h.check, checkRanSplit: / -lm none\b/.test(h.check.how) },
       bestStock: bd && bp ? { decodeId: bd.id, decodeTps: bd.decode!.tps, prefillId: bp.id, prefillTps: bp.prefill!.tps } : null,
       llamaDefault: def ? { prefillTps: def.prefill?.tps ?? null, decodeTps: def.decode?.tps ?? null } : null,
       decodeRatioVsBestStock: ratio(h.decode?.tps, bd?.decode?.tps),

@@ -150,7 +150,9 @@ async function checkMethod(ctx: RunContext, m: LlamaMethod, modelPath: string, f
     ...m.checkFlags, "--kl-divergence-base", refBase];
   if (!isRef) argv.push("--kl-divergence");
   const r = await runStep(argv, { env, timeoutS, logFile: ctx.logFile });
-  const how = `llama-perplexity -c ${matrix.checkContext} --chunks ${matrix.checkChunks}${m.checkFlags.length ? ` ${m.checkFlags.join(" ")}` : ""} ${isRef ? "(writes the reference logits)" : "--kl-divergence vs all-vram"}`;
+  const lm = common.indexOf("-lm");
+  const loadMode = lm >= 0 ? ` -lm ${common[lm + 1]}` : "";
+  const how = `llama-perplexity -c ${matrix.checkContext} --chunks ${matrix.checkChunks}${loadMode}${m.checkFlags.length ? ` ${m.checkFlags.join(" ")}` : ""} ${isRef ? "(writes the reference logits)" : "--kl-divergence vs all-vram"}`;
   if (r.code !== 0) return { mode: m.check.mode, pass: isRef ? null : false, how, detail: `exit ${r.code}${r.timedOut ? " (timeout)" : ""}: ${tail(r.stderr, 400)}` };
   const s = parsePerplexity(r.stdout + r.stderr);
   if (isRef) return { mode: "none", pass: null, how, ppl: s.ppl ?? undefined, detail: "reference" };
