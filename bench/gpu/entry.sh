@@ -13,7 +13,8 @@
 # Environment: SPILLWAY_BENCH_WORK (default /tmp/spillway-bench), SPILLWAY_BENCH_MODELS (default
 # /dev/shm/spillway-models when /dev/shm has room, else $WORK/models), SPILLWAY_BENCH_BUDGET_S
 # (seconds this invocation may use in all, default 585: the device tool stops a command at 600),
-# SPILLWAY_BENCH_ONLY (comma-separated method ids to run), SPILLWAY_BENCH_REPS (llama-bench -r
+# SPILLWAY_BENCH_ONLY (comma-separated method ids to run), SPILLWAY_BENCH_ONLY_MODELS (model ids),
+# SPILLWAY_LLAMA_BUILD_FLAGS (extra runtimes/llama.cpp/build.sh options for the patched build), SPILLWAY_BENCH_REPS (llama-bench -r
 # override; `all` defaults to 1 to stay inside the device tool's 10 minutes), OUT (results folder, default $WORK/out).
 set -uo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -126,7 +127,7 @@ build_llama() {
       echo "$stamp" >"$LLAMA_SRC/.unpacked"
     fi
     bash "$ROOT/runtimes/llama.cpp/build.sh" --source "$LLAMA_SRC" --dir "$WORK/llama.cpp-hybrid" \
-      --targets "${LLAMA_TARGETS[*]}" --cuda-arch 90 --jobs 18
+      --targets "${LLAMA_TARGETS[*]}" --cuda-arch 90 --jobs 18 ${SPILLWAY_LLAMA_BUILD_FLAGS:-}
     return $?
   fi
   if [[ "$(cat "$LLAMA_SRC/.stamp" 2>/dev/null)" != "$stamp" ]]; then
