@@ -14,7 +14,6 @@ import { parseReadyLine } from "../bench/harness/ballast.ts";
 import {
   benchFigures,
   benchToCommonFlags,
-  checkKeepsLoadMode,
   commonToBenchFlags,
   layerBytes,
   naiveGpuLayers,
@@ -86,8 +85,8 @@ test("llama-fit-params output becomes llama-bench flags (';' between overrides, 
   assertEquals(common, ["-c", "4352", "-ngl", "49", "-ot", "blk\\.14\\.ffn_(gate|up|gate_up|down).*=CPU,blk\\.15\\.ffn_(up|down|gate_up|gate)_(ch|)exps=CPU"]);
   const bench = commonToBenchFlags([...common, "-nkvo"]);
   assertEquals(bench, ["-ngl", "49", "-ot", "blk\\.14\\.ffn_(gate|up|gate_up|down).*=CPU;blk\\.15\\.ffn_(up|down|gate_up|gate)_(ch|)exps=CPU", "-nkvo", "1"]);
-  // Back to common flags for llama-perplexity: ',' again, -nkvo bare, -lm none -> mmap.
-  assertEquals(benchToCommonFlags([...bench, "-lm", "none", "-ub", "2048", "-r", "2"]), ["-ngl", "49", "-ot", common[5], "-nkvo", "-lm", "mmap", "-ub", "2048"]);
+  // Back to common flags for llama-perplexity: ',' again, -nkvo bare, the load mode as run.
+  assertEquals(benchToCommonFlags([...bench, "-lm", "none", "-ub", "2048", "-r", "2"]), ["-ngl", "49", "-ot", common[5], "-nkvo", "-lm", "none", "-ub", "2048"]);
   assertThrows(() => parseFitParams("nothing here"), Error, "no flags");
   assertEquals(splitShellWords(`a 'b c' "d\\"e" f`), ["a", "b c", 'd"e', "f"]);
 });
@@ -164,12 +163,8 @@ test("the report of a committed GPU run names every method, its numbers and the 
   assertEquals(bars, res.results.filter((r) => r.prefill).length + res.results.filter((r) => r.decode).length);
 });
 
-test("llama flags: a hybrid method's check keeps -lm none (its experts exist only in pinned memory); a stock one loads by mmap", () => {
+test("llama flags: a check keeps the load mode it ran with (hybrid experts exist only in pinned memory; mmap'd CPU weights are repacked)", () => {
   const flags = ["-ngl", "99", "-ncmoe", "36", "-lm", "none", "-ub", "2048"];
-  const hybridEnv = { LLAMA_MOE_HYBRID_GPU_FRACTION: "0.45" };
-  assertEquals(checkKeepsLoadMode([], hybridEnv), true);
-  assertEquals(checkKeepsLoadMode(["-ub", "1"], {}), true);
-  assertEquals(checkKeepsLoadMode([], { GGML_SCHED_NO_OVERLAP: "1" }), false);
-  assertEquals(benchToCommonFlags(flags, checkKeepsLoadMode([], hybridEnv)), ["-ngl", "99", "-ncmoe", "36", "-lm", "none", "-ub", "2048"]);
-  assertEquals(benchToCommonFlags(flags, checkKeepsLoadMode([], {})), ["-ngl", "99", "-ncmoe", "36", "-lm", "mmap", "-ub", "2048"]);
+  assertEquals(benchToCommonFlags(flags), ["-ngl", "99", "-ncmoe", "36", "-lm", "none", "-ub", "2048"]);
+  assertEquals(benchToCommonFlags(["-ngl", "99", "-ncmoe", "36", "--load-mode", "mmap"]), ["-ngl", "99", "-ncmoe", "36", "--load-mode", "mmap"]);
 });

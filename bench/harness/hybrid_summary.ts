@@ -14,9 +14,10 @@
  */
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { PATCH_SWITCHES } from "./llama.ts";
 import { type MethodResult, mergeRuns, type RunResults } from "./results.ts";
 
+/** Environment variables of the patched llama.cpp that change what it computes. */
+const PATCH_SWITCHES = ["LLAMA_MOE_HYBRID_GPU_FRACTION"];
 
 /** One model's line of the summary. */
 export interface ShapeSummary {

@@ -125,34 +125,19 @@ export function commonToBenchFlags(flags: string[]): string[] {
   return out;
 }
 
-/** Environment variables of spillway's patched llama.cpp that change what it computes. */
-export const PATCH_SWITCHES: readonly string[] = ["LLAMA_MOE_HYBRID_GPU_FRACTION"];
-
 /**
- * Whether a method's logits check keeps its load mode: where the mode decides what is computed (a
- * patch switch in its environment: hybrid experts need pinned memory) or the matrix chose the
- * check's flags for the method.
+ * llama-bench flags -> common flags for llama-perplexity. The load mode (`-lm`) stays as run: it
+ * decides what is computed (mmap'd CPU weights are repacked for other kernels than pinned ones, and
+ * the patched build's hybrid experts exist only in pinned memory), so a check under another mode
+ * would check another configuration.
  */
-export function checkKeepsLoadMode(checkFlags: readonly string[], env: Readonly<Record<string, string>>): boolean {
-  return checkFlags.length > 0 || PATCH_SWITCHES.some((k) => k in env);
-}
-
-/**
- * llama-bench flags -> common flags for llama-perplexity. `-lm none` becomes `-lm mmap` (the load
- * mode changes where weights are read from, and mmap loads in seconds) unless `keepLoadMode`: the
- * hybrid experts of the patched build exist only in pinned memory (`-lm none`), so a check of them
- * under mmap would check the stock path instead.
- */
-export function benchToCommonFlags(flags: string[], keepLoadMode = false): string[] {
+export function benchToCommonFlags(flags: string[]): string[] {
   const out: string[] = [];
   for (let i = 0; i < flags.length; i++) {
     const f = flags[i];
     if (f === "-ot" || f === "--override-tensors" || f === "--override-tensor") out.push("-ot", flags[++i].split(";").join(","));
     else if (f === "-nkvo" || f === "--no-kv-offload") {
       if (flags[++i] === "1") out.push("-nkvo");
-    } else if (f === "-lm" || f === "--load-mode") {
-      out.push("-lm", keepLoadMode ? flags[i + 1] : "mmap");
-      i++;
     } else if (f === "-r" || f === "-o" || f === "-p" || f === "-n" || f === "-pg") i++;
     else out.push(f);
   }

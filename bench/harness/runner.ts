@@ -18,7 +18,6 @@ import { type Ballast, startBallast } from "./ballast.ts";
 import {
   benchFigures,
   benchToCommonFlags,
-  checkKeepsLoadMode,
   checkText,
   commonToBenchFlags,
   naiveGpuLayers,
@@ -144,13 +143,13 @@ async function deriveFlags(ctx: RunContext, m: LlamaMethod, model: ModelInfo, mo
 
 /** Runs the logits check of one method against the reference KL-divergence base file. */
 async function checkMethod(ctx: RunContext, m: LlamaMethod, modelPath: string, flags: string[], env: Record<string, string>, matrix: Matrix, refBase: string, textFile: string, timeoutS: number): Promise<CheckResult> {
-  const common = benchToCommonFlags(flags, checkKeepsLoadMode(m.checkFlags, env));
+  const common = benchToCommonFlags(flags);
   const isRef = m.config.kind === "all-vram";
   const argv = [join(ctx.llamaBin, "llama-perplexity"), "-m", modelPath, "-f", textFile, "-c", String(matrix.checkContext), "--chunks", String(matrix.checkChunks), "-t", String(matrix.threads), ...common,
     ...m.checkFlags, "--kl-divergence-base", refBase];
   if (!isRef) argv.push("--kl-divergence");
   const r = await runStep(argv, { env, timeoutS, logFile: ctx.logFile });
-  const lm = common.indexOf("-lm");
+  const lm = common.findIndex((f) => f === "-lm" || f === "--load-mode");
   const loadMode = lm >= 0 ? ` -lm ${common[lm + 1]}` : "";
   const how = `llama-perplexity -c ${matrix.checkContext} --chunks ${matrix.checkChunks}${loadMode}${m.checkFlags.length ? ` ${m.checkFlags.join(" ")}` : ""} ${isRef ? "(writes the reference logits)" : "--kl-divergence vs all-vram"}`;
   if (r.code !== 0) return { mode: m.check.mode, pass: isRef ? null : false, how, detail: `exit ${r.code}${r.timedOut ? " (timeout)" : ""}: ${tail(r.stderr, 400)}` };
