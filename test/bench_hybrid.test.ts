@@ -2,7 +2,7 @@
 // and summary.json (hybrid vs the best stock configuration of the same run).
 import { test } from "node:test";
 import { assertEquals, assertThrows } from "./_assert.ts";
-import { loadMatrix, onlyModels, parseMatrix } from "../bench/harness/matrix.ts";
+import { loadBenchMatrix, loadMatrix, onlyModels, parseMatrix } from "../bench/harness/matrix.ts";
 import { hybridSummary, isStock } from "../bench/harness/hybrid_summary.ts";
 import { renderMarkdown } from "../bench/harness/table.ts";
 import { type MethodResult, mergeRuns, type RunResults } from "../bench/harness/results.ts";
@@ -15,12 +15,10 @@ test("matrix: hybrid-12g parses; env and checkFlags reach the methods; env only 
   assertEquals(m.methods.find((x) => x.id === "hybrid-serial")!.check.mode, "none");
   assertEquals(m.methods.find((x) => x.id === "default")!.checkFlags, []);
   // The second shape's matrix (not run yet) parses too.
-  const g = loadMatrix("bench/matrices/hybrid-glm-12g.json5");
-  assertEquals(g.models[0]!.shape, "glm-4.7-flash");
-  assertEquals((g.methods.find((x) => x.id === "hybrid")!.config as { env: Record<string, string> }).env.LLAMA_MOE_HYBRID_GPU_FRACTION, "0.45");
   // Both shapes in one run: GLM first (a run cut short keeps the shape not measured before).
   const both = loadMatrix("bench/matrices/hybrid-both-12g.json5");
   assertEquals(both.models.map((x) => x.shape), ["glm-4.7-flash", "qwen3moe-30b-a3b"]);
+  assertEquals((both.methods.find((x) => x.id === "hybrid")!.config as { env: Record<string, string> }).env.LLAMA_MOE_HYBRID_GPU_FRACTION, "0.45");
   assertEquals(both.methods.find((x) => x.id === "stock-mmap")!.config, { kind: "flags", flags: ["-ngl", "99", "-ncmoe", "36", "-ub", "2048"], env: {} });
   const bad = `{ name: "x", models: [{ id: "m", shape: "tiny-moe", quant: "Q8_0" }], freeVramGiB: [1],
     workloads: [{ id: "w", prompt: 16, gen: 4 }], methods: [{ id: "d", config: "fit", env: { A: "1" } }] }`;
@@ -100,4 +98,11 @@ test("summary: checkRanSplit only where the hybrid check loaded the experts pinn
   assertEquals(hybridSummary(run("llama-perplexity -c 128 --chunks 2 -ub 1 --kl-divergence vs all-vram")).shapes[0]!.hybrid.checkRanSplit, false);
   assertEquals(hybridSummary(run("llama-perplexity -c 128 --chunks 2 -lm none -ub 1 --kl-divergence vs all-vram")).shapes[0]!.hybrid.checkRanSplit, true);
   assertEquals(hybridSummary(run("llama-perplexity -c 128 --chunks 2 -lm mmap -ub 1 --kl-divergence vs all-vram")).shapes[0]!.hybrid.checkRanSplit, false);
+});
+
+test("loadBenchMatrix: SPILLWAY_BENCH_ONLY_MODELS from the environment narrows the matrix the bench runs", () => {
+  const f = "bench/matrices/hybrid-both-12g.json5";
+  assertEquals(loadBenchMatrix(f, { SPILLWAY_BENCH_ONLY_MODELS: "moe30b" }).models.map((m) => m.id), ["moe30b"]);
+  assertEquals(loadBenchMatrix(f, {}).models.length, 2);
+  assertThrows(() => loadBenchMatrix(f, { SPILLWAY_BENCH_ONLY_MODELS: "glm" }), Error, "SPILLWAY_BENCH_ONLY_MODELS");
 });

@@ -7,8 +7,8 @@
 # 3. 32k: the reference and spillway's plan (the planner after the per-cell quantized-KV cost) -> $OUT/c32/
 #    (CONTEXT_RUN_32K_ONLY picks the methods; add `default` on another card than the 2026-12-06 H100)
 # 4. 64k: reference, llama.cpp's default, spillway's plan, q8_0 KV hand-tuned, as time allows -> $OUT/c64/
-# With SPILLWAY_LLAMA_PATCHED=1 set, entry.sh builds (or reuses) the patched llama.cpp instead
-# (bench/gpu/hybrid_context_run.sh). Only 8 files come back: each part keeps results.json, results.md and logs.tar.gz.
+# With SPILLWAY_LLAMA_PATCHED=1 set, entry.sh builds (or reuses) the patched llama.cpp instead (its
+# switches off, it computes as stock). Only 8 files come back: each part keeps results.json, results.md and logs.tar.gz.
 set -uo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 OUT="${OUT:-/tmp/spillway-context-out}"

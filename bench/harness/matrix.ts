@@ -451,3 +451,11 @@ export function onlyModels(matrix: Matrix, ids: string | undefined, source: stri
   }
   return { ...matrix, models: matrix.models.filter((m) => want.includes(m.id)) };
 }
+
+/**
+ * A matrix file as the GPU bench runs it: restricted to `SPILLWAY_BENCH_ONLY_MODELS` when set
+ * ({@link onlyModels}).
+ */
+export function loadBenchMatrix(file: string, env: Readonly<Record<string, string | undefined>> = process.env): Matrix {
+  return onlyModels(loadMatrix(file), env.SPILLWAY_BENCH_ONLY_MODELS, "SPILLWAY_BENCH_ONLY_MODELS");
+}

@@ -26,7 +26,7 @@ import {
   parsePerplexity,
 } from "./llama.ts";
 import { machineDetails } from "./machine.ts";
-import { type LlamaMethod, loadMatrix, type Matrix, type MatrixModel, type MatrixWorkload, onlyModels } from "./matrix.ts";
+import { type LlamaMethod, loadBenchMatrix, type Matrix, type MatrixModel, type MatrixWorkload } from "./matrix.ts";
 import { runStep, type StepResult } from "./proc.ts";
 import { runServerSection } from "./server.ts";
 import { renderMarkdown } from "./table.ts";
@@ -362,7 +362,7 @@ export async function runMatrix(matrix: Matrix, ctx: RunContext): Promise<RunRes
 /** `harness matrix --matrix F --llama-bin D --work D --out D --root D --deadline S [--only a,b]`. */
 export async function matrixCommand(o: Record<string, string>): Promise<number> {
   const root = resolve(o.root ?? ".");
-  const matrix = onlyModels(loadMatrix(resolve(o.matrix ?? join(root, "bench/matrices/moe30b-12g.json5"))), process.env.SPILLWAY_BENCH_ONLY_MODELS, "SPILLWAY_BENCH_ONLY_MODELS");
+  const matrix = loadBenchMatrix(resolve(o.matrix ?? join(root, "bench/matrices/moe30b-12g.json5")));
   // One invocation (entry.sh all) must also build: fewer repetitions keep it inside 10 minutes.
   if (o.repetitions && o.repetitions !== "true") matrix.repetitions = Number(o.repetitions);
   const pack = join(root, "bench/.pack");

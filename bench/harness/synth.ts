@@ -8,7 +8,7 @@
 import { existsSync, mkdirSync, statSync, statfsSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { synthesize } from "../../engine/model/synth.ts";
-import { loadMatrix, type MatrixModel, onlyModels } from "./matrix.ts";
+import { loadBenchMatrix, type MatrixModel } from "./matrix.ts";
 
 /** Bytes free on the filesystem holding `dir` (0 when unknown). */
 export function freeBytes(dir: string): number {
@@ -62,7 +62,7 @@ export async function ensureModel(m: MatrixModel, dir: string, log: (s: string) 
 
 /** `harness synth --matrix F [--work D]`: synthesizes every model of the matrix. */
 export async function synthCommand(o: Record<string, string>): Promise<number> {
-  const matrix = onlyModels(loadMatrix(resolve(o.matrix ?? "bench/matrices/moe30b-12g.json5")), process.env.SPILLWAY_BENCH_ONLY_MODELS, "SPILLWAY_BENCH_ONLY_MODELS");
+  const matrix = loadBenchMatrix(resolve(o.matrix ?? "bench/matrices/moe30b-12g.json5"));
   const work = resolve(o.work ?? "/tmp/spillway-bench");
   const dir = modelsDir(work, 40 * 2 ** 30);
   for (const m of matrix.models) await ensureModel(m, dir, (s) => console.log(s));
