@@ -74,6 +74,7 @@ test("mergeRuns: parts of one matrix on one machine become one run (a summary pe
   assertEquals(run.finishedAt, "2026-12-06T20:35");
   assertEquals(hybridSummary(run).shapes.map((s) => [s.model, s.decodeRatioVsBestStock]), [["glm47flash", +(45 / 41).toFixed(3)], ["moe30b", +(45 / 41).toFixed(3)]]);
   assertThrows(() => mergeRuns([part("glm47flash", "a", "H100"), part("moe30b", "b", "H200")]), Error, "another machine");
+  assertThrows(() => mergeRuns([part("glm47flash", "a", "H100"), { ...part("moe30b", "b", "H100"), matrix: "other" }]), Error, "matrix 'other'");
   assertThrows(() => mergeRuns([]), Error, "no results");
 });
 
