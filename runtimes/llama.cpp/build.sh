@@ -16,7 +16,7 @@
 #   --jobs N          build jobs (default: CPU count)
 #   --print-dir       print the folder the binaries go to and exit (nothing is built)
 #   --check           only check that the patches apply to the source (git apply --check)
-# Prints the folder holding the binaries on its last line. Exit status: 0 ok, 1 build failed, 2 usage.
+# Prints the folder holding the binaries on its last line of stdout (the build log goes to stderr). Exit status: 0 ok, 1 build failed, 2 usage.
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
 ROOT="$(cd "$HERE/../.." && pwd)"
@@ -147,6 +147,7 @@ cmake -S "$DIR/src" -B "$DIR/build" "${gen[@]}" "${cuda_flags[@]}" -DGGML_NATIVE
   -DLLAMA_BUILD_UI=OFF -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF >"$DIR/configure.log" 2>&1 \
   || { tail -n 30 "$DIR/configure.log" >&2; exit 1; }
 # shellcheck disable=SC2086
-cmake --build "$DIR/build" -j "$JOBS" --target $TARGETS || exit 1
+# The build log goes to stderr: stdout carries only the folder (last line), for callers that read it.
+cmake --build "$DIR/build" -j "$JOBS" --target $TARGETS >&2 || exit 1
 echo "$KEY $FLAVOR" >"$DIR/stamp"
 echo "$BIN"
