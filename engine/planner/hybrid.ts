@@ -1,9 +1,10 @@
 /**
  * The hybrid strategy (issue 22, runtimes/llama.cpp/patches/): the routed experts of the first N
  * blocks live in pinned host memory as with `-ncmoe N -lm none`, but for one-token batches (decode)
- * each such block's experts are split: a share `f` is read by the GPU over PCIe (zero-copy), the
- * rest computed by the CPU, both at the same time. Prefill batches take the stock path (weights
- * copied to the GPU per micro-batch), so prefill is that of the `-ncmoe N -lm none` candidate.
+ * each such block's routed experts are split by rows: a share `f` of every expert's feed-forward rows
+ * is read by the GPU over PCIe (zero-copy), the rest computed by the CPU, both at the same time.
+ * Prefill batches take the stock path (weights copied to the GPU per micro-batch), so prefill is
+ * that of the `-ncmoe N -lm none` candidate.
  *
  * The split comes from measured rates: the CPU's RAM rate and the GPU's zero-copy rate (the cost
  * model's tiers), each scaled by what it keeps while the other path reads too (the concurrent tier
@@ -49,7 +50,7 @@ export interface HybridRates {
   cpuGBps: number;
   /** GB/s the GPU reads host experts at while the CPU reads too. */
   gpuGBps: number;
-  /** Share of each block's experts the GPU computes (0..1). */
+  /** Share of every host-resident expert's rows the GPU computes (0..1). */
   gpuFraction: number;
   /** Where the figures come from, for the plan's explanation. */
   source: string;
@@ -116,7 +117,7 @@ export function hybridOf(ctx: PlanContext, base: Evaluated, rates: HybridRates, 
   const candidate: Candidate = {
     ...c,
     id: `hybrid-${n}-ub${c.settings.ubatch}`,
-    label: `experts of ${n} of ${ctx.summary.layerCount} blocks in pinned host memory; decode splits each block's experts, ` +
+    label: `experts of ${n} of ${ctx.summary.layerCount} blocks in pinned host memory; decode splits every routed expert's rows, ` +
       `${Math.round(f * 100)}% read by the GPU over PCIe and ${Math.round((1 - f) * 100)}% computed by the CPU at the same time ` +
       `(${rates.gpuGBps.toFixed(0)} + ${rates.cpuGBps.toFixed(0)} GB/s); prefill as ${c.id} (ub ${c.settings.ubatch}; patched llama.cpp)`,
     strategy: "hybrid",
