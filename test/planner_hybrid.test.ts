@@ -62,17 +62,33 @@ test("plan: the 30B-A3B shape at 12 GiB free with a measured profile chooses hyb
   assertMatch(p.chosen, /^hybrid-\d+-ub\d+$/);
   const chosen = p.candidates.find((c) => c.id === p.chosen)!;
   assertEquals(chosen.strategy, "hybrid");
-  assertEquals(chosen.settings.hybridGpuFraction, 0.4);
+  assertEquals(chosen.settings.hybridGpuFraction, 0.375);
   assertEquals(chosen.settings.loadMode, "none");
   // Its base (the same -ncmoe, pinned) is a candidate too, with the same prefill and a slower decode.
   const stock = p.candidates.find((c) => c.id === `ncmoe-${chosen.settings.cpuMoeLayers}-none-ub${chosen.settings.ubatch}`)!;
   assertEquals(chosen.predicted.prefillTps, stock.predicted.prefillTps);
   assertGreater(chosen.predicted.decodeTps, stock.predicted.decodeTps * 1.1);
   assertEquals(chosen.memory, stock.memory);
-  assertStringIncludes(chosen.label, "40% read by the GPU over PCIe and 60% computed by the CPU at the same time");
+  assertStringIncludes(chosen.label, "3 of its 8 read by the GPU over PCIe and 5 computed by the CPU at the same time");
   assertStringIncludes(p.reason, `Chose ${chosen.id}`);
   assert(p.notes!.some((n) => n.startsWith("hybrid split from measured rates")));
   assertStringIncludes(formatPlan(p), "hybrid split from measured rates");
+});
+
+test("plan: the GPU share is m of the model's k experts per token, the better of the two around the balance", () => {
+  // GLM-4.7-Flash routes 4 experts per token: the share is a quarter step, never the machine's 0.40.
+  const glm = modelInfoFromShape("glm-4.7-flash", "q8_0", "glm-4.7-flash-q8_0.gguf");
+  const p = plan(glm, withConcurrent(base), recipe(512, 512));
+  const hybrids = p.candidates.filter((c) => c.strategy === "hybrid");
+  assert(hybrids.length > 0);
+  for (const c of hybrids) {
+    const f = c.settings.hybridGpuFraction!;
+    assert(Number.isInteger(f * 4) && f > 0 && f < 1, String(f));
+    assertMatch(c.label, new RegExp(`${f * 4} of its 4 read by the GPU`));
+  }
+  // The 30B shape (8 per token) at the same balance point takes 3 of 8 (0.375), not 4 of 8.
+  const q = plan(model, withConcurrent(base), recipe(512, 512));
+  assertEquals(new Set(q.candidates.filter((c) => c.strategy === "hybrid").map((c) => c.settings.hybridGpuFraction)), new Set([0.375]));
 });
 
 test("plan: no hybrid without the concurrent figure (a note says why), nor where it does not win", () => {
@@ -92,7 +108,7 @@ test("plan: no hybrid without the concurrent figure (a note says why), nor where
 test("launch: a hybrid plan sets the GPU share for the patched llama.cpp; the launcher's hint says how to build it", () => {
   const p = plan(model, withConcurrent(base), recipe(512, 512));
   const spec = llamaCppLaunchSpec(p, null);
-  assertEquals(spec.env[HYBRID_FRACTION_ENV], "0.4");
+  assertEquals(spec.env[HYBRID_FRACTION_ENV], "0.375");
   const built = hybridBuild().built("llama-server");
   assertEquals(spec.argv[0], built ?? "llama-server");
   // The recipe's binary wins.

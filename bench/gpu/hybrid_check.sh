@@ -5,7 +5,7 @@
 # For each shape of bench/matrices/hybrid-both-12g.json5, llama-perplexity over the same text:
 #   ref          everything in VRAM (-ngl 99), writes the reference logits
 #   stock-ub1    -ncmoe 36 -lm none -ub 1: stock one-token kernels, experts in pinned memory
-#   hybrid-ub1   the same with LLAMA_MOE_HYBRID_GPU_FRACTION=0.45: every token takes the split
+#   hybrid-ub1   the same with LLAMA_MOE_HYBRID_GPU_FRACTION=0.375: every token takes the split
 #   zerocopy-ub1 the same with share 1.0: every host expert read by the GPU (no CPU part)
 # KL divergence of each against ref. Written to $OUT/hybrid-check.tsv (a line per case, as it ends),
 # logs to $OUT/logs.tar.gz.
@@ -63,7 +63,7 @@ for id in $MODELS; do
   for c in $CASES; do
     case $c in
       stock-ub1) ppl "$id" "$gguf" "$c" -- -ngl 99 -ncmoe 36 -lm none -ub 1 ;;
-      hybrid-ub1) ppl "$id" "$gguf" "$c" LLAMA_MOE_HYBRID_GPU_FRACTION=0.45 -- -ngl 99 -ncmoe 36 -lm none -ub 1 ;;
+      hybrid-ub1) ppl "$id" "$gguf" "$c" LLAMA_MOE_HYBRID_GPU_FRACTION=0.375 -- -ngl 99 -ncmoe 36 -lm none -ub 1 ;;
       zerocopy-ub1) ppl "$id" "$gguf" "$c" LLAMA_MOE_HYBRID_GPU_FRACTION=1.0 -- -ngl 99 -ncmoe 36 -lm none -ub 1 ;;
       *) echo "unknown case $c" ;;
     esac

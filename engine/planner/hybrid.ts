@@ -1,16 +1,17 @@
 /**
  * The hybrid strategy (issue 22, runtimes/llama.cpp/patches/): the routed experts of the first N
  * blocks live in pinned host memory as with `-ncmoe N -lm none`, but for one-token batches (decode)
- * each such block's routed experts are split by rows: a share `f` of every expert's feed-forward rows
- * is read by the GPU over PCIe (zero-copy), the rest computed by the CPU, both at the same time.
+ * each token's selected experts are split: the first m of its k are read by the GPU over PCIe
+ * (zero-copy), the rest computed by the CPU, both at the same time (share f = m / k).
  * Prefill batches take the stock path (weights copied to the GPU per micro-batch), so prefill is
  * that of the `-ncmoe N -lm none` candidate.
  *
  * The split comes from measured rates: the CPU's RAM rate and the GPU's zero-copy rate (the cost
  * model's tiers), each scaled by what it keeps while the other path reads too (the concurrent tier
  * figure of `spillway bench`). The GPU share that balances both parts is `gpu / (cpu + gpu)`, and a
- * block's expert reads then take `bytes / (cpu + gpu)` instead of `bytes / cpu`. Without a measured
- * concurrent figure the strategy is not proposed (a note says why).
+ * block's expert reads then take `bytes / (cpu + gpu)` instead of `bytes / cpu`; a plan takes the
+ * multiple of 1/k (k experts per token) on either side of it that predicts the shorter token.
+ * Without a measured concurrent figure the strategy is not proposed (a note says why).
  *
  * @example
  * const rates = hybridRates(profile); // null without `spillway bench`'s concurrent figure
@@ -37,7 +38,7 @@ export interface HybridConstants {
   layerOverheadMs: number;
   /** Fraction of the zero-copy rate the GPU part's one-token expert kernels reach. */
   kernelEfficiency: number;
-  /** The GPU share is rounded to this step (the patched llama.cpp takes one global share). */
+  /** The balance point of {@link HybridRates} is rounded to this step (a plan then takes m / k). */
   fractionStep: number;
 }
 
@@ -50,7 +51,7 @@ export interface HybridRates {
   cpuGBps: number;
   /** GB/s the GPU reads host experts at while the CPU reads too. */
   gpuGBps: number;
-  /** Share of every host-resident expert's rows the GPU computes (0..1). */
+  /** Share of the experts the GPU would compute at the two paths' balance point (0..1); a plan rounds it to m / k. */
   gpuFraction: number;
   /** Where the figures come from, for the plan's explanation. */
   source: string;
@@ -106,8 +107,18 @@ export function hybridOf(ctx: PlanContext, base: Evaluated, rates: HybridRates, 
   const GB = 1e9;
   // The cost model's time for these reads on the CPU alone, and with the split (both at once).
   const cpuOnly = bytes / (ctx.hw.host.ramGBps * k.cpuEfficiency * GB);
-  const f = rates.gpuFraction;
-  const split = Math.max((bytes * (1 - f)) / (rates.cpuGBps * GB), (bytes * f) / (rates.gpuGBps * GB)) + (blocks * h.layerOverheadMs) / 1000;
+  // The patched build gives the GPU the first m of each token's k selected experts, so the share is
+  // m / k: the two multiples of 1/k around the balance point, whichever predicts the shorter token.
+  const used = ctx.summary.expertUsedCount;
+  if (used < 2) return null;
+  const splitSeconds = (share: number) =>
+    Math.max((bytes * (1 - share)) / (rates.cpuGBps * GB), (bytes * share) / (rates.gpuGBps * GB)) + (blocks * h.layerOverheadMs) / 1000;
+  const balance = rates.gpuGBps / (rates.cpuGBps + rates.gpuGBps);
+  const shares = [Math.floor(balance * used), Math.ceil(balance * used)]
+    .map((m) => Math.min(used - 1, Math.max(1, m)) / used);
+  const f = shares.reduce((best, x) => (splitSeconds(x) < splitSeconds(best) ? x : best));
+  const gpuExperts = Math.round(f * used);
+  const split = splitSeconds(f);
   const p = base.prediction;
   const decodeSeconds = 1 / p.decodeTps - cpuOnly + split;
   if (!(decodeSeconds > 0)) return null;
@@ -117,11 +128,11 @@ export function hybridOf(ctx: PlanContext, base: Evaluated, rates: HybridRates, 
   const candidate: Candidate = {
     ...c,
     id: `hybrid-${n}-ub${c.settings.ubatch}`,
-    label: `experts of ${n} of ${ctx.summary.layerCount} blocks in pinned host memory; decode splits every routed expert's rows, ` +
-      `${Math.round(f * 100)}% read by the GPU over PCIe and ${Math.round((1 - f) * 100)}% computed by the CPU at the same time ` +
+    label: `experts of ${n} of ${ctx.summary.layerCount} blocks in pinned host memory; decode splits each token's experts, ` +
+      `${gpuExperts} of its ${used} read by the GPU over PCIe and ${used - gpuExperts} computed by the CPU at the same time ` +
       `(${rates.gpuGBps.toFixed(0)} + ${rates.cpuGBps.toFixed(0)} GB/s); prefill as ${c.id} (ub ${c.settings.ubatch}; patched llama.cpp)`,
     strategy: "hybrid",
-    settings: { ...c.settings, hybridGpuFraction: f },
+    settings: { ...c.settings, hybridGpuFraction: +f.toFixed(4) },
     predicted: { prefillTps: c.predicted.prefillTps, decodeTps: +(1 / decodeSeconds).toPrecision(4), totalSeconds: +totalSeconds.toPrecision(4) },
     placements: c.placements.map((pl) => ({ ...pl, ...(pl.layers ? { layers: [...pl.layers] as [number, number] } : {}) })),
   };

@@ -15,7 +15,7 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { cacheDir } from "../../core/paths.ts";
 
-/** Environment variable of the patched llama.cpp: the GPU's share of each host-resident expert's feed-forward rows. */
+/** Environment variable of the patched llama.cpp: the GPU's share of each token's selected experts (the first round(f*k) of its k). */
 export const HYBRID_FRACTION_ENV = "LLAMA_MOE_HYBRID_GPU_FRACTION";
 
 /** The folder holding runtimes/llama.cpp (the package root), searched upwards from this module. */
