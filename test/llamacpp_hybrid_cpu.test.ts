@@ -43,6 +43,8 @@ interface PplRun {
   nodes: number;
   kld?: number;
   sameTopPct?: number;
+  /** The context's log says the split is on. */
+  saysHybrid: boolean;
 }
 
 function perplexity(bin: string, model: string, textFile: string, base: string, env: Record<string, string>, kld: boolean): PplRun {
@@ -50,7 +52,7 @@ function perplexity(bin: string, model: string, textFile: string, base: string, 
   if (kld) args.push("--kl-divergence");
   // llama.cpp's asynchronous log may lose its last lines at exit (its common/log.cpp says so), where
   // the KL summary is: a run whose figures are missing is repeated, up to three times.
-  let last: PplRun = { nodes: NaN };
+  let last: PplRun = { nodes: NaN, saysHybrid: false };
   for (let attempt = 0; attempt < 3; attempt++) {
     const r = spawnSync(bin, args, { encoding: "utf8", env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"], maxBuffer: 64 << 20 });
     assertEquals(r.status, 0, `llama-perplexity ${args.join(" ")}: exit ${r.status}\n${r.stderr.slice(-2000)}`);
@@ -65,7 +67,12 @@ function parse(out: string): PplRun {
   const nodes = /sched_reserve: graph[^:]*: nodes = (\d+)/.exec(out);
   const kld = /^Mean +KLD: +(-?[\d.e+-]+)/m.exec(out);
   const top = /^Same top p: +([\d.]+)/m.exec(out);
-  return { nodes: nodes ? Number(nodes[1]) : NaN, kld: kld ? Number(kld[1]) : undefined, sameTopPct: top ? Number(top[1]) : undefined };
+  return {
+    nodes: nodes ? Number(nodes[1]) : NaN,
+    kld: kld ? Number(kld[1]) : undefined,
+    sameTopPct: top ? Number(top[1]) : undefined,
+    saysHybrid: /llama_context: hybrid MoE experts +=/.test(out),
+  };
 }
 
 const canBuild = has("cmake") && has("g++");
@@ -85,10 +92,12 @@ test("hybrid MoE split (CPU-only build): same logits as the stock path for every
       const base = join(dir, `${shape}.kld`);
       const stock = perplexity(bin, model, textFile, base, {}, false);
       assert(Number.isFinite(stock.nodes), `${shape}: no graph node count in llama-perplexity's log`);
+      assert(!stock.saysHybrid, `${shape}: the stock run's log says hybrid`);
       for (const share of ["0.25", "0.5", "1.0"]) {
         const r = perplexity(bin, model, textFile, base, { LLAMA_MOE_HYBRID_ANY_HOST: "1", LLAMA_MOE_HYBRID_GPU_FRACTION: share }, true);
         // Share 1.0 has one part (all rows read by the "GPU"): the stock graph's size.
         if (share !== "1.0") assert(r.nodes > stock.nodes, `${shape} share ${share}: ${r.nodes} graph nodes, stock ${stock.nodes}: the split was not built`);
+        assert(r.saysHybrid, `${shape} share ${share}: the log does not say the split is on`);
         assert(r.kld !== undefined && r.sameTopPct !== undefined, `${shape} share ${share}: no KLD in the output`);
         assert(Math.abs(r.kld!) < 1e-5, `${shape} share ${share}: mean KLD ${r.kld}`);
         assertEquals(r.sameTopPct, 100, `${shape} share ${share}: same top token ${r.sameTopPct}%`);
@@ -100,7 +109,7 @@ test("hybrid MoE split (CPU-only build): same logits as the stock path for every
 });
 
 test("hybrid MoE split: the log parser reads llama-perplexity's figures", () => {
-  const r = parse("I sched_reserve: graph (pp bs=1, tg bs=16): nodes = 123 / 112, splits = 1 / 1\nMean    KLD:  -0.000000 ±   0.000000\nSame top p: 99.500 ± 0.1 %\n");
-  assertEquals(r, { nodes: 123, kld: -0, sameTopPct: 99.5 });
+  const r = parse("I llama_context: hybrid MoE experts    = on, GPU share 0.5\nI sched_reserve: graph (pp bs=1, tg bs=16): nodes = 123 / 112, splits = 1 / 1\nMean    KLD:  -0.000000 ±   0.000000\nSame top p: 99.500 ± 0.1 %\n");
+  assertEquals(r, { nodes: 123, kld: -0, sameTopPct: 99.5, saysHybrid: true });
   assert(Number.isNaN(parse("nothing").nodes));
 });
