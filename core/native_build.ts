@@ -96,3 +96,21 @@ export function compileSync(cc: string, attempts: ((tmp: string) => string[])[],
   rmSync(tmp, { force: true });
   return last;
 }
+
+/**
+ * Whether `name` runs (`name --version` exits 0): for optional build tools (ninja, ccache) and
+ * tests that need a toolchain.
+ *
+ * @example
+ * ```ts
+ * const generator = hasProgram("ninja") ? ["-G", "Ninja"] : [];
+ * ```
+ */
+export function hasProgram(name: string): boolean {
+  try {
+    execFileSync(name, ["--version"], { stdio: "ignore" });
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,30 +1,21 @@
 // Issue 22: the hybrid MoE split of the patch set computes the same logits as stock llama.cpp.
 // A CPU-only build of the patched llama-perplexity (runtimes/llama.cpp/build.sh --cpu-only, cached
-// under node_modules/.cache, so the first runtime builds it and the others reuse it) runs tiny MoE
-// models at one token per batch with LLAMA_MOE_HYBRID_ANY_HOST=1, where both parts of every block
-// run on the CPU; the KL divergence against the stock path must be ~0. The graph's node count shows
-// that the split was built (a check that cannot tell would pass for a patch that does nothing).
+// in test/_native.ts's CACHE_DIR, so the first runtime builds it and the others reuse it) runs tiny
+// MoE models at one token per batch with LLAMA_MOE_HYBRID_ANY_HOST=1, where both parts of every
+// block run on the CPU; the KL divergence against the stock path must be ~0. The graph's node count
+// shows that the split was built (a check that cannot tell would pass for a patch that does nothing).
 // The GPU side (the part read over PCIe) is checked on the GPU machine by the bench harness.
 import { test } from "node:test";
 import { execFileSync, spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { hasProgram } from "../core/native_build.ts";
 import { synthesize } from "../engine/model/synth.ts";
 import { assert, assertEquals } from "./_assert.ts";
+import { CACHE_DIR, ROOT } from "./_native.ts";
 
-const ROOT = process.cwd();
 const SCRIPT = join(ROOT, "runtimes", "llama.cpp", "build.sh");
-const CACHE = join(ROOT, "node_modules", ".cache", "spillway-test");
-
-function has(cmd: string): boolean {
-  try {
-    execFileSync(cmd, ["--version"], { stdio: "ignore" });
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** Deterministic filler text: reference and candidate read the same tokens. */
 function text(): string {
@@ -75,10 +66,10 @@ function parse(out: string): PplRun {
   };
 }
 
-const canBuild = has("cmake") && has("g++");
+const canBuild = hasProgram("cmake") && hasProgram("g++");
 
 test("hybrid MoE split (CPU-only build): same logits as the stock path for every GPU share", { skip: canBuild ? false : "cmake or g++ missing", timeout: 3_600_000 }, async () => {
-  const binDir = execFileSync("bash", [SCRIPT, "--cpu-only", "--targets", "llama-perplexity", "--cache", CACHE], { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"], maxBuffer: 16 << 20 })
+  const binDir = execFileSync("bash", [SCRIPT, "--cpu-only", "--targets", "llama-perplexity", "--cache", CACHE_DIR], { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"], maxBuffer: 16 << 20 })
     .trim().split("\n").pop()!;
   const bin = join(binDir, "llama-perplexity");
   const dir = mkdtempSync(join(tmpdir(), "spillway-hybrid-cpu-"));

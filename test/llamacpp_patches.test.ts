@@ -6,21 +6,13 @@ import { execFileSync } from "node:child_process";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { hasProgram } from "../core/native_build.ts";
 import { assert, assertEquals, assertMatch } from "./_assert.ts";
 
 const ROOT = process.cwd();
 const SCRIPT = join(ROOT, "runtimes", "llama.cpp", "build.sh");
 const PATCHES = join(ROOT, "runtimes", "llama.cpp", "patches");
 const BUNDLE = join(ROOT, "node_modules", "node-llama-cpp", "llama", "gitRelease.bundle");
-
-function has(cmd: string): boolean {
-  try {
-    execFileSync(cmd, ["--version"], { stdio: "ignore" });
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 /** Files a patch changes (its `+++ b/...` lines). */
 function touched(patch: string): string[] {
@@ -41,7 +33,7 @@ test("llama.cpp patches: one concern each, documented, and they apply to the bun
   assertMatch(out, /3 patches apply to llama\.cpp [0-9a-f]{40}/);
 });
 
-test("llama.cpp patches: the touched C/C++ files compile (CPU-only objects)", { skip: !has("cmake") || !has("g++") || !has("ninja") ? "cmake, g++ or ninja missing" : false }, () => {
+test("llama.cpp patches: the touched C/C++ files compile (CPU-only objects)", { skip: !hasProgram("cmake") || !hasProgram("g++") || !hasProgram("ninja") ? "cmake, g++ or ninja missing" : false }, () => {
   const dir = mkdtempSync(join(tmpdir(), "llama-patches-"));
   try {
     const src = join(dir, "src");

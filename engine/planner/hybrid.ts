@@ -15,7 +15,7 @@
  *
  * @example
  * const rates = hybridRates(profile); // null without `spillway bench`'s concurrent figure
- * if (rates) console.log(`GPU share ${rates.gpuFraction}`); // e.g. 0.4
+ * if (rates) console.log(`balance at GPU share ${rates.balance.toFixed(2)}`); // e.g. 0.42
  * @module
  */
 import type { Candidate, HardwareProfile } from "../../core/types.ts";
@@ -38,12 +38,10 @@ export interface HybridConstants {
   layerOverheadMs: number;
   /** Fraction of the zero-copy rate the GPU part's one-token expert kernels reach. */
   kernelEfficiency: number;
-  /** The balance point of {@link HybridRates} is rounded to this step (a plan then takes m / k). */
-  fractionStep: number;
 }
 
 /** {@link HybridConstants} as measured (two machines, one model: see the runs above). */
-export const HYBRID_CONSTANTS: HybridConstants = { layerOverheadMs: 0.086, kernelEfficiency: 1.0, fractionStep: 0.05 };
+export const HYBRID_CONSTANTS: HybridConstants = { layerOverheadMs: 0.086, kernelEfficiency: 1.0 };
 
 /** Rates of the two paths while both read, and the GPU share that balances them. */
 export interface HybridRates {
@@ -51,8 +49,8 @@ export interface HybridRates {
   cpuGBps: number;
   /** GB/s the GPU reads host experts at while the CPU reads too. */
   gpuGBps: number;
-  /** Share of the experts the GPU would compute at the two paths' balance point (0..1); a plan rounds it to m / k. */
-  gpuFraction: number;
+  /** The two paths' balance point, `gpu / (cpu + gpu)` (0..1); a plan takes a multiple of 1/k near it. */
+  balance: number;
   /** Where the figures come from, for the plan's explanation. */
   source: string;
 }
@@ -71,12 +69,10 @@ export function hybridRates(hw: HardwareProfile, k: CostConstants = DEFAULT_CONS
   const keepGpu = Math.min(1, m.concurrentGpuGBps.median / gpuAlone);
   const cpu = hw.host.ramGBps * k.cpuEfficiency * keepCpu;
   const gpu = g.zeroCopyGBps * k.zeroCopyEfficiency * h.kernelEfficiency * keepGpu;
-  const raw = gpu / (cpu + gpu);
-  const gpuFraction = Math.min(1 - h.fractionStep, Math.max(h.fractionStep, Math.round(raw / h.fractionStep) * h.fractionStep));
   return {
     cpuGBps: cpu,
     gpuGBps: gpu,
-    gpuFraction: +gpuFraction.toFixed(3),
+    balance: gpu / (cpu + gpu),
     source: `concurrent probe: CPU keeps ${(keepCpu * 100).toFixed(0)}% and GPU zero-copy ${(keepGpu * 100).toFixed(0)}% of their rates while both read`,
   };
 }
@@ -113,8 +109,7 @@ export function hybridOf(ctx: PlanContext, base: Evaluated, rates: HybridRates, 
   if (used < 2) return null;
   const splitSeconds = (share: number) =>
     Math.max((bytes * (1 - share)) / (rates.cpuGBps * GB), (bytes * share) / (rates.gpuGBps * GB)) + (blocks * h.layerOverheadMs) / 1000;
-  const balance = rates.gpuGBps / (rates.cpuGBps + rates.gpuGBps);
-  const shares = [Math.floor(balance * used), Math.ceil(balance * used)]
+  const shares = [Math.floor(rates.balance * used), Math.ceil(rates.balance * used)]
     .map((m) => Math.min(used - 1, Math.max(1, m)) / used);
   const f = shares.reduce((best, x) => (splitSeconds(x) < splitSeconds(best) ? x : best));
   const gpuExperts = Math.round(f * used);

@@ -19,6 +19,7 @@ import { copyFileSync, existsSync, mkdirSync, renameSync, rmSync } from "node:fs
 import { join } from "node:path";
 import process from "node:process";
 import { LaunchError } from "../../core/errors.ts";
+import { hasProgram } from "../../core/native_build.ts";
 import { cacheDir } from "../../core/paths.ts";
 import { runtimesDir } from "./llamacpp_hybrid.ts";
 
@@ -87,15 +88,6 @@ function run(argv: string[], cwd: string | undefined, log: (s: string) => void, 
     child.on("error", (e) => reject(new LaunchError(`${argv[0]}: ${e.message}`, { cause: e })));
     child.on("close", (code) => (code === 0 ? resolve() : reject(new LaunchError(`${argv.join(" ")} exited ${code}:\n${tail}`))));
   });
-}
-
-function hasProgram(name: string): boolean {
-  try {
-    execFileSync(name, ["--version"], { stdio: "ignore" });
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /**
