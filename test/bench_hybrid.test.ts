@@ -19,6 +19,8 @@ test("matrix: hybrid-12g parses; env and checkFlags reach the methods; env only 
   const both = loadMatrix("bench/matrices/hybrid-both-12g.json5");
   assertEquals(both.models.map((x) => x.shape), ["glm-4.7-flash", "qwen3moe-30b-a3b"]);
   assertEquals((both.methods.find((x) => x.id === "hybrid")!.config as { env: Record<string, string> }).env.LLAMA_MOE_HYBRID_GPU_FRACTION, "0.375");
+  // The zero-copy-only row (share 1.0) is a patched method, never a stock one.
+  assertEquals((both.methods.find((x) => x.id === "hybrid-zero-copy")!.config as { env: Record<string, string> }).env.LLAMA_MOE_HYBRID_GPU_FRACTION, "1.0");
   assertEquals(both.methods.find((x) => x.id === "stock-mmap")!.config, { kind: "flags", flags: ["-ngl", "99", "-ncmoe", "36", "-ub", "2048"], env: {} });
   const bad = `{ name: "x", models: [{ id: "m", shape: "tiny-moe", quant: "Q8_0" }], freeVramGiB: [1],
     workloads: [{ id: "w", prompt: 16, gen: 4 }], methods: [{ id: "d", config: "fit", env: { A: "1" } }] }`;
