@@ -57,6 +57,18 @@ test("summary: ratios against the best stock figure of each kind; patched switch
   assertEquals(hybridSummary(r, "nope").shapes, []);
 });
 
+test("matrix: hybrid-copy-12g runs the copy mode against a stock sweep that includes stock's own per-token expert copy", () => {
+  const m = loadMatrix("bench/matrices/hybrid-copy-12g.json5");
+  const env = (id: string) => (m.methods.find((x) => x.id === id)!.config as { env: Record<string, string> }).env;
+  assertEquals(env("hybrid"), { LLAMA_MOE_HYBRID_GPU_FRACTION: "0.5", LLAMA_MOE_HYBRID_GPU_READ: "copy" });
+  assertEquals(m.methods.find((x) => x.id === "hybrid")!.checkFlags, ["-ub", "1"]);
+  // stock-copy sets only a stock llama.cpp switch: it is a stock configuration; the read mode alone
+  // marks a method patched.
+  const r = (id: string, e: Record<string, string>) => ({ ...result(id, 1, 1), env: e });
+  assertEquals(isStock(r("stock-copy", env("stock-copy"))), true);
+  assertEquals(isStock(r("x", { LLAMA_MOE_HYBRID_GPU_READ: "copy" })), false);
+});
+
 test("onlyModels: SPILLWAY_BENCH_ONLY_MODELS keeps the named models and names the matrix on an unknown id", () => {
   const both = loadMatrix("bench/matrices/hybrid-both-12g.json5");
   assertEquals(onlyModels(both, "moe30b", "SPILLWAY_BENCH_ONLY_MODELS").models.map((m) => m.id), ["moe30b"]);
@@ -78,6 +90,20 @@ test("mergeRuns: parts of one matrix on one machine become one run (a summary pe
   assertThrows(() => mergeRuns([part("glm47flash", "a", "H100"), part("moe30b", "b", "H200")]), Error, "another machine");
   assertThrows(() => mergeRuns([part("glm47flash", "a", "H100"), { ...part("moe30b", "b", "H100"), matrix: "other" }]), Error, "matrix 'other'");
   assertThrows(() => mergeRuns([]), Error, "no results");
+});
+
+test("mergeRuns: a method skipped for time in one part and measured in a later part appears once, measured; the run starts at the first part", () => {
+  const part = (startedAt: string, results: MethodResult[]) => ({
+    version: 1, kind: "gpu", matrix: "hybrid-both-12g", startedAt, finishedAt: startedAt, software: {}, phases: {}, notes: [], results,
+    machine: { hostname: "vm", kernel: "k", cpuModel: "c", cpuCores: 16, ramBytes: 1, ramAvailableBytes: 1, cudaVersion: "13.0", gpus: [{ name: "H100" }] },
+  }) as unknown as RunResults;
+  const skipped = { ...result("stock-mmap", 0, 0), status: "skipped" as const, decode: null, prefill: null };
+  const run = mergeRuns([
+    part("2026-12-07T00:45", [result("default", 46, 1600), skipped, { ...skipped, id: "hybrid-serial" }]),
+    part("2026-12-07T00:52", [result("stock-mmap", 41, 2500)]),
+  ]);
+  assertEquals(run.results.map((m) => [m.id, m.status]), [["default", "ok"], ["hybrid-serial", "skipped"], ["stock-mmap", "ok"]]);
+  assertEquals(run.startedAt, "2026-12-07T00:45");
 });
 
 test("results.md: a run of several models names the model on each row; one model keeps the short table", () => {

@@ -36,6 +36,8 @@ interface PplRun {
   sameTopPct?: number;
   /** The context's log says the split is on. */
   saysHybrid: boolean;
+  /** How the log says the GPU part reads its experts ("copy", "inplace"), when it says. */
+  gpuRead?: "copy" | "inplace";
 }
 
 function perplexity(bin: string, model: string, textFile: string, base: string, env: Record<string, string>, kld: boolean): PplRun {
@@ -63,6 +65,7 @@ function parse(out: string): PplRun {
     kld: kld ? Number(kld[1]) : undefined,
     sameTopPct: top ? Number(top[1]) : undefined,
     saysHybrid: /llama_context: hybrid MoE experts +=/.test(out),
+    ...(/GPU reads copies in VRAM/.test(out) ? { gpuRead: "copy" as const } : /GPU reads host memory in place/.test(out) ? { gpuRead: "inplace" as const } : {}),
   };
 }
 
@@ -84,8 +87,12 @@ test("hybrid MoE split (CPU-only build): same logits as the stock path for every
       const stock = perplexity(bin, model, textFile, base, {}, false);
       assert(Number.isFinite(stock.nodes), `${shape}: no graph node count in llama-perplexity's log`);
       assert(!stock.saysHybrid, `${shape}: the stock run's log says hybrid`);
-      for (const share of ["0.25", "0.5", "1.0"]) {
-        const r = perplexity(bin, model, textFile, base, { LLAMA_MOE_HYBRID_ANY_HOST: "1", LLAMA_MOE_HYBRID_GPU_FRACTION: share }, true);
+      // The copy mode (LLAMA_MOE_HYBRID_GPU_READ=copy) builds the same graph with the GPU part's experts
+      // unflagged; here only its switch and log are checked (the copy itself needs a device).
+      for (const [share, read] of [["0.25", undefined], ["0.5", undefined], ["1.0", undefined], ["0.5", "copy"]] as const) {
+        const env: Record<string, string> = { LLAMA_MOE_HYBRID_ANY_HOST: "1", LLAMA_MOE_HYBRID_GPU_FRACTION: share, ...(read ? { LLAMA_MOE_HYBRID_GPU_READ: read } : {}) };
+        const r = perplexity(bin, model, textFile, base, env, true);
+        assertEquals(r.gpuRead, read ?? "inplace", `${shape} share ${share}: the log's GPU read mode`);
         // Share 1.0 has one part (all rows read by the "GPU"): the stock graph's size.
         if (share !== "1.0") assert(r.nodes > stock.nodes, `${shape} share ${share}: ${r.nodes} graph nodes, stock ${stock.nodes}: the split was not built`);
         assert(r.saysHybrid, `${shape} share ${share}: the log does not say the split is on`);
@@ -100,7 +107,7 @@ test("hybrid MoE split (CPU-only build): same logits as the stock path for every
 });
 
 test("hybrid MoE split: the log parser reads llama-perplexity's figures", () => {
-  const r = parse("I llama_context: hybrid MoE experts    = on, GPU share 0.5\nI sched_reserve: graph (pp bs=1, tg bs=16): nodes = 123 / 112, splits = 1 / 1\nMean    KLD:  -0.000000 ±   0.000000\nSame top p: 99.500 ± 0.1 %\n");
-  assertEquals(r, { nodes: 123, kld: -0, sameTopPct: 99.5, saysHybrid: true });
+  const r = parse("I llama_context: hybrid MoE experts    = on, GPU share 0.5, GPU reads copies in VRAM (for experts in pinned host memory, one-token batches)\nI sched_reserve: graph (pp bs=1, tg bs=16): nodes = 123 / 112, splits = 1 / 1\nMean    KLD:  -0.000000 ±   0.000000\nSame top p: 99.500 ± 0.1 %\n");
+  assertEquals(r, { nodes: 123, kld: -0, sameTopPct: 99.5, saysHybrid: true, gpuRead: "copy" });
   assert(Number.isNaN(parse("nothing").nodes));
 });

@@ -67,12 +67,29 @@ test("plan: the 30B-A3B shape at 12 GiB free with a measured profile chooses hyb
   // Its base (the same -ncmoe, pinned) is a candidate too, with the same prefill and a slower decode.
   const stock = p.candidates.find((c) => c.id === `ncmoe-${chosen.settings.cpuMoeLayers}-none-ub${chosen.settings.ubatch}`)!;
   assertEquals(chosen.predicted.prefillTps, stock.predicted.prefillTps);
-  assertGreater(chosen.predicted.decodeTps, stock.predicted.decodeTps * 1.1);
+  assertGreater(chosen.predicted.decodeTps, stock.predicted.decodeTps * 1.05);
   assertEquals(chosen.memory, stock.memory);
   assertStringIncludes(chosen.label, "3 of its 8 read by the GPU over PCIe and 5 computed by the CPU at the same time");
   assertStringIncludes(p.reason, `Chose ${chosen.id}`);
   assert(p.notes!.some((n) => n.startsWith("hybrid split from measured rates")));
   assertStringIncludes(formatPlan(p), "hybrid split from measured rates");
+});
+
+test("plan: the overlap's measured loss (part of the shorter part stays on the token's path) lowers the hybrid prediction", () => {
+  const decode = () => {
+    const p = plan(model, withConcurrent(base), recipe(512, 512));
+    return p.candidates.find((c) => c.id === "hybrid-33-ub512")!.predicted.decodeTps;
+  };
+  const measured = decode();
+  const saved = HYBRID_CONSTANTS.overlapLoss;
+  try {
+    HYBRID_CONSTANTS.overlapLoss = 0;
+    // A perfect overlap would predict a faster token (33 hybrid blocks of the 30B).
+    assertGreater(decode(), measured * 1.1);
+  } finally {
+    HYBRID_CONSTANTS.overlapLoss = saved;
+  }
+  assertEquals(HYBRID_CONSTANTS.overlapLoss, 0.27);
 });
 
 test("plan: the GPU share is m of the model's k experts per token, the better of the two around the balance", () => {

@@ -17,7 +17,7 @@ import { fileURLToPath } from "node:url";
 import { type MethodResult, mergeRuns, type RunResults } from "./results.ts";
 
 /** Environment variables of the patched llama.cpp that change what it computes. */
-const PATCH_SWITCHES = ["LLAMA_MOE_HYBRID_GPU_FRACTION"];
+const PATCH_SWITCHES = ["LLAMA_MOE_HYBRID_GPU_FRACTION", "LLAMA_MOE_HYBRID_GPU_READ"];
 
 /** One model's line of the summary. */
 export interface ShapeSummary {

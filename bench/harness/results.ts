@@ -148,11 +148,17 @@ export function mergeRuns(parts: RunResults[]): RunResults {
     }
   }
   const finished = parts.map((p) => p.finishedAt);
+  // A method skipped for time in one part and measured in another (a follow-up call for what the
+  // first left out) appears once: the measured result takes the skipped one's place.
+  const key = (m: MethodResult) => `${m.model}\0${m.id}\0${m.freeVramGiB}\0${m.workload}`;
+  const all = parts.flatMap((p) => p.results);
+  const measured = new Set(all.filter((m) => m.status !== "skipped").map(key));
   return {
     ...first,
+    startedAt: parts.map((p) => p.startedAt).sort()[0]!,
     finishedAt: finished.includes(null) ? null : finished.sort().at(-1)!,
     phases: Object.assign({}, ...parts.map((p) => p.phases)),
-    results: parts.flatMap((p) => p.results),
+    results: all.filter((m) => !(m.status === "skipped" && measured.has(key(m)))),
     notes: [...new Set(parts.flatMap((p) => p.notes)), `merged from ${parts.length} invocations started ${parts.map((p) => p.startedAt).join(", ")}`],
   };
 }

@@ -8,9 +8,10 @@
  *
  * The split comes from measured rates: the CPU's RAM rate and the GPU's zero-copy rate (the cost
  * model's tiers), each scaled by what it keeps while the other path reads too (the concurrent tier
- * figure of `spillway bench`). The GPU share that balances both parts is `gpu / (cpu + gpu)`, and a
- * block's expert reads then take `bytes / (cpu + gpu)` instead of `bytes / cpu`; a plan takes the
- * multiple of 1/k (k experts per token) on either side of it that predicts the shorter token.
+ * figure of `spillway bench`). The GPU share that balances both parts is `gpu / (cpu + gpu)`; at a
+ * share f a block's expert reads take the longer part plus what the overlap does not hide of the
+ * shorter, instead of `bytes / cpu`; a plan takes the multiple of 1/k (k experts per token) on either
+ * side of the balance that predicts the shorter token, and is kept only where it beats the others.
  * Without a measured concurrent figure the strategy is not proposed (a note says why).
  *
  * @example
@@ -24,11 +25,16 @@ import { type CostConstants, DEFAULT_CONSTANTS } from "./cost.ts";
 import type { ModelSummary } from "./summary.ts";
 
 /**
- * Constants of the hybrid split, from two H100 machines (Qwen3-30B-A3B Q8_0, -ncmoe 36): GPU-only
- * decode read the 1.44 GB of host experts per token at ~48 GB/s (0.94 of the probe's 51.4;
- * bench/results/2026-12-06-hybrid); the hybrid graph with its overlap turned off took 2.7 ms per
- * token more than its two parts there (0.075 ms per hybrid block) and 3.1 ms on the second machine
- * (0.086 ms; bench/results/2026-12-06-hybrid-both). The larger is kept: the strategy lost there.
+ * Constants of the hybrid split. `layerOverheadMs` and `overlapLoss` are measured on the version
+ * shipped (split by place in the top-k list) on an H100 machine with Qwen3-30B-A3B Q8_0 at -ncmoe 36
+ * (bench/results/2026-12-07-hybrid-topk): with the overlap off a token took 1.0 ms more than its two
+ * parts (0.028 ms per hybrid block); with it on, 27% of the shorter part stayed on the token's
+ * critical path (DRAM shared by both readers, the wait for the sum). `kernelEfficiency` stays 1.0:
+ * the GPU part's kernels are llama.cpp's own one-token kernels on mapped memory, which the shim's
+ * zero-copy runs calibrate (`zeroCopyEfficiency`, 0.9), and the expert-id version read at 0.94 of the
+ * probe (bench/results/2026-12-06-hybrid). The 2026-12-07 machine read at ~23 GB/s, half the usual
+ * probe figure; that machine was not probed, so whether its link or the kernels were slow is open
+ * (docs/planner.md).
  */
 export interface HybridConstants {
   /**
@@ -38,10 +44,12 @@ export interface HybridConstants {
   layerOverheadMs: number;
   /** Fraction of the zero-copy rate the GPU part's one-token expert kernels reach. */
   kernelEfficiency: number;
+  /** Fraction of the shorter part's time the overlap does not hide. */
+  overlapLoss: number;
 }
 
-/** {@link HybridConstants} as measured (two machines, one model: see the runs above). */
-export const HYBRID_CONSTANTS: HybridConstants = { layerOverheadMs: 0.086, kernelEfficiency: 1.0 };
+/** {@link HybridConstants} as measured (see above). */
+export const HYBRID_CONSTANTS: HybridConstants = { layerOverheadMs: 0.028, kernelEfficiency: 1.0, overlapLoss: 0.27 };
 
 /** Rates of the two paths while both read, and the GPU share that balances them. */
 export interface HybridRates {
@@ -107,8 +115,11 @@ export function hybridOf(ctx: PlanContext, base: Evaluated, rates: HybridRates, 
   // m / k: the two multiples of 1/k around the balance point, whichever predicts the shorter token.
   const used = ctx.summary.expertUsedCount;
   if (used < 2) return null;
-  const splitSeconds = (share: number) =>
-    Math.max((bytes * (1 - share)) / (rates.cpuGBps * GB), (bytes * share) / (rates.gpuGBps * GB)) + (blocks * h.layerOverheadMs) / 1000;
+  const splitSeconds = (share: number) => {
+    const cpu = (bytes * (1 - share)) / (rates.cpuGBps * GB);
+    const gpu = (bytes * share) / (rates.gpuGBps * GB);
+    return Math.max(cpu, gpu) + h.overlapLoss * Math.min(cpu, gpu) + (blocks * h.layerOverheadMs) / 1000;
+  };
   const shares = [Math.floor(rates.balance * used), Math.ceil(rates.balance * used)]
     .map((m) => Math.min(used - 1, Math.max(1, m)) / used);
   const f = shares.reduce((best, x) => (splitSeconds(x) < splitSeconds(best) ? x : best));
