@@ -4,9 +4,13 @@
 // MoE models at one token per batch with LLAMA_MOE_HYBRID_ANY_HOST=1, where both parts of every
 // block run on the CPU; the KL divergence against the stock path must be ~0. The graph's node count
 // shows that the split was built (a check that cannot tell would pass for a patch that does nothing).
+// The build has llama.cpp's RPC backend too: a local ggml-rpc-server is a second backend (a remote
+// device of GPU type), so the copy mode's device part really runs on another backend, with the
+// scheduler's expert copies and patch 0002's look-ahead over its splits (the second test).
 // The GPU side (the part read over PCIe) is checked on the GPU machine by the bench harness.
 import { test } from "node:test";
-import { execFileSync, spawnSync } from "node:child_process";
+import { type ChildProcess, execFileSync, spawn, spawnSync } from "node:child_process";
+import { connect, createServer } from "node:net";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -32,6 +36,8 @@ function text(): string {
 interface PplRun {
   /** Nodes of the one-token graph (sched_reserve's first figure). */
   nodes: number;
+  /** Backend splits of the one-token graph, when the log says. */
+  splits?: number;
   kld?: number;
   sameTopPct?: number;
   /** The context's log says the split is on. */
@@ -40,8 +46,8 @@ interface PplRun {
   gpuRead?: "copy" | "inplace";
 }
 
-function perplexity(bin: string, model: string, textFile: string, base: string, env: Record<string, string>, kld: boolean): PplRun {
-  const args = ["-m", model, "-f", textFile, "-c", "128", "--chunks", "2", "-t", "2", "-ub", "1", "-lv", "4", "--kl-divergence-base", base];
+function perplexity(bin: string, model: string, textFile: string, base: string, env: Record<string, string>, kld: boolean, extra: string[] = []): PplRun {
+  const args = ["-m", model, "-f", textFile, "-c", "128", "--chunks", "2", "-t", "2", "-ub", "1", "-lv", "4", "--kl-divergence-base", base, ...extra];
   if (kld) args.push("--kl-divergence");
   // llama.cpp's asynchronous log may lose its last lines at exit (its common/log.cpp says so), where
   // the KL summary is: a run whose figures are missing is repeated, up to three times.
@@ -58,10 +64,13 @@ function perplexity(bin: string, model: string, textFile: string, base: string, 
 
 function parse(out: string): PplRun {
   const nodes = /sched_reserve: graph[^:]*: nodes = (\d+)/.exec(out);
+  // "graph: nodes = 112, splits = 6" or, when the one-token and batch graphs differ, "graph (pp bs=1, tg bs=16): nodes = 123 / 112, splits = 10 / 6"
+  const splits = /sched_reserve: graph[^:]*: nodes = \d+(?: \/ \d+)?, splits = (\d+)/.exec(out);
   const kld = /^Mean +KLD: +(-?[\d.e+-]+)/m.exec(out);
   const top = /^Same top p: +([\d.]+)/m.exec(out);
   return {
     nodes: nodes ? Number(nodes[1]) : NaN,
+    ...(splits ? { splits: Number(splits[1]) } : {}),
     kld: kld ? Number(kld[1]) : undefined,
     sameTopPct: top ? Number(top[1]) : undefined,
     saysHybrid: /llama_context: hybrid MoE experts +=/.test(out),
@@ -71,10 +80,44 @@ function parse(out: string): PplRun {
 
 const canBuild = hasProgram("cmake") && hasProgram("g++");
 
-test("hybrid MoE split (CPU-only build): same logits as the stock path for every GPU share", { skip: canBuild ? false : "cmake or g++ missing", timeout: 3_600_000 }, async () => {
-  const binDir = execFileSync("bash", [SCRIPT, "--cpu-only", "--targets", "llama-perplexity", "--cache", CACHE_DIR], { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"], maxBuffer: 16 << 20 })
+/** The patched CPU-only build with the RPC backend (cached; the first test to need it builds it). */
+function build(): string {
+  return execFileSync("bash", [SCRIPT, "--cpu-only", "--rpc", "--targets", "llama-perplexity ggml-rpc-server", "--cache", CACHE_DIR], { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"], maxBuffer: 16 << 20 })
     .trim().split("\n").pop()!;
-  const bin = join(binDir, "llama-perplexity");
+}
+
+/** A free loopback port (closed again before use: the server binds it next). */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const port = (srv.address() as { port: number }).port;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** Resolves once something accepts connections on the port, or rejects after `ms`. */
+async function listening(port: number, child: ChildProcess, ms: number): Promise<void> {
+  const until = Date.now() + ms;
+  while (Date.now() < until) {
+    if (child.exitCode !== null) throw new Error(`ggml-rpc-server exited with ${child.exitCode}`);
+    const ok = await new Promise<boolean>((resolve) => {
+      const c = connect(port, "127.0.0.1", () => {
+        c.end();
+        resolve(true);
+      });
+      c.once("error", () => resolve(false));
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`ggml-rpc-server did not listen on 127.0.0.1:${port} within ${ms} ms`);
+}
+
+test("hybrid MoE split (CPU-only build): same logits as the stock path for every GPU share", { skip: canBuild ? false : "cmake or g++ missing", timeout: 3_600_000 }, async () => {
+  const bin = join(build(), "llama-perplexity");
   const dir = mkdtempSync(join(tmpdir(), "spillway-hybrid-cpu-"));
   try {
     const textFile = join(dir, "text.txt");
@@ -106,8 +149,52 @@ test("hybrid MoE split (CPU-only build): same logits as the stock path for every
   }
 });
 
+test("hybrid MoE split, copy mode, device part on a second backend (local RPC server): same logits as stock, overlap on and off", { skip: canBuild ? false : "cmake or g++ missing", timeout: 3_600_000 }, async () => {
+  const binDir = build();
+  const bin = join(binDir, "llama-perplexity");
+  const dir = mkdtempSync(join(tmpdir(), "spillway-hybrid-rpc-"));
+  const port = await freePort();
+  // Loopback only; one thread: the tiny models need no more.
+  const server = spawn(join(binDir, "ggml-rpc-server"), ["-H", "127.0.0.1", "-p", String(port), "-t", "1"], { stdio: ["ignore", "ignore", "pipe"] });
+  let serverLog = "";
+  server.stderr!.on("data", (d) => (serverLog += d));
+  try {
+    await listening(port, server, 20_000);
+    const textFile = join(dir, "text.txt");
+    writeFileSync(textFile, text());
+    // Every block on the RPC device, the routed experts of both blocks in host memory (CPU backend):
+    // the hybrid split's device part runs on the RPC device, its experts copied there by the scheduler.
+    const placement = ["--rpc", `127.0.0.1:${port}`, "-ngl", "99", "-ncmoe", "2", "-lm", "none"];
+    for (const shape of ["tiny-moe", "tiny-mla"]) {
+      const model = join(dir, `${shape}.gguf`);
+      await synthesize({ shape, quant: "F16", out: model });
+      const base = join(dir, `${shape}.kld`);
+      perplexity(bin, model, textFile, base, {}, false); // the reference: stock, CPU only
+      const stock = perplexity(bin, model, textFile, base, {}, true, placement);
+      assert(stock.splits !== undefined && stock.splits > 1, `${shape}: stock over RPC has ${stock.splits} splits: the RPC device was not used`);
+      for (const overlap of [true, false]) {
+        const env: Record<string, string> = { LLAMA_MOE_HYBRID_ANY_HOST: "1", LLAMA_MOE_HYBRID_GPU_FRACTION: "0.5", LLAMA_MOE_HYBRID_GPU_READ: "copy", ...(overlap ? {} : { GGML_SCHED_NO_OVERLAP: "1" }) };
+        const r = perplexity(bin, model, textFile, base, env, true, placement);
+        const what = `${shape} copy mode over RPC, overlap ${overlap ? "on" : "off"}`;
+        assertEquals(r.gpuRead, "copy", `${what}: the log's read mode`);
+        // The device part adds splits: per block one per expert tensor (each with its copy) and the sum's.
+        assert(r.splits !== undefined && r.splits > stock.splits!, `${what}: ${r.splits} splits, stock ${stock.splits}: the split was not built on the device`);
+        assert(r.kld !== undefined && r.sameTopPct !== undefined, `${what}: no KLD in the output`);
+        assert(Math.abs(r.kld!) < 1e-5, `${what}: mean KLD ${r.kld}`);
+        assertEquals(r.sameTopPct, 100, `${what}: same top token ${r.sameTopPct}%`);
+      }
+    }
+  } catch (e) {
+    throw new Error(`${(e as Error).message}\nggml-rpc-server stderr:\n${serverLog.slice(-2000)}`, { cause: e });
+  } finally {
+    server.kill("SIGTERM");
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test("hybrid MoE split: the log parser reads llama-perplexity's figures", () => {
   const r = parse("I llama_context: hybrid MoE experts    = on, GPU share 0.5, GPU reads copies in VRAM (for experts in pinned host memory, one-token batches)\nI sched_reserve: graph (pp bs=1, tg bs=16): nodes = 123 / 112, splits = 1 / 1\nMean    KLD:  -0.000000 ±   0.000000\nSame top p: 99.500 ± 0.1 %\n");
-  assertEquals(r, { nodes: 123, kld: -0, sameTopPct: 99.5, saysHybrid: true, gpuRead: "copy" });
+  assertEquals(r, { nodes: 123, splits: 1, kld: -0, sameTopPct: 99.5, saysHybrid: true, gpuRead: "copy" });
+  assertEquals(parse("I sched_reserve: graph: nodes = 112, splits = 6, input objects = 4\n").splits, 6);
   assert(Number.isNaN(parse("nothing").nodes));
 });

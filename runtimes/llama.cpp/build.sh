@@ -11,6 +11,8 @@
 #   --targets "A B"   CMake targets (default "llama-server llama-cli llama-bench llama-perplexity")
 #   --cuda-arch A     CMAKE_CUDA_ARCHITECTURES (default native)
 #   --cpu-only        no CUDA (CI, machines without nvcc)
+#   --rpc             with llama.cpp's RPC backend (GGML_RPC=ON; add ggml-rpc-server to --targets): a remote
+#                     device, which CI uses to run the hybrid split's device part on a second backend
 #   --no-flash-attn   no FlashAttention CUDA kernels (GGML_CUDA_FA=OFF): 82 of 121 template files fewer,
 #                     for logits checks in a short device call; other kernels, so not for timings
 #   --jobs N          build jobs (default: CPU count)
@@ -27,6 +29,7 @@ CACHE="${SPILLWAY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/spillway}"
 TARGETS="llama-server llama-cli llama-bench llama-perplexity"
 ARCH="native"
 CPU_ONLY=0
+RPC=OFF
 FA=ON
 JOBS="$(nproc 2>/dev/null || echo 2)"
 MODE=build
@@ -42,6 +45,7 @@ while (($#)); do
     --targets) TARGETS="${2:?--targets needs names}"; shift ;;
     --cuda-arch) ARCH="${2:?--cuda-arch needs a value}"; shift ;;
     --cpu-only) CPU_ONLY=1 ;;
+    --rpc) RPC=ON ;;
     --no-flash-attn) FA=OFF ;;
     --jobs) JOBS="${2:?--jobs needs a number}"; shift ;;
     --print-dir) MODE=print ;;
@@ -75,6 +79,7 @@ KEY="$({
 DIR="${FIXED_DIR:-$CACHE/llama.cpp-hybrid/$KEY}"
 BIN="$DIR/build/bin"
 FLAVOR="$([[ $CPU_ONLY == 1 ]] && echo cpu || echo "cuda-$ARCH$([[ $FA == OFF ]] && echo -nofa)")"
+[[ $RPC == OFF ]] || FLAVOR="$FLAVOR-rpc"
 
 if [[ $MODE == print ]]; then echo "$BIN"; exit 0; fi
 
@@ -142,7 +147,7 @@ fi
 echo "build.sh: building $TARGETS ($FLAVOR) with $JOBS jobs" >&2
 gen=()
 command -v ninja >/dev/null && gen=(-G Ninja)
-cmake -S "$DIR/src" -B "$DIR/build" "${gen[@]}" "${cuda_flags[@]}" -DGGML_NATIVE=ON -DCMAKE_BUILD_TYPE=Release \
+cmake -S "$DIR/src" -B "$DIR/build" "${gen[@]}" "${cuda_flags[@]}" "-DGGML_RPC=$RPC" -DGGML_NATIVE=ON -DCMAKE_BUILD_TYPE=Release \
   -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_APP=OFF -DLLAMA_BUILD_SERVER=ON -DLLAMA_USE_PREBUILT_UI=OFF \
   -DLLAMA_BUILD_UI=OFF -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF >"$DIR/configure.log" 2>&1 \
   || { tail -n 30 "$DIR/configure.log" >&2; exit 1; }
