@@ -193,23 +193,6 @@ phase_build() {
   wait_synth
 }
 
-# The concurrent probe alone (engine/hardware/measure/concurrent_bw.c, the figure of `spillway bench`):
-# the CPU's and the GPU zero-copy path's read rates alone and together, in ~15 s, written to
-# $OUTDIR/concurrent.json. A matrix run with SPILLWAY_BENCH_CONCURRENT=1 takes it first (no ballast
-# yet), so a run's rates over PCIe can be read against the link's own.
-concurrent_probe() {
-  local src="$ROOT/engine/hardware/measure" exe="$WORK/concurrent_bw"
-  if [[ ! -x "$exe" || "$src/concurrent_bw.c" -nt "$exe" ]]; then
-    gcc -O3 -march=native -pthread -o "$exe" "$src/concurrent_bw.c" -ldl || gcc -O3 -pthread -o "$exe" "$src/concurrent_bw.c" -ldl || return 1
-  fi
-  # SPILLWAY_CONCURRENT_LIBCUDA / _BYTES / _SECONDS: for the test with the fake driver (test/bench_entry_concurrent.test.ts)
-  local bytes="${SPILLWAY_CONCURRENT_BYTES:-$((4 << 30))}" out
-  out=$("$exe" "${SPILLWAY_CONCURRENT_LIBCUDA:-libcuda.so.1}" "$src/read_kernel.ptx" --threads "$(nproc)" \
-    --cpu-bytes "$bytes" --gpu-bytes "$bytes" --seconds "${SPILLWAY_CONCURRENT_SECONDS:-1.5}" --repeats 3 --device 0) || return 1
-  printf '%s\n' "$out" | grep -v '^[[:space:]]*$' | tail -n 1 >"$OUTDIR/concurrent.json"
-  cat "$OUTDIR/concurrent.json"
-}
-
 phase_probe() {
   need_pack
   step build-node 60 build_node || return 1
@@ -244,7 +227,8 @@ case "$PHASE" in
         && cp "$LOGS/tiers/tiers-vs-reference.md" "$OUTDIR/tiers-vs-reference.md"
     fi
     if [[ "${SPILLWAY_BENCH_CONCURRENT:-0}" == 1 ]]; then
-      step concurrent 60 concurrent_probe
+      # The concurrent tier figure alone (~15 s, no ballast yet): OUT/concurrent.json.
+      step concurrent 60 harness concurrent
     fi
     # The harness itself synthesizes missing models and time-boxes each method within the deadline.
     reps=()

@@ -6,6 +6,7 @@
  *   matrix --matrix F     run the matrix -> OUT/results.json, results.md, logs
  *   report --results F    render results.md and chart.svg/.png next to a results.json
  *   cpu    [--out D]      the CPU-only mode (tiny model, node-llama-cpp) -> D/results.json ...
+ *   concurrent            the concurrent tier figure alone -> OUT/concurrent.json (bench/harness/concurrent.ts)
  * Common options: --llama-bin DIR, --work DIR, --out DIR, --root DIR, --deadline EPOCH_SECONDS.
  *
  * @module
@@ -90,8 +91,10 @@ export async function main(argv: string[]): Promise<number> {
         return await (await import("./report.ts")).reportCommand(opts);
       case "cpu":
         return await (await import("./cpu.ts")).cpuCommand(opts);
+      case "concurrent":
+        return await (await import("./concurrent.ts")).concurrentCommand(opts);
       default:
-        console.error("usage: harness probe|synth|matrix|report|cpu [--options]");
+        console.error("usage: harness probe|synth|matrix|report|cpu|concurrent [--options]");
         return 2;
     }
   } finally {
