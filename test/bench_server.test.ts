@@ -5,7 +5,7 @@
 // behind (SIGKILL, then the leftover found by its `--port` and killed), the server section of a
 // matrix, the command lines and recipe, `spillway run --dry-run` of that recipe, and the ratios.
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
+import { freePort } from "./_net.ts";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
@@ -44,18 +44,6 @@ const FAKE = join(ROOT, "test", "fixtures", "fake_llama_server.mjs");
 function fakeArgv(args: string[]): string[] {
   if (process.versions.deno) return [process.execPath, "run", "-A", FAKE, ...args];
   return [process.execPath, FAKE, ...args];
-}
-
-/** A port nothing listens on right now. */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.on("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 const opts = (port: number) => ({ port, lifetimeS: 60, readyTimeoutS: 20, graceMs: 5000, pollMs: 50 });

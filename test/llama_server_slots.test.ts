@@ -5,7 +5,7 @@
 // from node-llama-cpp's bundled llama.cpp: docs/recipes.md, promptCache).
 import { test } from "node:test";
 import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
+import { freePort } from "./_net.ts";
 import { tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
 import { assert, assertEquals, assertGreaterOrEqual, assertLessOrEqual } from "./_assert.ts";
@@ -23,14 +23,6 @@ function findServer(): string | null {
     if (d && existsSync(p)) return p;
   }
   return null;
-}
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, "127.0.0.1", () => r()));
-  const port = (s.address() as { port: number }).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
 }
 
 async function waitHealthy(port: number, ms: number, exited: () => boolean): Promise<void> {

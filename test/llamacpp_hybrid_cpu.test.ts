@@ -9,15 +9,16 @@
 // scheduler's expert copies and patch 0002's look-ahead over its splits (the second test).
 // The GPU side (the part read over PCIe) is checked on the GPU machine by the bench harness.
 import { test } from "node:test";
-import { type ChildProcess, execFileSync, spawn, spawnSync } from "node:child_process";
-import { connect, createServer } from "node:net";
+import { execFileSync, spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { hasProgram } from "../core/native_build.ts";
 import { synthesize } from "../engine/model/synth.ts";
 import { assert, assertEquals } from "./_assert.ts";
+import { startRpcNodes } from "../engine/launch/rpc_servers.ts";
 import { CACHE_DIR, ROOT } from "./_native.ts";
+import { freePort } from "./_net.ts";
 
 const SCRIPT = join(ROOT, "runtimes", "llama.cpp", "build.sh");
 
@@ -86,36 +87,6 @@ function build(): string {
     .trim().split("\n").pop()!;
 }
 
-/** A free loopback port (closed again before use: the server binds it next). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once("error", reject);
-    srv.listen(0, "127.0.0.1", () => {
-      const port = (srv.address() as { port: number }).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-/** Resolves once something accepts connections on the port, or rejects after `ms`. */
-async function listening(port: number, child: ChildProcess, ms: number): Promise<void> {
-  const until = Date.now() + ms;
-  while (Date.now() < until) {
-    if (child.exitCode !== null) throw new Error(`ggml-rpc-server exited with ${child.exitCode}`);
-    const ok = await new Promise<boolean>((resolve) => {
-      const c = connect(port, "127.0.0.1", () => {
-        c.end();
-        resolve(true);
-      });
-      c.once("error", () => resolve(false));
-    });
-    if (ok) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`ggml-rpc-server did not listen on 127.0.0.1:${port} within ${ms} ms`);
-}
-
 test("hybrid MoE split (CPU-only build): same logits as the stock path for every GPU share", { skip: canBuild ? false : "cmake or g++ missing", timeout: 3_600_000 }, async () => {
   const bin = join(build(), "llama-perplexity");
   const dir = mkdtempSync(join(tmpdir(), "spillway-hybrid-cpu-"));
@@ -153,18 +124,16 @@ test("hybrid MoE split, copy mode, device part on a second backend (local RPC se
   const binDir = build();
   const bin = join(binDir, "llama-perplexity");
   const dir = mkdtempSync(join(tmpdir(), "spillway-hybrid-rpc-"));
-  const port = await freePort();
-  // Loopback only; one thread: the tiny models need no more.
-  const server = spawn(join(binDir, "ggml-rpc-server"), ["-H", "127.0.0.1", "-p", String(port), "-t", "1"], { stdio: ["ignore", "ignore", "pipe"] });
-  let serverLog = "";
-  server.stderr!.on("data", (d) => (serverLog += d));
+  const endpoint = `127.0.0.1:${await freePort()}`;
+  // spillway's own launcher of local rpc-servers (loopback, one thread: the tiny models need no
+  // more); it waits for the server's RPC answer and stops it.
+  const server = await startRpcNodes([{ rpc: endpoint, start: true, threads: 1 }], { binary: join(binDir, "ggml-rpc-server") });
   try {
-    await listening(port, server, 20_000);
     const textFile = join(dir, "text.txt");
     writeFileSync(textFile, text());
     // Every block on the RPC device, the routed experts of both blocks in host memory (CPU backend):
     // the hybrid split's device part runs on the RPC device, its experts copied there by the scheduler.
-    const placement = ["--rpc", `127.0.0.1:${port}`, "-ngl", "99", "-ncmoe", "2", "-lm", "none"];
+    const placement = ["--rpc", endpoint, "-ngl", "99", "-ncmoe", "2", "-lm", "none"];
     for (const shape of ["tiny-moe", "tiny-mla"]) {
       const model = join(dir, `${shape}.gguf`);
       await synthesize({ shape, quant: "F16", out: model });
@@ -184,10 +153,8 @@ test("hybrid MoE split, copy mode, device part on a second backend (local RPC se
         assertEquals(r.sameTopPct, 100, `${what}: same top token ${r.sameTopPct}%`);
       }
     }
-  } catch (e) {
-    throw new Error(`${(e as Error).message}\nggml-rpc-server stderr:\n${serverLog.slice(-2000)}`, { cause: e });
   } finally {
-    server.kill("SIGTERM");
+    await server.stop();
     rmSync(dir, { recursive: true, force: true });
   }
 });

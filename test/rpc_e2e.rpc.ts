@@ -16,7 +16,8 @@
 import { test } from "node:test";
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { createServer, connect } from "node:net";
+import { connect } from "node:net";
+import { freePort } from "./_net.ts";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import process from "node:process";
@@ -35,17 +36,6 @@ async function programs(): Promise<Pick<RpcPrograms, "rpcServer" | "completion">
   const b = await buildRpcPrograms({ log: (s) => void process.stderr.write(s) });
   process.stderr.write(`rpc programs ready in ${((Date.now() - t) / 1000).toFixed(1)} s: ${b.dir}\n`);
   return b;
-}
-
-async function freePort(): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 async function portOpen(port: number): Promise<boolean> {
