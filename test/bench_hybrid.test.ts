@@ -5,6 +5,7 @@ import { assertEquals, assertThrows } from "./_assert.ts";
 import { loadBenchMatrix, loadMatrix, onlyModels, parseMatrix } from "../bench/harness/matrix.ts";
 import { hybridSummary, isStock } from "../bench/harness/hybrid_summary.ts";
 import { renderMarkdown } from "../bench/harness/table.ts";
+import { fitMethodFlags } from "../bench/harness/runner.ts";
 import { type MethodResult, mergeRuns, type RunResults } from "../bench/harness/results.ts";
 
 test("matrix: hybrid-12g parses; env and checkFlags reach the methods; env only on flags/shim methods", () => {
@@ -23,7 +24,7 @@ test("matrix: hybrid-12g parses; env and checkFlags reach the methods; env only 
   assertEquals((both.methods.find((x) => x.id === "hybrid-zero-copy")!.config as { env: Record<string, string> }).env.LLAMA_MOE_HYBRID_GPU_FRACTION, "1.0");
   assertEquals(both.methods.find((x) => x.id === "stock-mmap")!.config, { kind: "flags", flags: ["-ngl", "99", "-ncmoe", "36", "-ub", "2048"], env: {} });
   const bad = `{ name: "x", models: [{ id: "m", shape: "tiny-moe", quant: "Q8_0" }], freeVramGiB: [1],
-    workloads: [{ id: "w", prompt: 16, gen: 4 }], methods: [{ id: "d", config: "fit", env: { A: "1" } }] }`;
+    workloads: [{ id: "w", prompt: 16, gen: 4 }], methods: [{ id: "d", config: "all-vram", env: { A: "1" } }] }`;
   assertThrows(() => parseMatrix(bad, "bad.json5"), Error, "methods[0].env");
   assertThrows(() => parseMatrix(bad.replace('env: { A: "1" }', 'checkFlags: "-ub 1"'), "bad.json5"), Error, "methods[0].checkFlags");
 });
@@ -67,6 +68,19 @@ test("matrix: hybrid-copy-12g runs the copy mode against a stock sweep that incl
   const r = (id: string, e: Record<string, string>) => ({ ...result(id, 1, 1), env: e });
   assertEquals(isStock(r("stock-copy", env("stock-copy"))), true);
   assertEquals(isStock(r("x", { LLAMA_MOE_HYBRID_GPU_READ: "copy" })), false);
+});
+
+test("matrix: a fit method takes flags and env, appended to llama.cpp's fit choice (hybrid on the default's placement)", () => {
+  const m = loadMatrix("bench/matrices/hybrid-copy-12g.json5");
+  const fit = m.methods.find((x) => x.id === "hybrid-fit")!;
+  assertEquals(fit.config, { kind: "fit", flags: ["-lm", "none"], env: { LLAMA_MOE_HYBRID_GPU_FRACTION: "0.375", LLAMA_MOE_HYBRID_GPU_READ: "copy" } });
+  assertEquals(m.methods.find((x) => x.id === "default")!.config, { kind: "fit", flags: [], env: {} });
+  const d = fitMethodFlags(["-c", "4352", "-ngl", "49", "-ot", "blk\\.14\\.ffn_.*=CPU,blk\\.15\\.ffn_.*=CPU"], fit.config as { flags: string[]; env: Record<string, string> }, 4352);
+  assertEquals(d.flags, ["-ngl", "49", "-ot", "blk\\.14\\.ffn_.*=CPU;blk\\.15\\.ffn_.*=CPU", "-lm", "none"]);
+  assertEquals(d.env.LLAMA_MOE_HYBRID_GPU_READ, "copy");
+  assertEquals(d.derivedFrom.endsWith("; then -lm none LLAMA_MOE_HYBRID_GPU_FRACTION=0.375 LLAMA_MOE_HYBRID_GPU_READ=copy"), true);
+  // The plain default stays llama.cpp's choice alone.
+  assertEquals(fitMethodFlags(["-ngl", "49"], { flags: [], env: {} }, 4352).derivedFrom, "llama-fit-params -c 4352 printed: -ngl 49");
 });
 
 test("onlyModels: SPILLWAY_BENCH_ONLY_MODELS keeps the named models and names the matrix on an unknown id", () => {

@@ -36,8 +36,12 @@ export type LlamaConfig =
   | { kind: "all-vram" }
   /** Whole layers on the CPU: -ngl N with the largest N that fits the free VRAM. */
   | { kind: "naive-layers"; reserveGiB: number }
-  /** llama.cpp's own fit choice (llama-fit-params), other settings left at their defaults. */
-  | { kind: "fit" }
+  /**
+   * llama.cpp's own fit choice (llama-fit-params), other settings left at their defaults; `flags` are
+   * appended to the fit's (e.g. `-lm none`) and `env` set (e.g. the patched build's switches), so a
+   * method can differ from llama.cpp's default only there, on the same placement.
+   */
+  | { kind: "fit"; flags: string[]; env: Record<string, string> }
   /** Fixed native flags (hand-tuned), plus optional environment (e.g. the patched build's switches). */
   | { kind: "flags"; flags: string[]; env: Record<string, string> }
   /** All layers on the GPU under the shim (LD_PRELOAD), plus optional flags and shim environment. */
@@ -241,7 +245,7 @@ function parseMethod(c: Checker, v: unknown, path: string): LlamaMethod {
   const flags = o.flags === undefined ? [] : c.strings(o.flags, `${path}.flags`);
   const env: Record<string, string> = {};
   if (o.env !== undefined) {
-    if (kind !== "flags" && kind !== "shim") c.fail(`${path}.env`, `only a 'flags' or 'shim' method takes env (this one is '${kind}')`);
+    if (kind !== "flags" && kind !== "shim" && kind !== "fit") c.fail(`${path}.env`, `only a 'flags', 'fit' or 'shim' method takes env (this one is '${kind}')`);
     const e = c.obj(o.env, `${path}.env`);
     for (const [k, val] of Object.entries(e)) env[k] = c.str(val, `${path}.env.${k}`);
   }
@@ -253,7 +257,7 @@ function parseMethod(c: Checker, v: unknown, path: string): LlamaMethod {
       config = { kind, reserveGiB: o.reserveGiB === undefined ? 1.5 : c.num(o.reserveGiB, `${path}.reserveGiB`) };
       break;
     case "fit":
-      config = { kind };
+      config = { kind, flags, env };
       break;
     case "flags":
       if (flags.length === 0) c.fail(`${path}.flags`, "a 'flags' method needs at least one flag");

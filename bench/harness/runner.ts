@@ -70,10 +70,26 @@ export function contextOf(w: MatrixWorkload): number {
   return Math.ceil((w.depth + w.prompt + Math.max(w.gen, w.endToEnd ? 256 : 0)) / 256) * 256;
 }
 
-interface Derived {
+/** A method's llama-bench flags and environment, and where they came from. */
+export interface Derived {
   flags: string[];
   env: Record<string, string>;
   derivedFrom: string;
+}
+
+/**
+ * A `fit` method's llama-bench flags: llama-fit-params' choice, then the method's own flags and
+ * environment (the same placement as llama.cpp's default, changed only there).
+ *
+ * @example
+ * fitMethodFlags(["-ngl", "49", "-ot", "a=CPU,b=CPU"], { flags: ["-lm", "none"], env: {} }, 4352).flags;
+ * // ["-ngl", "49", "-ot", "a=CPU;b=CPU", "-lm", "none"]
+ */
+export function fitMethodFlags(common: string[], c: { flags: string[]; env: Record<string, string> }, context: number): Derived {
+  const extra = c.flags.length || Object.keys(c.env).length
+    ? `; then ${[...c.flags, ...Object.entries(c.env).map(([k, v]) => `${k}=${v}`)].join(" ")}`
+    : "";
+  return { flags: [...commonToBenchFlags(common), ...commonToBenchFlags(c.flags)], env: { ...c.env }, derivedFrom: `llama-fit-params -c ${context} printed: ${common.join(" ")}${extra}` };
 }
 
 /** The flags (llama-bench form) and environment of a method, running helper programs as needed. */
@@ -93,8 +109,7 @@ async function deriveFlags(ctx: RunContext, m: LlamaMethod, model: ModelInfo, mo
       const argv = [join(ctx.llamaBin, "llama-fit-params"), "-m", modelPath, "-c", String(contextOf(w)), "-t", String(matrix.threads)];
       const r = await runStep(argv, { timeoutS: Math.min(120, left(ctx)), logFile: ctx.logFile });
       if (r.code !== 0) throw new Error(`llama-fit-params failed (${r.code}): ${tail(r.stderr, 600)}`);
-      const common = parseFitParams(r.stdout);
-      return { flags: commonToBenchFlags(common), env: {}, derivedFrom: `llama-fit-params -c ${contextOf(w)} printed: ${common.join(" ")}` };
+      return fitMethodFlags(parseFitParams(r.stdout), c, contextOf(w));
     }
     case "shim": {
       const lib = join(ctx.root, "shim/build/libspillway_shim.so");
