@@ -39,7 +39,8 @@ for mode in ${SPILLWAY_TRACE_MODES:-copy-0.375 inplace-0.375 inplace-1.0}; do
     "$BIN/llama-bench" -m "$MODEL" -p 0 -n 48 -r 1 -t 16 -o json -ngl 99 -ncmoe "$NCMOE" -lm none -ub 2048 \
     >"$TMP/$mode.bench.json" 2>"$TMP/$mode.log"
   rc=$?
-  tps=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(d[0]["avg_ts"])' "$TMP/$mode.bench.json" 2>/dev/null || echo null)
+  # nsys may print its own lines around llama-bench's JSON: take the array itself.
+  tps=$(python3 -c 'import json,sys; t=open(sys.argv[1]).read(); print(json.loads(t[t.index("["):t.rindex("]")+1])[0]["avg_ts"])' "$TMP/$mode.bench.json" 2>/dev/null || echo null)
   summary=$(python3 "$ROOT/bench/gpu/trace_summary.py" "$TMP/$mode.sqlite" 2>>"$TMP/$mode.log" || echo '{"error": "no summary"}')
   ((first)) || echo "," >>"$result"
   first=0
