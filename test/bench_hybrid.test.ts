@@ -5,7 +5,7 @@ import { assertEquals, assertThrows } from "./_assert.ts";
 import { loadBenchMatrix, loadMatrix, onlyModels, parseMatrix } from "../bench/harness/matrix.ts";
 import { hybridSummary, isStock } from "../bench/harness/hybrid_summary.ts";
 import { renderMarkdown } from "../bench/harness/table.ts";
-import { fitMethodFlags } from "../bench/harness/runner.ts";
+import { fitMethodFlags, fitParamsArgs } from "../bench/harness/runner.ts";
 import { type MethodResult, mergeRuns, type RunResults } from "../bench/harness/results.ts";
 
 test("matrix: hybrid-12g parses; env and checkFlags reach the methods; env only on flags/shim methods", () => {
@@ -79,6 +79,10 @@ test("matrix: a fit method takes flags and env, appended to llama.cpp's fit choi
   assertEquals(d.flags, ["-ngl", "49", "-ot", "blk\\.14\\.ffn_.*=CPU;blk\\.15\\.ffn_.*=CPU", "-lm", "none"]);
   assertEquals(d.env.LLAMA_MOE_HYBRID_GPU_READ, "copy");
   assertEquals(d.derivedFrom.endsWith("; then -lm none LLAMA_MOE_HYBRID_GPU_FRACTION=0.375 LLAMA_MOE_HYBRID_GPU_READ=copy"), true);
+  // The fit itself runs with the method's flags, so llama.cpp sizes the placement for pinned experts.
+  assertEquals(d.derivedFrom.startsWith("llama-fit-params -c 4352 -lm none printed: -c 4352 -ngl 49"), true);
+  assertEquals(fitParamsArgs("/m.gguf", 4352, 16, ["-lm", "none"]), ["-m", "/m.gguf", "-c", "4352", "-t", "16", "-lm", "none"]);
+  assertEquals(fitParamsArgs("/m.gguf", 4352, 16, []), ["-m", "/m.gguf", "-c", "4352", "-t", "16"]);
   // The plain default stays llama.cpp's choice alone.
   assertEquals(fitMethodFlags(["-ngl", "49"], { flags: [], env: {} }, 4352).derivedFrom, "llama-fit-params -c 4352 printed: -ngl 49");
 });

@@ -79,17 +79,29 @@ export interface Derived {
 
 /**
  * A `fit` method's llama-bench flags: llama-fit-params' choice, then the method's own flags and
- * environment (the same placement as llama.cpp's default, changed only there).
+ * environment. The fit itself ran with the method's flags too (see `fitParamsArgs`), so llama.cpp
+ * sized its placement for them: pinned experts (`-lm none`) need VRAM for prefill's expert copies
+ * that mmap'd ones, repacked and computed on the CPU, do not.
  *
  * @example
  * fitMethodFlags(["-ngl", "49", "-ot", "a=CPU,b=CPU"], { flags: ["-lm", "none"], env: {} }, 4352).flags;
  * // ["-ngl", "49", "-ot", "a=CPU;b=CPU", "-lm", "none"]
  */
 export function fitMethodFlags(common: string[], c: { flags: string[]; env: Record<string, string> }, context: number): Derived {
+  const own = benchToCommonFlags(c.flags);
   const extra = c.flags.length || Object.keys(c.env).length
     ? `; then ${[...c.flags, ...Object.entries(c.env).map(([k, v]) => `${k}=${v}`)].join(" ")}`
     : "";
-  return { flags: [...commonToBenchFlags(common), ...commonToBenchFlags(c.flags)], env: { ...c.env }, derivedFrom: `llama-fit-params -c ${context} printed: ${common.join(" ")}${extra}` };
+  return {
+    flags: [...commonToBenchFlags(common), ...commonToBenchFlags(own)],
+    env: { ...c.env },
+    derivedFrom: `llama-fit-params -c ${context}${own.length ? ` ${own.join(" ")}` : ""} printed: ${common.join(" ")}${extra}`,
+  };
+}
+
+/** llama-fit-params' arguments for a `fit` method: the model, context, threads and the method's own flags. */
+export function fitParamsArgs(modelPath: string, context: number, threads: number, flags: string[]): string[] {
+  return ["-m", modelPath, "-c", String(context), "-t", String(threads), ...benchToCommonFlags(flags)];
 }
 
 /** The flags (llama-bench form) and environment of a method, running helper programs as needed. */
@@ -106,7 +118,7 @@ async function deriveFlags(ctx: RunContext, m: LlamaMethod, model: ModelInfo, mo
       return { flags: ["-ngl", String(n)], env: {}, derivedFrom: `largest -ngl whose layers + KV fit ${(free / GiB).toFixed(2)} GiB free minus ${c.reserveGiB} GiB` };
     }
     case "fit": {
-      const argv = [join(ctx.llamaBin, "llama-fit-params"), "-m", modelPath, "-c", String(contextOf(w)), "-t", String(matrix.threads)];
+      const argv = [join(ctx.llamaBin, "llama-fit-params"), ...fitParamsArgs(modelPath, contextOf(w), matrix.threads, c.flags)];
       const r = await runStep(argv, { timeoutS: Math.min(120, left(ctx)), logFile: ctx.logFile });
       if (r.code !== 0) throw new Error(`llama-fit-params failed (${r.code}): ${tail(r.stderr, 600)}`);
       return fitMethodFlags(parseFitParams(r.stdout), c, contextOf(w));
