@@ -28,6 +28,9 @@ test("concurrent probe: CPU and fake GPU rates alone and together, summarized", 
     }
     assertEquals(r.sumTogetherGBps, r.cpuTogetherGBps.median + r.gpuTogetherGBps.median);
     assertEquals(r.gainVsBestAlone, r.sumTogetherGBps / Math.max(r.cpuAloneGBps.median, r.gpuAloneGBps.median));
+    // The shipped PTX has llama.cpp's Q8_0 load pattern too: the fake ran it over whole rows of the buffer.
+    assertGreater(r.gpuQ8AloneGBps!.min, 0);
+    assert(r.gpuQ8AloneGBps!.min <= r.gpuQ8AloneGBps!.median && r.gpuQ8AloneGBps!.median <= r.gpuQ8AloneGBps!.max);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -62,6 +65,22 @@ test("concurrent probe: a driver without the kernel's entry fails with the drive
   }
 });
 
+test("concurrent probe: a PTX without the Q8_0 pattern kernel still measures the paths, without that figure", () => {
+  const dir = mkdtempSync(join(tmpdir(), "hwbench-conc-"));
+  try {
+    const exe = buildHelper("concurrent_bw", dir, ["-pthread", "-ldl"]);
+    const ptx = join(dir, "old.ptx");
+    writeFileSync(ptx, readFileSync(assetPath("read_kernel.ptx"), "utf8").replace(/spillway_read_q8/g, "older_kernel"));
+    const out = execFileSync(exe, [fake, ptx, "--threads", "1", "--cpu-bytes", "1M", "--gpu-bytes", "1M", "--seconds", "0.05", "--repeats", "1"], { encoding: "utf8" });
+    const r = parseConcurrentOutput(out);
+    assertGreater(r.gpuAloneGBps.median, 0);
+    assertEquals(r.gpuQ8AloneGBps, undefined);
+    assertEquals(out.includes("gpuQ8AloneGBps"), false);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test("concurrent probe output: fields checked by name", () => {
   const ok = '{"threads":16,"cpuBytes":4294967296,"gpuBytes":4294967296,"seconds":1.5,"sink":0,"cpuAloneGBps":[84.5,84.1],"gpuAloneGBps":[51.4,51.3],"cpuTogetherGBps":[78.1,78.3],"gpuTogetherGBps":[51.0,51.1]}';
   const r = parseConcurrentOutput(`progress\n${ok}\n`);
@@ -71,4 +90,9 @@ test("concurrent probe output: fields checked by name", () => {
   assertThrows(() => parseConcurrentOutput(ok.replace('"gpuTogetherGBps":[51.0,51.1]', '"gpuTogetherGBps":[]')), Error, "field gpuTogetherGBps must be a non-empty array");
   assertThrows(() => parseConcurrentOutput(ok.replace('"threads":16', '"threads":0')), Error, "field threads must be a positive number");
   assertThrows(() => parseConcurrentOutput(ok.replace('"cpuAloneGBps":[84.5,84.1]', '"cpuAloneGBps":[84.5]')), Error, "has 2 repeats, the others 1");
+  // The Q8_0 pattern figure is optional; present, it has one value per repeat.
+  assertEquals(r.gpuQ8AloneGBps, undefined);
+  const q8 = parseConcurrentOutput(ok.replace("}", ',"gpuQ8AloneGBps":[23.1,22.9]}'));
+  assertEquals(q8.gpuQ8AloneGBps!.median, 23);
+  assertThrows(() => parseConcurrentOutput(ok.replace("}", ',"gpuQ8AloneGBps":[23.1]}')), Error, "field gpuQ8AloneGBps must be an array of 2 positive numbers");
 });

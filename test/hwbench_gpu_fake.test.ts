@@ -117,7 +117,7 @@ test("bench with a GPU: profile fields come from the measurements, cache keyed b
     // The concurrent tier (issue 22) ran the C helper against the same fake driver.
     assert(err.join("").includes("alone and together"));
     const m = r.profile.measured!;
-    for (const k of ["concurrentCpuAloneGBps", "concurrentGpuAloneGBps", "concurrentCpuGBps", "concurrentGpuGBps"]) {
+    for (const k of ["concurrentCpuAloneGBps", "concurrentGpuAloneGBps", "concurrentCpuGBps", "concurrentGpuGBps", "concurrentGpuQ8AloneGBps"]) {
       assertGreater(m[k].median, 0, k);
     }
   } finally {

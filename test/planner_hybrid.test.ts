@@ -57,6 +57,22 @@ test("hybrid rates: none without the concurrent figure; the GPU share balances t
   assertStringIncludes(r.source, "CPU keeps 93%");
 });
 
+test("hybrid rates: the probe's Q8_0 mat-vec figure (llama.cpp's own load pattern) is the GPU part's rate where measured", () => {
+  const plain = hybridRates(withConcurrent(base))!;
+  const slowKernels = withConcurrent(base);
+  slowKernels.measured!.concurrentGpuQ8AloneGBps = m(23);
+  const r = hybridRates(slowKernels)!;
+  // 23 GB/s alone, keeping 51.05/51.4 while the CPU reads: not the 0.9 * 51.3 of the zero-copy tier.
+  assert(Math.abs(r.gpuGBps - 23 * (51.05 / 51.4)) < 1e-9, String(r.gpuGBps));
+  assertEquals(r.cpuGBps, plain.cpuGBps);
+  assert(r.balance < plain.balance - 0.1, `${r.balance} vs ${plain.balance}`);
+  assertStringIncludes(r.source, "llama.cpp's Q8_0 kernels read host memory at 23.0 GB/s (45% of a plain read)");
+  // On the 30B at 12 GiB free such a machine gets a smaller GPU share than 3 of 8.
+  const p = plan(model, slowKernels, recipe(512, 512));
+  const shares = p.candidates.filter((c) => c.strategy === "hybrid").map((c) => c.settings.hybridGpuFraction!);
+  assert(shares.length > 0 && shares.every((f) => f < 0.375), String(shares));
+});
+
 test("plan: the 30B-A3B shape at 12 GiB free with a measured profile chooses hybrid for decode and explains the split", () => {
   const p = plan(model, withConcurrent(base), recipe(512, 512));
   assertMatch(p.chosen, /^hybrid-\d+-ub\d+$/);

@@ -65,7 +65,10 @@ export interface HybridRates {
 
 /**
  * The hybrid rates of a machine, or null when its profile has no GPU or no concurrent figure
- * (`profile.measured.concurrentCpuGBps` / `concurrentGpuGBps`, written by `spillway bench`).
+ * (`profile.measured.concurrentCpuGBps` / `concurrentGpuGBps`, written by `spillway bench`). The GPU
+ * part's rate is `concurrentGpuQ8AloneGBps` (the probe reading with llama.cpp's Q8_0 load pattern)
+ * where measured, else the zero-copy tier times `zeroCopyEfficiency` and `kernelEfficiency`; either
+ * times what the GPU keeps while the CPU reads too.
  */
 export function hybridRates(hw: HardwareProfile, k: CostConstants = DEFAULT_CONSTANTS, h: HybridConstants = HYBRID_CONSTANTS): HybridRates | null {
   const m = hw.measured;
@@ -76,12 +79,16 @@ export function hybridRates(hw: HardwareProfile, k: CostConstants = DEFAULT_CONS
   const keepCpu = Math.min(1, m.concurrentCpuGBps.median / cpuAlone);
   const keepGpu = Math.min(1, m.concurrentGpuGBps.median / gpuAlone);
   const cpu = hw.host.ramGBps * k.cpuEfficiency * keepCpu;
-  const gpu = g.zeroCopyGBps * k.zeroCopyEfficiency * h.kernelEfficiency * keepGpu;
+  // Where the probe also read host memory the way llama.cpp's one-token Q8_0 kernels do (16-bit loads
+  // of 34-byte blocks), that rate is the GPU part's; otherwise the zero-copy tier with its efficiencies.
+  const q8 = m.concurrentGpuQ8AloneGBps?.median;
+  const gpu = q8 !== undefined ? q8 * keepGpu : g.zeroCopyGBps * k.zeroCopyEfficiency * h.kernelEfficiency * keepGpu;
   return {
     cpuGBps: cpu,
     gpuGBps: gpu,
     balance: gpu / (cpu + gpu),
-    source: `concurrent probe: CPU keeps ${(keepCpu * 100).toFixed(0)}% and GPU zero-copy ${(keepGpu * 100).toFixed(0)}% of their rates while both read`,
+    source: `concurrent probe: CPU keeps ${(keepCpu * 100).toFixed(0)}% and GPU zero-copy ${(keepGpu * 100).toFixed(0)}% of their rates while both read` +
+      (q8 !== undefined ? `; llama.cpp's Q8_0 kernels read host memory at ${q8.toFixed(1)} GB/s (${((q8 / gpuAlone) * 100).toFixed(0)}% of a plain read)` : ""),
   };
 }
 

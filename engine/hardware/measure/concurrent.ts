@@ -47,6 +47,12 @@ export interface ConcurrentResult {
   cpuTogetherGBps: Measured;
   /** The GPU's rate while the CPU reads too (same window). */
   gpuTogetherGBps: Measured;
+  /**
+   * The GPU alone with llama.cpp's one-token Q8_0 mat-vec load pattern (16-bit loads of 34-byte
+   * blocks, one row per CTA) instead of 16-byte words: what its own kernels can get from host memory
+   * in place. Absent when the helper's PTX has no such kernel.
+   */
+  gpuQ8AloneGBps?: Measured;
   /** Median CPU + median GPU rate together. */
   sumTogetherGBps: number;
   /** sumTogether / max(cpu alone, gpu alone): 1 means the paths share one limit, 2 that they add fully. */
@@ -87,11 +93,16 @@ export function parseConcurrentOutput(stdout: string): ConcurrentResult {
   }
   const m = Object.fromEntries(FIELDS.map((k) => [k, summarize(lists[k], "GB/s")])) as Record<(typeof FIELDS)[number], Measured>;
   const sum = m.cpuTogetherGBps.median + m.gpuTogetherGBps.median;
+  const q8 = o.gpuQ8AloneGBps;
+  if (q8 !== undefined && (!Array.isArray(q8) || q8.length !== n || !q8.every((x) => typeof x === "number" && Number.isFinite(x) && x > 0))) {
+    throw new HardwareProbeError(`concurrent_bw: field gpuQ8AloneGBps must be an array of ${n} positive numbers, got ${JSON.stringify(q8)}`);
+  }
   return {
     threads: o.threads as number,
     cpuBytes: o.cpuBytes as number,
     gpuBytes: o.gpuBytes as number,
     ...m,
+    ...(q8 !== undefined ? { gpuQ8AloneGBps: summarize(q8 as number[], "GB/s") } : {}),
     sumTogetherGBps: sum,
     gainVsBestAlone: sum / Math.max(m.cpuAloneGBps.median, m.gpuAloneGBps.median),
   };

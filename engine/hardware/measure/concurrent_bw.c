@@ -8,7 +8,11 @@
  * Usage: concurrent_bw LIBCUDA PTX_FILE [--threads N] [--cpu-bytes B] [--gpu-bytes B]
  *                      [--seconds S] [--repeats R] [--device D]
  * Output: {"threads":16,"cpuBytes":...,"gpuBytes":...,"seconds":1.5,
- *          "cpuAloneGBps":[..],"gpuAloneGBps":[..],"cpuTogetherGBps":[..],"gpuTogetherGBps":[..]}
+ *          "cpuAloneGBps":[..],"gpuAloneGBps":[..],"cpuTogetherGBps":[..],"gpuTogetherGBps":[..],
+ *          "gpuQ8AloneGBps":[..]}
+ * gpuQ8AloneGBps: the GPU alone again, with llama.cpp's one-token Q8_0 mat-vec load pattern
+ * (spillway_read_q8: 16-bit loads of 34-byte blocks, one 2048-wide row per CTA) instead of 16-byte
+ * words; left out when the PTX has no such kernel.
  * Errors go to stderr with exit status 1 (usage: 2). Every allocation is released on every path.
  */
 #define _GNU_SOURCE
@@ -263,11 +267,11 @@ int main(int argc, char **argv) {
   CUdevice dev = 0;
   CUcontext ctx = NULL;
   CUmodule mod = NULL;
-  CUfunction fn = NULL;
+  CUfunction fn = NULL, fn_q8 = NULL;
   void *cpu_buf = NULL, *gpu_buf = NULL;
   CUdeviceptr sink = 0, gpu_dev = 0;
   uint64_t cpu_sink = 0;
-  double *res = calloc((size_t)repeats * 4, sizeof(double));
+  double *res = calloc((size_t)repeats * 5, sizeof(double));
   struct cpu_worker *ws = calloc((size_t)threads, sizeof *ws);
   if (!res || !ws) goto done;
 
@@ -286,6 +290,7 @@ int main(int argc, char **argv) {
   CK(cu.memAlloc(&sink, 256));
   CK(cu.modLoad(&mod, ptx));
   CK(cu.modFn(&fn, mod, "spillway_read"));
+  if (cu.modFn(&fn_q8, mod, "spillway_read_q8") != 0) fn_q8 = NULL;
 
   unsigned long long n16 = gpu_bytes / 16;
   unsigned sentinel = 0x5eed1234u;
@@ -294,6 +299,15 @@ int main(int argc, char **argv) {
   unsigned grid = (unsigned)(sms > 0 ? sms * 4 : 4);
   CK(cu.launch(fn, grid, 1, 1, 512, 1, 1, 0, NULL, params, NULL)); /* warm-up (JIT, TLB) */
   CK(cu.ctxSync());
+  /* The Q8_0 pattern: rows of 64 blocks (2048 weights, 2176 bytes), one CTA of 128 threads each. */
+  unsigned q8_blocks = 64;
+  unsigned q8_rows = (unsigned)(gpu_bytes / (q8_blocks * 34u));
+  void *params_q8[] = {&gpu_dev, &q8_blocks, &sentinel, &sink};
+  double q8_bytes = (double)q8_rows * q8_blocks * 34u;
+  if (fn_q8) {
+    CK(cu.launch(fn_q8, q8_rows, 1, 1, 128, 1, 1, 0, NULL, params_q8, NULL));
+    CK(cu.ctxSync());
+  }
 
   for (int r = 0; r < repeats; r++) {
     atomic_int stop;
@@ -303,7 +317,7 @@ int main(int argc, char **argv) {
     if (!cpu_start(ws, threads, cpu_buf, cpu_bytes, &stop, t0)) goto done;
     while (now_s() - t0 < seconds) usleep(1000);
     atomic_store(&stop, 1);
-    res[r * 4 + 0] = cpu_join(ws, threads, &cpu_sink);
+    res[r * 5 + 0] = cpu_join(ws, threads, &cpu_sink);
 
     /* GPU alone: whole-buffer reads back to back until the window has passed. */
     t0 = now_s();
@@ -315,7 +329,7 @@ int main(int argc, char **argv) {
       launches++;
       t_last = now_s();
     }
-    res[r * 4 + 1] = launches * (double)gpu_bytes / (t_last - t0) / 1e9;
+    res[r * 5 + 1] = launches * (double)gpu_bytes / (t_last - t0) / 1e9;
 
     /* Together: the CPU threads run until the GPU's last read of the window has finished. */
     atomic_init(&stop, 0);
@@ -331,21 +345,36 @@ int main(int argc, char **argv) {
       t_last = now_s();
     }
     atomic_store(&stop, 1);
-    res[r * 4 + 2] = cpu_join(ws, threads, &cpu_sink);
+    res[r * 5 + 2] = cpu_join(ws, threads, &cpu_sink);
     CK(lrc);
-    res[r * 4 + 3] = launches * (double)gpu_bytes / (t_last - t0) / 1e9;
+    res[r * 5 + 3] = launches * (double)gpu_bytes / (t_last - t0) / 1e9;
+
+    /* GPU alone, llama.cpp's Q8_0 load pattern. */
+    if (fn_q8) {
+      t0 = now_s();
+      launches = 0;
+      t_last = t0;
+      while (t_last - t0 < seconds) {
+        CK(cu.launch(fn_q8, q8_rows, 1, 1, 128, 1, 1, 0, NULL, params_q8, NULL));
+        CK(cu.ctxSync());
+        launches++;
+        t_last = now_s();
+      }
+      res[r * 5 + 4] = launches * q8_bytes / (t_last - t0) / 1e9;
+    }
   }
 
   {
-    double v[4][100];
-    for (int k = 0; k < 4; k++)
-      for (int r = 0; r < repeats; r++) v[k][r] = res[r * 4 + k];
+    double v[5][100];
+    for (int k = 0; k < 5; k++)
+      for (int r = 0; r < repeats; r++) v[k][r] = res[r * 5 + k];
     printf("{\"threads\":%d,\"cpuBytes\":%zu,\"gpuBytes\":%zu,\"seconds\":%.3f,\"sink\":%llu,", threads, cpu_bytes,
            gpu_bytes, seconds, (unsigned long long)(cpu_sink & 1));
     print_list("cpuAloneGBps", v[0], repeats, 0);
     print_list("gpuAloneGBps", v[1], repeats, 0);
     print_list("cpuTogetherGBps", v[2], repeats, 0);
-    print_list("gpuTogetherGBps", v[3], repeats, 1);
+    print_list("gpuTogetherGBps", v[3], repeats, !fn_q8);
+    if (fn_q8) print_list("gpuQ8AloneGBps", v[4], repeats, 1);
     printf("}\n");
   }
   status = 0;

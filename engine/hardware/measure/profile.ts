@@ -98,6 +98,7 @@ export function benchProfile(parts: BenchParts, base?: HardwareProfile): Hardwar
     measured.concurrentGpuAloneGBps = parts.concurrent.gpuAloneGBps;
     measured.concurrentCpuGBps = parts.concurrent.cpuTogetherGBps;
     measured.concurrentGpuGBps = parts.concurrent.gpuTogetherGBps;
+    if (parts.concurrent.gpuQ8AloneGBps) measured.concurrentGpuQ8AloneGBps = parts.concurrent.gpuQ8AloneGBps;
   }
   if (parts.disk) {
     measured.diskReadGBps = parts.disk.readGBps;

@@ -187,6 +187,7 @@ const LABELS: Record<string, string> = {
   concurrentGpuAloneGBps: "GPU zero-copy read (concurrent probe, alone)",
   concurrentCpuGBps: "CPU reading RAM while the GPU reads over PCIe",
   concurrentGpuGBps: "GPU zero-copy read while the CPU reads RAM",
+  concurrentGpuQ8AloneGBps: "GPU zero-copy read, llama.cpp's Q8_0 mat-vec loads (concurrent probe, alone)",
 };
 
 function fmt(v: number): string {
