@@ -13,10 +13,22 @@ import type { AutotuneEntry } from "../engine/autotune/outcome_cache.ts";
 import { FfiLoadError, HardwareProbeError } from "../core/errors.ts";
 import { assert, assertEquals, assertGreater, assertMatch, assertRejects, assertStringIncludes } from "./_assert.ts";
 
-const dir = mkdtempSync(join(tmpdir(), "hwbench-cpu-"));
-process.on("exit", () => rmSync(dir, { recursive: true, force: true }));
+/**
+ * Each test in its own temporary folder, removed when it ends. (A process "exit" handler left one
+ * behind per run under deno test, which does not emit that event.)
+ */
+function inTempDir(fn: (dir: string) => Promise<void>): () => Promise<void> {
+  return async () => {
+    const dir = mkdtempSync(join(tmpdir(), "hwbench-cpu-"));
+    try {
+      await fn(dir);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  };
+}
 
-test("CPU RAM helper builds with gcc, runs all threads, reports > 0 GB/s per repeat", async () => {
+test("CPU RAM helper builds with gcc, runs all threads, reports > 0 GB/s per repeat", inTempDir(async (dir) => {
   const r = await measureCpuRam({ cacheDir: dir, threads: 2, bytes: 32 << 20, repeats: 3 });
   assertEquals(r.threads, 2);
   assertEquals(r.bytes, 32 << 20);
@@ -28,17 +40,17 @@ test("CPU RAM helper builds with gcc, runs all threads, reports > 0 GB/s per rep
   assert(r.simpleGBps!.min <= r.simpleGBps!.median && r.simpleGBps!.median <= r.simpleGBps!.max);
   const none = await measureCpuRam({ cacheDir: dir, threads: 1, bytes: 1 << 20, repeats: 1, simple: false });
   assertEquals(none.simpleGBps, undefined);
-});
+}));
 
-test("CPU RAM helper rejects an unknown loop mode with its name", async () => {
+test("CPU RAM helper rejects an unknown loop mode with its name", inTempDir(async (dir) => {
   const { buildHelper } = await import("../engine/hardware/measure/native.ts");
   const { runHelper } = await import("../engine/hardware/measure/cpu.ts");
   const exe = buildHelper("cpu_bw", dir, ["-pthread"]);
   const e = await assertRejects(() => runHelper(exe, ["1", "1048576", "1", "fast"]), HardwareProbeError);
   assertStringIncludes(e.message, "mode must be tuned or simple, not 'fast'");
-});
+}));
 
-test("disk helper: scratch file in a directory is read and removed; a file is read in place", async () => {
+test("disk helper: scratch file in a directory is read and removed; a file is read in place", inTempDir(async (dir) => {
   const r = await measureDiskRead({ cacheDir: dir, target: dir, bytes: 8 << 20, block: 1 << 20, repeats: 2 });
   assertGreater(r.readGBps.min, 0);
   assertEquals(r.scratch, true);
@@ -51,9 +63,9 @@ test("disk helper: scratch file in a directory is read and removed; a file is re
   assertEquals(inPlace.scratch, false);
   assertEquals(inPlace.bytes, 3 << 20, "never more than the file holds");
   await assertRejects(() => measureDiskRead({ cacheDir: dir, target: join(dir, "missing") }), HardwareProbeError, "missing");
-});
+}));
 
-test("no GPU: the bench says so, measures CPU and disk, caches the profile, and reuses it", async () => {
+test("no GPU: the bench says so, measures CPU and disk, caches the profile, and reuses it", inTempDir(async (dir) => {
   const cacheDir = join(dir, "cache");
   const noCuda = () => Promise.reject(new FfiLoadError("libcuda.so.1", "cannot open shared object file"));
   const err: string[] = [];
@@ -83,7 +95,7 @@ test("no GPU: the bench says so, measures CPU and disk, caches the profile, and 
   const bad: string[] = [];
   assertEquals(await benchCommand({ cacheDir, force: true, skip: ["gpu", "cpu"], target: join(dir, "nope"), stderr: (t) => bad.push(t) }), 1);
   assertStringIncludes(bad.join(""), "disk benchmark target");
-});
+}));
 
 function entry(): AutotuneEntry {
   const row = (id: string, p: [number, number], m: [number, number] | null) => ({
