@@ -3,7 +3,7 @@
 // export is a small SQLite file with the tables and columns nsys writes, built by python3's sqlite3.
 import { test } from "node:test";
 import { execFileSync, spawnSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { hasProgram } from "../core/native_build.ts";
@@ -91,6 +91,48 @@ test("hybrid_trace.sh: without nsys, the patched build or the model it writes wh
     const j = JSON.parse(readFileSync(join(dir, "out", "trace.json"), "utf8"));
     assert(j.error.startsWith("missing: "), j.error);
     assert(j.error.includes("missing.gguf"), j.error);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("hybrid_trace.sh: one entry per mode in OUT/trace.json (valid JSON), each with the run's tokens/s and its trace summary", { skip }, () => {
+  const dir = mkdtempSync(join(tmpdir(), "trace-sh-"));
+  try {
+    // A fake nsys that runs the command it profiles and writes the export nsys would; a fake
+    // llama-bench that prints llama-bench's JSON and the read mode it was given.
+    const bin = join(dir, "bin");
+    const llama = join(dir, "work", "llama.cpp-hybrid", "build", "bin");
+    mkdirSync(bin, { recursive: true });
+    mkdirSync(llama, { recursive: true });
+    const traceDb = join(dir, "template.sqlite");
+    makeTrace(traceDb, 4);
+    writeFileSync(join(bin, "nsys"), `#!/bin/bash
+out=""
+while [[ "$1" != --export=sqlite ]]; do [[ "$1" == -o ]] && { out="$2"; shift; }; shift; done
+shift
+echo "Collecting data..."
+"$@" || exit $?
+cp "${traceDb}" "$out.sqlite"
+`);
+    writeFileSync(join(llama, "llama-bench"), `#!/bin/bash
+[[ "$LLAMA_MOE_HYBRID_GPU_READ" == copy ]] && echo '[{"avg_ts": 44.5}]' || echo '[{"avg_ts": 15.25}]'
+`);
+    chmodSync(join(bin, "nsys"), 0o755);
+    chmodSync(join(llama, "llama-bench"), 0o755);
+    const model = join(dir, "m.gguf");
+    writeFileSync(model, "GGUF");
+    const r = spawnSync("bash", ["bench/gpu/hybrid_trace.sh", model, "36", "120"], {
+      encoding: "utf8",
+      env: { ...process.env, OUT: join(dir, "out"), SPILLWAY_BENCH_WORK: join(dir, "work"), PATH: `${bin}:/usr/bin:/bin`, SPILLWAY_TRACE_MODES: "copy-0.375 inplace-1.0" },
+    });
+    assertEquals(r.status, 0, r.stderr);
+    const j = JSON.parse(readFileSync(join(dir, "out", "trace.json"), "utf8"));
+    assertEquals(Object.keys(j), ["copy-0.375", "inplace-1.0"]);
+    assertEquals(j["copy-0.375"].rc, 0);
+    assertEquals(j["copy-0.375"].decodeTps, 44.5);
+    assertEquals(j["inplace-1.0"].decodeTps, 15.25);
+    assertEquals(j["inplace-1.0"].trace.h2dCopies, 4);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
