@@ -209,6 +209,25 @@ static void print_list(const char *name, const double *v, int n, int last) {
   printf("]%s", last ? "" : ",");
 }
 
+/*
+ * Whole-buffer reads by fn back to back until `seconds` have passed; *gbps is `bytes` per launch over
+ * the window. Returns the first failing driver call's status (then *gbps is left as it was).
+ */
+static CUresult gpu_read_window(CUfunction fn, unsigned grid, unsigned block, void **params, double bytes, double seconds,
+                                double *gbps) {
+  double t0 = now_s(), t_last = t0;
+  unsigned long long launches = 0;
+  CUresult rc;
+  while (t_last - t0 < seconds) {
+    if ((rc = cu.launch(fn, grid, 1, 1, block, 1, 1, 0, NULL, params, NULL)) != 0) return rc;
+    if ((rc = cu.ctxSync()) != 0) return rc;
+    launches++;
+    t_last = now_s();
+  }
+  *gbps = launches * bytes / (t_last - t0) / 1e9;
+  return 0;
+}
+
 int main(int argc, char **argv) {
   if (argc < 3) {
     fprintf(stderr, "usage: concurrent_bw LIBCUDA PTX_FILE [--threads N] [--cpu-bytes B] [--gpu-bytes B] "
@@ -319,49 +338,20 @@ int main(int argc, char **argv) {
     atomic_store(&stop, 1);
     res[r * 5 + 0] = cpu_join(ws, threads, &cpu_sink);
 
-    /* GPU alone: whole-buffer reads back to back until the window has passed. */
-    t0 = now_s();
-    unsigned long long launches = 0;
-    double t_last = t0;
-    while (t_last - t0 < seconds) {
-      CK(cu.launch(fn, grid, 1, 1, 512, 1, 1, 0, NULL, params, NULL));
-      CK(cu.ctxSync());
-      launches++;
-      t_last = now_s();
-    }
-    res[r * 5 + 1] = launches * (double)gpu_bytes / (t_last - t0) / 1e9;
+    /* GPU alone. */
+    CK(gpu_read_window(fn, grid, 512, params, (double)gpu_bytes, seconds, &res[r * 5 + 1]));
 
     /* Together: the CPU threads run until the GPU's last read of the window has finished. */
     atomic_init(&stop, 0);
     t0 = now_s();
     if (!cpu_start(ws, threads, cpu_buf, cpu_bytes, &stop, t0)) goto done;
-    launches = 0;
-    t_last = t0;
-    CUresult lrc = 0;
-    while (t_last - t0 < seconds) {
-      if ((lrc = cu.launch(fn, grid, 1, 1, 512, 1, 1, 0, NULL, params, NULL)) != 0) break;
-      if ((lrc = cu.ctxSync()) != 0) break;
-      launches++;
-      t_last = now_s();
-    }
+    CUresult lrc = gpu_read_window(fn, grid, 512, params, (double)gpu_bytes, seconds, &res[r * 5 + 3]);
     atomic_store(&stop, 1);
     res[r * 5 + 2] = cpu_join(ws, threads, &cpu_sink);
     CK(lrc);
-    res[r * 5 + 3] = launches * (double)gpu_bytes / (t_last - t0) / 1e9;
 
     /* GPU alone, llama.cpp's Q8_0 load pattern. */
-    if (fn_q8) {
-      t0 = now_s();
-      launches = 0;
-      t_last = t0;
-      while (t_last - t0 < seconds) {
-        CK(cu.launch(fn_q8, q8_rows, 1, 1, 128, 1, 1, 0, NULL, params_q8, NULL));
-        CK(cu.ctxSync());
-        launches++;
-        t_last = now_s();
-      }
-      res[r * 5 + 4] = launches * q8_bytes / (t_last - t0) / 1e9;
-    }
+    if (fn_q8) CK(gpu_read_window(fn_q8, q8_rows, 128, params_q8, q8_bytes, seconds, &res[r * 5 + 4]));
   }
 
   {
