@@ -227,7 +227,7 @@ case "$PHASE" in
         && cp "$LOGS/tiers/tiers-vs-reference.md" "$OUTDIR/tiers-vs-reference.md"
     fi
     if [[ "${SPILLWAY_BENCH_CONCURRENT:-0}" == 1 ]]; then
-      # The concurrent tier figure alone (~15 s, no ballast yet): OUT/concurrent.json.
+      # The concurrent tier figure alone (~20 s, no ballast yet): OUT/concurrent.json.
       step concurrent 60 harness concurrent
     fi
     # The harness itself synthesizes missing models and time-boxes each method within the deadline.

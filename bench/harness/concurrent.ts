@@ -1,6 +1,6 @@
 /**
  * The harness's `concurrent` command: the concurrent tier figure of `spillway bench`
- * (engine/hardware/measure/concurrent.ts), alone, in ~15 s instead of the tiers' 2 minutes, so a run
+ * (engine/hardware/measure/concurrent.ts), alone, in ~20 s instead of the tiers' 2 minutes, so a run
  * over PCIe (issue 22's hybrid matrices) can be read against the machine's own link. bench/gpu/entry.sh
  * runs it before the matrix when SPILLWAY_BENCH_CONCURRENT=1.
  *
@@ -11,9 +11,10 @@
  * await concurrentCommand({ out: "/tmp/out", work: "/tmp/w", bytes: String(1 << 30) }); // 0 on success
  * @module
  */
-import { mkdirSync, renameSync, writeFileSync } from "node:fs";
+import { mkdirSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { measureConcurrent } from "../../engine/hardware/measure/concurrent.ts";
+import { writeJsonAtomic } from "./results.ts";
 
 /** Positive number from an option, or the default; a bad value names the option. */
 function positive(o: Record<string, string>, key: string, fallback: number): number {
@@ -35,9 +36,7 @@ export async function concurrentCommand(o: Record<string, string>): Promise<numb
     seconds: positive(o, "seconds", 1.5),
   });
   mkdirSync(out, { recursive: true });
-  const file = join(out, "concurrent.json");
-  writeFileSync(`${file}.tmp`, JSON.stringify(r, null, 2) + "\n");
-  renameSync(`${file}.tmp`, file);
+  writeJsonAtomic(join(out, "concurrent.json"), r);
   console.log(JSON.stringify(r));
   return 0;
 }

@@ -37,9 +37,9 @@ export type LlamaConfig =
   /** Whole layers on the CPU: -ngl N with the largest N that fits the free VRAM. */
   | { kind: "naive-layers"; reserveGiB: number }
   /**
-   * llama.cpp's own fit choice (llama-fit-params), other settings left at their defaults; `flags` are
-   * appended to the fit's (e.g. `-lm none`) and `env` set (e.g. the patched build's switches), so a
-   * method can differ from llama.cpp's default only there, on the same placement.
+   * llama.cpp's own fit choice (llama-fit-params), other settings left at their defaults; `flags`
+   * (e.g. `-lm none`) go to llama-fit-params too, so the fit is sized for them, and are appended to
+   * its choice; `env` is set (e.g. the patched build's switches).
    */
   | { kind: "fit"; flags: string[]; env: Record<string, string> }
   /** Fixed native flags (hand-tuned), plus optional environment (e.g. the patched build's switches). */

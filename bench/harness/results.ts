@@ -115,10 +115,15 @@ export interface RunResults {
   notes: string[];
 }
 
-/** Writes `results` to `file` atomically (temp file + rename). */
-export function writeResults(file: string, results: RunResults): void {
-  writeFileSync(`${file}.tmp`, JSON.stringify(results, null, 2) + "\n");
+/** Writes `value` to `file` as indented JSON, atomically (temp file + rename). */
+export function writeJsonAtomic(file: string, value: unknown): void {
+  writeFileSync(`${file}.tmp`, JSON.stringify(value, null, 2) + "\n");
   renameSync(`${file}.tmp`, file);
+}
+
+/** Writes `results` to `file` atomically. */
+export function writeResults(file: string, results: RunResults): void {
+  writeJsonAtomic(file, results);
 }
 
 /** Mean and sample standard deviation. */

@@ -93,7 +93,7 @@ export function fitMethodFlags(common: string[], c: { flags: string[]; env: Reco
     ? `; then ${[...c.flags, ...Object.entries(c.env).map(([k, v]) => `${k}=${v}`)].join(" ")}`
     : "";
   return {
-    flags: [...commonToBenchFlags(common), ...commonToBenchFlags(own)],
+    flags: [...commonToBenchFlags(common), ...c.flags],
     env: { ...c.env },
     derivedFrom: `llama-fit-params -c ${context}${own.length ? ` ${own.join(" ")}` : ""} printed: ${common.join(" ")}${extra}`,
   };
