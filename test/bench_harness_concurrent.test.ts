@@ -3,18 +3,17 @@
 // PCIe read rate beside its results. Runs against the fake libcuda (test/hwbench_fake_libcuda.c);
 // the real figures come from the GPU machine.
 import { test } from "node:test";
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { concurrentCommand } from "../bench/harness/concurrent.ts";
 import { hasProgram } from "../core/native_build.ts";
 import { buildC } from "./_native.ts";
+import { withTempDir } from "./_tmp.ts";
 import { assertEquals, assertGreater, assertRejects } from "./_assert.ts";
 
 test("harness concurrent: writes the probe's figures to OUT/concurrent.json; a missing driver or a bad size fails and writes nothing", { skip: hasProgram("gcc") ? false : "gcc missing" }, async () => {
   const fake = buildC("libfakecuda.so", ["test/hwbench_fake_libcuda.c"], ["-shared", "-fPIC"]);
-  const dir = mkdtempSync(join(tmpdir(), "harness-conc-"));
-  try {
+  await withTempDir("harness-conc-", async (dir) => {
     const out = join(dir, "out");
     const opts = { out, work: join(dir, "work"), libcuda: fake, bytes: String(8 << 20), seconds: "0.1" };
     assertEquals(await concurrentCommand(opts), 0);
@@ -26,7 +25,5 @@ test("harness concurrent: writes the probe's figures to OUT/concurrent.json; a m
     await assertRejects(() => concurrentCommand({ ...opts, out: bad, libcuda: join(dir, "no-libcuda.so") }));
     await assertRejects(() => concurrentCommand({ ...opts, out: bad, bytes: "-1" }), Error, "--bytes must be a positive number");
     assertEquals(existsSync(join(bad, "concurrent.json")), false);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });

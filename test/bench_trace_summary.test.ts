@@ -3,10 +3,10 @@
 // export is a small SQLite file with the tables and columns nsys writes, built by python3's sqlite3.
 import { test } from "node:test";
 import { execFileSync, spawnSync } from "node:child_process";
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { hasProgram } from "../core/native_build.ts";
+import { withTempDir } from "./_tmp.ts";
 import { assert, assertEquals } from "./_assert.ts";
 
 const SCRIPT = "bench/gpu/trace_summary.py";
@@ -36,78 +36,66 @@ db.commit()
   execFileSync("python3", ["-c", py, path]);
 }
 
-test("trace summary: decode window after the load, GPU busy as the union of kernels and copies, copy rate, top kernels", { skip }, () => {
-  const dir = mkdtempSync(join(tmpdir(), "trace-sum-"));
-  try {
-    const db = join(dir, "t.sqlite");
-    makeTrace(db, 10);
-    const out = JSON.parse(execFileSync("python3", [SCRIPT, db], { encoding: "utf8" }));
-    // The window runs from the load's end + 0.5 s to the last kernel's end: 9 rows of 100 us + 50 us.
-    assert(Math.abs(out.windowMs - 0.95) < 1e-9, String(out.windowMs));
-    // Per row the copy (30 us) and the two kernels (30..50 us) are busy back to back, the D2H copy at
-    // 60 us adds 1 us: 51 us of 100, not the 30 + 10 + 15 + 1 a plain sum would say.
-    assert(Math.abs(out.gpuBusyMs - 0.51) < 1e-9, String(out.gpuBusyMs));
-    assert(Math.abs(out.kernelMs - 0.25) < 1e-9, String(out.kernelMs));
-    assertEquals(out.h2dCopies, 10);
-    assertEquals(out.h2dBytes, 16_000_000);
-    assertEquals(out.otherCopies, 10);
-    assert(Math.abs(out.h2dGBpsWhileCopying - 1.6e6 / 30000) < 1e-9, String(out.h2dGBpsWhileCopying));
-    assertEquals(out.topKernels.map((k: { name: string }) => k.name), ["rms_norm", "mul_mat_vec_q"]);
-    assertEquals(out.topKernels[0].count, 10);
-    // A longer skip leaves fewer rows in the window.
-    const later = JSON.parse(execFileSync("python3", [SCRIPT, db, "--skip-s", "0.5005"], { encoding: "utf8" }));
-    assertEquals(later.h2dCopies, 5);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-});
+test("trace summary: decode window after the load, GPU busy as the union of kernels and copies, copy rate, top kernels", { skip }, () => withTempDir("trace-sum-", (dir) => {
+  const db = join(dir, "t.sqlite");
+  makeTrace(db, 10);
+  const out = JSON.parse(execFileSync("python3", [SCRIPT, db], { encoding: "utf8" }));
+  // The window runs from the load's end + 0.5 s to the last kernel's end: 9 rows of 100 us + 50 us.
+  assert(Math.abs(out.windowMs - 0.95) < 1e-9, String(out.windowMs));
+  // Per row the copy (30 us) and the two kernels (30..50 us) are busy back to back, the D2H copy at
+  // 60 us adds 1 us: 51 us of 100, not the 30 + 10 + 15 + 1 a plain sum would say.
+  assert(Math.abs(out.gpuBusyMs - 0.51) < 1e-9, String(out.gpuBusyMs));
+  assert(Math.abs(out.kernelMs - 0.25) < 1e-9, String(out.kernelMs));
+  assertEquals(out.h2dCopies, 10);
+  assertEquals(out.h2dBytes, 16_000_000);
+  assertEquals(out.otherCopies, 10);
+  assert(Math.abs(out.h2dGBpsWhileCopying - 1.6e6 / 30000) < 1e-9, String(out.h2dGBpsWhileCopying));
+  assertEquals(out.topKernels.map((k: { name: string }) => k.name), ["rms_norm", "mul_mat_vec_q"]);
+  assertEquals(out.topKernels[0].count, 10);
+  // A longer skip leaves fewer rows in the window.
+  const later = JSON.parse(execFileSync("python3", [SCRIPT, db, "--skip-s", "0.5005"], { encoding: "utf8" }));
+  assertEquals(later.h2dCopies, 5);
+}));
 
-test("trace summary: a trace without kernels, or none after the load, is an error (exit 1, the reason in JSON)", { skip }, () => {
-  const dir = mkdtempSync(join(tmpdir(), "trace-sum-"));
-  try {
-    const none = join(dir, "none.sqlite");
-    makeTrace(none, 3, false);
-    let r = spawnSync("python3", [SCRIPT, none], { encoding: "utf8" });
-    assertEquals(r.status, 1);
-    assertEquals(JSON.parse(r.stdout).error, "no kernels in the trace");
-    const early = join(dir, "early.sqlite");
-    makeTrace(early, 3);
-    r = spawnSync("python3", [SCRIPT, early, "--skip-s", "10"], { encoding: "utf8" });
-    assertEquals(r.status, 1);
-    assertEquals(JSON.parse(r.stdout).error, "no activity after the model load");
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-});
+test("trace summary: a trace without kernels, or none after the load, is an error (exit 1, the reason in JSON)", { skip }, () => withTempDir("trace-sum-", (dir) => {
+  const none = join(dir, "none.sqlite");
+  makeTrace(none, 3, false);
+  let r = spawnSync("python3", [SCRIPT, none], { encoding: "utf8" });
+  assertEquals(r.status, 1);
+  assertEquals(JSON.parse(r.stdout).error, "no kernels in the trace");
+  const early = join(dir, "early.sqlite");
+  makeTrace(early, 3);
+  r = spawnSync("python3", [SCRIPT, early, "--skip-s", "10"], { encoding: "utf8" });
+  assertEquals(r.status, 1);
+  assertEquals(JSON.parse(r.stdout).error, "no activity after the model load");
+}));
 
-test("hybrid_trace.sh: without nsys, the patched build or the model it writes why to OUT/trace.json and runs nothing", { skip }, () => {
-  const dir = mkdtempSync(join(tmpdir(), "trace-sh-"));
-  try {
-    const r = spawnSync("bash", ["bench/gpu/hybrid_trace.sh", join(dir, "missing.gguf"), "36", "30"], {
-      encoding: "utf8",
-      env: { ...process.env, OUT: join(dir, "out"), SPILLWAY_BENCH_WORK: join(dir, "work"), PATH: "/usr/bin:/bin" },
-    });
-    assertEquals(r.status, 0);
-    const j = JSON.parse(readFileSync(join(dir, "out", "trace.json"), "utf8"));
-    assert(j.error.startsWith("missing: "), j.error);
-    assert(j.error.includes("missing.gguf"), j.error);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-});
+/** Runs bench/gpu/hybrid_trace.sh with its work and OUT folders under `dir`, `path` as PATH. */
+function runTrace(dir: string, args: string[], path: string, env: Record<string, string> = {}) {
+  return spawnSync("bash", ["bench/gpu/hybrid_trace.sh", ...args], {
+    encoding: "utf8",
+    env: { ...process.env, OUT: join(dir, "out"), SPILLWAY_BENCH_WORK: join(dir, "work"), PATH: path, ...env },
+  });
+}
 
-test("hybrid_trace.sh: one entry per mode in OUT/trace.json (valid JSON), each with the run's tokens/s and its trace summary", { skip }, () => {
-  const dir = mkdtempSync(join(tmpdir(), "trace-sh-"));
-  try {
-    // A fake nsys that runs the command it profiles and writes the export nsys would; a fake
-    // llama-bench that prints llama-bench's JSON and the read mode it was given.
-    const bin = join(dir, "bin");
-    const llama = join(dir, "work", "llama.cpp-hybrid", "build", "bin");
-    mkdirSync(bin, { recursive: true });
-    mkdirSync(llama, { recursive: true });
-    const traceDb = join(dir, "template.sqlite");
-    makeTrace(traceDb, 4);
-    writeFileSync(join(bin, "nsys"), `#!/bin/bash
+test("hybrid_trace.sh: without nsys, the patched build or the model it writes why to OUT/trace.json and runs nothing", { skip }, () => withTempDir("trace-sh-", (dir) => {
+  const r = runTrace(dir, [join(dir, "missing.gguf"), "36", "30"], "/usr/bin:/bin");
+  assertEquals(r.status, 0);
+  const j = JSON.parse(readFileSync(join(dir, "out", "trace.json"), "utf8"));
+  assert(j.error.startsWith("missing: "), j.error);
+  assert(j.error.includes("missing.gguf"), j.error);
+}));
+
+test("hybrid_trace.sh: one entry per mode in OUT/trace.json (valid JSON), each with the run's tokens/s and its trace summary", { skip }, () => withTempDir("trace-sh-", (dir) => {
+  // A fake nsys that runs the command it profiles and writes the export nsys would; a fake
+  // llama-bench that prints llama-bench's JSON and the read mode it was given.
+  const bin = join(dir, "bin");
+  const llama = join(dir, "work", "llama.cpp-hybrid", "build", "bin");
+  mkdirSync(bin, { recursive: true });
+  mkdirSync(llama, { recursive: true });
+  const traceDb = join(dir, "template.sqlite");
+  makeTrace(traceDb, 4);
+  writeFileSync(join(bin, "nsys"), `#!/bin/bash
 out=""
 while [[ "$1" != --export=sqlite ]]; do [[ "$1" == -o ]] && { out="$2"; shift; }; shift; done
 shift
@@ -115,25 +103,19 @@ echo "Collecting data..."
 "$@" || exit $?
 cp "${traceDb}" "$out.sqlite"
 `);
-    writeFileSync(join(llama, "llama-bench"), `#!/bin/bash
+  writeFileSync(join(llama, "llama-bench"), `#!/bin/bash
 [[ "$LLAMA_MOE_HYBRID_GPU_READ" == copy ]] && echo '[{"avg_ts": 44.5}]' || echo '[{"avg_ts": 15.25}]'
 `);
-    chmodSync(join(bin, "nsys"), 0o755);
-    chmodSync(join(llama, "llama-bench"), 0o755);
-    const model = join(dir, "m.gguf");
-    writeFileSync(model, "GGUF");
-    const r = spawnSync("bash", ["bench/gpu/hybrid_trace.sh", model, "36", "120"], {
-      encoding: "utf8",
-      env: { ...process.env, OUT: join(dir, "out"), SPILLWAY_BENCH_WORK: join(dir, "work"), PATH: `${bin}:/usr/bin:/bin`, SPILLWAY_TRACE_MODES: "copy-0.375 inplace-1.0" },
-    });
-    assertEquals(r.status, 0, r.stderr);
-    const j = JSON.parse(readFileSync(join(dir, "out", "trace.json"), "utf8"));
-    assertEquals(Object.keys(j), ["copy-0.375", "inplace-1.0"]);
-    assertEquals(j["copy-0.375"].rc, 0);
-    assertEquals(j["copy-0.375"].decodeTps, 44.5);
-    assertEquals(j["inplace-1.0"].decodeTps, 15.25);
-    assertEquals(j["inplace-1.0"].trace.h2dCopies, 4);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-});
+  chmodSync(join(bin, "nsys"), 0o755);
+  chmodSync(join(llama, "llama-bench"), 0o755);
+  const model = join(dir, "m.gguf");
+  writeFileSync(model, "GGUF");
+  const r = runTrace(dir, [model, "36", "120"], `${bin}:/usr/bin:/bin`, { SPILLWAY_TRACE_MODES: "copy-0.375 inplace-1.0" });
+  assertEquals(r.status, 0, r.stderr);
+  const j = JSON.parse(readFileSync(join(dir, "out", "trace.json"), "utf8"));
+  assertEquals(Object.keys(j), ["copy-0.375", "inplace-1.0"]);
+  assertEquals(j["copy-0.375"].rc, 0);
+  assertEquals(j["copy-0.375"].decodeTps, 44.5);
+  assertEquals(j["inplace-1.0"].decodeTps, 15.25);
+  assertEquals(j["inplace-1.0"].trace.h2dCopies, 4);
+}));

@@ -3,83 +3,68 @@
 // calls, the kernel parameters, the JSON output and the error paths are checked here; the real
 // figures come from the GPU machine.
 import { test } from "node:test";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { execFileSync } from "node:child_process";
 import { measureConcurrent, parseConcurrentOutput } from "../engine/hardware/measure/concurrent.ts";
 import { assetPath, buildHelper } from "../engine/hardware/measure/native.ts";
 import { buildC } from "./_native.ts";
+import { withTempDir } from "./_tmp.ts";
 import { assert, assertEquals, assertGreater, assertRejects, assertStringIncludes, assertThrows } from "./_assert.ts";
 
 const fake = buildC("libfakecuda.so", ["test/hwbench_fake_libcuda.c"], ["-shared", "-fPIC"]);
 
-test("concurrent probe: CPU and fake GPU rates alone and together, summarized", async () => {
-  const dir = mkdtempSync(join(tmpdir(), "hwbench-conc-"));
-  try {
-    const r = await measureConcurrent({ cacheDir: dir, libcuda: fake, threads: 2, cpuBytes: 16 << 20, gpuBytes: 8 << 20, seconds: 0.1, repeats: 2 });
-    assertEquals(r.threads, 2);
-    assertEquals(r.cpuBytes, 16 << 20);
-    assertEquals(r.gpuBytes, 8 << 20);
-    for (const m of [r.cpuAloneGBps, r.gpuAloneGBps, r.cpuTogetherGBps, r.gpuTogetherGBps]) {
-      assertGreater(m.min, 0);
-      assert(m.min <= m.median && m.median <= m.max);
-      assertEquals(m.unit, "GB/s");
-    }
-    assertEquals(r.sumTogetherGBps, r.cpuTogetherGBps.median + r.gpuTogetherGBps.median);
-    assertEquals(r.gainVsBestAlone, r.sumTogetherGBps / Math.max(r.cpuAloneGBps.median, r.gpuAloneGBps.median));
-    // The shipped PTX has llama.cpp's Q8_0 load pattern too: the fake ran it over whole rows of the buffer.
-    assertGreater(r.gpuQ8AloneGBps!.min, 0);
-    assert(r.gpuQ8AloneGBps!.min <= r.gpuQ8AloneGBps!.median && r.gpuQ8AloneGBps!.median <= r.gpuQ8AloneGBps!.max);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
+test("concurrent probe: CPU and fake GPU rates alone and together, summarized", () => withTempDir("hwbench-conc-", async (dir) => {
+  const r = await measureConcurrent({ cacheDir: dir, libcuda: fake, threads: 2, cpuBytes: 16 << 20, gpuBytes: 8 << 20, seconds: 0.1, repeats: 2 });
+  assertEquals(r.threads, 2);
+  assertEquals(r.cpuBytes, 16 << 20);
+  assertEquals(r.gpuBytes, 8 << 20);
+  for (const m of [r.cpuAloneGBps, r.gpuAloneGBps, r.cpuTogetherGBps, r.gpuTogetherGBps]) {
+    assertGreater(m.min, 0);
+    assert(m.min <= m.median && m.median <= m.max);
+    assertEquals(m.unit, "GB/s");
   }
-});
+  assertEquals(r.sumTogetherGBps, r.cpuTogetherGBps.median + r.gpuTogetherGBps.median);
+  assertEquals(r.gainVsBestAlone, r.sumTogetherGBps / Math.max(r.cpuAloneGBps.median, r.gpuAloneGBps.median));
+  // The shipped PTX has llama.cpp's Q8_0 load pattern too: the fake ran it over whole rows of the buffer.
+  assertGreater(r.gpuQ8AloneGBps!.min, 0);
+  assert(r.gpuQ8AloneGBps!.min <= r.gpuQ8AloneGBps!.median && r.gpuQ8AloneGBps!.median <= r.gpuQ8AloneGBps!.max);
+}));
 
-test("concurrent probe: a driver without the kernel's entry fails with the driver call named", async () => {
-  const dir = mkdtempSync(join(tmpdir(), "hwbench-conc-"));
+test("concurrent probe: a driver without the kernel's entry fails with the driver call named", () => withTempDir("hwbench-conc-", async (dir) => {
+  const exe = buildHelper("concurrent_bw", dir, ["-pthread", "-ldl"]);
+  const ptx = join(dir, "other.ptx");
+  // The module loads, but has no spillway_read entry: cuModuleGetFunction fails.
+  writeFileSync(ptx, readFileSync(assetPath("read_kernel.ptx"), "utf8").replace(/spillway_read/g, "other_kernel"));
+  let stderr = "";
   try {
-    const exe = buildHelper("concurrent_bw", dir, ["-pthread", "-ldl"]);
-    const ptx = join(dir, "other.ptx");
-    // The module loads, but has no spillway_read entry: cuModuleGetFunction fails.
-    writeFileSync(ptx, readFileSync(assetPath("read_kernel.ptx"), "utf8").replace(/spillway_read/g, "other_kernel"));
-    let stderr = "";
-    try {
-      execFileSync(exe, [fake, ptx, "--threads", "1", "--cpu-bytes", "1M", "--gpu-bytes", "1M", "--seconds", "0.05", "--repeats", "1"], { stdio: "pipe" });
-    } catch (e) {
-      stderr = String((e as { stderr: Uint8Array }).stderr);
-    }
-    assertStringIncludes(stderr, "cu.modFn(&fn, mod, \"spillway_read\") failed");
-    // Bad options are usage errors (exit 2) naming the option.
-    let code = 0;
-    try {
-      execFileSync(exe, [fake, assetPath("read_kernel.ptx"), "--threads", "0"], { stdio: "pipe" });
-    } catch (e) {
-      code = (e as { status: number }).status;
-      assertStringIncludes(String((e as { stderr: Uint8Array }).stderr), "bad option --threads 0");
-    }
-    assertEquals(code, 2);
-    await assertRejects(() => measureConcurrent({ cacheDir: dir, libcuda: join(dir, "missing.so"), threads: 1, cpuBytes: 1 << 20, gpuBytes: 1 << 20, seconds: 0.05, repeats: 1 }), Error, "cannot load the CUDA driver");
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
+    execFileSync(exe, [fake, ptx, "--threads", "1", "--cpu-bytes", "1M", "--gpu-bytes", "1M", "--seconds", "0.05", "--repeats", "1"], { stdio: "pipe" });
+  } catch (e) {
+    stderr = String((e as { stderr: Uint8Array }).stderr);
   }
-});
+  assertStringIncludes(stderr, "cu.modFn(&fn, mod, \"spillway_read\") failed");
+  // Bad options are usage errors (exit 2) naming the option.
+  let code = 0;
+  try {
+    execFileSync(exe, [fake, assetPath("read_kernel.ptx"), "--threads", "0"], { stdio: "pipe" });
+  } catch (e) {
+    code = (e as { status: number }).status;
+    assertStringIncludes(String((e as { stderr: Uint8Array }).stderr), "bad option --threads 0");
+  }
+  assertEquals(code, 2);
+  await assertRejects(() => measureConcurrent({ cacheDir: dir, libcuda: join(dir, "missing.so"), threads: 1, cpuBytes: 1 << 20, gpuBytes: 1 << 20, seconds: 0.05, repeats: 1 }), Error, "cannot load the CUDA driver");
+}));
 
-test("concurrent probe: a PTX without the Q8_0 pattern kernel still measures the paths, without that figure", () => {
-  const dir = mkdtempSync(join(tmpdir(), "hwbench-conc-"));
-  try {
-    const exe = buildHelper("concurrent_bw", dir, ["-pthread", "-ldl"]);
-    const ptx = join(dir, "old.ptx");
-    writeFileSync(ptx, readFileSync(assetPath("read_kernel.ptx"), "utf8").replace(/spillway_read_q8/g, "older_kernel"));
-    const out = execFileSync(exe, [fake, ptx, "--threads", "1", "--cpu-bytes", "1M", "--gpu-bytes", "1M", "--seconds", "0.05", "--repeats", "1"], { encoding: "utf8" });
-    const r = parseConcurrentOutput(out);
-    assertGreater(r.gpuAloneGBps.median, 0);
-    assertEquals(r.gpuQ8AloneGBps, undefined);
-    assertEquals(out.includes("gpuQ8AloneGBps"), false);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-});
+test("concurrent probe: a PTX without the Q8_0 pattern kernel still measures the paths, without that figure", () => withTempDir("hwbench-conc-", (dir) => {
+  const exe = buildHelper("concurrent_bw", dir, ["-pthread", "-ldl"]);
+  const ptx = join(dir, "old.ptx");
+  writeFileSync(ptx, readFileSync(assetPath("read_kernel.ptx"), "utf8").replace(/spillway_read_q8/g, "older_kernel"));
+  const out = execFileSync(exe, [fake, ptx, "--threads", "1", "--cpu-bytes", "1M", "--gpu-bytes", "1M", "--seconds", "0.05", "--repeats", "1"], { encoding: "utf8" });
+  const r = parseConcurrentOutput(out);
+  assertGreater(r.gpuAloneGBps.median, 0);
+  assertEquals(r.gpuQ8AloneGBps, undefined);
+  assertEquals(out.includes("gpuQ8AloneGBps"), false);
+}));
 
 test("concurrent probe output: fields checked by name", () => {
   const ok = '{"threads":16,"cpuBytes":4294967296,"gpuBytes":4294967296,"seconds":1.5,"sink":0,"cpuAloneGBps":[84.5,84.1],"gpuAloneGBps":[51.4,51.3],"cpuTogetherGBps":[78.1,78.3],"gpuTogetherGBps":[51.0,51.1]}';

@@ -1,8 +1,6 @@
 // The CPU and disk helpers really run and measure; the no-GPU path says so; the bench result is
 // cached per machine and reused; the chart renders to a valid PNG.
 import { test } from "node:test";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { measureCpuRam } from "../engine/hardware/measure/cpu.ts";
 import { measureDiskRead } from "../engine/hardware/measure/disk.ts";
@@ -11,22 +9,11 @@ import { formatBenchTable, runBench } from "../engine/hardware/measure/run.ts";
 import { autotuneChartSvg, renderPng } from "../engine/autotune/chart.ts";
 import type { AutotuneEntry } from "../engine/autotune/outcome_cache.ts";
 import { FfiLoadError, HardwareProbeError } from "../core/errors.ts";
+import { withTempDir } from "./_tmp.ts";
 import { assert, assertEquals, assertGreater, assertMatch, assertRejects, assertStringIncludes } from "./_assert.ts";
 
-/**
- * Each test in its own temporary folder, removed when it ends. (A process "exit" handler left one
- * behind per run under deno test, which does not emit that event.)
- */
-function inTempDir(fn: (dir: string) => Promise<void>): () => Promise<void> {
-  return async () => {
-    const dir = mkdtempSync(join(tmpdir(), "hwbench-cpu-"));
-    try {
-      await fn(dir);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
-  };
-}
+/** Each test in its own temporary folder, removed when it ends. */
+const inTempDir = (fn: (dir: string) => Promise<void>) => () => withTempDir("hwbench-cpu-", fn);
 
 test("CPU RAM helper builds with gcc, runs all threads, reports > 0 GB/s per repeat", inTempDir(async (dir) => {
   const r = await measureCpuRam({ cacheDir: dir, threads: 2, bytes: 32 << 20, repeats: 3 });
