@@ -79,11 +79,12 @@ function runTrace(dir: string, args: string[], path: string, env: Record<string,
 }
 
 test("hybrid_trace.sh: without nsys, the patched build or the model it writes why to OUT/trace.json and runs nothing", { skip }, () => withTempDir("trace-sh-", (dir) => {
-  const r = runTrace(dir, [join(dir, "missing.gguf"), "36", "30"], "/usr/bin:/bin");
+  // A quote in the path must not break the JSON.
+  const r = runTrace(dir, [join(dir, 'missing "q".gguf'), "36", "30"], "/usr/bin:/bin");
   assertEquals(r.status, 0);
   const j = JSON.parse(readFileSync(join(dir, "out", "trace.json"), "utf8"));
   assert(j.error.startsWith("missing: "), j.error);
-  assert(j.error.includes("missing.gguf"), j.error);
+  assert(j.error.includes('missing "q".gguf'), j.error);
 }));
 
 test("hybrid_trace.sh: one entry per mode in OUT/trace.json (valid JSON), each with the run's tokens/s and its trace summary", { skip }, () => withTempDir("trace-sh-", (dir) => {

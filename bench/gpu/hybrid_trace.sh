@@ -22,7 +22,9 @@ mkdir -p "$TMP" "$OUTDIR"
 NSYS=$(command -v nsys || ls /usr/local/cuda/bin/nsys /opt/nvidia/nsight-systems/*/bin/nsys 2>/dev/null | head -n1)
 result="$OUTDIR/trace.json"
 if [[ -z "$NSYS" || ! -x "$BIN/llama-bench" || ! -s "$MODEL" ]]; then
-  printf '{"error": "missing: nsys=%s bench=%s model=%s"}\n' "${NSYS:-none}" "$BIN/llama-bench" "$MODEL" >"$result"
+  # json.dumps: the paths may hold any character.
+  python3 -c 'import json,sys; print(json.dumps({"error": "missing: nsys=%s bench=%s model=%s" % tuple(sys.argv[1:])}))' \
+    "${NSYS:-none}" "$BIN/llama-bench" "$MODEL" >"$result"
   exit 0
 fi
 echo "{" >"$result"
@@ -36,7 +38,7 @@ for mode in ${SPILLWAY_TRACE_MODES:-copy-0.375 inplace-0.375 inplace-1.0}; do
   # -p 0 -n 48: decode only; the summary skips the load and the first half second.
   env LLAMA_MOE_HYBRID_GPU_FRACTION="$share" LLAMA_MOE_HYBRID_GPU_READ="$read_mode" \
     timeout -k 5 $((left - 10)) "$NSYS" profile -t cuda -s none --cpuctxsw=none -o "$TMP/$mode" --export=sqlite \
-    "$BIN/llama-bench" -m "$MODEL" -p 0 -n 48 -r 1 -t 16 -o json -ngl 99 -ncmoe "$NCMOE" -lm none -ub 2048 \
+    "$BIN/llama-bench" -m "$MODEL" -p 0 -n 48 -r 1 -t "$(nproc)" -o json -ngl 99 -ncmoe "$NCMOE" -lm none -ub 2048 \
     >"$TMP/$mode.bench.json" 2>"$TMP/$mode.log"
   rc=$?
   # nsys may print its own lines around llama-bench's JSON: take the array itself.
