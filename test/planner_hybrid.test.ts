@@ -71,6 +71,12 @@ test("hybrid rates: the probe's Q8_0 mat-vec figure (llama.cpp's own load patter
   const p = plan(model, slowKernels, recipe(512, 512));
   const shares = p.candidates.filter((c) => c.strategy === "hybrid").map((c) => c.settings.hybridGpuFraction!);
   assert(shares.length > 0 && shares.every((f) => f < 0.375), String(shares));
+  // ...and no hybrid wins there: the plan keeps the same placement stock (docs/planner.md).
+  assertEquals(p.chosen, "ncmoe-33-none-ub512");
+  // Where llama.cpp's pattern reads near the link's rate, hybrid still wins.
+  const fastKernels = withConcurrent(base);
+  fastKernels.measured!.concurrentGpuQ8AloneGBps = m(46);
+  assertMatch(plan(model, fastKernels, recipe(512, 512)).chosen, /^hybrid-33-ub512$/);
 });
 
 test("plan: the 30B-A3B shape at 12 GiB free with a measured profile chooses hybrid for decode and explains the split", () => {
