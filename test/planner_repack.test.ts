@@ -1,6 +1,6 @@
-// Issue 22, "repacked CPU weights": llama.cpp repacks mmap'd CPU weights into its CPU backend's
-// AVX-512/AMX matmul layouts and leaves pinned host buffers (-lm none) as they are, so on x86 the
-// CPU part of decode is faster with mmap (bench/results/2026-11-22-h200-all-3: llama.cpp's default,
+// Issue 22, "repacked CPU weights" (the first explanation; Q8_0 experts on x86 are not repacked, see
+// docs/planner.md): with a GPU, llama.cpp's CPU part of decode is measured faster with mmap'd weights
+// than with pinned host buffers (-lm none) (bench/results/2026-11-22-h200-all-3: llama.cpp's default,
 // mmap, 41.23 t/s against 37.20-37.99 for -lm none), while pinned weights prefill ~5x faster
 // (per-micro-batch copies from pinned memory). The cost model's `cpuRepackSpeedup` and the planner's
 // per-workload choice (engine/planner/cost.ts, candidates.ts loadModeTradeSentence).
@@ -82,14 +82,14 @@ test("repack_per_workload: decode-heavy picks mmap'd (repacked) CPU weights, pre
     const decodeHeavy = plan(model, hw, recipe(128, 4096));
     const dc = decodeHeavy.candidates.find((c) => c.id === decodeHeavy.chosen)!;
     assertEquals([dc.strategy, dc.settings.loadMode], ["experts_cpu", "mmap"], `${hw.name}: ${decodeHeavy.chosen}`);
-    assertStringIncludes(decodeHeavy.reason, "mmap'd CPU weights, repacked for the CPU: decode");
+    assertStringIncludes(decodeHeavy.reason, "mmap'd CPU weights: decode");
     assertStringIncludes(decodeHeavy.reason, "pinned ones would prefill");
 
     const prefillHeavy = plan(model, hw, recipe(4096, 128));
     const pc = prefillHeavy.candidates.find((c) => c.id === prefillHeavy.chosen)!;
     assertEquals([pc.strategy, pc.settings.loadMode], ["experts_cpu", "none"], `${hw.name}: ${prefillHeavy.chosen}`);
     assertStringIncludes(prefillHeavy.reason, "Pinned CPU weights: prefill");
-    assertStringIncludes(prefillHeavy.reason, "mmap would repack them for the CPU and decode");
+    assertStringIncludes(prefillHeavy.reason, "mmap'd ones would decode");
   }
 });
 

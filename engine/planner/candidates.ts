@@ -377,7 +377,7 @@ export type { PlacementPolicy };
  * The pinned-vs-mmap trade of CPU weights (issue 22) for the reason text, or "" when there is none:
  * the best fitting candidate of the chosen one's kind (same strategy, KV type and location) with
  * the other load mode, when it wins one phase (pinned weights prefill faster: per-micro-batch copies
- * from pinned memory; mmap'd ones decode faster where the runtime repacks them for the CPU, see
+ * from pinned memory; mmap'd ones decode faster, as measured with llama.cpp, see
  * `cpuRepackSpeedup` in cost.ts). The workload's total time already made the choice.
  */
 export function loadModeTradeSentence(chosen: Evaluated, ranked: Evaluated[]): string {
@@ -397,6 +397,6 @@ export function loadModeTradeSentence(chosen: Evaluated, ranked: Evaluated[]): s
   const x = `${prefill.toFixed(1)}x`;
   const vs = `(${o.id}: ${o.predicted.totalSeconds.toFixed(2)} s per request against ${c.predicted.totalSeconds.toFixed(2)})`;
   return c === pinned
-    ? `Pinned CPU weights: prefill ${x} faster; mmap would repack them for the CPU and decode ${pct} faster ${vs}.`
-    : `mmap'd CPU weights, repacked for the CPU: decode ${pct} faster; pinned ones would prefill ${x} faster ${vs}.`;
+    ? `Pinned CPU weights: prefill ${x} faster; mmap'd ones would decode ${pct} faster ${vs}.`
+    : `mmap'd CPU weights: decode ${pct} faster; pinned ones would prefill ${x} faster ${vs}.`;
 }

@@ -37,10 +37,14 @@ export interface CostConstants {
   /** Per-micro-batch copies of pageable (mmap'd) host weights, fraction of h2dGBps. */
   pageableCopyFactor: number;
   /**
-   * Speed-up of the CPU part of decode (reading and multiplying weights in host_cpu) when llama.cpp
-   * repacks those weights into its CPU backend's AVX-512/AMX/AVX2 matmul layouts, which it does for
-   * mmap'd weights (`-lm mmap`) and not for pinned host buffers (`-lm none`). Derived from
-   * bench/results/2026-11-22-h200-all-3/results.md (H200, 30B-A3B shape, 12 GiB free): llama.cpp's
+   * Speed-up of the CPU part of decode (reading and multiplying weights in host_cpu) when the weights
+   * are mmap'd (`-lm mmap`) rather than in the GPU backend's pinned host buffers (`-lm none`). The name
+   * is the first explanation, which holds only in part: llama.cpp repacks mmap'd weights for its CPU
+   * kernels where it has a layout (AMX for 2-D matmuls of Q4_0/Q4_1/Q8_0/K-quants, AVX2 layouts for
+   * Q4_0/Q4_K/IQ4_NL), but not Q8_0 expert tensors on x86 (ggml-cpu/repack.cpp has Q8_0 layouts for
+   * ARM and RISC-V only; AMX takes MUL_MAT, not MUL_MAT_ID). The runs the value comes from are Q8_0
+   * experts on x86, so their gain has another cause, not yet isolated; the value is measured, not derived.
+   * From bench/results/2026-11-22-h200-all-3/results.md (H200, 30B-A3B shape, 12 GiB free): llama.cpp's
    * default (experts of 34 blocks, mmap) decoded 41.23 t/s against 37.99 (`-ncmoe 35 -lm none`) and
    * 37.20 (`-ncmoe 36 -lm none`); less the model's own 34-vs-35/36-block difference that is 1.057x
    * at the same placement, and with the CPU part 65% of the predicted token time that is 1.09x for
@@ -168,14 +172,14 @@ export function isLlamaFamily(runtime: string): boolean {
   return LLAMA_FAMILY.has(runtime);
 }
 
-/** Runtimes whose CPU backend repacks mmap'd CPU weights for its matmul kernels (llama.cpp's CPU_REPACK/AMX buffers). */
+/** Runtimes whose mmap'd CPU weights were measured to decode faster than pinned ones (llama.cpp's loader; see cpuRepackSpeedup). */
 const REPACKING_RUNTIMES = new Set(["llama.cpp", "node-llama-cpp"]);
 
 /** CPU names that are not x86 (llama.cpp's x86 repack layouts do not apply; ARM's are not modelled). */
 const NON_X86_CPU = /\b(arm|aarch64|arm64|neoverse|cortex|graviton|ampere|altra|grace|apple|m[1-9]( pro| max| ultra)?|snapdragon|kunpeng|power[0-9]+|powerpc|ppc64(le)?|risc-?v|loongson)\b/i;
 
 /**
- * True when CPU-computed weights loaded with `loadMode` are repacked by the runtime, so the CPU
+ * True when CPU-computed weights loaded with `loadMode` get the measured mmap gain, so the CPU
  * part of decode runs `cpuRepackSpeedup` times faster: llama.cpp or node-llama-cpp, a GPU (without
  * one there are no pinned host buffers: both load modes repack, and the CPU-only constants were
  * fitted to such runs), mmap'd weights, and an x86 CPU (HardwareProfile has no CPU-feature field:
@@ -238,7 +242,7 @@ export function predict(
 
   // ---- decode: bytes per token over bandwidth, per tier
   const dec = { vram: 0, host_mapped: 0, host_cpu: 0, stream: 0, kv: 0, overhead: 0 };
-  // mmap'd CPU weights repacked into the CPU backend's matmul layouts (not the embedding: a row lookup).
+  // mmap'd CPU weights decode faster than pinned ones (measured; not the embedding: a row lookup).
   const repack = cpuRepacks(hw, settings.runtime, settings.loadMode) ? k.cpuRepackSpeedup : 1;
   for (const u of layout.units) {
     // Streamed weights are copied whole for every forward pass, not just the used experts.
