@@ -29,6 +29,12 @@ test("concurrent probe: CPU and fake GPU rates alone and together, summarized", 
   // The shipped PTX has llama.cpp's Q8_0 load pattern too: the fake ran it over whole rows of the buffer.
   assertGreater(r.gpuQ8AloneGBps!.min, 0);
   assert(r.gpuQ8AloneGBps!.min <= r.gpuQ8AloneGBps!.median && r.gpuQ8AloneGBps!.median <= r.gpuQ8AloneGBps!.max);
+  // The copy-engine passes (the fake's cuMemcpyHtoDAsync_v2 copies on the host), alone and with the CPU.
+  for (const m of [r.copyAloneGBps!, r.copyTogetherGBps!, r.cpuWithCopyGBps!]) {
+    assertGreater(m.min, 0);
+    assert(m.min <= m.median && m.median <= m.max);
+    assertEquals(m.unit, "GB/s");
+  }
 }));
 
 test("concurrent probe: a driver without the kernel's entry fails with the driver call named", () => withTempDir("hwbench-conc-", async (dir) => {
@@ -80,4 +86,13 @@ test("concurrent probe output: fields checked by name", () => {
   const q8 = parseConcurrentOutput(ok.replace("}", ',"gpuQ8AloneGBps":[23.1,22.9]}'));
   assertEquals(q8.gpuQ8AloneGBps!.median, 23);
   assertThrows(() => parseConcurrentOutput(ok.replace("}", ',"gpuQ8AloneGBps":[23.1]}')), Error, "field gpuQ8AloneGBps must be an array of 2 positive numbers");
+  // The copy-engine figures are optional too, but come as a group of three, one value per repeat.
+  assertEquals(r.copyAloneGBps, undefined);
+  const copy = ',"copyAloneGBps":[52.1,52.3],"copyTogetherGBps":[50.0,50.2],"cpuWithCopyGBps":[70.5,70.7]}';
+  const c = parseConcurrentOutput(ok.replace("}", copy));
+  assertEquals(c.copyAloneGBps!.median, 52.2);
+  assertEquals(c.copyTogetherGBps!.median, 50.1);
+  assertEquals(c.cpuWithCopyGBps!.median, 70.6);
+  assertThrows(() => parseConcurrentOutput(ok.replace("}", ',"copyAloneGBps":[52.1,52.3]}')), Error, "come together; got only copyAloneGBps");
+  assertThrows(() => parseConcurrentOutput(ok.replace("}", copy.replace("[70.5,70.7]", "[70.5,0]"))), Error, "field cpuWithCopyGBps must be an array of 2 positive numbers");
 });

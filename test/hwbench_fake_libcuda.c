@@ -96,6 +96,11 @@ CUresult cuMemHostRegister_v2(void *p, size_t n, unsigned flags) {
 }
 CUresult cuMemHostUnregister(void *p) { (void)p; live--; return OK; }
 CUresult cuMemcpyHtoD_v2(uint64_t d, const void *h, size_t n) { memcpy((void *)(uintptr_t)d, h, n); return OK; }
+CUresult cuMemcpyHtoDAsync_v2(uint64_t d, const void *h, size_t n, void *stream) {
+  (void)stream;
+  memcpy((void *)(uintptr_t)d, h, n);
+  return OK;
+}
 CUresult cuMemcpyDtoH_v2(void *h, uint64_t d, size_t n) { memcpy(h, (void *)(uintptr_t)d, n); return OK; }
 
 typedef struct { char *ptx; } module_t;

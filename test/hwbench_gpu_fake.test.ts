@@ -117,7 +117,8 @@ test("bench with a GPU: profile fields come from the measurements, cache keyed b
     // The concurrent tier (issue 22) ran the C helper against the same fake driver.
     assert(err.join("").includes("alone and together"));
     const m = r.profile.measured!;
-    for (const k of ["concurrentCpuAloneGBps", "concurrentGpuAloneGBps", "concurrentCpuGBps", "concurrentGpuGBps", "concurrentGpuQ8AloneGBps"]) {
+    for (const k of ["concurrentCpuAloneGBps", "concurrentGpuAloneGBps", "concurrentCpuGBps", "concurrentGpuGBps", "concurrentGpuQ8AloneGBps",
+      "concurrentCopyAloneGBps", "concurrentCopyGBps", "concurrentCpuWithCopyGBps"]) {
       assertGreater(m[k].median, 0, k);
     }
   } finally {

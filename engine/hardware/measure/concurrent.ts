@@ -2,7 +2,8 @@
  * The concurrent tier figure: do the CPU's path to host memory and the GPU's zero-copy path over
  * PCIe add up when both read at the same time? Runs the concurrent_bw C helper (built at first use;
  * it loads the CUDA driver with dlopen and runs read_kernel.ptx): CPU threads summing one pinned
- * buffer, a GPU kernel reading another, host-mapped buffer, each alone and both together.
+ * buffer, a GPU kernel reading another, host-mapped buffer, each alone and both together; then the
+ * same with the copy engine copying that buffer into VRAM instead of the kernel reading it in place.
  * The planner's hybrid strategy (engine/planner/hybrid.ts) splits expert reads by these rates.
  *
  * @example
@@ -53,6 +54,16 @@ export interface ConcurrentResult {
    * in place. Absent when the helper's PTX has no such kernel.
    */
   gpuQ8AloneGBps?: Measured;
+  /**
+   * The copy engine alone: the GPU's buffer copied into VRAM in 2 MiB pieces queued on one stream,
+   * as llama.cpp copies a block's experts for the GPU. Absent from older helpers' output, as are the
+   * next two (all three or none).
+   */
+  copyAloneGBps?: Measured;
+  /** The copy engine's rate while the CPU threads sum their buffer (same window). */
+  copyTogetherGBps?: Measured;
+  /** The CPU's rate in that window: what the CPU part keeps while the experts of the GPU part are copied. */
+  cpuWithCopyGBps?: Measured;
   /** Median CPU + median GPU rate together. */
   sumTogetherGBps: number;
   /** sumTogether / max(cpu alone, gpu alone): 1 means the paths share one limit, 2 that they add fully. */
@@ -60,6 +71,7 @@ export interface ConcurrentResult {
 }
 
 const FIELDS = ["cpuAloneGBps", "gpuAloneGBps", "cpuTogetherGBps", "gpuTogetherGBps"] as const;
+const COPY_FIELDS = ["copyAloneGBps", "copyTogetherGBps", "cpuWithCopyGBps"] as const;
 
 /**
  * Parse concurrent_bw's stdout (its last non-empty line is one JSON object).
@@ -97,12 +109,25 @@ export function parseConcurrentOutput(stdout: string): ConcurrentResult {
   if (q8 !== undefined && (!Array.isArray(q8) || q8.length !== n || !q8.every((x) => typeof x === "number" && Number.isFinite(x) && x > 0))) {
     throw new HardwareProbeError(`concurrent_bw: field gpuQ8AloneGBps must be an array of ${n} positive numbers, got ${JSON.stringify(q8)}`);
   }
+  const copy: Partial<Record<(typeof COPY_FIELDS)[number], Measured>> = {};
+  const present = COPY_FIELDS.filter((k) => o[k] !== undefined);
+  if (present.length > 0 && present.length < COPY_FIELDS.length) {
+    throw new HardwareProbeError(`concurrent_bw: fields ${COPY_FIELDS.join(", ")} come together; got only ${present.join(", ")}`);
+  }
+  for (const k of present) {
+    const v = o[k];
+    if (!Array.isArray(v) || v.length !== n || !v.every((x) => typeof x === "number" && Number.isFinite(x) && x > 0)) {
+      throw new HardwareProbeError(`concurrent_bw: field ${k} must be an array of ${n} positive numbers, got ${JSON.stringify(v)}`);
+    }
+    copy[k] = summarize(v as number[], "GB/s");
+  }
   return {
     threads: o.threads as number,
     cpuBytes: o.cpuBytes as number,
     gpuBytes: o.gpuBytes as number,
     ...m,
     ...(q8 !== undefined ? { gpuQ8AloneGBps: summarize(q8 as number[], "GB/s") } : {}),
+    ...copy,
     sumTogetherGBps: sum,
     gainVsBestAlone: sum / Math.max(m.cpuAloneGBps.median, m.gpuAloneGBps.median),
   };

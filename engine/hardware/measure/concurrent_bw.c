@@ -9,10 +9,14 @@
  *                      [--seconds S] [--repeats R] [--device D]
  * Output: {"threads":16,"cpuBytes":...,"gpuBytes":...,"seconds":1.5,
  *          "cpuAloneGBps":[..],"gpuAloneGBps":[..],"cpuTogetherGBps":[..],"gpuTogetherGBps":[..],
- *          "gpuQ8AloneGBps":[..]}
+ *          "gpuQ8AloneGBps":[..],"copyAloneGBps":[..],"copyTogetherGBps":[..],"cpuWithCopyGBps":[..]}
  * gpuQ8AloneGBps: the GPU alone again, with llama.cpp's one-token Q8_0 mat-vec load pattern
  * (spillway_read_q8: 16-bit loads of 34-byte blocks, one 2048-wide row per CTA) instead of 16-byte
  * words; left out when the PTX has no such kernel.
+ * copy*: the other way a GPU gets host-resident weights, the copy engine: the mapped buffer copied
+ * into VRAM in 2 MiB pieces (about one expert matrix of a 30B-A3B Q8_0 block), queued back to back
+ * on one stream as llama.cpp queues a block's expert copies; alone, and with the CPU threads summing
+ * at the same time (copyTogetherGBps, and the CPU's rate in that window, cpuWithCopyGBps).
  * Errors go to stderr with exit status 1 (usage: 2). Every allocation is released on every path.
  */
 #define _GNU_SOURCE
@@ -50,6 +54,7 @@ static struct {
   CUresult (*hostDevPtr)(CUdeviceptr *, void *, unsigned);
   CUresult (*memAlloc)(CUdeviceptr *, size_t);
   CUresult (*memFree)(CUdeviceptr);
+  CUresult (*copyAsync)(CUdeviceptr, const void *, size_t, void *);
   CUresult (*modLoad)(CUmodule *, const void *);
   CUresult (*modUnload)(CUmodule);
   CUresult (*modFn)(CUfunction *, CUmodule, const char *);
@@ -101,6 +106,7 @@ static int load_driver(const char *path) {
       {(void **)&cu.hostDevPtr, "cuMemHostGetDevicePointer_v2"},
       {(void **)&cu.memAlloc, "cuMemAlloc_v2"},
       {(void **)&cu.memFree, "cuMemFree_v2"},
+      {(void **)&cu.copyAsync, "cuMemcpyHtoDAsync_v2"},
       {(void **)&cu.modLoad, "cuModuleLoadData"},
       {(void **)&cu.modUnload, "cuModuleUnload"},
       {(void **)&cu.modFn, "cuModuleGetFunction"},
@@ -228,6 +234,28 @@ static CUresult gpu_read_window(CUfunction fn, unsigned grid, unsigned block, vo
   return 0;
 }
 
+#define COPY_PIECE ((size_t)2 << 20)
+
+/*
+ * Whole-buffer copies into VRAM (piece by piece into one device buffer of `piece` bytes, all queued,
+ * then one synchronize) back to back until `seconds` have passed; *gbps over the window.
+ */
+static CUresult copy_window(CUdeviceptr dst, size_t piece, const char *src, size_t bytes, double seconds, double *gbps) {
+  double t0 = now_s(), t_last = t0;
+  unsigned long long passes = 0;
+  CUresult rc;
+  size_t whole = bytes / piece * piece;
+  while (t_last - t0 < seconds) {
+    for (size_t off = 0; off < whole; off += piece)
+      if ((rc = cu.copyAsync(dst, src + off, piece, NULL)) != 0) return rc;
+    if ((rc = cu.ctxSync()) != 0) return rc;
+    passes++;
+    t_last = now_s();
+  }
+  *gbps = passes * (double)whole / (t_last - t0) / 1e9;
+  return 0;
+}
+
 int main(int argc, char **argv) {
   if (argc < 3) {
     fprintf(stderr, "usage: concurrent_bw LIBCUDA PTX_FILE [--threads N] [--cpu-bytes B] [--gpu-bytes B] "
@@ -288,9 +316,10 @@ int main(int argc, char **argv) {
   CUmodule mod = NULL;
   CUfunction fn = NULL, fn_q8 = NULL;
   void *cpu_buf = NULL, *gpu_buf = NULL;
-  CUdeviceptr sink = 0, gpu_dev = 0;
+  CUdeviceptr sink = 0, gpu_dev = 0, piece = 0;
   uint64_t cpu_sink = 0;
-  double *res = calloc((size_t)repeats * 5, sizeof(double));
+  enum { NRES = 8 }; /* per repeat: the JSON lists in print order */
+  double *res = calloc((size_t)repeats * NRES, sizeof(double));
   struct cpu_worker *ws = calloc((size_t)threads, sizeof *ws);
   if (!res || !ws) goto done;
 
@@ -307,6 +336,8 @@ int main(int argc, char **argv) {
   memset(gpu_buf, 1, gpu_bytes);
   CK(cu.hostDevPtr(&gpu_dev, gpu_buf, 0));
   CK(cu.memAlloc(&sink, 256));
+  size_t piece_bytes = gpu_bytes < COPY_PIECE ? gpu_bytes : COPY_PIECE;
+  CK(cu.memAlloc(&piece, piece_bytes));
   CK(cu.modLoad(&mod, ptx));
   CK(cu.modFn(&fn, mod, "spillway_read"));
   if (cu.modFn(&fn_q8, mod, "spillway_read_q8") != 0) fn_q8 = NULL;
@@ -336,35 +367,48 @@ int main(int argc, char **argv) {
     if (!cpu_start(ws, threads, cpu_buf, cpu_bytes, &stop, t0)) goto done;
     while (now_s() - t0 < seconds) usleep(1000);
     atomic_store(&stop, 1);
-    res[r * 5 + 0] = cpu_join(ws, threads, &cpu_sink);
+    res[r * NRES + 0] = cpu_join(ws, threads, &cpu_sink);
 
     /* GPU alone. */
-    CK(gpu_read_window(fn, grid, 512, params, (double)gpu_bytes, seconds, &res[r * 5 + 1]));
+    CK(gpu_read_window(fn, grid, 512, params, (double)gpu_bytes, seconds, &res[r * NRES + 1]));
 
     /* Together: the CPU threads run until the GPU's last read of the window has finished. */
     atomic_init(&stop, 0);
     t0 = now_s();
     if (!cpu_start(ws, threads, cpu_buf, cpu_bytes, &stop, t0)) goto done;
-    CUresult lrc = gpu_read_window(fn, grid, 512, params, (double)gpu_bytes, seconds, &res[r * 5 + 3]);
+    CUresult lrc = gpu_read_window(fn, grid, 512, params, (double)gpu_bytes, seconds, &res[r * NRES + 3]);
     atomic_store(&stop, 1);
-    res[r * 5 + 2] = cpu_join(ws, threads, &cpu_sink);
+    res[r * NRES + 2] = cpu_join(ws, threads, &cpu_sink);
     CK(lrc);
 
     /* GPU alone, llama.cpp's Q8_0 load pattern. */
-    if (fn_q8) CK(gpu_read_window(fn_q8, q8_rows, 128, params_q8, q8_bytes, seconds, &res[r * 5 + 4]));
+    if (fn_q8) CK(gpu_read_window(fn_q8, q8_rows, 128, params_q8, q8_bytes, seconds, &res[r * NRES + 4]));
+
+    /* The copy engine alone, then with the CPU threads in the same window. */
+    CK(copy_window(piece, piece_bytes, gpu_buf, gpu_bytes, seconds, &res[r * NRES + 5]));
+    atomic_init(&stop, 0);
+    t0 = now_s();
+    if (!cpu_start(ws, threads, cpu_buf, cpu_bytes, &stop, t0)) goto done;
+    CUresult crc = copy_window(piece, piece_bytes, gpu_buf, gpu_bytes, seconds, &res[r * NRES + 6]);
+    atomic_store(&stop, 1);
+    res[r * NRES + 7] = cpu_join(ws, threads, &cpu_sink);
+    CK(crc);
   }
 
   {
-    double v[5][100];
-    for (int k = 0; k < 5; k++)
-      for (int r = 0; r < repeats; r++) v[k][r] = res[r * 5 + k];
+    double v[NRES][100];
+    for (int k = 0; k < NRES; k++)
+      for (int r = 0; r < repeats; r++) v[k][r] = res[r * NRES + k];
     printf("{\"threads\":%d,\"cpuBytes\":%zu,\"gpuBytes\":%zu,\"seconds\":%.3f,\"sink\":%llu,", threads, cpu_bytes,
            gpu_bytes, seconds, (unsigned long long)(cpu_sink & 1));
     print_list("cpuAloneGBps", v[0], repeats, 0);
     print_list("gpuAloneGBps", v[1], repeats, 0);
     print_list("cpuTogetherGBps", v[2], repeats, 0);
-    print_list("gpuTogetherGBps", v[3], repeats, !fn_q8);
-    if (fn_q8) print_list("gpuQ8AloneGBps", v[4], repeats, 1);
+    print_list("gpuTogetherGBps", v[3], repeats, 0);
+    if (fn_q8) print_list("gpuQ8AloneGBps", v[4], repeats, 0);
+    print_list("copyAloneGBps", v[5], repeats, 0);
+    print_list("copyTogetherGBps", v[6], repeats, 0);
+    print_list("cpuWithCopyGBps", v[7], repeats, 1);
     printf("}\n");
   }
   status = 0;
@@ -376,6 +420,7 @@ done:
     fprintf(stderr, "concurrent_bw: %s failed: %s (%d)\n", failed_call, name ? name : "?", failed_rc);
   }
   if (mod) cu.modUnload(mod);
+  if (piece) cu.memFree(piece);
   if (sink) cu.memFree(sink);
   if (gpu_buf) cu.freeHost(gpu_buf);
   if (cpu_buf) cu.freeHost(cpu_buf);

@@ -99,6 +99,9 @@ export function benchProfile(parts: BenchParts, base?: HardwareProfile): Hardwar
     measured.concurrentCpuGBps = parts.concurrent.cpuTogetherGBps;
     measured.concurrentGpuGBps = parts.concurrent.gpuTogetherGBps;
     if (parts.concurrent.gpuQ8AloneGBps) measured.concurrentGpuQ8AloneGBps = parts.concurrent.gpuQ8AloneGBps;
+    if (parts.concurrent.copyAloneGBps) measured.concurrentCopyAloneGBps = parts.concurrent.copyAloneGBps;
+    if (parts.concurrent.copyTogetherGBps) measured.concurrentCopyGBps = parts.concurrent.copyTogetherGBps;
+    if (parts.concurrent.cpuWithCopyGBps) measured.concurrentCpuWithCopyGBps = parts.concurrent.cpuWithCopyGBps;
   }
   if (parts.disk) {
     measured.diskReadGBps = parts.disk.readGBps;

@@ -188,6 +188,9 @@ const LABELS: Record<string, string> = {
   concurrentCpuGBps: "CPU reading RAM while the GPU reads over PCIe",
   concurrentGpuGBps: "GPU zero-copy read while the CPU reads RAM",
   concurrentGpuQ8AloneGBps: "GPU zero-copy read, llama.cpp's Q8_0 mat-vec loads (concurrent probe, alone)",
+  concurrentCopyAloneGBps: "copy engine, pinned RAM to VRAM in 2 MiB pieces (concurrent probe, alone)",
+  concurrentCopyGBps: "copy engine to VRAM while the CPU reads RAM",
+  concurrentCpuWithCopyGBps: "CPU reading RAM while the copy engine copies to VRAM",
 };
 
 function fmt(v: number): string {
