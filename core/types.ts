@@ -209,6 +209,11 @@ export interface RuntimeSettings {
    */
   hybridGpuFraction?: number;
   /**
+   * How the GPU part of a hybrid split gets its experts: read in place from pinned host memory
+   * (absent or `inplace`), or `copy`: copied into VRAM by the copy engine first.
+   */
+  hybridGpuRead?: "inplace" | "copy";
+  /**
    * KV cache element type for K and V (llama.cpp -ctk/-ctv); absent: the runtime's default (f16).
    * Quantized types need flash attention (issue 21, engine/planner/kv_choice.ts).
    */

@@ -11,9 +11,9 @@ import { getProfile } from "../engine/hardware/profiles.ts";
 import { modelInfoFromShape } from "../engine/planner/from_shape.ts";
 import { plan, type PlanRecipe } from "../engine/planner/plan.ts";
 import { formatPlan } from "../engine/planner/format.ts";
-import { HYBRID_CONSTANTS, hybridRates } from "../engine/planner/hybrid.ts";
+import { HYBRID_CONSTANTS, hybridCopyRates, hybridRates } from "../engine/planner/hybrid.ts";
 import { llamaCppLaunchSpec } from "../engine/runtimes/llamacpp.ts";
-import { HYBRID_FRACTION_ENV, hybridBuild, hybridBuildHint, hybridKey } from "../engine/runtimes/llamacpp_hybrid.ts";
+import { HYBRID_FRACTION_ENV, HYBRID_READ_ENV, hybridBuild, hybridBuildHint, hybridKey } from "../engine/runtimes/llamacpp_hybrid.ts";
 import { launch } from "../engine/launch/mod.ts";
 import { RuntimeMissingError } from "../core/errors.ts";
 
@@ -144,6 +144,48 @@ test("plan: no hybrid without the concurrent figure (a note says why), nor where
   assert(!o.candidates.some((c) => c.strategy === "hybrid"));
 });
 
+/** withConcurrent plus the probe's copy passes: the copy engine's rate and the CPU's beside it. */
+function withCopy(p: HardwareProfile, copy: number, cpuWithCopy: number, q8 = 23): HardwareProfile {
+  const out = withConcurrent(p);
+  out.measured!.concurrentGpuQ8AloneGBps = m(q8);
+  out.measured!.concurrentCopyAloneGBps = m(copy + 1);
+  out.measured!.concurrentCopyGBps = m(copy);
+  out.measured!.concurrentCpuWithCopyGBps = m(cpuWithCopy);
+  return out;
+}
+
+test("hybrid copy rates: none without the probe's copy passes; the copy engine's rate is the GPU part's, the CPU keeps its share beside it", () => {
+  assertEquals(hybridCopyRates(withConcurrent(base)), null);
+  const r = hybridCopyRates(withCopy(base, 50, 71))!;
+  assertEquals(r.read, "copy");
+  assertEquals(r.gpuGBps, 50);
+  assert(Math.abs(r.cpuGBps - 69 * (71 / 84.5)) < 1e-9, String(r.cpuGBps));
+  assert(Math.abs(r.balance - 50 / (50 + r.cpuGBps)) < 1e-12);
+  assertStringIncludes(r.source, "copy engine moves 50.0 GB/s to VRAM while the CPU reads, the CPU keeps 84%");
+  assertEquals(hybridRates(withCopy(base, 50, 71))!.read, "inplace");
+});
+
+test("plan: where the copy engine outruns llama.cpp's in-place reads, the copy variant is chosen and launched with its read mode", () => {
+  // In-place kernels at 23 GB/s (the 2026-12-07 machine) lose to stock; copies at 50 GB/s win.
+  const hw = withCopy(base, 50, 71);
+  const p = plan(model, hw, recipe(512, 512));
+  assertMatch(p.chosen, /^hybrid-copy-\d+-ub\d+$/);
+  const chosen = p.candidates.find((c) => c.id === p.chosen)!;
+  assertEquals(chosen.settings.hybridGpuRead, "copy");
+  assertStringIncludes(chosen.label, "copied to VRAM and computed by the GPU");
+  // The in-place variant of the same base is a candidate too, predicted slower.
+  const inplace = p.candidates.find((c) => c.id === chosen.id.replace("hybrid-copy-", "hybrid-"))!;
+  assertEquals(inplace.settings.hybridGpuRead, undefined);
+  assertGreater(chosen.predicted.decodeTps, inplace.predicted.decodeTps);
+  assert(p.notes!.some((n) => n.includes("in place: concurrent probe") && n.includes("copy: concurrent probe: the copy engine moves 50.0 GB/s")), String(p.notes));
+  const spec = llamaCppLaunchSpec(p, null);
+  assertEquals(spec.env[HYBRID_READ_ENV], "copy");
+  assertEquals(spec.env[HYBRID_FRACTION_ENV], String(chosen.settings.hybridGpuFraction));
+  // A slow copy engine (and a CPU that loses much beside it) keeps the plan off the copy variant.
+  const slow = plan(model, withCopy(base, 10, 40), recipe(512, 512));
+  assertEquals(slow.chosen.startsWith("hybrid-copy-"), false, slow.chosen);
+});
+
 test("launch: a hybrid plan sets the GPU share for the patched llama.cpp; the launcher's hint says how to build it", () => {
   const p = plan(model, withConcurrent(base), recipe(512, 512));
   const spec = llamaCppLaunchSpec(p, null);
@@ -167,6 +209,8 @@ test("launch: a hybrid plan sets the GPU share for the patched llama.cpp; the la
   // A stock plan gets no hybrid environment.
   const stock = plan(model, base, recipe(512, 512));
   assertEquals(llamaCppLaunchSpec(stock, null).env[HYBRID_FRACTION_ENV], undefined);
+  // An in-place hybrid plan leaves the read mode to the build's default.
+  assertEquals(spec.env[HYBRID_READ_ENV], undefined);
 });
 
 test("the patched build's cache key: the same in TypeScript and in build.sh, and it changes with a patch", () => {

@@ -12,7 +12,11 @@
  * share f a block's expert reads take the longer part plus what the overlap does not hide of the
  * shorter, instead of `bytes / cpu`; a plan takes the multiple of 1/k (k experts per token) on either
  * side of the balance that predicts the shorter token, and is kept only where it beats the others.
- * Without a measured concurrent figure the strategy is not proposed (a note says why).
+ * Without a measured concurrent figure the strategy is not proposed (a note says why). Where the
+ * probe also measured the copy engine (its copy passes), a second variant has the GPU part's experts
+ * copied into VRAM first (`hybridGpuRead: "copy"`), with the copy engine's rate in place of the
+ * kernels' read rate; the faster variant wins. The split's constants (overlap loss, per-block
+ * overhead) were measured on the in-place variant and are applied to both.
  *
  * @example
  * const rates = hybridRates(profile); // null without `spillway bench`'s concurrent figure
@@ -51,8 +55,16 @@ export interface HybridConstants {
 /** {@link HybridConstants} as measured (see above). */
 export const HYBRID_CONSTANTS: HybridConstants = { layerOverheadMs: 0.028, kernelEfficiency: 1.0, overlapLoss: 0.27 };
 
+/**
+ * How the GPU part gets its experts: read from pinned host memory in place by the kernels (zero-copy),
+ * or copied into VRAM by the copy engine first (the patched build's `LLAMA_MOE_HYBRID_GPU_READ=copy`).
+ */
+export type HybridGpuRead = "inplace" | "copy";
+
 /** Rates of the two paths while both read, and the GPU share that balances them. */
 export interface HybridRates {
+  /** How the GPU part reads its experts. */
+  read: HybridGpuRead;
   /** GB/s the CPU computes host experts at while the GPU reads too. */
   cpuGBps: number;
   /** GB/s the GPU reads host experts at while the CPU reads too. */
@@ -84,11 +96,35 @@ export function hybridRates(hw: HardwareProfile, k: CostConstants = DEFAULT_CONS
   const q8 = m.concurrentGpuQ8AloneGBps?.median;
   const gpu = q8 !== undefined ? q8 * keepGpu : g.zeroCopyGBps * k.zeroCopyEfficiency * h.kernelEfficiency * keepGpu;
   return {
+    read: "inplace",
     cpuGBps: cpu,
     gpuGBps: gpu,
     balance: gpu / (cpu + gpu),
     source: `concurrent probe: CPU keeps ${(keepCpu * 100).toFixed(0)}% and GPU zero-copy ${(keepGpu * 100).toFixed(0)}% of their rates while both read` +
       (q8 !== undefined ? `; llama.cpp's Q8_0 kernels read host memory at ${q8.toFixed(1)} GB/s (${((q8 / gpuAlone) * 100).toFixed(0)}% of a plain read)` : ""),
+  };
+}
+
+/**
+ * The hybrid rates with the GPU part's experts copied into VRAM by the copy engine, or null when the
+ * profile lacks the probe's copy figures (`measured.concurrentCopyGBps` / `concurrentCpuWithCopyGBps`,
+ * written by `spillway bench` since the probe has its copy passes). The GPU part's rate is the copy
+ * engine's while the CPU reads too (its kernels then read VRAM, ~50x faster than the copy); the CPU
+ * part's is the cost model's RAM rate times what the CPU keeps while the copy engine reads RAM.
+ */
+export function hybridCopyRates(hw: HardwareProfile, k: CostConstants = DEFAULT_CONSTANTS): HybridRates | null {
+  const m = hw.measured;
+  if (!hw.gpu || !m?.concurrentCopyGBps || !m.concurrentCpuWithCopyGBps) return null;
+  const cpuAlone = m.concurrentCpuAloneGBps?.median ?? m.concurrentCpuWithCopyGBps.median;
+  const keepCpu = Math.min(1, m.concurrentCpuWithCopyGBps.median / cpuAlone);
+  const cpu = hw.host.ramGBps * k.cpuEfficiency * keepCpu;
+  const gpu = m.concurrentCopyGBps.median;
+  return {
+    read: "copy",
+    cpuGBps: cpu,
+    gpuGBps: gpu,
+    balance: gpu / (cpu + gpu),
+    source: `concurrent probe: the copy engine moves ${gpu.toFixed(1)} GB/s to VRAM while the CPU reads, the CPU keeps ${(keepCpu * 100).toFixed(0)}% of its rate`,
   };
 }
 
@@ -138,14 +174,16 @@ export function hybridOf(ctx: PlanContext, base: Evaluated, rates: HybridRates, 
   const prefillSeconds = ctx.workload.promptTokens / p.prefillTps;
   const totalSeconds = prefillSeconds + ctx.workload.generatedTokens * decodeSeconds;
   const n = c.settings.cpuMoeLayers;
+  const copy = rates.read === "copy";
   const candidate: Candidate = {
     ...c,
-    id: `hybrid-${n}-ub${c.settings.ubatch}`,
+    id: `hybrid-${copy ? "copy-" : ""}${n}-ub${c.settings.ubatch}`,
     label: `experts of ${n} of ${ctx.summary.layerCount} blocks in pinned host memory; decode splits each token's experts, ` +
-      `${gpuExperts} of its ${used} read by the GPU over PCIe and ${used - gpuExperts} computed by the CPU at the same time ` +
+      `${gpuExperts} of its ${used} ${copy ? "copied to VRAM and computed by the GPU" : "read by the GPU over PCIe"} and ` +
+      `${used - gpuExperts} computed by the CPU at the same time ` +
       `(${rates.gpuGBps.toFixed(0)} + ${rates.cpuGBps.toFixed(0)} GB/s); prefill as ${c.id} (ub ${c.settings.ubatch}; patched llama.cpp)`,
     strategy: "hybrid",
-    settings: { ...c.settings, hybridGpuFraction: +f.toFixed(4) },
+    settings: { ...c.settings, hybridGpuFraction: +f.toFixed(4), ...(copy ? { hybridGpuRead: "copy" as const } : {}) },
     predicted: { prefillTps: c.predicted.prefillTps, decodeTps: +(1 / decodeSeconds).toPrecision(4), totalSeconds: +totalSeconds.toPrecision(4) },
     placements: c.placements.map((pl) => ({ ...pl, ...(pl.layers ? { layers: [...pl.layers] as [number, number] } : {}) })),
   };
@@ -168,13 +206,17 @@ export function hybridOf(ctx: PlanContext, base: Evaluated, rates: HybridRates, 
 export function withHybrid(ctx: PlanContext, ranked: Evaluated[]): { ranked: Evaluated[]; note: string | null } {
   if (!ctx.caps.strategies.includes("hybrid") || ctx.hw.gpu === null || ctx.summary.expertCount === 0) return { ranked, note: null };
   const rates = hybridRates(ctx.hw, ctx.constants);
+  const copyRates = hybridCopyRates(ctx.hw, ctx.constants);
   if (!rates) {
     const hasPinnedExperts = ranked.some((e) => e.candidate.strategy === "experts_cpu" && e.candidate.settings.loadMode === "none" && e.candidate.fits);
     return { ranked, note: hasPinnedExperts ? "hybrid experts not considered: the hardware profile has no concurrent figure (run `spillway bench`)" : null };
   }
-  const extra = ranked.map((e) => hybridOf(ctx, e, rates)).filter((e): e is Evaluated => e !== null);
+  // Each read mode the profile has figures for: both variants are candidates, the faster one wins.
+  const options = copyRates ? [rates, copyRates] : [rates];
+  const extra = options.flatMap((r) => ranked.map((e) => hybridOf(ctx, e, r))).filter((e): e is Evaluated => e !== null);
   const all = [...ranked, ...extra].sort((a, b) =>
     Number(b.candidate.fits) - Number(a.candidate.fits) || a.prediction.totalSeconds - b.prediction.totalSeconds
   );
-  return { ranked: all, note: extra.length > 0 ? `hybrid split from measured rates (${rates.source})` : null };
+  const sources = options.map((r) => (options.length > 1 ? `${r.read === "copy" ? "copy" : "in place"}: ` : "") + r.source).join("; ");
+  return { ranked: all, note: extra.length > 0 ? `hybrid split from measured rates (${sources})` : null };
 }

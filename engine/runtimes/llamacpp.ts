@@ -13,7 +13,7 @@ import { RECIPE_DEFAULTS, WORKLOADS } from "../recipe/parse.ts";
 export type { BenchCounts } from "./adapter.ts";
 import { runtimeCapabilities } from "./capabilities.ts";
 import { shimEnvironment } from "./shim_path.ts";
-import { HYBRID_FRACTION_ENV, hybridBuild } from "./llamacpp_hybrid.ts";
+import { HYBRID_FRACTION_ENV, HYBRID_READ_ENV, hybridBuild } from "./llamacpp_hybrid.ts";
 import { ensurePrivateDir, slotSavePathOf } from "./slot_dir.ts";
 
 /** Which llama.cpp program a launch runs. */
@@ -146,6 +146,7 @@ export function llamaCppLaunchSpec(plan: Plan, recipe: RunRecipe | null, options
   const env: Record<string, string> = {
     ...shimEnvironment(s.shim, options),
     ...(hybrid ? { [HYBRID_FRACTION_ENV]: String(s.hybridGpuFraction) } : {}),
+    ...(hybrid && s.hybridGpuRead === "copy" ? { [HYBRID_READ_ENV]: "copy" } : {}),
     ...(recipe?.env ?? {}),
   };
   const extra = recipe?.args ?? [];

@@ -18,6 +18,9 @@ import { cacheDir } from "../../core/paths.ts";
 /** Environment variable of the patched llama.cpp: the GPU's share of each token's selected experts (the first round(f*k) of its k). */
 export const HYBRID_FRACTION_ENV = "LLAMA_MOE_HYBRID_GPU_FRACTION";
 
+/** Environment variable of the patched llama.cpp: `copy` has the GPU part's experts copied into VRAM first (default: read in place). */
+export const HYBRID_READ_ENV = "LLAMA_MOE_HYBRID_GPU_READ";
+
 /** The folder holding runtimes/llama.cpp (the package root), searched upwards from this module. */
 export function runtimesDir(start: string = dirname(fileURLToPath(import.meta.url))): string | null {
   let dir = start;
