@@ -3,7 +3,7 @@
 // llama-bench and the common llama.cpp flags, the naive layer count, machine-detail parsing, and
 // the report (markdown + SVG) rendered from a committed results file.
 import { test } from "node:test";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { assert, assertEquals, assertGreater, assertLess, assertMatch, assertThrows } from "./_assert.ts";
@@ -25,7 +25,7 @@ import {
 import { machineLabel, parseMeminfo, parseNvidiaSmi } from "../bench/harness/machine.ts";
 import { loadMatrix, parseMatrix } from "../bench/harness/matrix.ts";
 import { parseArgs } from "../bench/harness/main.ts";
-import { renderChartSvg } from "../bench/harness/report.ts";
+import { readResults, renderChartSvg } from "../bench/harness/report.ts";
 import type { RunResults } from "../bench/harness/results.ts";
 import { headlineRatios, renderMarkdown } from "../bench/harness/table.ts";
 
@@ -167,4 +167,22 @@ test("llama flags: a check keeps the load mode it ran with (hybrid experts exist
   const flags = ["-ngl", "99", "-ncmoe", "36", "-lm", "none", "-ub", "2048"];
   assertEquals(benchToCommonFlags(flags), ["-ngl", "99", "-ncmoe", "36", "-lm", "none", "-ub", "2048"]);
   assertEquals(benchToCommonFlags(["-ngl", "99", "-ncmoe", "36", "--load-mode", "mmap"]), ["-ngl", "99", "-ncmoe", "36", "--load-mode", "mmap"]);
+});
+
+test("report input: a results.json or its run folder; a missing file, bad JSON or another file is named in the error", () => {
+  const dir = mkdtempSync(join(tmpdir(), "report-in-"));
+  try {
+    const committed = "bench/results/2026-11-22-h200-x1-phases";
+    assertEquals(readResults(committed).file, join(committed, "results.json"));
+    assertEquals(readResults(join(committed, "results.json")).results.version, 1);
+    assertThrows(() => readResults(join(dir, "nope")), Error, `${join(dir, "nope")}: no such results file or folder`);
+    mkdirSync(join(dir, "empty"));
+    assertThrows(() => readResults(join(dir, "empty")), Error, `${join(dir, "empty", "results.json")}: cannot be read (ENOENT)`);
+    writeFileSync(join(dir, "bad.json"), "{ nope");
+    assertThrows(() => readResults(join(dir, "bad.json")), Error, `${join(dir, "bad.json")}: not JSON`);
+    writeFileSync(join(dir, "other.json"), '{"version": 2}');
+    assertThrows(() => readResults(join(dir, "other.json")), Error, `${join(dir, "other.json")}: not a harness results file (version 1)`);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

@@ -6,7 +6,7 @@
  *
  * @module
  */
-import { readFileSync, writeFileSync } from "node:fs";
+import { readFileSync, statSync, writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import type { MethodResult, RunResults } from "./results.ts";
 import { renderMarkdown } from "./table.ts";
@@ -77,10 +77,38 @@ export async function svgToPng(svg: string): Promise<Uint8Array> {
   return r.render().asPng();
 }
 
-/** Writes results.md, chart.svg and chart.png next to (or into `outDir` for) a results.json. */
-export async function writeReport(resultsFile: string, outDir?: string): Promise<{ md: string; svg: string; png: string }> {
-  const res = JSON.parse(readFileSync(resultsFile, "utf8")) as RunResults;
-  if (res.version !== 1 || !Array.isArray(res.results)) throw new Error(`${resultsFile}: not a harness results file (version 1)`);
+/**
+ * Reads a harness results file: `path` is a results.json or a folder holding one (a run's folder in
+ * bench/results/). Errors name the file: missing, not JSON, or not a results file.
+ */
+export function readResults(path: string): { file: string; results: RunResults } {
+  let file = path;
+  try {
+    if (statSync(path).isDirectory()) file = join(path, "results.json");
+  } catch {
+    throw new Error(`${path}: no such results file or folder`);
+  }
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (e) {
+    throw new Error(`${file}: cannot be read (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
+  }
+  let res: RunResults;
+  try {
+    res = JSON.parse(text) as RunResults;
+  } catch (e) {
+    throw new Error(`${file}: not JSON (${(e as Error).message})`);
+  }
+  if (res === null || typeof res !== "object" || res.version !== 1 || !Array.isArray(res.results)) {
+    throw new Error(`${file}: not a harness results file (version 1)`);
+  }
+  return { file, results: res };
+}
+
+/** Writes results.md, chart.svg and chart.png next to (or into `outDir` for) a results.json (or a folder holding one). */
+export async function writeReport(resultsPath: string, outDir?: string): Promise<{ md: string; svg: string; png: string }> {
+  const { file: resultsFile, results: res } = readResults(resultsPath);
   const dir = outDir ?? dirname(resultsFile);
   const md = join(dir, "results.md");
   const svgFile = join(dir, "chart.svg");
@@ -92,13 +120,19 @@ export async function writeReport(resultsFile: string, outDir?: string): Promise
   return { md, svg: svgFile, png };
 }
 
-/** `harness report --results F [--out D]`. */
+/** `harness report --results F [--out D]` (F: a results.json or the folder holding it). */
 export async function reportCommand(o: Record<string, string>): Promise<number> {
   if (!o.results) {
-    console.error("report: --results <results.json> is required");
+    console.error("report: --results <results.json or its folder> is required");
     return 2;
   }
-  const files = await writeReport(resolve(o.results), o.out ? resolve(o.out) : undefined);
+  let files: { md: string; svg: string; png: string };
+  try {
+    files = await writeReport(resolve(o.results), o.out ? resolve(o.out) : undefined);
+  } catch (e) {
+    console.error(`report: ${(e as Error).message}`);
+    return 1;
+  }
   console.log(`wrote ${files.md}, ${files.svg}, ${files.png}`);
   return 0;
 }
