@@ -2,10 +2,10 @@
 // launch of the patched build, and the cache key shared with runtimes/llama.cpp/build.sh.
 import { test } from "node:test";
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync, mkdirSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { assert, assertEquals, assertGreater, assertMatch, assertStringIncludes } from "./_assert.ts";
+import { assert, assertEquals, assertGreater, assertLess, assertMatch, assertStringIncludes } from "./_assert.ts";
 import type { HardwareProfile, Measured } from "../core/types.ts";
 import { getProfile } from "../engine/hardware/profiles.ts";
 import { modelInfoFromShape } from "../engine/planner/from_shape.ts";
@@ -184,6 +184,31 @@ test("plan: where the copy engine outruns llama.cpp's in-place reads, the copy v
   // A slow copy engine (and a CPU that loses much beside it) keeps the plan off the copy variant.
   const slow = plan(model, withCopy(base, 10, 40), recipe(512, 512));
   assertEquals(slow.chosen.startsWith("hybrid-copy-"), false, slow.chosen);
+});
+
+test("plan: with the probe figures of the copy mode's GPU run (2026-12-07-hybrid-copy) the copy variant at 3 of 8 is chosen, predicting the small gain measured", () => {
+  const c = JSON.parse(readFileSync("bench/results/2026-12-07-hybrid-copy/concurrent.json", "utf8"));
+  const hw: HardwareProfile = {
+    ...base,
+    measured: {
+      ...(base.measured ?? {}),
+      concurrentCpuAloneGBps: c.cpuAloneGBps, concurrentGpuAloneGBps: c.gpuAloneGBps,
+      concurrentCpuGBps: c.cpuTogetherGBps, concurrentGpuGBps: c.gpuTogetherGBps,
+      concurrentGpuQ8AloneGBps: c.gpuQ8AloneGBps, concurrentCopyAloneGBps: c.copyAloneGBps,
+      concurrentCopyGBps: c.copyTogetherGBps, concurrentCpuWithCopyGBps: c.cpuWithCopyGBps,
+    },
+  };
+  const p = plan(model, hw, recipe(4096, 128));
+  const chosen = p.candidates.find((x) => x.id === p.chosen)!;
+  assertMatch(p.chosen, /^hybrid-copy-\d+-ub\d+$/);
+  assertEquals(chosen.settings.hybridGpuFraction, 0.375);
+  // Measured there: 47.82 against 46.43 t/s stock at the same placement, 1.03x.
+  const stock = p.candidates.find((x) => x.id === `ncmoe-${chosen.settings.cpuMoeLayers}-none-ub${chosen.settings.ubatch}`)!;
+  const gain = chosen.predicted.decodeTps / stock.predicted.decodeTps;
+  assert(gain > 1.0 && gain < 1.1, String(gain));
+  // The in-place variant is predicted slower than stock there (Q8_0 kernels at 22.9 GB/s).
+  const inplace = p.candidates.find((x) => x.id === chosen.id.replace("hybrid-copy-", "hybrid-"))!;
+  assertLess(inplace.predicted.decodeTps, stock.predicted.decodeTps);
 });
 
 test("launch: a hybrid plan sets the GPU share for the patched llama.cpp; the launcher's hint says how to build it", () => {

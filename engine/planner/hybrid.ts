@@ -16,7 +16,8 @@
  * probe also measured the copy engine (its copy passes), a second variant has the GPU part's experts
  * copied into VRAM first (`hybridGpuRead: "copy"`), with the copy engine's rate in place of the
  * kernels' read rate; the faster variant wins. The split's constants (overlap loss, per-block
- * overhead) were measured on the in-place variant and are applied to both.
+ * overhead) were measured on the in-place variant and are applied to both: they predict the copy
+ * mode's GPU run (bench/results/2026-12-07-hybrid-copy) within 1-5%.
  *
  * @example
  * const rates = hybridRates(profile); // null without `spillway bench`'s concurrent figure
