@@ -16,20 +16,22 @@ import { join } from "node:path";
 import process from "node:process";
 import { ROOT } from "./_native.ts";
 
+/** argv running the TypeScript file `script` (relative to the project root) in the runtime running this test. */
+export function scriptArgv(script: string, args: string[]): string[] {
+  const file = join(ROOT, script);
+  if (process.versions.bun) return [process.execPath, file, ...args];
+  if (process.versions.deno) return [process.execPath, "run", "-A", file, ...args];
+  return [process.execPath, "--import", "tsx", file, ...args];
+}
+
 /** argv running test/run_driver.ts in the runtime running this test. */
 export function driverArgv(args: string[]): string[] {
-  const driver = join(ROOT, "test", "run_driver.ts");
-  if (process.versions.bun) return [process.execPath, driver, ...args];
-  if (process.versions.deno) return [process.execPath, "run", "-A", driver, ...args];
-  return [process.execPath, "--import", "tsx", driver, ...args];
+  return scriptArgv(join("test", "run_driver.ts"), args);
 }
 
 /** argv running cli.ts in the runtime running this test. */
 export function cliArgv(args: string[]): string[] {
-  const cli = join(ROOT, "cli.ts");
-  if (process.versions.bun) return [process.execPath, cli, ...args];
-  if (process.versions.deno) return [process.execPath, "run", "-A", cli, ...args];
-  return [process.execPath, "--import", "tsx", cli, ...args];
+  return scriptArgv("cli.ts", args);
 }
 
 /** Runs `spillway ARGS` to completion (no shell); stdout/stderr as text. */

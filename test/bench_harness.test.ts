@@ -25,8 +25,8 @@ import {
 import { machineLabel, parseMeminfo, parseNvidiaSmi } from "../bench/harness/machine.ts";
 import { loadMatrix, parseMatrix } from "../bench/harness/matrix.ts";
 import { parseArgs } from "../bench/harness/main.ts";
-import { readResults, renderChartSvg } from "../bench/harness/report.ts";
-import type { RunResults } from "../bench/harness/results.ts";
+import { renderChartSvg } from "../bench/harness/report.ts";
+import { readResults, type RunResults } from "../bench/harness/results.ts";
 import { headlineRatios, renderMarkdown } from "../bench/harness/table.ts";
 
 const GiB = 2 ** 30;

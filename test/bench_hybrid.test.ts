@@ -1,7 +1,10 @@
 // Issue 22: harness support for the hybrid run: method environment and check flags in the matrix,
 // and summary.json (hybrid vs the best stock configuration of the same run).
 import { test } from "node:test";
-import { assertEquals, assertThrows } from "./_assert.ts";
+import { execFileSync, spawnSync } from "node:child_process";
+import { assertEquals, assertStringIncludes, assertThrows } from "./_assert.ts";
+import { ROOT } from "./_native.ts";
+import { scriptArgv } from "./_spillway_cli.ts";
 import { loadBenchMatrix, loadMatrix, onlyModels, parseMatrix } from "../bench/harness/matrix.ts";
 import { hybridSummary, isStock } from "../bench/harness/hybrid_summary.ts";
 import { renderMarkdown } from "../bench/harness/table.ts";
@@ -152,4 +155,18 @@ test("loadBenchMatrix: SPILLWAY_BENCH_ONLY_MODELS from the environment narrows t
   assertEquals(loadBenchMatrix(f, { SPILLWAY_BENCH_ONLY_MODELS: "moe30b" }).models.map((m) => m.id), ["moe30b"]);
   assertEquals(loadBenchMatrix(f, {}).models.length, 2);
   assertThrows(() => loadBenchMatrix(f, { SPILLWAY_BENCH_ONLY_MODELS: "glm" }), Error, "SPILLWAY_BENCH_ONLY_MODELS");
+});
+
+test("hybrid_summary CLI: a run folder and an id; the committed copy-mode run gives the ratio its README states", () => {
+  const [cmd, ...args] = scriptArgv("bench/harness/hybrid_summary.ts", ["bench/results/2026-12-07-hybrid-copy", "hybrid-copy-0.375"]);
+  const out = execFileSync(cmd!, args, { encoding: "utf8", cwd: ROOT });
+  const s = JSON.parse(out);
+  assertEquals(s.shapes[0].hybrid.id, "hybrid-copy-0.375");
+  assertEquals(s.shapes[0].decodeRatioVsBestStock, 1.03);
+  assertEquals(s.shapes[0].bestStock.decodeId, "stock-pinned");
+  // A missing results path is named, exit 1.
+  const [cmd2, ...args2] = scriptArgv("bench/harness/hybrid_summary.ts", ["bench/results/no-such-run.json"]);
+  const r = spawnSync(cmd2!, args2, { encoding: "utf8", cwd: ROOT });
+  assertEquals(r.status, 1);
+  assertStringIncludes(r.stderr, "bench/results/no-such-run.json: no such results file or folder");
 });

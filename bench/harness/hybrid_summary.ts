@@ -12,9 +12,9 @@
  * console.log(s.shapes[0].decodeRatioVsBestStock); // e.g. 1.31
  * @module
  */
-import { readFileSync } from "node:fs";
+import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
-import { type MethodResult, mergeRuns, type RunResults } from "./results.ts";
+import { type MethodResult, mergeRuns, readResults, type RunResults } from "./results.ts";
 
 /** Environment variables of the patched llama.cpp that change what it computes. */
 const PATCH_SWITCHES = ["LLAMA_MOE_HYBRID_GPU_FRACTION", "LLAMA_MOE_HYBRID_GPU_READ"];
@@ -87,13 +87,19 @@ export function hybridSummary(r: RunResults, hybridId = "hybrid"): HybridSummary
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
+  // Arguments naming a file or folder on disk are results (a results.json or its run folder); the other is the id.
   const args = process.argv.slice(2);
-  const files = args.filter((a) => a.endsWith(".json"));
-  const id = args.find((a) => !a.endsWith(".json"));
+  const files = args.filter((a) => a.endsWith(".json") || existsSync(a));
+  const id = args.find((a) => !files.includes(a));
   if (files.length === 0) {
-    console.error("usage: hybrid_summary.ts RESULTS_JSON... [HYBRID_ID]  (several files: parts of one run, merged)");
+    console.error("usage: hybrid_summary.ts RESULTS... [HYBRID_ID]  (RESULTS: a results.json or its run folder; several: parts of one run, merged)");
     process.exit(2);
   }
-  const run = mergeRuns(files.map((f) => JSON.parse(readFileSync(f, "utf8")) as RunResults));
-  console.log(JSON.stringify(hybridSummary(run, id), null, 2));
+  try {
+    const run = mergeRuns(files.map((f) => readResults(f).results));
+    console.log(JSON.stringify(hybridSummary(run, id), null, 2));
+  } catch (e) {
+    console.error(`hybrid_summary: ${(e as Error).message}`);
+    process.exit(1);
+  }
 }

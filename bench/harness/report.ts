@@ -6,9 +6,9 @@
  *
  * @module
  */
-import { readFileSync, statSync, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
-import type { MethodResult, RunResults } from "./results.ts";
+import { type MethodResult, readResults, type RunResults } from "./results.ts";
 import { renderMarkdown } from "./table.ts";
 
 function esc(s: string): string {
@@ -75,35 +75,6 @@ export async function svgToPng(svg: string): Promise<Uint8Array> {
   const { Resvg } = await import("@resvg/resvg-js");
   const r = new Resvg(svg, { background: "white", fitTo: { mode: "zoom", value: 1.5 }, font: { loadSystemFonts: true } });
   return r.render().asPng();
-}
-
-/**
- * Reads a harness results file: `path` is a results.json or a folder holding one (a run's folder in
- * bench/results/). Errors name the file: missing, not JSON, or not a results file.
- */
-export function readResults(path: string): { file: string; results: RunResults } {
-  let file = path;
-  try {
-    if (statSync(path).isDirectory()) file = join(path, "results.json");
-  } catch {
-    throw new Error(`${path}: no such results file or folder`);
-  }
-  let text: string;
-  try {
-    text = readFileSync(file, "utf8");
-  } catch (e) {
-    throw new Error(`${file}: cannot be read (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
-  }
-  let res: RunResults;
-  try {
-    res = JSON.parse(text) as RunResults;
-  } catch (e) {
-    throw new Error(`${file}: not JSON (${(e as Error).message})`);
-  }
-  if (res === null || typeof res !== "object" || res.version !== 1 || !Array.isArray(res.results)) {
-    throw new Error(`${file}: not a harness results file (version 1)`);
-  }
-  return { file, results: res };
 }
 
 /** Writes results.md, chart.svg and chart.png next to (or into `outDir` for) a results.json (or a folder holding one). */

@@ -6,7 +6,8 @@
  * @module
  */
 import type { SlotRestoreResult } from "./slot_restore.ts";
-import { renameSync, writeFileSync } from "node:fs";
+import { readFileSync, renameSync, statSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import type { MachineDetails } from "./machine.ts";
 
 /** One throughput figure (tokens per second) with its spread. */
@@ -166,4 +167,33 @@ export function mergeRuns(parts: RunResults[]): RunResults {
     results: all.filter((m) => !(m.status === "skipped" && measured.has(key(m)))),
     notes: [...new Set(parts.flatMap((p) => p.notes)), `merged from ${parts.length} invocations started ${parts.map((p) => p.startedAt).join(", ")}`],
   };
+}
+
+/**
+ * Reads a harness results file: `path` is a results.json or a folder holding one (a run's folder in
+ * bench/results/). Errors name the file: missing, not JSON, or not a results file.
+ */
+export function readResults(path: string): { file: string; results: RunResults } {
+  let file = path;
+  try {
+    if (statSync(path).isDirectory()) file = join(path, "results.json");
+  } catch {
+    throw new Error(`${path}: no such results file or folder`);
+  }
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch (e) {
+    throw new Error(`${file}: cannot be read (${(e as NodeJS.ErrnoException).code ?? String(e)})`);
+  }
+  let res: RunResults;
+  try {
+    res = JSON.parse(text) as RunResults;
+  } catch (e) {
+    throw new Error(`${file}: not JSON (${(e as Error).message})`);
+  }
+  if (res === null || typeof res !== "object" || res.version !== 1 || !Array.isArray(res.results)) {
+    throw new Error(`${file}: not a harness results file (version 1)`);
+  }
+  return { file, results: res };
 }
