@@ -4,6 +4,10 @@ import { test } from "node:test";
 import { execFileSync, spawnSync } from "node:child_process";
 import { assertEquals, assertStringIncludes, assertThrows } from "./_assert.ts";
 import { ROOT } from "./_native.ts";
+import { withTempDir } from "./_tmp.ts";
+import { readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { mergeCommand } from "../bench/harness/merge.ts";
 import { scriptArgv } from "./_spillway_cli.ts";
 import { loadBenchMatrix, loadMatrix, onlyModels, parseMatrix } from "../bench/harness/matrix.ts";
 import { hybridSummary, isStock } from "../bench/harness/hybrid_summary.ts";
@@ -126,6 +130,36 @@ test("mergeRuns: a method skipped for time in one part and measured in a later p
   assertEquals(run.results.map((m) => [m.id, m.status]), [["default", "ok"], ["hybrid-serial", "skipped"], ["stock-mmap", "ok"]]);
   assertEquals(run.startedAt, "2026-12-07T00:45");
 });
+
+test("mergeRuns: a method measured in two parts keeps its id for the later (the rerun), the earlier becomes <id>-call<K>; the summary takes the rerun", () => {
+  const part = (startedAt: string, results: MethodResult[]) => ({
+    version: 1, kind: "gpu", matrix: "hybrid-copy-12g", startedAt, finishedAt: startedAt, software: {}, phases: {}, notes: [], results,
+    machine: { hostname: "vm", kernel: "k", cpuModel: "c", cpuCores: 16, ramBytes: 1, ramAvailableBytes: 1, cudaVersion: "13.0", gpus: [{ name: "H100" }] },
+  }) as unknown as RunResults;
+  const env = { LLAMA_MOE_HYBRID_GPU_FRACTION: "0.5" };
+  const run = mergeRuns([
+    part("2026-12-07T05:45", [result("hybrid", 33.6, 6878, env)]),
+    part("2026-12-07T05:47", [result("stock-pinned", 46.4, 7579)]),
+    part("2026-12-07T05:48", [result("hybrid", 43.4, 7744, env)]),
+  ]);
+  assertEquals(run.results.map((m) => [m.id, m.decode?.tps]), [["hybrid-call1", 33.6], ["stock-pinned", 46.4], ["hybrid", 43.4]]);
+  assertStringIncludes(run.results[0]!.label, "(call 1 of 3, rerun later)");
+  assertEquals(hybridSummary(run, "hybrid").shapes[0]!.hybrid!.decodeTps, 43.4);
+});
+
+test("harness merge: parts by file or folder into one results.json, reproducing the committed copy-mode run; usage and refusals are exit codes", () => withTempDir("harness-merge-", (dir) => {
+  const D = "bench/results/2026-12-07-hybrid-copy";
+  const out = join(dir, "results.json");
+  assertEquals(mergeCommand({ out }, [`${D}/parts/call1.json`, `${D}/parts/call2.json`, `${D}/parts/call3.json`]), 0);
+  assertEquals(readFileSync(out, "utf8"), readFileSync(`${D}/results.json`, "utf8"));
+  assertEquals(mergeCommand({}, [`${D}/parts/call1.json`]), 2);
+  assertEquals(mergeCommand({ out }, []), 2);
+  assertEquals(mergeCommand({ out }, [join(dir, "missing.json")]), 1);
+  // Parts of another matrix are refused.
+  const other = JSON.parse(readFileSync(`${D}/parts/call2.json`, "utf8"));
+  writeFileSync(join(dir, "other.json"), JSON.stringify({ ...other, matrix: "other" }));
+  assertEquals(mergeCommand({ out: join(dir, "x.json") }, [`${D}/parts/call1.json`, join(dir, "other.json")]), 1);
+}));
 
 test("results.md: a run of several models names the model on each row; one model keeps the short table", () => {
   const run = (models: string[]) => ({

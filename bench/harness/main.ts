@@ -4,7 +4,8 @@
  *   probe                 machine details and a ballast check -> OUT/probe.json
  *   synth  --matrix F     synthesize the matrix's models that are missing
  *   matrix --matrix F     run the matrix -> OUT/results.json, results.md, logs
- *   report --results F    render results.md and chart.svg/.png next to a results.json
+ *   report --results F    render results.md and chart.svg/.png next to a results.json (F: it or its folder)
+ *   merge --out F PART... one run's results.json from several calls' parts (bench/harness/merge.ts)
  *   cpu    [--out D]      the CPU-only mode (tiny model, node-llama-cpp) -> D/results.json ...
  *   concurrent            the concurrent tier figure alone -> OUT/concurrent.json (bench/harness/concurrent.ts)
  * Common options: --llama-bin DIR, --work DIR, --out DIR, --root DIR, --deadline EPOCH_SECONDS.
@@ -77,7 +78,7 @@ async function probe(o: Record<string, string>): Promise<number> {
 
 /** Runs the harness command line; resolves to the exit code. */
 export async function main(argv: string[]): Promise<number> {
-  const { command, opts } = parseArgs(argv);
+  const { command, opts, positionals } = parseArgs(argv);
   killChildrenOnExit();
   try {
     switch (command) {
@@ -93,8 +94,10 @@ export async function main(argv: string[]): Promise<number> {
         return await (await import("./cpu.ts")).cpuCommand(opts);
       case "concurrent":
         return await (await import("./concurrent.ts")).concurrentCommand(opts);
+      case "merge":
+        return (await import("./merge.ts")).mergeCommand(opts, positionals);
       default:
-        console.error("usage: harness probe|synth|matrix|report|cpu|concurrent [--options]");
+        console.error("usage: harness probe|synth|matrix|report|cpu|concurrent|merge [--options]");
         return 2;
     }
   } finally {

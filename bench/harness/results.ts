@@ -138,7 +138,9 @@ export function meanStd(xs: number[]): { mean: number; stddev: number } {
 /**
  * One run's results from several invocations of one matrix on one machine (a device call is
  * limited to 10 minutes, so a matrix's models may run in consecutive calls on the same warm
- * machine, SPILLWAY_BENCH_ONLY_MODELS). Refuses parts of other matrices, GPUs or hosts.
+ * machine, SPILLWAY_BENCH_ONLY_MODELS). Refuses parts of other matrices, GPUs or hosts. A method
+ * skipped in one part and measured in another appears once, measured; one measured in several parts
+ * keeps its id for the last measurement, the earlier ones become `<id>-call<K>`.
  *
  * @example
  * const run = mergeRuns([glmPart, moe30bPart]); // results in the order given
@@ -157,7 +159,15 @@ export function mergeRuns(parts: RunResults[]): RunResults {
   // A method skipped for time in one part and measured in another (a follow-up call for what the
   // first left out) appears once: the measured result takes the skipped one's place.
   const key = (m: MethodResult) => `${m.model}\0${m.id}\0${m.freeVramGiB}\0${m.workload}`;
-  const all = parts.flatMap((p) => p.results);
+  // A method measured in several parts (a rerun) keeps its id in the last of them; the earlier
+  // measurements stay, as `<id>-call<K>` (K: the part's place, from 1), so a summary by id takes the rerun.
+  const lastPart = new Map<string, number>();
+  parts.forEach((p, k) => p.results.forEach((m) => m.status !== "skipped" && lastPart.set(key(m), k)));
+  const all = parts.flatMap((p, k) =>
+    p.results.map((m) =>
+      m.status !== "skipped" && lastPart.get(key(m))! > k ? { ...m, id: `${m.id}-call${k + 1}`, label: `${m.label} (call ${k + 1} of ${parts.length}, rerun later)` } : m
+    )
+  );
   const measured = new Set(all.filter((m) => m.status !== "skipped").map(key));
   return {
     ...first,
