@@ -96,14 +96,14 @@ export function hybridRates(hw: HardwareProfile, k: CostConstants = DEFAULT_CONS
   // of 34-byte blocks), that rate is the GPU part's; otherwise the zero-copy tier with its efficiencies.
   const q8 = m.concurrentGpuQ8AloneGBps?.median;
   const gpu = q8 !== undefined ? q8 * keepGpu : g.zeroCopyGBps * k.zeroCopyEfficiency * h.kernelEfficiency * keepGpu;
-  return {
-    read: "inplace",
-    cpuGBps: cpu,
-    gpuGBps: gpu,
-    balance: gpu / (cpu + gpu),
-    source: `concurrent probe: CPU keeps ${(keepCpu * 100).toFixed(0)}% and GPU zero-copy ${(keepGpu * 100).toFixed(0)}% of their rates while both read` +
-      (q8 !== undefined ? `; llama.cpp's Q8_0 kernels read host memory at ${q8.toFixed(1)} GB/s (${((q8 / gpuAlone) * 100).toFixed(0)}% of a plain read)` : ""),
-  };
+  return rates("inplace", cpu, gpu,
+    `concurrent probe: CPU keeps ${(keepCpu * 100).toFixed(0)}% and GPU zero-copy ${(keepGpu * 100).toFixed(0)}% of their rates while both read` +
+      (q8 !== undefined ? `; llama.cpp's Q8_0 kernels read host memory at ${q8.toFixed(1)} GB/s (${((q8 / gpuAlone) * 100).toFixed(0)}% of a plain read)` : ""));
+}
+
+/** {@link HybridRates} from the two parts' rates; the balance follows from them. */
+function rates(read: HybridGpuRead, cpuGBps: number, gpuGBps: number, source: string): HybridRates {
+  return { read, cpuGBps, gpuGBps, balance: gpuGBps / (cpuGBps + gpuGBps), source };
 }
 
 /**
@@ -120,13 +120,8 @@ export function hybridCopyRates(hw: HardwareProfile, k: CostConstants = DEFAULT_
   const keepCpu = Math.min(1, m.concurrentCpuWithCopyGBps.median / cpuAlone);
   const cpu = hw.host.ramGBps * k.cpuEfficiency * keepCpu;
   const gpu = m.concurrentCopyGBps.median;
-  return {
-    read: "copy",
-    cpuGBps: cpu,
-    gpuGBps: gpu,
-    balance: gpu / (cpu + gpu),
-    source: `concurrent probe: the copy engine moves ${gpu.toFixed(1)} GB/s to VRAM while the CPU reads, the CPU keeps ${(keepCpu * 100).toFixed(0)}% of its rate`,
-  };
+  return rates("copy", cpu, gpu,
+    `concurrent probe: the copy engine moves ${gpu.toFixed(1)} GB/s to VRAM while the CPU reads, the CPU keeps ${(keepCpu * 100).toFixed(0)}% of its rate`);
 }
 
 /** Host expert bytes read per decoded token by the CPU in a layout (experts on host_cpu, by block). */

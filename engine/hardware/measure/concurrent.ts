@@ -105,28 +105,27 @@ export function parseConcurrentOutput(stdout: string): ConcurrentResult {
   }
   const m = Object.fromEntries(FIELDS.map((k) => [k, summarize(lists[k], "GB/s")])) as Record<(typeof FIELDS)[number], Measured>;
   const sum = m.cpuTogetherGBps.median + m.gpuTogetherGBps.median;
-  const q8 = o.gpuQ8AloneGBps;
-  if (q8 !== undefined && (!Array.isArray(q8) || q8.length !== n || !q8.every((x) => typeof x === "number" && Number.isFinite(x) && x > 0))) {
-    throw new HardwareProbeError(`concurrent_bw: field gpuQ8AloneGBps must be an array of ${n} positive numbers, got ${JSON.stringify(q8)}`);
-  }
-  const copy: Partial<Record<(typeof COPY_FIELDS)[number], Measured>> = {};
+  // Optional figures (older helpers lack them): one value per repeat; the copy passes come as a group.
+  const optional = (k: string): Measured | undefined => {
+    const v = o[k];
+    if (v === undefined) return undefined;
+    if (!Array.isArray(v) || v.length !== n || !v.every((x) => typeof x === "number" && Number.isFinite(x) && x > 0)) {
+      throw new HardwareProbeError(`concurrent_bw: field ${k} must be an array of ${n} positive numbers, got ${JSON.stringify(v)}`);
+    }
+    return summarize(v as number[], "GB/s");
+  };
+  const q8 = optional("gpuQ8AloneGBps");
   const present = COPY_FIELDS.filter((k) => o[k] !== undefined);
   if (present.length > 0 && present.length < COPY_FIELDS.length) {
     throw new HardwareProbeError(`concurrent_bw: fields ${COPY_FIELDS.join(", ")} come together; got only ${present.join(", ")}`);
   }
-  for (const k of present) {
-    const v = o[k];
-    if (!Array.isArray(v) || v.length !== n || !v.every((x) => typeof x === "number" && Number.isFinite(x) && x > 0)) {
-      throw new HardwareProbeError(`concurrent_bw: field ${k} must be an array of ${n} positive numbers, got ${JSON.stringify(v)}`);
-    }
-    copy[k] = summarize(v as number[], "GB/s");
-  }
+  const copy = Object.fromEntries(present.map((k) => [k, optional(k)!]));
   return {
     threads: o.threads as number,
     cpuBytes: o.cpuBytes as number,
     gpuBytes: o.gpuBytes as number,
     ...m,
-    ...(q8 !== undefined ? { gpuQ8AloneGBps: summarize(q8 as number[], "GB/s") } : {}),
+    ...(q8 !== undefined ? { gpuQ8AloneGBps: q8 } : {}),
     ...copy,
     sumTogetherGBps: sum,
     gainVsBestAlone: sum / Math.max(m.cpuAloneGBps.median, m.gpuAloneGBps.median),
