@@ -14,10 +14,11 @@
  */
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
+import { HYBRID_FRACTION_ENV, HYBRID_READ_ENV } from "../../engine/runtimes/llamacpp_hybrid.ts";
 import { type MethodResult, mergeRuns, readResults, type RunResults } from "./results.ts";
 
 /** Environment variables of the patched llama.cpp that change what it computes. */
-const PATCH_SWITCHES = ["LLAMA_MOE_HYBRID_GPU_FRACTION", "LLAMA_MOE_HYBRID_GPU_READ"];
+const PATCH_SWITCHES = [HYBRID_FRACTION_ENV, HYBRID_READ_ENV];
 
 /** One model's line of the summary. */
 export interface ShapeSummary {

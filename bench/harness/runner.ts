@@ -81,7 +81,7 @@ export interface Derived {
  * A `fit` method's llama-bench flags: llama-fit-params' choice, then the method's own flags and
  * environment. The fit itself ran with the method's flags too (see `fitParamsArgs`), so llama.cpp
  * sized its placement for them: pinned experts (`-lm none`) need VRAM for prefill's expert copies
- * that mmap'd ones, repacked and computed on the CPU, do not.
+ * that mmap'd ones, computed on the CPU, do not.
  *
  * @example
  * fitMethodFlags(["-ngl", "49", "-ot", "a=CPU,b=CPU"], { flags: ["-lm", "none"], env: {} }, 4352).flags;
