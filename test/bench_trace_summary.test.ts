@@ -12,14 +12,18 @@ import { assert, assertEquals } from "./_assert.ts";
 const SCRIPT = "bench/gpu/trace_summary.py";
 const skip = hasProgram("python3") ? false : "python3 missing";
 
-/** A trace: a 100 MB load copy, then `tokens` rows of (1.6 MB copy, 10 us kernel, 15 us kernel overlapping it). */
+/**
+ * A trace: a 100 MB load copy, then `tokens` rows of (1.6 MB copy, 10 us kernel, 15 us kernel
+ * overlapping it) and on the host (a 5 us cudaLaunchKernel, a 20 us cudaStreamSynchronize).
+ */
 function makeTrace(path: string, tokens: number, withKernels = true): void {
   const py = `
 import sqlite3, sys
 db = sqlite3.connect(sys.argv[1])
 db.execute("create table StringIds(id integer, value text)")
 db.execute("create table CUPTI_ACTIVITY_KIND_MEMCPY(start int, end int, bytes int, copyKind int)")
-db.executemany("insert into StringIds values(?, ?)", [(1, "mul_mat_vec_q"), (2, "rms_norm")])
+db.executemany("insert into StringIds values(?, ?)", [(1, "mul_mat_vec_q"), (2, "rms_norm"), (3, "cudaLaunchKernel_v7000"), (4, "cudaStreamSynchronize_v3020")])
+db.execute("create table CUPTI_ACTIVITY_KIND_RUNTIME(start int, end int, nameId int)")
 db.execute("insert into CUPTI_ACTIVITY_KIND_MEMCPY values(0, 1000000, 100000000, 1)")
 if ${withKernels ? "True" : "False"}:
     db.execute("create table CUPTI_ACTIVITY_KIND_KERNEL(start int, end int, shortName int)")
@@ -30,6 +34,8 @@ for i in range(${tokens}):
     if ${withKernels ? "True" : "False"}:
         db.execute("insert into CUPTI_ACTIVITY_KIND_KERNEL values(?, ?, 1)", (t + 30000, t + 40000))
         db.execute("insert into CUPTI_ACTIVITY_KIND_KERNEL values(?, ?, 2)", (t + 35000, t + 50000))
+    db.execute("insert into CUPTI_ACTIVITY_KIND_RUNTIME values(?, ?, 3)", (t + 20000, t + 25000))
+    db.execute("insert into CUPTI_ACTIVITY_KIND_RUNTIME values(?, ?, 4)", (t + 30000, t + 50000))
     t += 100000
 db.commit()
 `;
@@ -52,6 +58,13 @@ test("trace summary: decode window after the load, GPU busy as the union of kern
   assert(Math.abs(out.h2dGBpsWhileCopying - 1.6e6 / 30000) < 1e-9, String(out.h2dGBpsWhileCopying));
   assertEquals(out.topKernels.map((k: { name: string }) => k.name), ["rms_norm", "mul_mat_vec_q"]);
   assertEquals(out.topKernels[0].count, 10);
+  // The host side: 10 launches of 5 us and 10 waits of 20 us, named without nsys's version suffix.
+  assertEquals(out.topApiCalls, [
+    { name: "cudaStreamSynchronize", count: 10, ms: 0.2 },
+    { name: "cudaLaunchKernel", count: 10, ms: 0.05 },
+  ]);
+  assert(Math.abs(out.hostSyncMs - 0.2) < 1e-9, String(out.hostSyncMs));
+  assert(Math.abs(out.hostApiMs - 0.25) < 1e-9, String(out.hostApiMs));
   // A longer skip leaves fewer rows in the window.
   const later = JSON.parse(execFileSync("python3", [SCRIPT, db, "--skip-s", "0.5005"], { encoding: "utf8" }));
   assertEquals(later.h2dCopies, 5);

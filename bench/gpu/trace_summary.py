@@ -5,7 +5,10 @@ Reads the kernels and memory copies of the last part of the run (the decode wind
 end of the last large host-to-device copy, which is the model load, plus a skip), and prints one
 JSON object: the window's length, how long the GPU was busy (union of kernels and copies), the
 host-to-device copies (count, bytes, summed time, GB/s while copying) and the kernels grouped by
-name (count, summed time). With the tokens/s of the same run, the per-token figures follow.
+name (count, summed time), and the host side of the same window from the CUDA API calls (summed
+time per call name; `hostSyncMs`: time the host spent waiting for the GPU in synchronize calls;
+`hostApiMs`: all CUDA calls, so the window less it is the host's own work, the CPU's compute). With
+the tokens/s of the same run, the per-token figures follow.
 
 Usage: trace_summary.py TRACE.sqlite [--skip-s 0.5] [--load-copy-mb 32]
 """
@@ -62,6 +65,14 @@ def main() -> int:
     h2d = [(s, e, b) for s, e, b, k in win_c if k == 1]
     h2d_bytes = sum(b for _, _, b in h2d)
     h2d_ns = sum(e - s for s, e, _ in h2d)
+    api = {}
+    if "CUPTI_ACTIVITY_KIND_RUNTIME" in tables:
+        for s, e, n in db.execute("SELECT start, end, nameId FROM CUPTI_ACTIVITY_KIND_RUNTIME WHERE start >= ? AND start <= ?", (t0, t1)):
+            # nsys names runtime calls with a version suffix (cudaMemcpyAsync_v3020): one name per call.
+            name = names.get(n, str(n)).split("_v")[0]
+            d = api.setdefault(name, {"count": 0, "ms": 0.0})
+            d["count"] += 1
+            d["ms"] += (min(e, t1) - s) / 1e6
     out = {
         "windowMs": (t1 - t0) / 1e6,
         "gpuBusyMs": busy / 1e6,
@@ -72,6 +83,10 @@ def main() -> int:
         "h2dMs": h2d_ns / 1e6,
         "h2dGBpsWhileCopying": (h2d_bytes / h2d_ns) if h2d_ns else None,
         "otherCopies": len(win_c) - len(h2d),
+        "hostApiMs": round(sum(d["ms"] for d in api.values()), 3) if api else None,
+        "hostSyncMs": round(sum(d["ms"] for n, d in api.items() if "Synchronize" in n), 3) if api else None,
+        "topApiCalls": [{"name": n, "count": d["count"], "ms": round(d["ms"], 3)}
+                        for n, d in sorted(api.items(), key=lambda kv: -kv[1]["ms"])[:10]],
         "topKernels": [{"name": n, **{k: round(v, 3) if isinstance(v, float) else v for k, v in d.items()}} for n, d in top],
     }
     print(json.dumps(out, indent=1))
