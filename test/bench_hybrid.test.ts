@@ -77,6 +77,22 @@ test("matrix: hybrid-copy-12g runs the copy mode against a stock sweep that incl
   assertEquals(isStock(r("x", { LLAMA_MOE_HYBRID_GPU_READ: "copy" })), false);
 });
 
+test("matrix: hybrid-launch-12g measures the launch thread (patch 0004) against the same split launched as before, on both shapes", () => {
+  const m = loadMatrix("bench/matrices/hybrid-launch-12g.json5");
+  assertEquals(m.models.map((x) => x.id), ["moe30b", "glm47flash"]);
+  const method = (id: string) => m.methods.find((x) => x.id === id)!;
+  const cfg = (id: string) => method(id).config as { flags: string[]; env: Record<string, string> };
+  // The pair differs only in the switch: same flags, same share, same read mode.
+  assertEquals(cfg("hybrid").flags, cfg("hybrid-nothread").flags);
+  assertEquals({ ...cfg("hybrid").env, GGML_SCHED_LAUNCH_THREAD: "0" }, cfg("hybrid-nothread").env);
+  assertEquals(cfg("hybrid").flags, cfg("stock-pinned").flags);
+  // The headline hybrid and its stock rival on the same placement are both checked against all-vram.
+  assertEquals(m.methods[0]!.id, "all-vram");
+  assertEquals(method("hybrid").checkFlags, ["-ub", "1"]);
+  assertEquals(method("stock-pinned").checkFlags, ["-ub", "1"]);
+  for (const id of ["default", "stock-pinned", "stock-mmap", "fit-pinned"]) assertEquals(isStock({ ...result(id, 1, 1), env: cfg(id).env ?? {} }), true, id);
+});
+
 test("matrix: a fit method takes flags and env, appended to llama.cpp's fit choice (hybrid on the default's placement)", () => {
   const m = loadMatrix("bench/matrices/hybrid-copy-12g.json5");
   const fit = m.methods.find((x) => x.id === "hybrid-fit")!;

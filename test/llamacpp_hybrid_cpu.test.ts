@@ -6,7 +6,8 @@
 // shows that the split was built (a check that cannot tell would pass for a patch that does nothing).
 // The build has llama.cpp's RPC backend too: a local ggml-rpc-server is a second backend (a remote
 // device of GPU type), so the copy mode's device part really runs on another backend, with the
-// scheduler's expert copies and patch 0002's look-ahead over its splits (the second test).
+// scheduler's expert copies, patch 0002's look-ahead over its splits and patch 0004's helper thread
+// that launches them (the second test).
 // The GPU side (the part read over PCIe) is checked on the GPU machine by the bench harness.
 import { test } from "node:test";
 import { execFileSync, spawnSync } from "node:child_process";
@@ -45,6 +46,8 @@ interface PplRun {
   saysHybrid: boolean;
   /** How the log says the GPU part reads its experts ("copy", "inplace"), when it says. */
   gpuRead?: "copy" | "inplace";
+  /** The scheduler's debug log says a helper thread launched device splits beside a CPU split (patch 0004). */
+  launchThread: boolean;
 }
 
 function perplexity(bin: string, model: string, textFile: string, base: string, env: Record<string, string>, kld: boolean, extra: string[] = []): PplRun {
@@ -52,7 +55,7 @@ function perplexity(bin: string, model: string, textFile: string, base: string, 
   if (kld) args.push("--kl-divergence");
   // llama.cpp's asynchronous log may lose its last lines at exit (its common/log.cpp says so), where
   // the KL summary is: a run whose figures are missing is repeated, up to three times.
-  let last: PplRun = { nodes: NaN, saysHybrid: false };
+  let last: PplRun = { nodes: NaN, saysHybrid: false, launchThread: false };
   for (let attempt = 0; attempt < 3; attempt++) {
     const r = spawnSync(bin, args, { encoding: "utf8", env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"], maxBuffer: 64 << 20 });
     assertEquals(r.status, 0, `llama-perplexity ${args.join(" ")}: exit ${r.status}\n${r.stderr.slice(-2000)}`);
@@ -75,6 +78,7 @@ function parse(out: string): PplRun {
     kld: kld ? Number(kld[1]) : undefined,
     sameTopPct: top ? Number(top[1]) : undefined,
     saysHybrid: /llama_context: hybrid MoE experts +=/.test(out),
+    launchThread: /a helper thread launches device splits \d+\.\.\d+ while CPU split \d+ computes/.test(out),
     ...(/GPU reads copies in VRAM/.test(out) ? { gpuRead: "copy" as const } : /GPU reads host memory in place/.test(out) ? { gpuRead: "inplace" as const } : {}),
   };
 }
@@ -141,11 +145,19 @@ test("hybrid MoE split, copy mode, device part on a second backend (local RPC se
       perplexity(bin, model, textFile, base, {}, false); // the reference: stock, CPU only
       const stock = perplexity(bin, model, textFile, base, {}, true, placement);
       assert(stock.splits !== undefined && stock.splits > 1, `${shape}: stock over RPC has ${stock.splits} splits: the RPC device was not used`);
-      for (const overlap of [true, false]) {
-        const env: Record<string, string> = { LLAMA_MOE_HYBRID_ANY_HOST: "1", LLAMA_MOE_HYBRID_GPU_FRACTION: "0.5", LLAMA_MOE_HYBRID_GPU_READ: "copy", ...(overlap ? {} : { GGML_SCHED_NO_OVERLAP: "1" }) };
+      // Overlap on, its device splits launched by the helper thread (the default) or by the computing
+      // thread first (GGML_SCHED_LAUNCH_THREAD=0); overlap off.
+      const modes: [string, Record<string, string>, boolean][] = [
+        ["on, helper thread", {}, true],
+        ["on, no helper thread", { GGML_SCHED_LAUNCH_THREAD: "0" }, false],
+        ["off", { GGML_SCHED_NO_OVERLAP: "1" }, false],
+      ];
+      for (const [overlap, switches, helper] of modes) {
+        const env: Record<string, string> = { LLAMA_MOE_HYBRID_ANY_HOST: "1", LLAMA_MOE_HYBRID_GPU_FRACTION: "0.5", LLAMA_MOE_HYBRID_GPU_READ: "copy", ...switches };
         const r = perplexity(bin, model, textFile, base, env, true, placement);
-        const what = `${shape} copy mode over RPC, overlap ${overlap ? "on" : "off"}`;
+        const what = `${shape} copy mode over RPC, overlap ${overlap}`;
         assertEquals(r.gpuRead, "copy", `${what}: the log's read mode`);
+        assertEquals(r.launchThread, helper, `${what}: the log ${r.launchThread ? "says" : "does not say"} a helper thread launched device splits`);
         // The device part adds splits: per block one per expert tensor (each with its copy) and the sum's.
         assert(r.splits !== undefined && r.splits > stock.splits!, `${what}: ${r.splits} splits, stock ${stock.splits}: the split was not built on the device`);
         assert(r.kld !== undefined && r.sameTopPct !== undefined, `${what}: no KLD in the output`);
@@ -161,7 +173,8 @@ test("hybrid MoE split, copy mode, device part on a second backend (local RPC se
 
 test("hybrid MoE split: the log parser reads llama-perplexity's figures", () => {
   const r = parse("I llama_context: hybrid MoE experts    = on, GPU share 0.5, GPU reads copies in VRAM (for experts in pinned host memory, one-token batches)\nI sched_reserve: graph (pp bs=1, tg bs=16): nodes = 123 / 112, splits = 1 / 1\nMean    KLD:  -0.000000 ±   0.000000\nSame top p: 99.500 ± 0.1 %\n");
-  assertEquals(r, { nodes: 123, splits: 1, kld: -0, sameTopPct: 99.5, saysHybrid: true, gpuRead: "copy" });
+  assertEquals(r, { nodes: 123, splits: 1, kld: -0, sameTopPct: 99.5, saysHybrid: true, launchThread: false, gpuRead: "copy" });
+  assert(parse("D ggml_backend_sched_compute_splits: a helper thread launches device splits 5..7 while CPU split 4 computes\n").launchThread);
   assertEquals(parse("I sched_reserve: graph: nodes = 112, splits = 6, input objects = 4\n").splits, 6);
   assert(Number.isNaN(parse("nothing").nodes));
 });
