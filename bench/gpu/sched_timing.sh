@@ -5,7 +5,8 @@
 # tokens/s to OUT/sched-timing.tsv. Fixed flags (-ngl 99 -ncmoe N -lm none -ub 2048): no ballast needed.
 # Usage, after `entry.sh build` on the same warm machine:
 #   bash bench/gpu/sched_timing.sh MODEL.gguf [NCMOE] [CONFIG...]
-# A CONFIG is NAME=VAR=VALUE,VAR=VALUE (environment for that run; NAME alone: none). Default: stock,
+# A CONFIG is NAME=VAR=VALUE,VAR=VALUE (environment for that run; NAME alone: none; THREADS=n is
+# llama-bench's -t for that run instead, default nproc). Default: stock,
 # the copy mode at 3 of 8 with and without the launch thread and serial, 2 of 8, and 8 of 8 (GPU only).
 # Environment: SPILLWAY_BENCH_WORK (default /tmp/spillway-bench), OUT (default $WORK/out).
 set -uo pipefail
@@ -24,16 +25,21 @@ configs=("$@")
 mkdir -p "$OUTDIR"
 result="$OUTDIR/sched-timing.tsv"
 [[ -x "$BIN" && -s "$MODEL" ]] || { echo "sched_timing: missing $BIN or $MODEL" >&2; exit 1; }
-printf 'config\tdecode_tps\ttiming\n' >"$result"
+printf 'config\tthreads\tdecode_tps\ttiming\n' >"$result"
 for c in "${configs[@]}"; do
   name="${c%%=*}"
   vars=()
   [[ "$c" == *=* ]] && IFS=, read -ra vars <<<"${c#*=}"
+  threads="$(nproc)"
+  envs=()
+  for v in "${vars[@]}"; do
+    if [[ "$v" == THREADS=* ]]; then threads="${v#THREADS=}"; else envs+=("$v"); fi
+  done
   log="$WORK/sched-timing-$name.log"
-  env GGML_SCHED_TIMING=1 "${vars[@]}" timeout -k 5 120 "$BIN" -m "$MODEL" -p 0 -n 64 -r 1 -t "$(nproc)" -o json \
+  env GGML_SCHED_TIMING=1 "${envs[@]}" timeout -k 5 120 "$BIN" -m "$MODEL" -p 0 -n 64 -r 1 -t "$threads" -o json \
     -ngl 99 -ncmoe "$NCMOE" -lm none -ub 2048 >"$log.json" 2>"$log"
   tps=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[0]["avg_ts"])' "$log.json" 2>/dev/null || echo null)
   timing=$(grep '^ggml_sched_timing:' "$log" | tr '\n' ' ')
-  printf '%s\t%s\t%s\n' "$name" "$tps" "${timing:-none}" >>"$result"
+  printf '%s\t%s\t%s\t%s\n' "$name" "$threads" "$tps" "${timing:-none}" >>"$result"
 done
 cat "$result"
