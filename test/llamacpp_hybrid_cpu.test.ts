@@ -107,22 +107,12 @@ test("hybrid MoE split (CPU-only build): same logits as the stock path for every
       assert(!stock.saysHybrid, `${shape}: the stock run's log says hybrid`);
       // The copy mode (LLAMA_MOE_HYBRID_GPU_READ=copy) builds the same graph with the GPU part's experts
       // unflagged; here only its switch and log are checked (the copy itself needs a device).
-      const nodes: Record<string, number> = {};
-      for (const [share, read] of [["0.5", undefined], ["0.25", undefined], ["1.0", undefined], ["0.5", "copy"]] as const) {
+      for (const [share, read] of [["0.25", undefined], ["0.5", undefined], ["1.0", undefined], ["0.5", "copy"]] as const) {
         const env: Record<string, string> = { LLAMA_MOE_HYBRID_ANY_HOST: "1", LLAMA_MOE_HYBRID_GPU_FRACTION: share, ...(read ? { LLAMA_MOE_HYBRID_GPU_READ: read } : {}) };
         const r = perplexity(bin, model, textFile, base, env, true);
         assertEquals(r.gpuRead, read ?? "inplace", `${shape} share ${share}: the log's GPU read mode`);
-        if (!read) nodes[share] = r.nodes;
-        // Share 0.5 (1 of the 2 experts a token uses) splits every MoE block.
-        if (share === "0.5") assert(r.nodes > stock.nodes, `${shape} share ${share}: ${r.nodes} graph nodes, stock ${stock.nodes}: the split was not built`);
-        // Share 0.25 is half an expert per token (patch 0006): consecutive MoE blocks take 1 and 0
-        // (block il: round((il+1)*0.5) - round(il*0.5)). tiny-moe's blocks 0 and 1 take 1 and 0: one
-        // block split, so its graph lies between stock's and share 0.5's; tiny-mla's only MoE block
-        // (1; block 0 is dense) takes 0: the stock graph.
-        if (share === "0.25") {
-          if (shape === "tiny-moe") assert(r.nodes > stock.nodes && r.nodes < nodes["0.5"]!, `${shape} share 0.25: ${r.nodes} graph nodes, stock ${stock.nodes}, share 0.5 ${nodes["0.5"]}: not one block of two split`);
-          else assertEquals(r.nodes, stock.nodes, `${shape} share 0.25: block 1 should take the stock path`);
-        }
+        // Share 1.0 has one part (all rows read by the "GPU"): the stock graph's size.
+        if (share !== "1.0") assert(r.nodes > stock.nodes, `${shape} share ${share}: ${r.nodes} graph nodes, stock ${stock.nodes}: the split was not built`);
         assert(r.saysHybrid, `${shape} share ${share}: the log does not say the split is on`);
         assert(r.kld !== undefined && r.sameTopPct !== undefined, `${shape} share ${share}: no KLD in the output`);
         assert(Math.abs(r.kld!) < 1e-5, `${shape} share ${share}: mean KLD ${r.kld}`);

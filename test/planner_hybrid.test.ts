@@ -214,6 +214,34 @@ test("plan: with the probe figures of the copy mode's GPU run (2026-12-07-hybrid
   assertLess(inplace.predicted.decodeTps, stock.predicted.decodeTps);
 });
 
+test("plan: with the launch-thread run's probe (2026-12-07-hybrid-launch), whose CPU path is fast, hybrid is predicted to lose on both shapes and the plan keeps stock, as measured", () => {
+  // That machine's CPU summed pinned RAM at 123 GB/s (102 beside the copy engine), the copy engine
+  // moved 41 GB/s beside it: the copy variant measured 0.98x (30B-A3B, 47.94 vs 48.87 t/s) and 0.95x
+  // (GLM-4.7-Flash, 40.27 vs 42.34) the same placement stock.
+  const c = JSON.parse(readFileSync("bench/results/2026-12-07-hybrid-launch/concurrent.json", "utf8"));
+  const hw: HardwareProfile = {
+    ...base,
+    host: { ...base.host, ramGBps: c.cpuAloneGBps.median },
+    measured: {
+      ...(base.measured ?? {}),
+      concurrentCpuAloneGBps: c.cpuAloneGBps, concurrentGpuAloneGBps: c.gpuAloneGBps,
+      concurrentCpuGBps: c.cpuTogetherGBps, concurrentGpuGBps: c.gpuTogetherGBps,
+      concurrentGpuQ8AloneGBps: c.gpuQ8AloneGBps, concurrentCopyAloneGBps: c.copyAloneGBps,
+      concurrentCopyGBps: c.copyTogetherGBps, concurrentCpuWithCopyGBps: c.cpuWithCopyGBps,
+    },
+  };
+  for (const shape of ["qwen3-30b-a3b", "glm-4.7-flash"]) {
+    const p = plan(modelInfoFromShape(shape, "q8_0", `${shape}.gguf`), hw, recipe(4096, 128));
+    assertEquals(p.candidates.find((x) => x.id === p.chosen)!.strategy, "experts_cpu", `${shape}: ${p.chosen}`);
+    const hybrid = p.candidates.filter((x) => x.strategy === "hybrid");
+    assert(hybrid.length > 0, `${shape}: no hybrid candidate weighed`);
+    for (const h of hybrid) {
+      const stock = p.candidates.find((x) => x.id === `ncmoe-${h.settings.cpuMoeLayers}-none-ub${h.settings.ubatch}`)!;
+      assertLess(h.predicted.decodeTps, stock.predicted.decodeTps, `${shape}: ${h.id} against ${stock.id}`);
+    }
+  }
+});
+
 test("launch: a hybrid plan sets the GPU share for the patched llama.cpp; the launcher's hint says how to build it", () => {
   const p = plan(model, withConcurrent(base), recipe(512, 512));
   const spec = llamaCppLaunchSpec(p, null);

@@ -1,0 +1,56 @@
+// Issue 22: bench/gpu/sched_timing.sh, which runs the patched llama-bench once per configuration with
+// GGML_SCHED_TIMING=1 (patch 0005) and gathers the scheduler's timing lines into sched-timing.tsv.
+// Here a fake llama-bench answers with llama-bench's JSON and the timing lines patch 0005 prints.
+import { test } from "node:test";
+import { spawnSync } from "node:child_process";
+import { availableParallelism } from "node:os";
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { hasProgram } from "../core/native_build.ts";
+import { withTempDir } from "./_tmp.ts";
+import { assert, assertEquals } from "./_assert.ts";
+
+const skip = hasProgram("python3") && hasProgram("nproc") ? false : "python3 or nproc missing";
+
+function runTiming(dir: string, args: string[]) {
+  return spawnSync("bash", ["bench/gpu/sched_timing.sh", ...args], {
+    encoding: "utf8",
+    env: { ...process.env, OUT: join(dir, "out"), SPILLWAY_BENCH_WORK: join(dir, "work") },
+  });
+}
+
+test("sched_timing.sh: without the patched build or the model it says so and fails", { skip }, () => withTempDir("sched-timing-", (dir) => {
+  const r = runTiming(dir, [join(dir, "missing.gguf"), "36"]);
+  assertEquals(r.status, 1);
+  assert(r.stderr.includes("sched_timing: missing"), r.stderr);
+}));
+
+test("sched_timing.sh: one row per configuration with its thread count, tokens/s and the timing lines; THREADS=n is -t, not the environment", { skip }, () => withTempDir("sched-timing-", (dir) => {
+  const llama = join(dir, "work", "llama.cpp-hybrid", "build", "bin");
+  mkdirSync(llama, { recursive: true });
+  // The fake prints tokens/s from -t and the hybrid share it was given, and the timing lines only
+  // when GGML_SCHED_TIMING is set; it fails if THREADS reaches its environment.
+  writeFileSync(join(llama, "llama-bench"), `#!/bin/bash
+[[ -n "$THREADS" ]] && { echo "THREADS in the environment" >&2; exit 3; }
+t=0; while [[ $# -gt 0 ]]; do [[ "$1" == -t ]] && t="$2"; shift; done
+echo "[{\\"avg_ts\\": $t.5}]"
+[[ "$GGML_SCHED_TIMING" == 1 ]] && {
+  echo "ggml_sched_timing: graphs 65, CPU splits beside device splits per graph 36.00" >&2
+  echo "ggml_sched_timing: ms per graph: total 20.7, share \${LLAMA_MOE_HYBRID_GPU_FRACTION:-none}" >&2
+}
+exit 0
+`);
+  chmodSync(join(llama, "llama-bench"), 0o755);
+  const model = join(dir, "m.gguf");
+  writeFileSync(model, "GGUF");
+  const r = runTiming(dir, [model, "36", "stock", "copy-t15=LLAMA_MOE_HYBRID_GPU_FRACTION=0.375,THREADS=15"]);
+  assertEquals(r.status, 0, r.stderr);
+  const rows = readFileSync(join(dir, "out", "sched-timing.tsv"), "utf8").trim().split("\n").map((l) => l.split("\t"));
+  assertEquals(rows[0], ["config", "threads", "decode_tps", "timing"]);
+  assertEquals(rows.length, 3);
+  const n = String(availableParallelism());
+  assertEquals(rows[1]!.slice(0, 3), ["stock", n, `${n}.5`]);
+  assert(rows[1]![3]!.includes("total 20.7, share none"), rows[1]![3]);
+  assertEquals(rows[2]!.slice(0, 3), ["copy-t15", "15", "15.5"]);
+  assert(rows[2]![3]!.includes("graphs 65") && rows[2]![3]!.includes("share 0.375"), rows[2]![3]);
+}));
