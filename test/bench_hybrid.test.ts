@@ -93,6 +93,19 @@ test("matrix: hybrid-launch-12g measures the launch thread (patch 0004) against 
   for (const id of ["default", "stock-pinned", "stock-mmap", "fit-pinned"]) assertEquals(isStock({ ...result(id, 1, 1), env: cfg(id).env ?? {} }), true, id);
 });
 
+test("matrix: a method's own thread count (hybrid-threads-12g: the hybrid at -t 15 beside stock at -t 16); a bad one names its field", () => {
+  const m = loadMatrix("bench/matrices/hybrid-threads-12g.json5");
+  const method = (id: string) => m.methods.find((x) => x.id === id)!;
+  assertEquals(m.threads, 16);
+  assertEquals(method("hybrid").threads, 15);
+  assertEquals(method("stock-pinned").threads, null);
+  assertEquals((method("hybrid").config as { flags: string[] }).flags, (method("hybrid-t16").config as { flags: string[] }).flags);
+  assertEquals(method("hybrid-t16").threads, null);
+  const bad = `{ name: "x", models: [{ id: "m", shape: "tiny-moe", quant: "Q8_0" }], freeVramGiB: [1],
+    workloads: [{ id: "w", prompt: 16, gen: 4 }], methods: [{ id: "p", config: "flags", flags: ["-ngl", "1"], threads: 0 }] }`;
+  assertThrows(() => parseMatrix(bad, "bad.json5"), Error, "methods[0].threads");
+});
+
 test("matrix: a fit method takes flags and env, appended to llama.cpp's fit choice (hybrid on the default's placement)", () => {
   const m = loadMatrix("bench/matrices/hybrid-copy-12g.json5");
   const fit = m.methods.find((x) => x.id === "hybrid-fit")!;

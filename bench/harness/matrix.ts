@@ -81,6 +81,11 @@ export interface LlamaMethod {
    * workload's `endToEnd`. Slow methods that no ratio needs end to end can leave it out to save time.
    */
   endToEnd: boolean | null;
+  /**
+   * CPU threads (-t) for this method's runs and check, where it differs from the matrix's: the
+   * hybrid split's launch thread needs a core of its own (bench/results/2026-12-07-hybrid-threads).
+   */
+  threads: number | null;
 }
 
 /** The PyTorch comparison: a random-init transformers model of a real shape. */
@@ -237,7 +242,7 @@ function parseCheck(c: Checker, v: unknown, path: string, dflt: CorrectnessRule[
 
 function parseMethod(c: Checker, v: unknown, path: string): LlamaMethod {
   const o = c.obj(v, path);
-  c.keys(o, path, ["id", "label", "runtime", "ballast", "config", "flags", "env", "reserveGiB", "objective", "autotune", "kvTypes", "check", "checkFlags", "endToEnd"]);
+  c.keys(o, path, ["id", "label", "runtime", "ballast", "config", "flags", "env", "reserveGiB", "objective", "autotune", "kvTypes", "check", "checkFlags", "endToEnd", "threads"]);
   const id = c.id(o.id, `${path}.id`);
   if (o.runtime !== undefined) c.oneOf(o.runtime, `${path}.runtime`, ["llama.cpp"] as const);
   const kind = c.oneOf(o.config, `${path}.config`, ["all-vram", "naive-layers", "fit", "flags", "shim", "planned"] as const);
@@ -290,6 +295,7 @@ function parseMethod(c: Checker, v: unknown, path: string): LlamaMethod {
     check: parseCheck(c, o.check, `${path}.check`, kind === "shim" ? "exact" : kind === "all-vram" ? "none" : "close"),
     checkFlags: o.checkFlags === undefined ? [] : c.strings(o.checkFlags, `${path}.checkFlags`),
     endToEnd: o.endToEnd === undefined ? null : c.bool(o.endToEnd, `${path}.endToEnd`),
+    threads: o.threads === undefined ? null : c.int(o.threads, `${path}.threads`, 1),
   };
 }
 
