@@ -11,7 +11,7 @@ import { getProfile } from "../engine/hardware/profiles.ts";
 import { modelInfoFromShape } from "../engine/planner/from_shape.ts";
 import { plan, type PlanRecipe } from "../engine/planner/plan.ts";
 import { formatPlan } from "../engine/planner/format.ts";
-import { HYBRID_CONSTANTS, hybridCopyRates, hybridRates } from "../engine/planner/hybrid.ts";
+import { HYBRID_CONSTANTS, hybridCopyRates, hybridRates, hybridThreads } from "../engine/planner/hybrid.ts";
 import { llamaCppLaunchSpec } from "../engine/runtimes/llamacpp.ts";
 import { HYBRID_FRACTION_ENV, HYBRID_READ_ENV, hybridBuild, hybridBuildHint, hybridKey } from "../engine/runtimes/llamacpp_hybrid.ts";
 import { launch } from "../engine/launch/mod.ts";
@@ -182,6 +182,11 @@ test("plan: where the copy engine outruns llama.cpp's in-place reads, the copy v
   assertGreater(chosen.predicted.decodeTps, inplace.predicted.decodeTps);
   assert(p.notes!.some((n) => n.includes("in place: concurrent probe") && n.includes("copy: concurrent probe: the copy engine moves 50.0 GB/s")), String(p.notes));
   const spec = llamaCppLaunchSpec(p, null);
+  // One core is left for the launch thread: the recipe's 16 threads on the profile's cores.
+  assertEquals(base.host.cpuCores, 16);
+  assertEquals(chosen.settings.threads, 15);
+  assertEquals(spec.argv[spec.argv.indexOf("-t") + 1], "15");
+  assertStringIncludes(chosen.label, "by 15 threads (a core left for the launch thread)");
   assertEquals(spec.env[HYBRID_READ_ENV], "copy");
   assertEquals(spec.env[HYBRID_FRACTION_ENV], String(chosen.settings.hybridGpuFraction));
   // A slow copy engine (and a CPU that loses much beside it) keeps the plan off the copy variant.
@@ -240,6 +245,13 @@ test("plan: with the launch-thread run's probe (2026-12-07-hybrid-launch), whose
       assertLess(h.predicted.decodeTps, stock.predicted.decodeTps, `${shape}: ${h.id} against ${stock.id}`);
     }
   }
+});
+
+test("hybridThreads: one core left for the launch thread only where every core would compute", () => {
+  assertEquals(hybridThreads(16, 16), 15);
+  assertEquals(hybridThreads(32, 16), 15);
+  assertEquals(hybridThreads(8, 16), 8);
+  assertEquals(hybridThreads(1, 1), 1);
 });
 
 test("launch: a hybrid plan sets the GPU share for the patched llama.cpp; the launcher's hint says how to build it", () => {

@@ -171,15 +171,20 @@ export function hybridOf(ctx: PlanContext, base: Evaluated, rates: HybridRates, 
   const totalSeconds = prefillSeconds + ctx.workload.generatedTokens * decodeSeconds;
   const n = c.settings.cpuMoeLayers;
   const copy = rates.read === "copy";
+  // The patched build's launch thread (patch 0004) needs a core of its own: with every core computing,
+  // the woken helper ran on the computing thread's core and ~2.9 ms per token went nowhere; with one
+  // core free, 0.2 ms (bench/results/2026-12-07-hybrid-threads).
+  const threads = hybridThreads(c.settings.threads, ctx.hw.host.cpuCores);
   const candidate: Candidate = {
     ...c,
     id: `hybrid-${copy ? "copy-" : ""}${n}-ub${c.settings.ubatch}`,
     label: `experts of ${n} of ${ctx.summary.layerCount} blocks in pinned host memory; decode splits each token's experts, ` +
       `${gpuExperts} of its ${used} ${copy ? "copied to VRAM and computed by the GPU" : "read by the GPU over PCIe"} and ` +
       `${used - gpuExperts} computed by the CPU at the same time ` +
-      `(${rates.gpuGBps.toFixed(0)} + ${rates.cpuGBps.toFixed(0)} GB/s); prefill as ${c.id} (ub ${c.settings.ubatch}; patched llama.cpp)`,
+      `(${rates.gpuGBps.toFixed(0)} + ${rates.cpuGBps.toFixed(0)} GB/s) by ${threads} thread${threads > 1 ? "s" : ""}` +
+      `${threads < c.settings.threads ? " (a core left for the launch thread)" : ""}; prefill as ${c.id} (ub ${c.settings.ubatch}; patched llama.cpp)`,
     strategy: "hybrid",
-    settings: { ...c.settings, hybridGpuFraction: +f.toFixed(4), ...(copy ? { hybridGpuRead: "copy" as const } : {}) },
+    settings: { ...c.settings, threads, hybridGpuFraction: +f.toFixed(4), ...(copy ? { hybridGpuRead: "copy" as const } : {}) },
     predicted: { prefillTps: c.predicted.prefillTps, decodeTps: +(1 / decodeSeconds).toPrecision(4), totalSeconds: +totalSeconds.toPrecision(4) },
     placements: c.placements.map((pl) => ({ ...pl, ...(pl.layers ? { layers: [...pl.layers] as [number, number] } : {}) })),
   };
@@ -193,6 +198,18 @@ export function hybridOf(ctx: PlanContext, base: Evaluated, rates: HybridRates, 
       decode: { ...p.decode, host_cpu: p.decode.host_cpu - cpuOnly + split - (blocks * h.layerOverheadMs) / 1000, overhead: p.decode.overhead + (blocks * h.layerOverheadMs) / 1000 },
     },
   };
+}
+
+/**
+ * Compute threads for a hybrid plan: one fewer than the cores when the plan would use them all, so
+ * the scheduler's launch thread has a core of its own (bench/results/2026-12-07-hybrid-threads).
+ *
+ * @example
+ * hybridThreads(16, 16); // 15
+ * hybridThreads(8, 16);  // 8
+ */
+export function hybridThreads(threads: number, cores: number): number {
+  return cores > 1 && threads >= cores ? cores - 1 : threads;
 }
 
 /**
