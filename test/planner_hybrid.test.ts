@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { assert, assertEquals, assertGreater, assertLess, assertMatch, assertStringIncludes } from "./_assert.ts";
 import type { HardwareProfile, Measured } from "../core/types.ts";
 import { getProfile } from "../engine/hardware/profiles.ts";
+import { concurrentMeasured } from "../engine/hardware/measure/profile.ts";
 import { modelInfoFromShape } from "../engine/planner/from_shape.ts";
 import { plan, type PlanRecipe } from "../engine/planner/plan.ts";
 import { formatPlan } from "../engine/planner/format.ts";
@@ -32,6 +33,11 @@ function withConcurrent(base: HardwareProfile, cpu = 78.2, gpu = 51.05, cpuAlone
       concurrentGpuGBps: m(gpu),
     },
   };
+}
+
+/** `p` with a committed run's concurrent probe (concurrent.json) as `spillway bench` records it. */
+function withProbe(p: HardwareProfile, file: string): HardwareProfile {
+  return { ...p, measured: { ...(p.measured ?? {}), ...concurrentMeasured(JSON.parse(readFileSync(file, "utf8"))) } };
 }
 
 function recipe(promptTokens: number, generatedTokens: number): PlanRecipe {
@@ -195,17 +201,7 @@ test("plan: where the copy engine outruns llama.cpp's in-place reads, the copy v
 });
 
 test("plan: with the probe figures of the copy mode's GPU run (2026-12-07-hybrid-copy) the copy variant at 3 of 8 is chosen, predicting the small gain measured", () => {
-  const c = JSON.parse(readFileSync("bench/results/2026-12-07-hybrid-copy/concurrent.json", "utf8"));
-  const hw: HardwareProfile = {
-    ...base,
-    measured: {
-      ...(base.measured ?? {}),
-      concurrentCpuAloneGBps: c.cpuAloneGBps, concurrentGpuAloneGBps: c.gpuAloneGBps,
-      concurrentCpuGBps: c.cpuTogetherGBps, concurrentGpuGBps: c.gpuTogetherGBps,
-      concurrentGpuQ8AloneGBps: c.gpuQ8AloneGBps, concurrentCopyAloneGBps: c.copyAloneGBps,
-      concurrentCopyGBps: c.copyTogetherGBps, concurrentCpuWithCopyGBps: c.cpuWithCopyGBps,
-    },
-  };
+  const hw = withProbe(base, "bench/results/2026-12-07-hybrid-copy/concurrent.json");
   const p = plan(model, hw, recipe(4096, 128));
   const chosen = p.candidates.find((x) => x.id === p.chosen)!;
   assertEquals(p.chosen, "hybrid-copy-35-ub2048"); // as docs/planner.md states
@@ -223,18 +219,8 @@ test("plan: with the launch-thread run's probe (2026-12-07-hybrid-launch), whose
   // That machine's CPU summed pinned RAM at 123 GB/s (102 beside the copy engine), the copy engine
   // moved 41 GB/s beside it: the copy variant measured 0.98x (30B-A3B, 47.94 vs 48.87 t/s) and 0.95x
   // (GLM-4.7-Flash, 40.27 vs 42.34) the same placement stock.
-  const c = JSON.parse(readFileSync("bench/results/2026-12-07-hybrid-launch/concurrent.json", "utf8"));
-  const hw: HardwareProfile = {
-    ...base,
-    host: { ...base.host, ramGBps: c.cpuAloneGBps.median },
-    measured: {
-      ...(base.measured ?? {}),
-      concurrentCpuAloneGBps: c.cpuAloneGBps, concurrentGpuAloneGBps: c.gpuAloneGBps,
-      concurrentCpuGBps: c.cpuTogetherGBps, concurrentGpuGBps: c.gpuTogetherGBps,
-      concurrentGpuQ8AloneGBps: c.gpuQ8AloneGBps, concurrentCopyAloneGBps: c.copyAloneGBps,
-      concurrentCopyGBps: c.copyTogetherGBps, concurrentCpuWithCopyGBps: c.cpuWithCopyGBps,
-    },
-  };
+  const probed = withProbe(base, "bench/results/2026-12-07-hybrid-launch/concurrent.json");
+  const hw: HardwareProfile = { ...probed, host: { ...probed.host, ramGBps: probed.measured!.concurrentCpuAloneGBps!.median } };
   for (const shape of ["qwen3-30b-a3b", "glm-4.7-flash"]) {
     const p = plan(modelInfoFromShape(shape, "q8_0", `${shape}.gguf`), hw, recipe(4096, 128));
     assertEquals(p.candidates.find((x) => x.id === p.chosen)!.strategy, "experts_cpu", `${shape}: ${p.chosen}`);

@@ -51,6 +51,28 @@ function meminfo(field: string): number | null {
   }
 }
 
+/**
+ * The concurrent probe's figures as a profile's `measured` entries, under the names the planner's
+ * hybrid split reads (both paths' rates over the same window; the copy-engine and Q8_0 passes where
+ * the probe ran them).
+ *
+ * @example
+ * const hw = { ...profile, measured: { ...profile.measured, ...concurrentMeasured(result) } };
+ */
+export function concurrentMeasured(c: ConcurrentResult): Record<string, Measured> {
+  const m: Record<string, Measured> = {
+    concurrentCpuAloneGBps: c.cpuAloneGBps,
+    concurrentGpuAloneGBps: c.gpuAloneGBps,
+    concurrentCpuGBps: c.cpuTogetherGBps,
+    concurrentGpuGBps: c.gpuTogetherGBps,
+  };
+  if (c.gpuQ8AloneGBps) m.concurrentGpuQ8AloneGBps = c.gpuQ8AloneGBps;
+  if (c.copyAloneGBps) m.concurrentCopyAloneGBps = c.copyAloneGBps;
+  if (c.copyTogetherGBps) m.concurrentCopyGBps = c.copyTogetherGBps;
+  if (c.cpuWithCopyGBps) m.concurrentCpuWithCopyGBps = c.cpuWithCopyGBps;
+  return m;
+}
+
 /** Build the profile from the bench parts, filling unmeasured figures from `base` or defaults. */
 export function benchProfile(parts: BenchParts, base?: HardwareProfile): HardwareProfile {
   const notes: string[] = [];
@@ -92,17 +114,7 @@ export function benchProfile(parts: BenchParts, base?: HardwareProfile): Hardwar
   const cpuGflops = base?.host.cpuGflops ?? cores * 40;
   if (base?.host.cpuGflops === undefined) notes.push(`CPU GFLOP/s not measured: ${cpuGflops} assumed (${cores} cores x 40)`);
   let readGBps = base?.disk.readGBps ?? 1;
-  if (parts.concurrent) {
-    // Both paths' rates over the same window; the planner's hybrid split uses them.
-    measured.concurrentCpuAloneGBps = parts.concurrent.cpuAloneGBps;
-    measured.concurrentGpuAloneGBps = parts.concurrent.gpuAloneGBps;
-    measured.concurrentCpuGBps = parts.concurrent.cpuTogetherGBps;
-    measured.concurrentGpuGBps = parts.concurrent.gpuTogetherGBps;
-    if (parts.concurrent.gpuQ8AloneGBps) measured.concurrentGpuQ8AloneGBps = parts.concurrent.gpuQ8AloneGBps;
-    if (parts.concurrent.copyAloneGBps) measured.concurrentCopyAloneGBps = parts.concurrent.copyAloneGBps;
-    if (parts.concurrent.copyTogetherGBps) measured.concurrentCopyGBps = parts.concurrent.copyTogetherGBps;
-    if (parts.concurrent.cpuWithCopyGBps) measured.concurrentCpuWithCopyGBps = parts.concurrent.cpuWithCopyGBps;
-  }
+  if (parts.concurrent) Object.assign(measured, concurrentMeasured(parts.concurrent));
   if (parts.disk) {
     measured.diskReadGBps = parts.disk.readGBps;
     readGBps = parts.disk.readGBps.median;
