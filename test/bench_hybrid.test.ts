@@ -12,7 +12,7 @@ import { scriptArgv } from "./_spillway_cli.ts";
 import { loadBenchMatrix, loadMatrix, onlyModels, parseMatrix } from "../bench/harness/matrix.ts";
 import { hybridSummary, isStock } from "../bench/harness/hybrid_summary.ts";
 import { renderMarkdown } from "../bench/harness/table.ts";
-import { fitMethodFlags, fitParamsArgs } from "../bench/harness/runner.ts";
+import { fitMethodFlags, fitParamsArgs, methodThreads } from "../bench/harness/runner.ts";
 import { type MethodResult, mergeRuns, type RunResults } from "../bench/harness/results.ts";
 
 test("matrix: hybrid-12g parses; env and checkFlags reach the methods; env only on flags/shim methods", () => {
@@ -101,6 +101,9 @@ test("matrix: a method's own thread count (hybrid-threads-12g: the hybrid at -t 
   assertEquals(method("stock-pinned").threads, null);
   assertEquals((method("hybrid").config as { flags: string[] }).flags, (method("hybrid-t16").config as { flags: string[] }).flags);
   assertEquals(method("hybrid-t16").threads, null);
+  // What llama-bench and llama-perplexity get as -t.
+  assertEquals(methodThreads(method("hybrid"), m), 15);
+  assertEquals(methodThreads(method("hybrid-t16"), m), 16);
   const bad = `{ name: "x", models: [{ id: "m", shape: "tiny-moe", quant: "Q8_0" }], freeVramGiB: [1],
     workloads: [{ id: "w", prompt: 16, gen: 4 }], methods: [{ id: "p", config: "flags", flags: ["-ngl", "1"], threads: 0 }] }`;
   assertThrows(() => parseMatrix(bad, "bad.json5"), Error, "methods[0].threads");

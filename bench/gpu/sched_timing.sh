@@ -26,11 +26,12 @@ mkdir -p "$OUTDIR"
 result="$OUTDIR/sched-timing.tsv"
 [[ -x "$BIN" && -s "$MODEL" ]] || { echo "sched_timing: missing $BIN or $MODEL" >&2; exit 1; }
 printf 'config\tthreads\tdecode_tps\ttiming\n' >"$result"
+cores="$(nproc)"
 for c in "${configs[@]}"; do
   name="${c%%=*}"
   vars=()
   [[ "$c" == *=* ]] && IFS=, read -ra vars <<<"${c#*=}"
-  threads="$(nproc)"
+  threads="$cores"
   envs=()
   for v in "${vars[@]}"; do
     if [[ "$v" == THREADS=* ]]; then threads="${v#THREADS=}"; else envs+=("$v"); fi

@@ -56,6 +56,11 @@ function failResult(base: Omit<MethodResult, "status" | "prefill" | "decode" | "
   return { ...base, prefill: null, decode: null, endToEnd: null, check: { mode: "none", pass: null, how: "not run" }, seconds, status, error };
 }
 
+/** CPU threads (-t) a method runs and is checked with: its own where it sets them, else the matrix's. */
+export function methodThreads(m: Pick<LlamaMethod, "threads">, matrix: Pick<Matrix, "threads">): number {
+  return m.threads ?? matrix.threads;
+}
+
 /** The workload's llama-bench test flags (depth: -d, issue 21). */
 export function testFlags(w: MatrixWorkload, reps: number, threads: number): string[] {
   const f = ["-p", String(w.prompt), "-n", String(w.gen), "-r", String(reps), "-t", String(threads), "-o", "json"];
@@ -172,7 +177,7 @@ async function deriveFlags(ctx: RunContext, m: LlamaMethod, model: ModelInfo, mo
 async function checkMethod(ctx: RunContext, m: LlamaMethod, modelPath: string, flags: string[], env: Record<string, string>, matrix: Matrix, refBase: string, textFile: string, timeoutS: number): Promise<CheckResult> {
   const common = benchToCommonFlags(flags);
   const isRef = m.config.kind === "all-vram";
-  const argv = [join(ctx.llamaBin, "llama-perplexity"), "-m", modelPath, "-f", textFile, "-c", String(matrix.checkContext), "--chunks", String(matrix.checkChunks), "-t", String(m.threads ?? matrix.threads), ...common,
+  const argv = [join(ctx.llamaBin, "llama-perplexity"), "-m", modelPath, "-f", textFile, "-c", String(matrix.checkContext), "--chunks", String(matrix.checkChunks), "-t", String(methodThreads(m, matrix)), ...common,
     ...m.checkFlags, "--kl-divergence-base", refBase];
   if (!isRef) argv.push("--kl-divergence");
   const r = await runStep(argv, { env, timeoutS, logFile: ctx.logFile });
@@ -206,7 +211,7 @@ async function runLlamaMethod(ctx: RunContext, matrix: Matrix, m: LlamaMethod, m
     return failResult(base, "failed", `deriving flags: ${(e as Error).message}`, (performance.now() - t0) / 1000);
   }
   const tests = m.endToEnd === null ? w : { ...w, endToEnd: w.endToEnd && m.endToEnd };
-  const argv = [join(ctx.llamaBin, "llama-bench"), "-m", modelPath, ...testFlags(tests, matrix.repetitions, m.threads ?? matrix.threads), ...d.flags];
+  const argv = [join(ctx.llamaBin, "llama-bench"), "-m", modelPath, ...testFlags(tests, matrix.repetitions, methodThreads(m, matrix)), ...d.flags];
   const full = { ...base, command: argv, env: d.env, derivedFrom: d.derivedFrom };
   log(ctx, `${m.id}: ${argv.slice(1).join(" ")}`);
   const r: StepResult = await runStep(argv, { env: d.env, timeoutS: Math.min(matrix.stepTimeoutS, left(ctx)), logFile: ctx.logFile });
