@@ -173,7 +173,8 @@ export function hybridOf(ctx: PlanContext, base: Evaluated, rates: HybridRates, 
   const copy = rates.read === "copy";
   // The patched build's launch thread (patch 0004) needs a core of its own: with every core computing,
   // the woken helper ran on the computing thread's core and ~2.9 ms per token went nowhere; with one
-  // core free, 0.2 ms (bench/results/2026-12-07-hybrid-threads).
+  // core free, 0.2 ms (bench/results/2026-12-07-hybrid-threads). The prediction stays the base's: the
+  // CPU part's time at 15 threads (15.1 and 17.8 ms) and at 16 (15.9 and 16.4) differed within noise.
   const threads = hybridThreads(c.settings.threads, ctx.hw.host.cpuCores);
   const candidate: Candidate = {
     ...c,
