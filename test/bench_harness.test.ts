@@ -18,6 +18,7 @@ import {
   layerBytes,
   naiveGpuLayers,
   parseFitParams,
+  runUntilStats,
   parseLlamaBenchJson,
   parsePerplexity,
   splitShellWords,
@@ -107,6 +108,27 @@ test("llama-perplexity KL-divergence statistics parse", () => {
   assertEquals(s.refPpl, 212859.337842);
   assertEquals(parsePerplexity("0.06 I Final estimate: PPL = 212858.6934 +/- 20100.14016").ppl, 212858.6934);
   assertEquals(parsePerplexity("crash").meanKld, null);
+});
+
+test("llama-perplexity's lost log tail: a run that exits 0 without the statistics runs again, a failed one does not", async () => {
+  const stats = "Mean    KLD:   0.000052 ±   0.000003\nSame top p: 95.238 ± 1.343 %\n";
+  const runs = (outs: { code: number | null; stdout: string }[]) => {
+    let i = 0;
+    return () => Promise.resolve({ ...outs[Math.min(i++, outs.length - 1)]!, stderr: "" });
+  };
+  // Lost twice, then whole: the third run is returned.
+  let r = await runUntilStats(runs([{ code: 0, stdout: "chunk 1" }, { code: 0, stdout: "chunk 1" }, { code: 0, stdout: stats }]));
+  assertEquals(r.attempts, 3);
+  assertEquals(parsePerplexity(r.run.stdout).meanKld, 0.000052);
+  // Whole at once: one run.
+  assertEquals((await runUntilStats(runs([{ code: 0, stdout: stats }]))).attempts, 1);
+  // A crash is a result, not a lost log: no second run.
+  r = await runUntilStats(runs([{ code: 134, stdout: "" }, { code: 0, stdout: stats }]));
+  assertEquals(r.attempts, 1);
+  assertEquals(r.run.code, 134);
+  // Bounded by the attempts and by the caller's time.
+  assertEquals((await runUntilStats(runs([{ code: 0, stdout: "" }]), 4)).attempts, 4);
+  assertEquals((await runUntilStats(runs([{ code: 0, stdout: "" }]), 4, () => false)).attempts, 1);
 });
 
 test("naive -ngl counts whole layers (from the last) that fit the free VRAM", async () => {

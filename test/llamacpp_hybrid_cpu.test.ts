@@ -10,7 +10,7 @@
 // that launches them (the second test).
 // The GPU side (the part read over PCIe) is checked on the GPU machine by the bench harness.
 import { test } from "node:test";
-import { execFileSync, spawnSync } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -18,6 +18,8 @@ import { hasProgram } from "../core/native_build.ts";
 import { synthesize } from "../engine/model/synth.ts";
 import { assert, assertEquals } from "./_assert.ts";
 import { startRpcNodes } from "../engine/launch/rpc_servers.ts";
+import { runUntilStats } from "../bench/harness/llama.ts";
+import { runStep } from "../bench/harness/proc.ts";
 import { CACHE_DIR, ROOT } from "./_native.ts";
 import { freePort } from "./_net.ts";
 
@@ -50,20 +52,18 @@ interface PplRun {
   launchThread: boolean;
 }
 
-function perplexity(bin: string, model: string, textFile: string, base: string, env: Record<string, string>, kld: boolean, extra: string[] = []): PplRun {
+async function perplexity(bin: string, model: string, textFile: string, base: string, env: Record<string, string>, kld: boolean, extra: string[] = []): Promise<PplRun> {
   const args = ["-m", model, "-f", textFile, "-c", "128", "--chunks", "2", "-t", "2", "-ub", "1", "-lv", "4", "--kl-divergence-base", base, ...extra];
   if (kld) args.push("--kl-divergence");
-  // llama.cpp's asynchronous log may lose its last lines at exit (its common/log.cpp says so), where
-  // the KL summary is: a run whose figures are missing is repeated, up to three times.
-  let last: PplRun = { nodes: NaN, saysHybrid: false, launchThread: false };
-  for (let attempt = 0; attempt < 3; attempt++) {
-    const r = spawnSync(bin, args, { encoding: "utf8", env: { ...process.env, ...env }, stdio: ["ignore", "pipe", "pipe"], maxBuffer: 64 << 20 });
-    assertEquals(r.status, 0, `llama-perplexity ${args.join(" ")}: exit ${r.status}\n${r.stderr.slice(-2000)}`);
-    // The figures are split between stdout and the log (stderr).
-    last = parse(r.stdout + r.stderr);
-    if (Number.isFinite(last.nodes) && (!kld || (last.kld !== undefined && last.sameTopPct !== undefined))) break;
-  }
-  return last;
+  // Asynchronous, so the event loop keeps reading a local rpc-server's output: blocked, the server
+  // stops in a write to its full stdout pipe and the next client waits forever. The time limit
+  // turns any other hang into a failure. llama-perplexity's log can lose its last lines at exit,
+  // where the KL statistics are (runUntilStats says why): such a run is repeated.
+  const once = () => runStep([bin, ...args], { env, timeoutS: 120 });
+  const { run: r } = kld ? await runUntilStats(once, 8) : { run: await once() };
+  assertEquals(r.code, 0, `llama-perplexity ${args.join(" ")}: exit ${r.code}${r.timedOut ? " (timed out)" : ""}\n${r.stderr.slice(-2000)}`);
+  // The figures are split between stdout and the log (stderr).
+  return parse(r.stdout + r.stderr);
 }
 
 function parse(out: string): PplRun {
@@ -102,14 +102,14 @@ test("hybrid MoE split (CPU-only build): same logits as the stock path for every
       const model = join(dir, `${shape}.gguf`);
       await synthesize({ shape, quant: "F16", out: model });
       const base = join(dir, `${shape}.kld`);
-      const stock = perplexity(bin, model, textFile, base, {}, false);
+      const stock = await perplexity(bin, model, textFile, base, {}, false);
       assert(Number.isFinite(stock.nodes), `${shape}: no graph node count in llama-perplexity's log`);
       assert(!stock.saysHybrid, `${shape}: the stock run's log says hybrid`);
       // The copy mode (LLAMA_MOE_HYBRID_GPU_READ=copy) builds the same graph with the GPU part's experts
       // unflagged; here only its switch and log are checked (the copy itself needs a device).
       for (const [share, read] of [["0.25", undefined], ["0.5", undefined], ["1.0", undefined], ["0.5", "copy"]] as const) {
         const env: Record<string, string> = { LLAMA_MOE_HYBRID_ANY_HOST: "1", LLAMA_MOE_HYBRID_GPU_FRACTION: share, ...(read ? { LLAMA_MOE_HYBRID_GPU_READ: read } : {}) };
-        const r = perplexity(bin, model, textFile, base, env, true);
+        const r = await perplexity(bin, model, textFile, base, env, true);
         assertEquals(r.gpuRead, read ?? "inplace", `${shape} share ${share}: the log's GPU read mode`);
         // Share 1.0 has one part (all rows read by the "GPU"): the stock graph's size.
         if (share !== "1.0") assert(r.nodes > stock.nodes, `${shape} share ${share}: ${r.nodes} graph nodes, stock ${stock.nodes}: the split was not built`);
@@ -142,8 +142,8 @@ test("hybrid MoE split, copy mode, device part on a second backend (local RPC se
       const model = join(dir, `${shape}.gguf`);
       await synthesize({ shape, quant: "F16", out: model });
       const base = join(dir, `${shape}.kld`);
-      perplexity(bin, model, textFile, base, {}, false); // the reference: stock, CPU only
-      const stock = perplexity(bin, model, textFile, base, {}, true, placement);
+      await perplexity(bin, model, textFile, base, {}, false); // the reference: stock, CPU only
+      const stock = await perplexity(bin, model, textFile, base, {}, true, placement);
       assert(stock.splits !== undefined && stock.splits > 1, `${shape}: stock over RPC has ${stock.splits} splits: the RPC device was not used`);
       // Overlap on, its device splits launched by the helper thread (the default) or by the computing
       // thread first (GGML_SCHED_LAUNCH_THREAD=0); overlap off.
@@ -154,7 +154,7 @@ test("hybrid MoE split, copy mode, device part on a second backend (local RPC se
       ];
       for (const [overlap, switches, helper] of modes) {
         const env: Record<string, string> = { LLAMA_MOE_HYBRID_ANY_HOST: "1", LLAMA_MOE_HYBRID_GPU_FRACTION: "0.5", LLAMA_MOE_HYBRID_GPU_READ: "copy", ...switches };
-        const r = perplexity(bin, model, textFile, base, env, true, placement);
+        const r = await perplexity(bin, model, textFile, base, env, true, placement);
         const what = `${shape} copy mode over RPC, overlap ${overlap}`;
         assertEquals(r.gpuRead, "copy", `${what}: the log's read mode`);
         assertEquals(r.launchThread, helper, `${what}: the log ${r.launchThread ? "says" : "does not say"} a helper thread launched device splits`);

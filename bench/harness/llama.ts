@@ -191,6 +191,42 @@ export function parsePerplexity(text: string): KldStats {
   };
 }
 
+/** What {@link runUntilStats} needs of one llama-perplexity run. */
+export interface PerplexityRun {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Runs llama-perplexity (`run`) again, up to `attempts` times in all, while it exits 0 without the
+ * KL-divergence statistics. Its log is asynchronous and never flushed at exit (common/log.h asks
+ * callers to flush; the tool does not), so a successful run can lose its last lines, which hold
+ * the statistics: on a 2-core machine about one run in five. `timeLeft` says whether another run
+ * still fits the caller's budget. Returns the last run and how many ran.
+ *
+ * @example
+ * ```ts
+ * const { run, attempts } = await runUntilStats(() => runStep(argv, opts));
+ * const stats = parsePerplexity(run.stdout + run.stderr);
+ * ```
+ */
+export async function runUntilStats<R extends PerplexityRun>(run: () => Promise<R>, attempts = 4, timeLeft: () => boolean = () => true): Promise<{ run: R; attempts: number }> {
+  let last = await run();
+  let n = 1;
+  while (n < attempts && last.code === 0 && !hasKldStats(last) && timeLeft()) {
+    last = await run();
+    n++;
+  }
+  return { run: last, attempts: n };
+}
+
+/** The run printed both KL-divergence figures the check reads. */
+export function hasKldStats(r: PerplexityRun): boolean {
+  const s = parsePerplexity(r.stdout + r.stderr);
+  return s.meanKld !== null && s.sameTopPct !== null;
+}
+
 /** A fixed English text for the logits check; byte-level tokens, so ~1 token per character. */
 export function checkText(minChars: number): string {
   const base =
