@@ -73,6 +73,9 @@ export function rpcServerArgv(node: RpcNodeSpec, binary: string): string[] {
 /**
  * Start the nodes marked `start`, then check every node answers. On any failure, stops what it
  * started and throws a LaunchError naming the node (`hardware.nodes[i]`) and why.
+ * A started server's output is piped to this process and read by its event loop (the tail goes into
+ * errors): while the loop is blocked (a long spawnSync), a server stops at its next write once the
+ * pipe is full, and its clients wait. Run the clients asynchronously.
  */
 export async function startRpcNodes(nodes: readonly RpcNodeSpec[], options: RpcNodeOptions = {}): Promise<RpcNodes> {
   const err = options.err ?? ((s: string) => void process.stderr.write(s));
