@@ -230,6 +230,13 @@ test("hybrid_summary CLI: a run folder and an id; the committed copy-mode run gi
   assertEquals(s.shapes[0].hybrid.id, "hybrid-copy-0.375");
   assertEquals(s.shapes[0].decodeRatioVsBestStock, 1.03);
   assertEquals(s.shapes[0].bestStock.decodeId, "stock-pinned");
+  // The folder's concurrent.json is that machine's probe: the bound a perfect overlap puts on the split.
+  assertEquals(s.probe, { cpuAloneGBps: 117.89, cpuWithCopyGBps: 100.107, copyWithCpuGBps: 43.095, zeroCopyWithCpuGBps: 27.236, zeroCopyGainVsBestAlone: 1.146, copyGainVsBestAlone: 1.215 });
+  // Without a probe, no bound; two probes for one summary are refused.
+  assertEquals(JSON.parse(execFileSync(cmd!, [...args.slice(0, -2), "bench/results/2026-12-07-hybrid-copy/results.json", "hybrid-copy-0.375"], { encoding: "utf8", cwd: ROOT })).probe, undefined);
+  const two = spawnSync(cmd!, [...args.slice(0, -2), "bench/results/2026-12-07-hybrid-copy", "bench/results/2026-12-07-hybrid-launch/concurrent.json", "hybrid-copy-0.375"], { encoding: "utf8", cwd: ROOT });
+  assertEquals(two.status, 1);
+  assertStringIncludes(two.stderr, "one concurrent probe per summary");
   // A missing results path is named, exit 1.
   const [cmd2, ...args2] = scriptArgv("bench/harness/hybrid_summary.ts", ["bench/results/no-such-run.json"]);
   const r = spawnSync(cmd2!, args2, { encoding: "utf8", cwd: ROOT });

@@ -6,9 +6,9 @@ import { test } from "node:test";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { execFileSync } from "node:child_process";
-import { measureConcurrent, parseConcurrentOutput } from "../engine/hardware/measure/concurrent.ts";
+import { measureConcurrent, overlapGains, parseConcurrentOutput, readConcurrentJson } from "../engine/hardware/measure/concurrent.ts";
 import { assetPath, buildHelper } from "../engine/hardware/measure/native.ts";
-import { buildC } from "./_native.ts";
+import { buildC, ROOT } from "./_native.ts";
 import { withTempDir } from "./_tmp.ts";
 import { assert, assertEquals, assertGreater, assertRejects, assertStringIncludes, assertThrows } from "./_assert.ts";
 
@@ -93,6 +93,25 @@ test("concurrent probe output: fields checked by name", () => {
   assertEquals(c.copyAloneGBps!.median, 52.2);
   assertEquals(c.copyTogetherGBps!.median, 50.1);
   assertEquals(c.cpuWithCopyGBps!.median, 70.6);
+  // The copy engine's bound: both paths together over the faster alone; absent without the passes.
+  assertEquals(c.copyGainVsBestAlone, (70.6 + 50.1) / Math.max(c.cpuAloneGBps.median, 52.2));
+  assertEquals(r.copyGainVsBestAlone, undefined);
   assertThrows(() => parseConcurrentOutput(ok.replace("}", ',"copyAloneGBps":[52.1,52.3]}')), Error, "come together; got only copyAloneGBps");
   assertThrows(() => parseConcurrentOutput(ok.replace("}", copy.replace("[70.5,70.7]", "[70.5,0]"))), Error, "field cpuWithCopyGBps must be an array of 2 positive numbers");
+});
+
+test("readConcurrentJson: a committed probe file in either form (the helper's arrays, or medians); gains from the medians; a bad field is named", () => {
+  // The helper's own output (the 2026-12-06-hybrid run committed it so): medians of the repeats.
+  const raw = readConcurrentJson(readFileSync(join(ROOT, "bench/results/2026-12-06-hybrid/concurrent.json"), "utf8"));
+  assertEquals(raw.cpuTogetherGBps.median, 85.987);
+  assertEquals(overlapGains(raw), { zeroCopy: (85.987 + 50.352) / 114.81 });
+  // A saved result with the copy passes (2026-12-07-hybrid-threads): the copy mode's bound there.
+  const saved = readConcurrentJson(readFileSync(join(ROOT, "bench/results/2026-12-07-hybrid-threads/concurrent.json"), "utf8"));
+  const g = overlapGains(saved);
+  assertEquals(g.copy, (109.95 + 49.739) / 150.309);
+  assertEquals(+g.copy!.toFixed(2), 1.06);
+  assertThrows(() => readConcurrentJson('{"cpuAloneGBps":{"median":1},"gpuAloneGBps":{"median":1},"cpuTogetherGBps":{},"gpuTogetherGBps":{"median":1}}'), Error, "field cpuTogetherGBps must have a positive median");
+  assertThrows(() => readConcurrentJson('{"cpuAloneGBps":{"median":1},"gpuAloneGBps":{"median":1},"cpuTogetherGBps":{"median":1},"gpuTogetherGBps":{"median":1},"copyAloneGBps":{"median":1}}'), Error, "come together");
+  assertThrows(() => readConcurrentJson("[1]"), Error, "not a JSON object");
+  assertThrows(() => readConcurrentJson("{"), Error, "not JSON");
 });

@@ -5,16 +5,20 @@
  * whose environment turns on none of the patched build's switches.
  *
  * Usage: node --import tsx bench/harness/hybrid_summary.ts RESULTS_JSON... [HYBRID_ID] > summary.json
- * (several results files: parts of one run on one machine, see mergeRuns)
+ * (several results files: parts of one run on one machine, see mergeRuns). A run folder's
+ * concurrent.json (the probe of the same machine, SPILLWAY_BENCH_CONCURRENT=1) adds `probe`: the
+ * most a perfect overlap of the split's two parts could gain there.
  *
  * @example
  * const s = hybridSummary(JSON.parse(readFileSync("results.json", "utf8")), "hybrid");
  * console.log(s.shapes[0].decodeRatioVsBestStock); // e.g. 1.31
  * @module
  */
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync, statSync } from "node:fs";
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { HYBRID_FRACTION_ENV, HYBRID_READ_ENV } from "../../engine/runtimes/llamacpp_hybrid.ts";
+import { type ConcurrentMedians, overlapGains, readConcurrentJson } from "../../engine/hardware/measure/concurrent.ts";
 import { type MethodResult, mergeRuns, readResults, type RunResults } from "./results.ts";
 
 /** Environment variables of the patched llama.cpp that change what it computes. */
@@ -44,12 +48,46 @@ export interface ShapeSummary {
   decodeRatioVsDefault: number | null;
 }
 
+/**
+ * The machine's two host-memory paths, from the concurrent probe of the same run: the bound a
+ * perfect overlap puts on the split. Decode gains less, as it also runs what is not expert reads.
+ */
+export interface ProbeBound {
+  cpuAloneGBps: number;
+  /** The CPU's rate while the copy engine copies (the CPU part's rate in the copy mode). */
+  cpuWithCopyGBps: number | null;
+  /** The copy engine's rate beside the CPU threads. */
+  copyWithCpuGBps: number | null;
+  /** Zero-copy GPU reads' rate beside the CPU threads. */
+  zeroCopyWithCpuGBps: number;
+  /** Both paths together over the faster alone (zero-copy GPU reads). */
+  zeroCopyGainVsBestAlone: number;
+  /** Both paths together over the faster alone (copies into VRAM), where the probe ran them. */
+  copyGainVsBestAlone: number | null;
+}
+
 /** The summary file. */
 export interface HybridSummary {
   matrix: string;
   startedAt: string;
   gpu: string;
+  /** Present when the run's concurrent probe was given. */
+  probe?: ProbeBound;
   shapes: ShapeSummary[];
+}
+
+/** The summary's {@link ProbeBound} from the probe's figures. */
+export function probeBound(c: ConcurrentMedians): ProbeBound {
+  const g = overlapGains(c);
+  const r = (x: number) => +x.toFixed(3);
+  return {
+    cpuAloneGBps: r(c.cpuAloneGBps.median),
+    cpuWithCopyGBps: c.cpuWithCopyGBps ? r(c.cpuWithCopyGBps.median) : null,
+    copyWithCpuGBps: c.copyTogetherGBps ? r(c.copyTogetherGBps.median) : null,
+    zeroCopyWithCpuGBps: r(c.gpuTogetherGBps.median),
+    zeroCopyGainVsBestAlone: r(g.zeroCopy),
+    copyGainVsBestAlone: g.copy !== undefined ? r(g.copy) : null,
+  };
 }
 
 const ratio = (a: number | null | undefined, b: number | null | undefined): number | null =>
@@ -60,8 +98,8 @@ export function isStock(m: MethodResult): boolean {
   return m.runtime === "llama.cpp" && m.freeVramGiB !== null && !PATCH_SWITCHES.some((k) => k in m.env) && !("LD_PRELOAD" in m.env);
 }
 
-/** Build the summary of a run's results; `hybridId` is the hybrid method's id. */
-export function hybridSummary(r: RunResults, hybridId = "hybrid"): HybridSummary {
+/** Build the summary of a run's results; `hybridId` is the hybrid method's id; `probe`, the run's concurrent probe. */
+export function hybridSummary(r: RunResults, hybridId = "hybrid", probe?: ConcurrentMedians): HybridSummary {
   const gpu = r.machine.gpus[0]?.name ?? "unknown GPU";
   const shapes: ShapeSummary[] = [];
   for (const h of r.results.filter((m) => m.id === hybridId)) {
@@ -84,21 +122,29 @@ export function hybridSummary(r: RunResults, hybridId = "hybrid"): HybridSummary
       decodeRatioVsDefault: ratio(h.decode?.tps, def?.decode?.tps),
     });
   }
-  return { matrix: r.matrix, startedAt: r.startedAt, gpu, shapes };
+  return { matrix: r.matrix, startedAt: r.startedAt, gpu, ...(probe ? { probe: probeBound(probe) } : {}), shapes };
 }
 
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   // Arguments naming a file or folder on disk are results (a results.json or its run folder); the other is the id.
   const args = process.argv.slice(2);
-  const files = args.filter((a) => a.endsWith(".json") || existsSync(a));
-  const id = args.find((a) => !files.includes(a));
+  const given = args.filter((a) => a.endsWith(".json") || existsSync(a));
+  const files = given.filter((f) => !f.endsWith("concurrent.json"));
+  const id = args.find((a) => !given.includes(a));
   if (files.length === 0) {
     console.error("usage: hybrid_summary.ts RESULTS... [HYBRID_ID]  (RESULTS: a results.json or its run folder; several: parts of one run, merged)");
     process.exit(2);
   }
   try {
     const run = mergeRuns(files.map((f) => readResults(f).results));
-    console.log(JSON.stringify(hybridSummary(run, id), null, 2));
+    // The probe: a concurrent.json given, or one in a run folder given.
+    const probeFiles = [
+      ...given.filter((f) => f.endsWith("concurrent.json")),
+      ...files.filter((f) => statSync(f).isDirectory() && existsSync(join(f, "concurrent.json"))).map((f) => join(f, "concurrent.json")),
+    ];
+    if (probeFiles.length > 1) throw new Error(`one concurrent probe per summary, got ${probeFiles.join(", ")}`);
+    const probe = probeFiles[0] ? readConcurrentJson(readFileSync(probeFiles[0], "utf8")) : undefined;
+    console.log(JSON.stringify(hybridSummary(run, id, probe), null, 2));
   } catch (e) {
     console.error(`hybrid_summary: ${(e as Error).message}`);
     process.exit(1);

@@ -68,6 +68,29 @@ export interface ConcurrentResult {
   sumTogetherGBps: number;
   /** sumTogether / max(cpu alone, gpu alone): 1 means the paths share one limit, 2 that they add fully. */
   gainVsBestAlone: number;
+  /**
+   * The same for the copy engine: (CPU beside the copies + copies beside the CPU) / max(CPU alone,
+   * copies alone). What splitting the host experts between the CPU and copies into VRAM can gain at
+   * best over the faster path alone. Present with the copy passes.
+   */
+  copyGainVsBestAlone?: number;
+}
+
+/** The medians {@link overlapGains} reads (a ConcurrentResult, or one written by an older probe). */
+export type ConcurrentMedians = Pick<ConcurrentResult, "cpuAloneGBps" | "gpuAloneGBps" | "cpuTogetherGBps" | "gpuTogetherGBps" | "copyAloneGBps" | "copyTogetherGBps" | "cpuWithCopyGBps">;
+
+/**
+ * The most running two paths at once can gain over the faster one alone, from the probe's medians:
+ * through zero-copy reads, and through the copy engine where the copy passes ran. A perfect
+ * overlap of a split's two parts reads host experts at most this much faster.
+ *
+ * @example
+ * const { zeroCopy, copy } = overlapGains(result); // e.g. 1.09, 1.06
+ */
+export function overlapGains(c: ConcurrentMedians): { zeroCopy: number; copy?: number } {
+  const zeroCopy = (c.cpuTogetherGBps.median + c.gpuTogetherGBps.median) / Math.max(c.cpuAloneGBps.median, c.gpuAloneGBps.median);
+  if (!c.copyAloneGBps || !c.copyTogetherGBps || !c.cpuWithCopyGBps) return { zeroCopy };
+  return { zeroCopy, copy: (c.cpuWithCopyGBps.median + c.copyTogetherGBps.median) / Math.max(c.cpuAloneGBps.median, c.copyAloneGBps.median) };
 }
 
 const FIELDS = ["cpuAloneGBps", "gpuAloneGBps", "cpuTogetherGBps", "gpuTogetherGBps"] as const;
@@ -120,6 +143,7 @@ export function parseConcurrentOutput(stdout: string): ConcurrentResult {
     throw new HardwareProbeError(`concurrent_bw: fields ${COPY_FIELDS.join(", ")} come together; got only ${present.join(", ")}`);
   }
   const copy = Object.fromEntries(present.map((k) => [k, optional(k)!]));
+  const gains = overlapGains({ ...m, ...copy });
   return {
     threads: o.threads as number,
     cpuBytes: o.cpuBytes as number,
@@ -128,8 +152,41 @@ export function parseConcurrentOutput(stdout: string): ConcurrentResult {
     ...(q8 !== undefined ? { gpuQ8AloneGBps: q8 } : {}),
     ...copy,
     sumTogetherGBps: sum,
-    gainVsBestAlone: sum / Math.max(m.cpuAloneGBps.median, m.gpuAloneGBps.median),
+    gainVsBestAlone: gains.zeroCopy,
+    ...(gains.copy !== undefined ? { copyGainVsBestAlone: gains.copy } : {}),
   };
+}
+
+/**
+ * The probe's figures from a saved file: the helper's own output (one repeat per array entry, as
+ * older runs committed it) or a saved {@link ConcurrentResult} (summaries with medians).
+ * @throws HardwareProbeError naming the field that is missing or wrong.
+ *
+ * @example
+ * const probe = readConcurrentJson(readFileSync("bench/results/2026-12-07-hybrid-launch/concurrent.json", "utf8"));
+ * overlapGains(probe).copy; // 1.16
+ */
+export function readConcurrentJson(text: string): ConcurrentMedians {
+  let o: Record<string, unknown>;
+  try {
+    o = JSON.parse(text);
+  } catch (e) {
+    throw new HardwareProbeError(`concurrent probe file: not JSON (${(e as Error).message})`, { cause: e });
+  }
+  if (typeof o !== "object" || o === null || Array.isArray(o)) throw new HardwareProbeError("concurrent probe file: not a JSON object");
+  if (Array.isArray(o.cpuAloneGBps)) return parseConcurrentOutput(JSON.stringify(o));
+  const out: Record<string, Measured> = {};
+  for (const k of [...FIELDS, ...COPY_FIELDS]) {
+    const v = o[k] as Measured | undefined;
+    if (v === undefined && (COPY_FIELDS as readonly string[]).includes(k)) continue;
+    if (typeof v !== "object" || v === null || !(typeof v.median === "number" && v.median > 0)) {
+      throw new HardwareProbeError(`concurrent probe file: field ${k} must have a positive median, got ${JSON.stringify(v)}`);
+    }
+    out[k] = v;
+  }
+  const copies = COPY_FIELDS.filter((k) => k in out).length;
+  if (copies > 0 && copies < COPY_FIELDS.length) throw new HardwareProbeError(`concurrent probe file: fields ${COPY_FIELDS.join(", ")} come together`);
+  return out as ConcurrentMedians;
 }
 
 /** Measure the two host-memory paths alone and together (needs gcc and a CUDA driver). */

@@ -144,7 +144,7 @@ export async function runBench(opts: BenchOptions = {}): Promise<BenchReport> {
     const bytes = opts.bytes ?? (quick ? 256 * MiB : GiB);
     say(`CPU and GPU zero-copy reading host memory alone and together, 2 x ${formatBytes(bytes, "short")} x${Math.min(repeats, 3)}`);
     parts.concurrent = await measureConcurrent({ cacheDir: dir, libcuda: opts.libcudaPath, cpuBytes: bytes, gpuBytes: bytes, repeats: Math.min(repeats, 3), seconds: quick ? 0.5 : 1.5, device: opts.device });
-    details.concurrent = { threads: parts.concurrent.threads, bytes, gainVsBestAlone: parts.concurrent.gainVsBestAlone };
+    details.concurrent = { threads: parts.concurrent.threads, bytes, gainVsBestAlone: parts.concurrent.gainVsBestAlone, ...(parts.concurrent.copyGainVsBestAlone !== undefined ? { copyGainVsBestAlone: parts.concurrent.copyGainVsBestAlone } : {}) };
   }
   if (!skip.has("disk")) {
     const target = opts.target ?? dir;
