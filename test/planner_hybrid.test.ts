@@ -223,6 +223,11 @@ test("plan: with the launch-thread run's probe (2026-12-07-hybrid-launch), whose
   const hw: HardwareProfile = { ...probed, host: { ...probed.host, ramGBps: probed.measured!.concurrentCpuAloneGBps!.median } };
   for (const shape of ["qwen3-30b-a3b", "glm-4.7-flash"]) {
     const p = plan(modelInfoFromShape(shape, "q8_0", `${shape}.gguf`), hw, recipe(4096, 128));
+    // The plan's note gives that machine's bound from its probe: (102.0 + 41.0) / 123.1 with copies,
+    // (107.3 + 24.3) / 123.1 with zero-copy reads.
+    const note = p.notes!.find((n) => n.startsWith("hybrid split from measured rates")) ?? "";
+    assertStringIncludes(note, "the CPU keeps 83% of its rate (together 1.16x the faster path alone, the most a split can gain in reading host memory)");
+    assertStringIncludes(note, "of their rates while both read (together 1.07x the faster path alone");
     assertEquals(p.candidates.find((x) => x.id === p.chosen)!.strategy, "experts_cpu", `${shape}: ${p.chosen}`);
     const hybrid = p.candidates.filter((x) => x.strategy === "hybrid");
     assert(hybrid.length > 0, `${shape}: no hybrid candidate weighed`);

@@ -25,6 +25,7 @@
  * @module
  */
 import type { Candidate, HardwareProfile } from "../../core/types.ts";
+import { measuredOverlapGains } from "../hardware/measure/profile.ts";
 import type { Evaluated, PlanContext } from "./candidates.ts";
 import { type CostConstants, DEFAULT_CONSTANTS } from "./cost.ts";
 import type { ModelSummary } from "./summary.ts";
@@ -96,8 +97,10 @@ export function hybridRates(hw: HardwareProfile, k: CostConstants = DEFAULT_CONS
   // of 34-byte blocks), that rate is the GPU part's; otherwise the zero-copy tier with its efficiencies.
   const q8 = m.concurrentGpuQ8AloneGBps?.median;
   const gpu = q8 !== undefined ? q8 * keepGpu : g.zeroCopyGBps * k.zeroCopyEfficiency * h.kernelEfficiency * keepGpu;
+  const gain = measuredOverlapGains(m)?.zeroCopy;
   return rates("inplace", cpu, gpu,
     `concurrent probe: CPU keeps ${(keepCpu * 100).toFixed(0)}% and GPU zero-copy ${(keepGpu * 100).toFixed(0)}% of their rates while both read` +
+      (gain !== undefined ? ` (${bound(gain)})` : "") +
       (q8 !== undefined ? `; llama.cpp's Q8_0 kernels read host memory at ${q8.toFixed(1)} GB/s (${((q8 / gpuAlone) * 100).toFixed(0)}% of a plain read)` : ""));
 }
 
@@ -120,8 +123,15 @@ export function hybridCopyRates(hw: HardwareProfile, k: CostConstants = DEFAULT_
   const keepCpu = Math.min(1, m.concurrentCpuWithCopyGBps.median / cpuAlone);
   const cpu = hw.host.ramGBps * k.cpuEfficiency * keepCpu;
   const gpu = m.concurrentCopyGBps.median;
+  const gain = measuredOverlapGains(m)?.copy;
   return rates("copy", cpu, gpu,
-    `concurrent probe: the copy engine moves ${gpu.toFixed(1)} GB/s to VRAM while the CPU reads, the CPU keeps ${(keepCpu * 100).toFixed(0)}% of its rate`);
+    `concurrent probe: the copy engine moves ${gpu.toFixed(1)} GB/s to VRAM while the CPU reads, the CPU keeps ${(keepCpu * 100).toFixed(0)}% of its rate` +
+      (gain !== undefined ? ` (${bound(gain)})` : ""));
+}
+
+/** What the probe allows a split at best: both paths together over the faster alone. */
+function bound(gain: number): string {
+  return `together ${gain.toFixed(2)}x the faster path alone, the most a split can gain in reading host memory`;
 }
 
 /** Host expert bytes read per decoded token by the CPU in a layout (experts on host_cpu, by block). */

@@ -7,7 +7,7 @@
 import { readFileSync } from "node:fs";
 import { availableParallelism, totalmem } from "node:os";
 import type { HardwareProfile, Measured } from "../../../core/types.ts";
-import type { ConcurrentResult } from "./concurrent.ts";
+import { type ConcurrentResult, overlapGains } from "./concurrent.ts";
 import type { CpuRamResult } from "./cpu.ts";
 import type { DiskReadResult } from "./disk.ts";
 import type { GpuBenchResult } from "./gpu.ts";
@@ -71,6 +71,26 @@ export function concurrentMeasured(c: ConcurrentResult): Record<string, Measured
   if (c.copyTogetherGBps) m.concurrentCopyGBps = c.copyTogetherGBps;
   if (c.cpuWithCopyGBps) m.concurrentCpuWithCopyGBps = c.cpuWithCopyGBps;
   return m;
+}
+
+/**
+ * {@link overlapGains} of the probe figures a profile holds (the inverse of {@link concurrentMeasured}):
+ * null without the concurrent figure; `copy` where the copy passes ran.
+ *
+ * @example
+ * measuredOverlapGains(profile.measured)?.copy; // e.g. 1.16: both paths together over the faster alone
+ */
+export function measuredOverlapGains(m: Record<string, Measured> | undefined): { zeroCopy: number; copy?: number } | null {
+  if (!m?.concurrentCpuAloneGBps || !m.concurrentGpuAloneGBps || !m.concurrentCpuGBps || !m.concurrentGpuGBps) return null;
+  return overlapGains({
+    cpuAloneGBps: m.concurrentCpuAloneGBps,
+    gpuAloneGBps: m.concurrentGpuAloneGBps,
+    cpuTogetherGBps: m.concurrentCpuGBps,
+    gpuTogetherGBps: m.concurrentGpuGBps,
+    copyAloneGBps: m.concurrentCopyAloneGBps,
+    copyTogetherGBps: m.concurrentCopyGBps,
+    cpuWithCopyGBps: m.concurrentCpuWithCopyGBps,
+  });
 }
 
 /** Build the profile from the bench parts, filling unmeasured figures from `base` or defaults. */
