@@ -8,6 +8,7 @@ import { join } from "node:path";
 import { execFileSync } from "node:child_process";
 import { measureConcurrent, overlapGains, parseConcurrentOutput, readConcurrentJson } from "../engine/hardware/measure/concurrent.ts";
 import { assetPath, buildHelper } from "../engine/hardware/measure/native.ts";
+import { concurrentMeasured, measuredOverlapGains } from "../engine/hardware/measure/profile.ts";
 import { buildC, ROOT } from "./_native.ts";
 import { withTempDir } from "./_tmp.ts";
 import { assert, assertEquals, assertGreater, assertRejects, assertStringIncludes, assertThrows } from "./_assert.ts";
@@ -104,12 +105,21 @@ test("readConcurrentJson: a committed probe file in either form (the helper's ar
   // The helper's own output (the 2026-12-06-hybrid run committed it so): medians of the repeats.
   const raw = readConcurrentJson(readFileSync(join(ROOT, "bench/results/2026-12-06-hybrid/concurrent.json"), "utf8"));
   assertEquals(raw.cpuTogetherGBps.median, 85.987);
-  assertEquals(overlapGains(raw), { zeroCopy: (85.987 + 50.352) / 114.81 });
+  const g0 = (85.987 + 50.352) / 114.81;
+  assertEquals(overlapGains(raw), { zeroCopy: g0 });
   // A saved result with the copy passes (2026-12-07-hybrid-threads): the copy mode's bound there.
   const saved = readConcurrentJson(readFileSync(join(ROOT, "bench/results/2026-12-07-hybrid-threads/concurrent.json"), "utf8"));
   const g = overlapGains(saved);
   assertEquals(g.copy, (109.95 + 49.739) / 150.309);
   assertEquals(+g.copy!.toFixed(2), 1.06);
+  assertEquals(saved.gpuQ8AloneGBps!.median, 47.21);
+  // A profile's measured figures hold the same rates: the planner's bound equals the probe's.
+  const measured = concurrentMeasured(saved);
+  assertEquals(measured.concurrentCpuWithCopyGBps!.median, 109.95);
+  assertEquals(measured.concurrentGpuQ8AloneGBps!.median, 47.21);
+  assertEquals(measuredOverlapGains(measured), g);
+  assertEquals(measuredOverlapGains(concurrentMeasured(raw)), { zeroCopy: g0 });
+  assertEquals(measuredOverlapGains({}), null);
   assertThrows(() => readConcurrentJson('{"cpuAloneGBps":{"median":1},"gpuAloneGBps":{"median":1},"cpuTogetherGBps":{},"gpuTogetherGBps":{"median":1}}'), Error, "field cpuTogetherGBps must have a positive median");
   assertThrows(() => readConcurrentJson('{"cpuAloneGBps":{"median":1},"gpuAloneGBps":{"median":1},"cpuTogetherGBps":{"median":1},"gpuTogetherGBps":{"median":1},"copyAloneGBps":{"median":1}}'), Error, "come together");
   assertThrows(() => readConcurrentJson("[1]"), Error, "not a JSON object");

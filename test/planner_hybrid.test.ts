@@ -9,6 +9,7 @@ import { assert, assertEquals, assertGreater, assertLess, assertMatch, assertStr
 import type { HardwareProfile, Measured } from "../core/types.ts";
 import { getProfile } from "../engine/hardware/profiles.ts";
 import { concurrentMeasured } from "../engine/hardware/measure/profile.ts";
+import { readConcurrentJson } from "../engine/hardware/measure/concurrent.ts";
 import { modelInfoFromShape } from "../engine/planner/from_shape.ts";
 import { plan, type PlanRecipe } from "../engine/planner/plan.ts";
 import { formatPlan } from "../engine/planner/format.ts";
@@ -37,7 +38,7 @@ function withConcurrent(base: HardwareProfile, cpu = 78.2, gpu = 51.05, cpuAlone
 
 /** `p` with a committed run's concurrent probe (concurrent.json) as `spillway bench` records it. */
 function withProbe(p: HardwareProfile, file: string): HardwareProfile {
-  return { ...p, measured: { ...(p.measured ?? {}), ...concurrentMeasured(JSON.parse(readFileSync(file, "utf8"))) } };
+  return { ...p, measured: { ...(p.measured ?? {}), ...concurrentMeasured(readConcurrentJson(readFileSync(file, "utf8"))) } };
 }
 
 function recipe(promptTokens: number, generatedTokens: number): PlanRecipe {

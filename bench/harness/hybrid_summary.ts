@@ -18,7 +18,7 @@ import { existsSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { HYBRID_FRACTION_ENV, HYBRID_READ_ENV } from "../../engine/runtimes/llamacpp_hybrid.ts";
-import { type ConcurrentMedians, overlapGains, readConcurrentJson } from "../../engine/hardware/measure/concurrent.ts";
+import { type ConcurrentRates, overlapGains, readConcurrentJson } from "../../engine/hardware/measure/concurrent.ts";
 import { type MethodResult, mergeRuns, readResults, type RunResults } from "./results.ts";
 
 /** Environment variables of the patched llama.cpp that change what it computes. */
@@ -77,7 +77,7 @@ export interface HybridSummary {
 }
 
 /** The summary's {@link ProbeBound} from the probe's figures. */
-export function probeBound(c: ConcurrentMedians): ProbeBound {
+export function probeBound(c: ConcurrentRates): ProbeBound {
   const g = overlapGains(c);
   const r = (x: number) => +x.toFixed(3);
   return {
@@ -99,7 +99,7 @@ export function isStock(m: MethodResult): boolean {
 }
 
 /** Build the summary of a run's results; `hybridId` is the hybrid method's id; `probe`, the run's concurrent probe. */
-export function hybridSummary(r: RunResults, hybridId = "hybrid", probe?: ConcurrentMedians): HybridSummary {
+export function hybridSummary(r: RunResults, hybridId = "hybrid", probe?: ConcurrentRates): HybridSummary {
   const gpu = r.machine.gpus[0]?.name ?? "unknown GPU";
   const shapes: ShapeSummary[] = [];
   for (const h of r.results.filter((m) => m.id === hybridId)) {

@@ -76,8 +76,8 @@ export interface ConcurrentResult {
   copyGainVsBestAlone?: number;
 }
 
-/** The medians {@link overlapGains} reads (a ConcurrentResult, or one written by an older probe). */
-export type ConcurrentMedians = Pick<ConcurrentResult, "cpuAloneGBps" | "gpuAloneGBps" | "cpuTogetherGBps" | "gpuTogetherGBps" | "copyAloneGBps" | "copyTogetherGBps" | "cpuWithCopyGBps">;
+/** The probe's rates without its bookkeeping: what a saved probe file holds (see {@link readConcurrentJson}). */
+export type ConcurrentRates = Pick<ConcurrentResult, "cpuAloneGBps" | "gpuAloneGBps" | "cpuTogetherGBps" | "gpuTogetherGBps" | "gpuQ8AloneGBps" | "copyAloneGBps" | "copyTogetherGBps" | "cpuWithCopyGBps">;
 
 /**
  * The most running two paths at once can gain over the faster one alone, from the probe's medians:
@@ -87,7 +87,7 @@ export type ConcurrentMedians = Pick<ConcurrentResult, "cpuAloneGBps" | "gpuAlon
  * @example
  * const { zeroCopy, copy } = overlapGains(result); // e.g. 1.09, 1.06
  */
-export function overlapGains(c: ConcurrentMedians): { zeroCopy: number; copy?: number } {
+export function overlapGains(c: ConcurrentRates): { zeroCopy: number; copy?: number } {
   const zeroCopy = (c.cpuTogetherGBps.median + c.gpuTogetherGBps.median) / Math.max(c.cpuAloneGBps.median, c.gpuAloneGBps.median);
   if (!c.copyAloneGBps || !c.copyTogetherGBps || !c.cpuWithCopyGBps) return { zeroCopy };
   return { zeroCopy, copy: (c.cpuWithCopyGBps.median + c.copyTogetherGBps.median) / Math.max(c.cpuAloneGBps.median, c.copyAloneGBps.median) };
@@ -109,7 +109,11 @@ export function parseConcurrentOutput(stdout: string): ConcurrentResult {
     throw new HardwareProbeError(`concurrent_bw: output is not JSON: ${JSON.stringify(line.slice(0, 200))}`, { cause: e });
   }
   if (typeof obj !== "object" || obj === null || Array.isArray(obj)) throw new HardwareProbeError("concurrent_bw: output is not a JSON object");
-  const o = obj as Record<string, unknown>;
+  return concurrentFromHelper(obj as Record<string, unknown>);
+}
+
+/** The helper's JSON object (one value per repeat in each array) summarized. */
+function concurrentFromHelper(o: Record<string, unknown>): ConcurrentResult {
   for (const k of ["threads", "cpuBytes", "gpuBytes"] as const) {
     if (typeof o[k] !== "number" || !((o[k] as number) > 0)) {
       throw new HardwareProbeError(`concurrent_bw: field ${k} must be a positive number, got ${JSON.stringify(o[k])}`);
@@ -158,15 +162,15 @@ export function parseConcurrentOutput(stdout: string): ConcurrentResult {
 }
 
 /**
- * The probe's figures from a saved file: the helper's own output (one repeat per array entry, as
- * older runs committed it) or a saved {@link ConcurrentResult} (summaries with medians).
+ * The probe's rates from a saved file: the helper's own output (one repeat per array entry, as
+ * older runs committed it) or a saved {@link ConcurrentResult} (min/median/max of each rate).
  * @throws HardwareProbeError naming the field that is missing or wrong.
  *
  * @example
  * const probe = readConcurrentJson(readFileSync("bench/results/2026-12-07-hybrid-launch/concurrent.json", "utf8"));
  * overlapGains(probe).copy; // 1.16
  */
-export function readConcurrentJson(text: string): ConcurrentMedians {
+export function readConcurrentJson(text: string): ConcurrentRates {
   let o: Record<string, unknown>;
   try {
     o = JSON.parse(text);
@@ -174,11 +178,11 @@ export function readConcurrentJson(text: string): ConcurrentMedians {
     throw new HardwareProbeError(`concurrent probe file: not JSON (${(e as Error).message})`, { cause: e });
   }
   if (typeof o !== "object" || o === null || Array.isArray(o)) throw new HardwareProbeError("concurrent probe file: not a JSON object");
-  if (Array.isArray(o.cpuAloneGBps)) return parseConcurrentOutput(JSON.stringify(o));
+  if (Array.isArray(o.cpuAloneGBps)) return concurrentFromHelper(o);
   const out: Record<string, Measured> = {};
-  for (const k of [...FIELDS, ...COPY_FIELDS]) {
+  for (const k of [...FIELDS, "gpuQ8AloneGBps", ...COPY_FIELDS] as const) {
     const v = o[k] as Measured | undefined;
-    if (v === undefined && (COPY_FIELDS as readonly string[]).includes(k)) continue;
+    if (v === undefined && !(FIELDS as readonly string[]).includes(k)) continue;
     if (typeof v !== "object" || v === null || !(typeof v.median === "number" && v.median > 0)) {
       throw new HardwareProbeError(`concurrent probe file: field ${k} must have a positive median, got ${JSON.stringify(v)}`);
     }
@@ -186,7 +190,7 @@ export function readConcurrentJson(text: string): ConcurrentMedians {
   }
   const copies = COPY_FIELDS.filter((k) => k in out).length;
   if (copies > 0 && copies < COPY_FIELDS.length) throw new HardwareProbeError(`concurrent probe file: fields ${COPY_FIELDS.join(", ")} come together`);
-  return out as ConcurrentMedians;
+  return out as ConcurrentRates;
 }
 
 /** Measure the two host-memory paths alone and together (needs gcc and a CUDA driver). */

@@ -7,7 +7,7 @@
 import { readFileSync } from "node:fs";
 import { availableParallelism, totalmem } from "node:os";
 import type { HardwareProfile, Measured } from "../../../core/types.ts";
-import { type ConcurrentResult, overlapGains } from "./concurrent.ts";
+import { type ConcurrentRates, type ConcurrentResult, overlapGains } from "./concurrent.ts";
 import type { CpuRamResult } from "./cpu.ts";
 import type { DiskReadResult } from "./disk.ts";
 import type { GpuBenchResult } from "./gpu.ts";
@@ -52,45 +52,48 @@ function meminfo(field: string): number | null {
 }
 
 /**
- * The concurrent probe's figures as a profile's `measured` entries, under the names the planner's
- * hybrid split reads (both paths' rates over the same window; the copy-engine and Q8_0 passes where
- * the probe ran them).
+ * Each concurrent probe rate's name among a profile's `measured` figures, where the planner's hybrid
+ * split reads them (both paths' rates over the same window; the Q8_0 and copy-engine passes where the
+ * probe ran them). The one mapping, both ways.
+ */
+const MEASURED_NAME = {
+  cpuAloneGBps: "concurrentCpuAloneGBps",
+  gpuAloneGBps: "concurrentGpuAloneGBps",
+  cpuTogetherGBps: "concurrentCpuGBps",
+  gpuTogetherGBps: "concurrentGpuGBps",
+  gpuQ8AloneGBps: "concurrentGpuQ8AloneGBps",
+  copyAloneGBps: "concurrentCopyAloneGBps",
+  copyTogetherGBps: "concurrentCopyGBps",
+  cpuWithCopyGBps: "concurrentCpuWithCopyGBps",
+} as const satisfies Record<keyof ConcurrentRates, string>;
+
+/**
+ * The concurrent probe's rates as a profile's `measured` entries ({@link MEASURED_NAME}).
  *
  * @example
  * const hw = { ...profile, measured: { ...profile.measured, ...concurrentMeasured(result) } };
  */
-export function concurrentMeasured(c: ConcurrentResult): Record<string, Measured> {
-  const m: Record<string, Measured> = {
-    concurrentCpuAloneGBps: c.cpuAloneGBps,
-    concurrentGpuAloneGBps: c.gpuAloneGBps,
-    concurrentCpuGBps: c.cpuTogetherGBps,
-    concurrentGpuGBps: c.gpuTogetherGBps,
-  };
-  if (c.gpuQ8AloneGBps) m.concurrentGpuQ8AloneGBps = c.gpuQ8AloneGBps;
-  if (c.copyAloneGBps) m.concurrentCopyAloneGBps = c.copyAloneGBps;
-  if (c.copyTogetherGBps) m.concurrentCopyGBps = c.copyTogetherGBps;
-  if (c.cpuWithCopyGBps) m.concurrentCpuWithCopyGBps = c.cpuWithCopyGBps;
+export function concurrentMeasured(c: ConcurrentRates): Record<string, Measured> {
+  const m: Record<string, Measured> = {};
+  for (const [rate, name] of Object.entries(MEASURED_NAME)) {
+    const v = c[rate as keyof ConcurrentRates];
+    if (v) m[name] = v;
+  }
   return m;
 }
 
 /**
- * {@link overlapGains} of the probe figures a profile holds (the inverse of {@link concurrentMeasured}):
+ * {@link overlapGains} of the probe rates a profile holds (back through {@link MEASURED_NAME}):
  * null without the concurrent figure; `copy` where the copy passes ran.
  *
  * @example
  * measuredOverlapGains(profile.measured)?.copy; // e.g. 1.16: both paths together over the faster alone
  */
 export function measuredOverlapGains(m: Record<string, Measured> | undefined): { zeroCopy: number; copy?: number } | null {
-  if (!m?.concurrentCpuAloneGBps || !m.concurrentGpuAloneGBps || !m.concurrentCpuGBps || !m.concurrentGpuGBps) return null;
-  return overlapGains({
-    cpuAloneGBps: m.concurrentCpuAloneGBps,
-    gpuAloneGBps: m.concurrentGpuAloneGBps,
-    cpuTogetherGBps: m.concurrentCpuGBps,
-    gpuTogetherGBps: m.concurrentGpuGBps,
-    copyAloneGBps: m.concurrentCopyAloneGBps,
-    copyTogetherGBps: m.concurrentCopyGBps,
-    cpuWithCopyGBps: m.concurrentCpuWithCopyGBps,
-  });
+  const c: Partial<ConcurrentRates> = {};
+  for (const [rate, name] of Object.entries(MEASURED_NAME)) if (m?.[name]) c[rate as keyof ConcurrentRates] = m[name];
+  if (!c.cpuAloneGBps || !c.gpuAloneGBps || !c.cpuTogetherGBps || !c.gpuTogetherGBps) return null;
+  return overlapGains(c as ConcurrentRates);
 }
 
 /** Build the profile from the bench parts, filling unmeasured figures from `base` or defaults. */
