@@ -18,9 +18,9 @@ import {
   layerBytes,
   naiveGpuLayers,
   parseFitParams,
-  runUntilStats,
   parseLlamaBenchJson,
   parsePerplexity,
+  runUntilStats,
   splitShellWords,
 } from "../bench/harness/llama.ts";
 import { machineLabel, parseMeminfo, parseNvidiaSmi } from "../bench/harness/machine.ts";

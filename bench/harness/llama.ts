@@ -222,7 +222,7 @@ export async function runUntilStats<R extends PerplexityRun>(run: () => Promise<
 }
 
 /** The run printed both KL-divergence figures the check reads. */
-export function hasKldStats(r: PerplexityRun): boolean {
+function hasKldStats(r: PerplexityRun): boolean {
   const s = parsePerplexity(r.stdout + r.stderr);
   return s.meanKld !== null && s.sameTopPct !== null;
 }

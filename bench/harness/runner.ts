@@ -183,9 +183,9 @@ async function checkMethod(ctx: RunContext, m: LlamaMethod, modelPath: string, f
   if (!isRef) argv.push("--kl-divergence");
   // The reference run's log tail matters not (it writes the base file); a compared run's does.
   const t0 = Date.now();
-  const { run: r, attempts } = isRef
-    ? { run: await runStep(argv, { env, timeoutS, logFile: ctx.logFile }), attempts: 1 }
-    : await runUntilStats(() => runStep(argv, { env, timeoutS: timeoutS - (Date.now() - t0) / 1000, logFile: ctx.logFile }), 4, () => timeoutS - (Date.now() - t0) / 1000 >= 15);
+  const leftS = () => timeoutS - (Date.now() - t0) / 1000;
+  const once = () => runStep(argv, { env, timeoutS: leftS(), logFile: ctx.logFile });
+  const { run: r, attempts } = isRef ? { run: await once(), attempts: 1 } : await runUntilStats(once, 4, () => leftS() >= 15);
   const lm = common.findIndex((f) => f === "-lm" || f === "--load-mode");
   const loadMode = lm >= 0 ? ` -lm ${common[lm + 1]}` : "";
   const how = `llama-perplexity -c ${matrix.checkContext} --chunks ${matrix.checkChunks}${loadMode}${m.checkFlags.length ? ` ${m.checkFlags.join(" ")}` : ""} ${isRef ? "(writes the reference logits)" : "--kl-divergence vs all-vram"}`;
