@@ -5,15 +5,16 @@ import { execFileSync, spawnSync } from "node:child_process";
 import { assertEquals, assertStringIncludes, assertThrows } from "./_assert.ts";
 import { ROOT } from "./_native.ts";
 import { withTempDir } from "./_tmp.ts";
-import { readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { mergeCommand } from "../bench/harness/merge.ts";
 import { scriptArgv } from "./_spillway_cli.ts";
 import { loadBenchMatrix, loadMatrix, onlyModels, parseMatrix } from "../bench/harness/matrix.ts";
-import { hybridSummary, isStock } from "../bench/harness/hybrid_summary.ts";
+import { type HybridSummary, hybridSummary, isStock } from "../bench/harness/hybrid_summary.ts";
+import { readConcurrentJson } from "../engine/hardware/measure/concurrent.ts";
 import { renderMarkdown } from "../bench/harness/table.ts";
 import { fitMethodFlags, fitParamsArgs, methodThreads } from "../bench/harness/runner.ts";
-import { type MethodResult, mergeRuns, type RunResults } from "../bench/harness/results.ts";
+import { type MethodResult, mergeRuns, readResults, type RunResults } from "../bench/harness/results.ts";
 
 test("matrix: hybrid-12g parses; env and checkFlags reach the methods; env only on flags/shim methods", () => {
   const m = loadMatrix("bench/matrices/hybrid-12g.json5");
@@ -179,6 +180,36 @@ test("mergeRuns: a method measured in two parts keeps its id for the later (the 
   assertEquals(hybridSummary(run, "hybrid").shapes[0]!.hybrid!.decodeTps, 43.4);
 });
 
+test("summary: methods measured in several calls are pooled (every repetition of every call); absent when the compared rows ran once", () => {
+  const part = (startedAt: string, results: MethodResult[]) => ({
+    version: 1, kind: "gpu", matrix: "hybrid-threads-12g", startedAt, finishedAt: startedAt, software: {}, phases: {}, notes: [], results,
+    machine: { hostname: "vm", kernel: "k", cpuModel: "c", cpuCores: 16, ramBytes: 1, ramAvailableBytes: 1, cudaVersion: "13.0", gpus: [{ name: "H100" }] },
+  }) as unknown as RunResults;
+  const env = { LLAMA_MOE_HYBRID_GPU_FRACTION: "0.375" };
+  const two = (m: MethodResult, a: number, b: number): MethodResult => ({ ...m, decode: { tokens: 128, tps: (a + b) / 2, stddev: 0, samples: [a, b] } });
+  const run = mergeRuns([
+    part("2026-12-07T15:51", [two(result("hybrid", 0, 7500, env), 36, 38), result("default", 41, 1400), result("stock-pinned", 37, 7460)]),
+    part("2026-12-07T16:03", [result("hybrid-0.5", 41, 7550, { LLAMA_MOE_HYBRID_GPU_FRACTION: "0.5" })]),
+    part("2026-12-07T16:04", [two(result("hybrid", 0, 7700, env), 44, 48), result("default", 37, 1420), result("fit-pinned", 40, 5100)]),
+  ]);
+  const x = hybridSummary(run).shapes[0]!;
+  // The last call's hybrid (46) against the best stock row of any call (41, default in call 1).
+  assertEquals([x.hybrid.decodeTps, x.bestStock!.decodeId, x.decodeRatioVsBestStock], [46, "default-call1", +(46 / 41).toFixed(3)]);
+  // Pooled: hybrid (36+38+44+48)/4 = 41.5; default (41+37)/2 = 39 falls below fit-pinned (40, one call).
+  assertEquals(x.pooled, {
+    calls: { "hybrid": 2, "default": 2, "stock-pinned": 1, "hybrid-0.5": 1, "fit-pinned": 1 },
+    hybridDecodeTps: 41.5, hybridPrefillTps: 7600,
+    bestStock: { decodeId: "fit-pinned", decodeTps: 40, prefillId: "stock-pinned", prefillTps: 7460 },
+    decodeRatioVsBestStock: +(41.5 / 40).toFixed(3), prefillRatioVsBestStock: +(7600 / 7460).toFixed(3),
+  });
+  // Only a patched row other than the hybrid repeated: no ratio changes, no pooled figures.
+  const once = mergeRuns([
+    part("2026-12-07T15:51", [result("hybrid", 44, 7600, env), result("hybrid-0.5", 40, 7500, { LLAMA_MOE_HYBRID_GPU_FRACTION: "0.5" })]),
+    part("2026-12-07T16:03", [result("hybrid-0.5", 41, 7550, { LLAMA_MOE_HYBRID_GPU_FRACTION: "0.5" }), result("default", 41, 1400)]),
+  ]);
+  assertEquals(hybridSummary(once).shapes[0]!.pooled, undefined);
+});
+
 test("harness merge: parts by file or folder into one results.json, reproducing the committed copy-mode run; usage and refusals are exit codes", () => withTempDir("harness-merge-", (dir) => {
   const D = "bench/results/2026-12-07-hybrid-copy";
   const out = join(dir, "results.json");
@@ -242,4 +273,17 @@ test("hybrid_summary CLI: a run folder and an id; the committed copy-mode run gi
   const r = spawnSync(cmd2!, args2, { encoding: "utf8", cwd: ROOT });
   assertEquals(r.status, 1);
   assertStringIncludes(r.stderr, "bench/results/no-such-run.json: no such results file or folder");
+});
+
+test("every committed hybrid summary.json is what hybrid_summary.ts writes from its folder (results.json and concurrent.json)", () => {
+  const dirs = readdirSync("bench/results").filter((d) => existsSync(join("bench/results", d, "summary.json")));
+  assertEquals(dirs.includes("2026-12-07-hybrid-t15"), true);
+  for (const d of dirs) {
+    const dir = join("bench/results", d);
+    const committed = JSON.parse(readFileSync(join(dir, "summary.json"), "utf8")) as HybridSummary;
+    const probeFile = join(dir, "concurrent.json");
+    const probe = existsSync(probeFile) ? readConcurrentJson(readFileSync(probeFile, "utf8")) : undefined;
+    const id = committed.shapes[0]?.hybrid.id ?? "hybrid";
+    assertEquals(JSON.stringify(hybridSummary(readResults(dir).results, id, probe), null, 2) + "\n", readFileSync(join(dir, "summary.json"), "utf8"), d);
+  }
 });

@@ -46,6 +46,24 @@ export interface ShapeSummary {
   decodeRatioVsBestStock: number | null;
   prefillRatioVsBestStock: number | null;
   decodeRatioVsDefault: number | null;
+  /** Present when the hybrid or a stock method of this shape was measured in several calls: see {@link PooledSummary}. */
+  pooled?: PooledSummary;
+}
+
+/**
+ * The ratios again with every call's repetitions of a method pooled (mergeRuns names the earlier
+ * calls' measurements `<id>-call<K>`). The figures above take the hybrid's last call against the best
+ * stock row of any call; on a machine whose rates move between calls, pooled means are the fairer
+ * comparison.
+ */
+export interface PooledSummary {
+  /** Calls that measured each method, by id (ids without the `-call<K>` suffix). */
+  calls: Record<string, number>;
+  hybridDecodeTps: number | null;
+  hybridPrefillTps: number | null;
+  bestStock: { decodeId: string; decodeTps: number; prefillId: string; prefillTps: number } | null;
+  decodeRatioVsBestStock: number | null;
+  prefillRatioVsBestStock: number | null;
 }
 
 /**
@@ -98,6 +116,45 @@ export function isStock(m: MethodResult): boolean {
   return m.runtime === "llama.cpp" && m.freeVramGiB !== null && !PATCH_SWITCHES.some((k) => k in m.env) && !("LD_PRELOAD" in m.env);
 }
 
+/** A method's id without mergeRuns' `-call<K>` suffix. */
+const baseId = (id: string): string => id.replace(/-call\d+$/, "");
+
+const mean = (xs: number[]): number | null => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : null);
+
+/** Per method id (suffix dropped): the calls that measured it and the mean of all their repetitions. */
+function poolCalls(rows: MethodResult[]): Map<string, { calls: number; stock: boolean; decodeTps: number | null; prefillTps: number | null }> {
+  const groups = new Map<string, MethodResult[]>();
+  for (const m of rows) groups.set(baseId(m.id), [...(groups.get(baseId(m.id)) ?? []), m]);
+  return new Map([...groups].map(([id, ms]) => [id, {
+    calls: ms.length,
+    stock: ms.every(isStock),
+    decodeTps: mean(ms.flatMap((m) => m.decode?.samples ?? [])),
+    prefillTps: mean(ms.flatMap((m) => m.prefill?.samples ?? [])),
+  }]));
+}
+
+/** The shape's {@link PooledSummary}, or undefined when the hybrid and every stock method ran in one call each. */
+function pooledSummary(peers: MethodResult[], hybridId: string): PooledSummary | undefined {
+  const pool = poolCalls(peers);
+  const h = pool.get(hybridId);
+  const stock = [...pool].filter(([, g]) => g.stock);
+  // Only the compared rows matter: another patched row measured twice changes no ratio.
+  if (!(h && h.calls > 1) && !stock.some(([, g]) => g.calls > 1)) return undefined;
+  const bestBy = (f: (g: { decodeTps: number | null; prefillTps: number | null }) => number | null) =>
+    stock.filter(([, g]) => f(g) !== null).sort(([, a], [, b]) => f(b)! - f(a)!)[0];
+  const bd = bestBy((g) => g.decodeTps);
+  const bp = bestBy((g) => g.prefillTps);
+  const r4 = (x: number) => +x.toFixed(4);
+  return {
+    calls: Object.fromEntries([...pool].map(([id, g]) => [id, g.calls])),
+    hybridDecodeTps: h?.decodeTps != null ? r4(h.decodeTps) : null,
+    hybridPrefillTps: h?.prefillTps != null ? r4(h.prefillTps) : null,
+    bestStock: bd && bp ? { decodeId: bd[0], decodeTps: r4(bd[1].decodeTps!), prefillId: bp[0], prefillTps: r4(bp[1].prefillTps!) } : null,
+    decodeRatioVsBestStock: ratio(h?.decodeTps, bd?.[1].decodeTps),
+    prefillRatioVsBestStock: ratio(h?.prefillTps, bp?.[1].prefillTps),
+  };
+}
+
 /** Build the summary of a run's results; `hybridId` is the hybrid method's id; `probe`, the run's concurrent probe. */
 export function hybridSummary(r: RunResults, hybridId = "hybrid", probe?: ConcurrentRates): HybridSummary {
   const gpu = r.machine.gpus[0]?.name ?? "unknown GPU";
@@ -110,6 +167,7 @@ export function hybridSummary(r: RunResults, hybridId = "hybrid", probe?: Concur
     const bd = bestBy((m) => m.decode?.tps);
     const bp = bestBy((m) => m.prefill?.tps);
     const def = peers.find((m) => m.id === "default");
+    const pooled = pooledSummary(peers, hybridId);
     shapes.push({
       model: h.model,
       gpu,
@@ -120,6 +178,7 @@ export function hybridSummary(r: RunResults, hybridId = "hybrid", probe?: Concur
       decodeRatioVsBestStock: ratio(h.decode?.tps, bd?.decode?.tps),
       prefillRatioVsBestStock: ratio(h.prefill?.tps, bp?.prefill?.tps),
       decodeRatioVsDefault: ratio(h.decode?.tps, def?.decode?.tps),
+      ...(pooled ? { pooled } : {}),
     });
   }
   return { matrix: r.matrix, startedAt: r.startedAt, gpu, ...(probe ? { probe: probeBound(probe) } : {}), shapes };
