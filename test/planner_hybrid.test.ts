@@ -239,6 +239,23 @@ test("plan: with the launch-thread run's probe (2026-12-07-hybrid-launch), whose
   }
 });
 
+test("plan: with the t15 run's probe (2026-12-07-hybrid-t15) the probe's CPU rate over-predicts stock and the plan keeps stock; at the CPU rate the stock rows imply it picks the copy split on the 30B only, as measured against the best stock", () => {
+  const probed = withProbe(base, "bench/results/2026-12-07-hybrid-t15/concurrent.json");
+  const at = (ramGBps: number, shape: string) => {
+    const p = plan(modelInfoFromShape(shape, "q8_0", `${shape}.gguf`), { ...probed, host: { ...probed.host, ramGBps } }, recipe(4096, 128));
+    const stock = p.candidates.find((x) => /^ncmoe-3\d-none-ub2048$/.test(x.id))!;
+    const copy = p.candidates.find((x) => x.id === `hybrid-copy-${stock.settings.cpuMoeLayers}-ub2048`)!;
+    return { chosen: p.chosen, stock: +stock.predicted.decodeTps.toFixed(1), copy: +copy.predicted.decodeTps.toFixed(1) };
+  };
+  // At the probe's CPU-alone rate (113.9 GB/s) stock is predicted at 48.5 t/s, measured 38.5 pooled.
+  assertEquals(at(113.9, "qwen3-30b-a3b"), { chosen: "ncmoe-35-none-ub2048", stock: 48.5, copy: 45 });
+  assertEquals(at(113.9, "glm-4.7-flash").chosen, "ncmoe-34-none-ub2048");
+  // At 80 GB/s stock is predicted at 38.7 (measured 38.5): the copy split wins on the 30B (measured
+  // 1.06x the best stock pooled) and loses on GLM (measured 0.92x), as the plan says (docs/planner.md).
+  assertEquals(at(80, "qwen3-30b-a3b"), { chosen: "hybrid-copy-35-ub2048", stock: 38.7, copy: 39.6 });
+  assertEquals(at(80, "glm-4.7-flash"), { chosen: "ncmoe-34-none-ub2048", stock: 40.5, copy: 39.8 });
+});
+
 test("hybridThreads: one core left for the launch thread only where every core would compute", () => {
   assertEquals(hybridThreads(16, 16), 15);
   assertEquals(hybridThreads(32, 16), 15);
