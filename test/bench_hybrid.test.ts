@@ -2,7 +2,7 @@
 // and summary.json (hybrid vs the best stock configuration of the same run).
 import { test } from "node:test";
 import { execFileSync, spawnSync } from "node:child_process";
-import { assertEquals, assertStringIncludes, assertThrows } from "./_assert.ts";
+import { assert, assertEquals, assertStringIncludes, assertThrows } from "./_assert.ts";
 import { ROOT } from "./_native.ts";
 import { withTempDir } from "./_tmp.ts";
 import { existsSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
@@ -285,5 +285,21 @@ test("every committed hybrid summary.json is what hybrid_summary.ts writes from 
     const probe = existsSync(probeFile) ? readConcurrentJson(readFileSync(probeFile, "utf8")) : undefined;
     const id = committed.shapes[0]?.hybrid.id ?? "hybrid";
     assertEquals(JSON.stringify(hybridSummary(readResults(dir).results, id, probe), null, 2) + "\n", readFileSync(join(dir, "summary.json"), "utf8"), d);
+  }
+});
+
+test("every committed matrix loads; hybrid-ub-12g pairs each hybrid row with a stock row of the same flags", () => {
+  const files = readdirSync("bench/matrices").filter((f) => f.endsWith(".json5"));
+  assert(files.length > 10, `only ${files.length} matrices`);
+  for (const f of files) loadMatrix(join("bench/matrices", f));
+  const m = loadMatrix("bench/matrices/hybrid-ub-12g.json5");
+  const byId = new Map(m.methods.map((x) => [x.id, x]));
+  const pairs: [string, string][] = [["hybrid-fit", "fit-pinned"], ["hybrid-ub512", "stock-pinned-ub512"], ["hybrid", "stock-pinned"], ["hybrid-fit-ub2048", "fit-pinned-ub2048"]];
+  for (const [h, s] of pairs) {
+    const hc = byId.get(h)!.config as { kind: string; flags: string[]; env: Record<string, string> };
+    const sc = byId.get(s)!.config as { kind: string; flags: string[]; env: Record<string, string> };
+    assertEquals([hc.kind, hc.flags], [sc.kind, sc.flags], `${h} against ${s}`);
+    assertEquals([hc.env.LLAMA_MOE_HYBRID_GPU_READ, isStock({ ...result(s, 1, 1), env: sc.env })], ["copy", true], h);
+    assertEquals(methodThreads(byId.get(h)!, m), 15, h);
   }
 });
