@@ -157,3 +157,40 @@ test("fitConstants: exact recovery of a one-parameter model, bounds respected, o
   const capped = fitConstants(start, ["a"], measured, predict, { upper: { a: 1.2 }, regularization: 0 });
   assertAlmostEquals(capped.constants.a, 1.2, 1e-9);
 });
+
+test("autotune: a hybrid candidate's trial runs the patched llama-bench with the hybrid switches (as a launch does), or is not tried when that build is missing", async () => {
+  // The reference machine with the concurrent probe's figures (shared/gpu/NOTES.md): the plan weighs hybrid.
+  const m = (median: number) => ({ min: median, median, max: median, unit: "GB/s" });
+  const hw = { ...hardware, measured: { ...(hardware.measured ?? {}), concurrentCpuAloneGBps: m(84.5), concurrentGpuAloneGBps: m(51.4), concurrentCpuGBps: m(78.2), concurrentGpuGBps: m(51.05) } };
+  const stockRecipe = { ...recipe, runtime: { name: "llama.cpp" as const } };
+  const p = makePlan(model, hw, stockRecipe);
+  const hybrid = selectTrialCandidates(p, 4).find((c) => c.strategy === "hybrid");
+  assert(hybrid, `no hybrid candidate among the trials of ${p.candidates.map((c) => c.id).join(", ")}`);
+  const calls: { argv: string[]; env: Record<string, string> }[] = [];
+  const runTrial = (argv: string[], env: Record<string, string>) => {
+    calls.push({ argv, env });
+    return Promise.resolve({ prefillTps: 1000, decodeTps: 40, wallSeconds: 2 });
+  };
+  const r = await autotune(p, stockRecipe, { top: 4, cacheFile: null, runTrial, hybridLlamaBench: "/opt/patched/llama-bench", stderr: () => {} });
+  const h = calls.find((c) => c.argv[0] === "/opt/patched/llama-bench");
+  assert(h, `no trial ran the patched llama-bench: ${calls.map((c) => c.argv[0]).join(", ")}`);
+  assertEquals(h.env.LLAMA_MOE_HYBRID_GPU_FRACTION, String(hybrid.settings.hybridGpuFraction));
+  assertEquals(flag(h.argv, "-t"), String(hybrid.settings.threads));
+  for (const c of calls.filter((c) => c !== h)) {
+    assertEquals([c.argv[0], c.env.LLAMA_MOE_HYBRID_GPU_FRACTION], ["llama-bench", undefined]);
+  }
+  assertEquals(r.entry.rows.find((x) => x.id === hybrid.id)!.env.LLAMA_MOE_HYBRID_GPU_FRACTION, String(hybrid.settings.hybridGpuFraction));
+  // No patched build: the hybrid candidate gets no trial (a stock llama-bench would measure stock
+  // under its name); its row says how to build, and the other trials still choose.
+  calls.length = 0;
+  const none = await autotune(p, stockRecipe, { top: 4, cacheFile: null, runTrial, hybridLlamaBench: null, stderr: () => {} });
+  assertEquals(calls.some((c) => "LLAMA_MOE_HYBRID_GPU_FRACTION" in c.env), false);
+  const row = none.entry.rows.find((x) => x.id === hybrid.id)!;
+  assertEquals(row.measured, null);
+  assert(row.error?.includes("patched llama-bench is not built") && row.error.includes("build.sh"), row.error);
+  assertNotEquals(none.entry.chosen, hybrid.id);
+  // A recipe naming its binary: the llama-bench beside it, as `spillway run` launches that binary.
+  calls.length = 0;
+  await autotune(p, recipe, { top: 4, cacheFile: null, runTrial, stderr: () => {} });
+  assertEquals(calls.find((c) => "LLAMA_MOE_HYBRID_GPU_FRACTION" in c.env)!.argv[0], "/opt/llama/bin/llama-bench");
+});

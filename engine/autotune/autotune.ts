@@ -20,6 +20,7 @@ import { PlanError, SpillwayError } from "../../core/errors.ts";
 import type { BenchCounts } from "../runtimes/adapter.ts";
 import { adapterFor } from "../runtimes/mod.ts";
 import { shimEnvironment } from "../runtimes/shim_path.ts";
+import { hybridBuild, hybridBuildHint, hybridEnvironment, isHybrid } from "../runtimes/llamacpp_hybrid.ts";
 import { type AutotuneEntry, autotuneKey, autotunePath, type AutotuneRow, findAutotune, readAutotune, writeAutotune } from "./outcome_cache.ts";
 import { fitConstants, type Speeds } from "./calibrate.ts";
 import { autotuneChartSvg, renderPng } from "./chart.ts";
@@ -58,6 +59,14 @@ export interface AutotuneOptions {
   outDir?: string;
   /** Runs one trial (tests inject measurements here); default runs llama-bench. */
   runTrial?: (argv: string[], env: Record<string, string>, timeoutMs: number) => Promise<TrialMeasurement>;
+  /**
+   * llama-bench of the patched llama.cpp, for hybrid candidates. Default: next to the recipe's
+   * binary when it names one (as `spillway run` launches it), else the patched build's
+   * (runtimes/llama.cpp/build.sh). null, or not built: hybrid candidates get no trial, and their row
+   * says how to build it. A stock llama-bench ignores the hybrid switches, so it would measure
+   * stock llama.cpp under a hybrid candidate's name.
+   */
+  hybridLlamaBench?: string | null;
   /** Shim library for zero-copy candidates (default: the adapter's). */
   shimPath?: string;
   stderr?: (text: string) => void;
@@ -141,6 +150,14 @@ function llamaBenchPath(recipe: AutotuneRecipe, opts: AutotuneOptions): string {
   if (opts.llamaBench) return opts.llamaBench;
   const b = recipe.runtime.binary;
   return b && b.includes("/") ? join(dirname(b), "llama-bench") : "llama-bench";
+}
+
+/** The patched llama-bench for hybrid trials (see {@link AutotuneOptions.hybridLlamaBench}), or null when there is none. */
+function hybridLlamaBenchPath(recipe: AutotuneRecipe, opts: AutotuneOptions): string | null {
+  if (opts.hybridLlamaBench !== undefined) return opts.hybridLlamaBench;
+  const b = recipe.runtime.binary;
+  if (b && b.includes("/")) return join(dirname(b), "llama-bench");
+  return hybridBuild().built("llama-bench");
 }
 
 function withSettings(plan: Plan, settings: RuntimeSettings): Plan {
@@ -254,10 +271,23 @@ export async function autotune(plan: Plan, recipe: AutotuneRecipe, opts: Autotun
   const rows: AutotuneRow[] = [];
   for (const [i, c] of picked.entries()) {
     const counts = trialCounts(plan.workload, c.predicted, trialSeconds);
-    const argv = [bench, ...benchArgsOf(withSettings(plan, c.settings), counts), ...(opts.benchArgs ?? [])];
-    const env = { ...shimEnvironment(c.settings.shim, opts.shimPath ? { shimPath: opts.shimPath } : undefined), ...(recipe.runtime.env ?? {}) };
+    // Hybrid candidates run the patched build with its switches, as `spillway run` launches them.
+    const hybrid = isHybrid(c.settings);
+    const program = hybrid ? hybridLlamaBenchPath(recipe, opts) : bench;
+    const argv = [program ?? "llama-bench", ...benchArgsOf(withSettings(plan, c.settings), counts), ...(opts.benchArgs ?? [])];
+    const env = {
+      ...shimEnvironment(c.settings.shim, opts.shimPath ? { shimPath: opts.shimPath } : undefined),
+      ...hybridEnvironment(c.settings),
+      ...(recipe.runtime.env ?? {}),
+    };
     const row: AutotuneRow = { id: c.id, label: c.label, strategy: c.strategy, predicted: c.predicted, measured: null, argv, env };
     err(`autotune [${i + 1}/${picked.length}] ${c.id}: pp${counts.promptTokens} tg${counts.genTokens} x${counts.repetitions} ... `);
+    if (hybrid && program === null) {
+      row.error = `not tried: the patched llama-bench is not built. ${hybridBuildHint()}`;
+      err(`${row.error}\n`);
+      rows.push(row);
+      continue;
+    }
     try {
       const m = await run(argv, env, timeoutMs);
       row.measured = tps3(m, plan.workload);

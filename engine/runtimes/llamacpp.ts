@@ -13,7 +13,7 @@ import { RECIPE_DEFAULTS, WORKLOADS } from "../recipe/parse.ts";
 export type { BenchCounts } from "./adapter.ts";
 import { runtimeCapabilities } from "./capabilities.ts";
 import { shimEnvironment } from "./shim_path.ts";
-import { HYBRID_FRACTION_ENV, HYBRID_READ_ENV, hybridBuild } from "./llamacpp_hybrid.ts";
+import { hybridBuild, hybridEnvironment, isHybrid } from "./llamacpp_hybrid.ts";
 import { ensurePrivateDir, slotSavePathOf } from "./slot_dir.ts";
 
 /** Which llama.cpp program a launch runs. */
@@ -128,7 +128,7 @@ export function llamaCppLaunchSpec(plan: Plan, recipe: RunRecipe | null, options
   const s = plan.settings;
   // Hybrid experts need the patched build (runtimes/llama.cpp/build.sh): its binary unless the
   // recipe names one; when it is not built the bare name stays and the launcher says how to build it.
-  const hybrid = s.hybridGpuFraction !== undefined && s.hybridGpuFraction > 0;
+  const hybrid = isHybrid(s);
   const binary = recipe?.binary ?? (hybrid ? hybridBuild().built(PROGRAM_BINARY[program]) : null) ?? PROGRAM_BINARY[program];
   let args: string[];
   if (program === "bench") {
@@ -145,8 +145,7 @@ export function llamaCppLaunchSpec(plan: Plan, recipe: RunRecipe | null, options
   }
   const env: Record<string, string> = {
     ...shimEnvironment(s.shim, options),
-    ...(hybrid ? { [HYBRID_FRACTION_ENV]: String(s.hybridGpuFraction) } : {}),
-    ...(hybrid && s.hybridGpuRead === "copy" ? { [HYBRID_READ_ENV]: "copy" } : {}),
+    ...hybridEnvironment(s),
     ...(recipe?.env ?? {}),
   };
   const extra = recipe?.args ?? [];

@@ -21,6 +21,31 @@ export const HYBRID_FRACTION_ENV = "LLAMA_MOE_HYBRID_GPU_FRACTION";
 /** Environment variable of the patched llama.cpp: `copy` has the GPU part's experts copied into VRAM first (default: read in place). */
 export const HYBRID_READ_ENV = "LLAMA_MOE_HYBRID_GPU_READ";
 
+/** The settings that decide whether a plan runs hybrid experts, and how. */
+export interface HybridSettings {
+  hybridGpuFraction?: number;
+  hybridGpuRead?: "inplace" | "copy";
+}
+
+/** True when the settings run hybrid experts (a GPU share above 0): they need the patched build. */
+export function isHybrid(s: HybridSettings): boolean {
+  return s.hybridGpuFraction !== undefined && s.hybridGpuFraction > 0;
+}
+
+/**
+ * The patched build's environment for the settings: the GPU share and, in the copy mode, the read
+ * mode; empty for a stock plan. Launches and autotune's trials both take it from here, so a trial
+ * measures what a launch runs.
+ *
+ * @example
+ * hybridEnvironment({ hybridGpuFraction: 0.375, hybridGpuRead: "copy" });
+ * // { LLAMA_MOE_HYBRID_GPU_FRACTION: "0.375", LLAMA_MOE_HYBRID_GPU_READ: "copy" }
+ */
+export function hybridEnvironment(s: HybridSettings): Record<string, string> {
+  if (!isHybrid(s)) return {};
+  return { [HYBRID_FRACTION_ENV]: String(s.hybridGpuFraction), ...(s.hybridGpuRead === "copy" ? { [HYBRID_READ_ENV]: "copy" } : {}) };
+}
+
 /** The folder holding runtimes/llama.cpp (the package root), searched upwards from this module. */
 export function runtimesDir(start: string = dirname(fileURLToPath(import.meta.url))): string | null {
   let dir = start;
