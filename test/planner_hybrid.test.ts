@@ -13,6 +13,7 @@ import { readConcurrentJson } from "../engine/hardware/measure/concurrent.ts";
 import { modelInfoFromShape } from "../engine/planner/from_shape.ts";
 import { plan, type PlanRecipe } from "../engine/planner/plan.ts";
 import { formatPlan } from "../engine/planner/format.ts";
+import { DEFAULT_CONSTANTS } from "../engine/planner/cost.ts";
 import { HYBRID_CONSTANTS, hybridCopyRates, hybridRates, hybridThreads } from "../engine/planner/hybrid.ts";
 import { llamaCppLaunchSpec } from "../engine/runtimes/llamacpp.ts";
 import { HYBRID_FRACTION_ENV, HYBRID_READ_ENV, hybridBuild, hybridBuildHint, hybridKey } from "../engine/runtimes/llamacpp_hybrid.ts";
@@ -241,8 +242,8 @@ test("plan: with the launch-thread run's probe (2026-12-07-hybrid-launch), whose
 
 test("plan: with the t15 run's probe (2026-12-07-hybrid-t15) the probe's CPU rate over-predicts stock and the plan keeps stock; at the CPU rate the stock rows imply it picks the copy split on the 30B only, as measured against the best stock", () => {
   const probed = withProbe(base, "bench/results/2026-12-07-hybrid-t15/concurrent.json");
-  const at = (ramGBps: number, shape: string) => {
-    const p = plan(modelInfoFromShape(shape, "q8_0", `${shape}.gguf`), { ...probed, host: { ...probed.host, ramGBps } }, recipe(4096, 128));
+  const at = (ramGBps: number, shape: string, cpuEfficiency = DEFAULT_CONSTANTS.cpuEfficiency) => {
+    const p = plan(modelInfoFromShape(shape, "q8_0", `${shape}.gguf`), { ...probed, host: { ...probed.host, ramGBps } }, recipe(4096, 128), { constants: { ...DEFAULT_CONSTANTS, cpuEfficiency } });
     const stock = p.candidates.find((x) => /^ncmoe-3\d-none-ub2048$/.test(x.id))!;
     const copy = p.candidates.find((x) => x.id === `hybrid-copy-${stock.settings.cpuMoeLayers}-ub2048`)!;
     return { chosen: p.chosen, stock: +stock.predicted.decodeTps.toFixed(1), copy: +copy.predicted.decodeTps.toFixed(1) };
@@ -254,6 +255,11 @@ test("plan: with the t15 run's probe (2026-12-07-hybrid-t15) the probe's CPU rat
   // 1.06x the best stock pooled) and loses on GLM (measured 0.92x), as the plan says (docs/planner.md).
   assertEquals(at(80, "qwen3-30b-a3b"), { chosen: "hybrid-copy-35-ub2048", stock: 38.7, copy: 39.6 });
   assertEquals(at(80, "glm-4.7-flash"), { chosen: "ncmoe-34-none-ub2048", stock: 40.5, copy: 39.8 });
+  // The same through the constants, as an autotune calibration on the machine sets them (the H200
+  // autotune run fitted cpuEfficiency 0.77, bench/results/2026-11-22-h200-autotune): the hybrid's
+  // CPU part takes the fitted efficiency too.
+  assertEquals(at(113.9, "qwen3-30b-a3b", 0.7).chosen, "hybrid-copy-35-ub2048");
+  assertEquals(at(113.9, "glm-4.7-flash", 0.7).chosen, "ncmoe-34-none-ub2048");
 });
 
 test("hybridThreads: one core left for the launch thread only where every core would compute", () => {
