@@ -193,4 +193,7 @@ test("autotune: a hybrid candidate's trial runs the patched llama-bench with the
   calls.length = 0;
   await autotune(p, recipe, { top: 4, cacheFile: null, runTrial, stderr: () => {} });
   assertEquals(calls.find((c) => "LLAMA_MOE_HYBRID_GPU_FRACTION" in c.env)!.argv[0], "/opt/llama/bin/llama-bench");
+  calls.length = 0;
+  await autotune(p, { ...recipe, runtime: { name: "llama.cpp", binary: "llama-server" } }, { top: 4, cacheFile: null, runTrial, stderr: () => {} });
+  assertEquals(calls.find((c) => "LLAMA_MOE_HYBRID_GPU_FRACTION" in c.env)!.argv[0], "llama-bench");
 });

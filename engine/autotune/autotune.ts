@@ -60,8 +60,9 @@ export interface AutotuneOptions {
   /** Runs one trial (tests inject measurements here); default runs llama-bench. */
   runTrial?: (argv: string[], env: Record<string, string>, timeoutMs: number) => Promise<TrialMeasurement>;
   /**
-   * llama-bench of the patched llama.cpp, for hybrid candidates. Default: next to the recipe's
-   * binary when it names one (as `spillway run` launches it), else the patched build's
+   * llama-bench of the patched llama.cpp, for hybrid candidates. Default: the recipe's binary's
+   * when it names one (beside it, or on PATH for a bare name: `spillway run` launches that binary
+   * for hybrid plans too), else the patched build's
    * (runtimes/llama.cpp/build.sh). null, or not built: hybrid candidates get no trial, and their row
    * says how to build it. A stock llama-bench ignores the hybrid switches, so it would measure
    * stock llama.cpp under a hybrid candidate's name.
@@ -155,8 +156,9 @@ function llamaBenchPath(recipe: AutotuneRecipe, opts: AutotuneOptions): string {
 /** The patched llama-bench for hybrid trials (see {@link AutotuneOptions.hybridLlamaBench}), or null when there is none. */
 function hybridLlamaBenchPath(recipe: AutotuneRecipe, opts: AutotuneOptions): string | null {
   if (opts.hybridLlamaBench !== undefined) return opts.hybridLlamaBench;
+  // A recipe naming its binary launches that binary for hybrid plans too (llamaCppLaunchSpec).
   const b = recipe.runtime.binary;
-  if (b && b.includes("/")) return join(dirname(b), "llama-bench");
+  if (b) return b.includes("/") ? join(dirname(b), "llama-bench") : "llama-bench";
   return hybridBuild().built("llama-bench");
 }
 
