@@ -7,7 +7,8 @@
  * Usage: node --import tsx bench/harness/hybrid_summary.ts RESULTS_JSON... [HYBRID_ID] > summary.json
  * (several results files: parts of one run on one machine, see mergeRuns). A run folder's
  * concurrent.json (the probe of the same machine, SPILLWAY_BENCH_CONCURRENT=1) adds `probe`: the
- * most a perfect overlap of the split's two parts could gain there.
+ * most a perfect overlap of the split's two parts could gain there. A method measured in several
+ * calls (mergeRuns' `<id>-call<K>`) adds `pooled`: the same ratios over every call's repetitions.
  *
  * @example
  * const s = hybridSummary(JSON.parse(readFileSync("results.json", "utf8")), "hybrid");
