@@ -45,6 +45,14 @@ function result(id: string, decode: number, prefill: number, env: Record<string,
   };
 }
 
+/** One device call's results (a part for mergeRuns) on the same H100 machine. */
+function part(startedAt: string, results: MethodResult[]): RunResults {
+  return {
+    version: 1, kind: "gpu", matrix: "hybrid-12g", startedAt, finishedAt: startedAt, software: {}, phases: {}, notes: [], results,
+    machine: { hostname: "vm", kernel: "k", cpuModel: "c", cpuCores: 16, ramBytes: 1, ramAvailableBytes: 1, cudaVersion: "13.0", gpus: [{ name: "H100" }] },
+  } as unknown as RunResults;
+}
+
 test("summary: ratios against the best stock figure of each kind; patched switches and the reference are not stock", () => {
   const results: MethodResult[] = [
     result("all-vram", 275, 11000, {}, null),
@@ -136,25 +144,20 @@ test("onlyModels: SPILLWAY_BENCH_ONLY_MODELS keeps the named models and names th
 });
 
 test("mergeRuns: parts of one matrix on one machine become one run (a summary per shape); another GPU is refused", () => {
-  const part = (model: string, startedAt: string, gpu: string) => ({
-    version: 1, kind: "gpu", matrix: "hybrid-both-12g", startedAt, finishedAt: startedAt, software: {}, phases: { [model]: 1 }, notes: ["n"],
-    results: [{ ...result("default", 41, 1500), model }, { ...result("hybrid", 45, 7700, { LLAMA_MOE_HYBRID_GPU_FRACTION: "0.45" }), model }],
-    machine: { hostname: "vm", kernel: "k", cpuModel: "c", cpuCores: 16, ramBytes: 1, ramAvailableBytes: 1, cudaVersion: "13.0", gpus: [{ name: gpu }] },
-  }) as unknown as RunResults;
-  const run = mergeRuns([part("glm47flash", "2026-12-06T20:31", "H100"), part("moe30b", "2026-12-06T20:35", "H100")]);
+  const shapePart = (model: string, startedAt: string, gpu: string): RunResults => {
+    const p = part(startedAt, [{ ...result("default", 41, 1500), model }, { ...result("hybrid", 45, 7700, { LLAMA_MOE_HYBRID_GPU_FRACTION: "0.45" }), model }]);
+    return { ...p, phases: { [model]: 1 }, notes: ["n"], machine: { ...p.machine, gpus: [{ name: gpu }] } } as RunResults;
+  };
+  const run = mergeRuns([shapePart("glm47flash", "2026-12-06T20:31", "H100"), shapePart("moe30b", "2026-12-06T20:35", "H100")]);
   assertEquals(run.results.map((m) => m.model), ["glm47flash", "glm47flash", "moe30b", "moe30b"]);
   assertEquals(run.finishedAt, "2026-12-06T20:35");
   assertEquals(hybridSummary(run).shapes.map((s) => [s.model, s.decodeRatioVsBestStock]), [["glm47flash", +(45 / 41).toFixed(3)], ["moe30b", +(45 / 41).toFixed(3)]]);
-  assertThrows(() => mergeRuns([part("glm47flash", "a", "H100"), part("moe30b", "b", "H200")]), Error, "another machine");
-  assertThrows(() => mergeRuns([part("glm47flash", "a", "H100"), { ...part("moe30b", "b", "H100"), matrix: "other" }]), Error, "matrix 'other'");
+  assertThrows(() => mergeRuns([shapePart("glm47flash", "a", "H100"), shapePart("moe30b", "b", "H200")]), Error, "another machine");
+  assertThrows(() => mergeRuns([shapePart("glm47flash", "a", "H100"), { ...shapePart("moe30b", "b", "H100"), matrix: "other" }]), Error, "matrix 'other'");
   assertThrows(() => mergeRuns([]), Error, "no results");
 });
 
 test("mergeRuns: a method skipped for time in one part and measured in a later part appears once, measured; the run starts at the first part", () => {
-  const part = (startedAt: string, results: MethodResult[]) => ({
-    version: 1, kind: "gpu", matrix: "hybrid-both-12g", startedAt, finishedAt: startedAt, software: {}, phases: {}, notes: [], results,
-    machine: { hostname: "vm", kernel: "k", cpuModel: "c", cpuCores: 16, ramBytes: 1, ramAvailableBytes: 1, cudaVersion: "13.0", gpus: [{ name: "H100" }] },
-  }) as unknown as RunResults;
   const skipped = { ...result("stock-mmap", 0, 0), status: "skipped" as const, decode: null, prefill: null };
   const run = mergeRuns([
     part("2026-12-07T00:45", [result("default", 46, 1600), skipped, { ...skipped, id: "hybrid-serial" }]),
@@ -165,10 +168,6 @@ test("mergeRuns: a method skipped for time in one part and measured in a later p
 });
 
 test("mergeRuns: a method measured in two parts keeps its id for the later (the rerun), the earlier becomes <id>-call<K>; the summary takes the rerun", () => {
-  const part = (startedAt: string, results: MethodResult[]) => ({
-    version: 1, kind: "gpu", matrix: "hybrid-copy-12g", startedAt, finishedAt: startedAt, software: {}, phases: {}, notes: [], results,
-    machine: { hostname: "vm", kernel: "k", cpuModel: "c", cpuCores: 16, ramBytes: 1, ramAvailableBytes: 1, cudaVersion: "13.0", gpus: [{ name: "H100" }] },
-  }) as unknown as RunResults;
   const env = { LLAMA_MOE_HYBRID_GPU_FRACTION: "0.5" };
   const run = mergeRuns([
     part("2026-12-07T05:45", [result("hybrid", 33.6, 6878, env)]),
@@ -181,10 +180,6 @@ test("mergeRuns: a method measured in two parts keeps its id for the later (the 
 });
 
 test("summary: methods measured in several calls are pooled (every repetition of every call); absent when the compared rows ran once", () => {
-  const part = (startedAt: string, results: MethodResult[]) => ({
-    version: 1, kind: "gpu", matrix: "hybrid-threads-12g", startedAt, finishedAt: startedAt, software: {}, phases: {}, notes: [], results,
-    machine: { hostname: "vm", kernel: "k", cpuModel: "c", cpuCores: 16, ramBytes: 1, ramAvailableBytes: 1, cudaVersion: "13.0", gpus: [{ name: "H100" }] },
-  }) as unknown as RunResults;
   const env = { LLAMA_MOE_HYBRID_GPU_FRACTION: "0.375" };
   const two = (m: MethodResult, a: number, b: number): MethodResult => ({ ...m, decode: { tokens: 128, tps: (a + b) / 2, stddev: 0, samples: [a, b] } });
   const run = mergeRuns([
