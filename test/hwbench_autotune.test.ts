@@ -196,4 +196,9 @@ test("autotune: a hybrid candidate's trial runs the patched llama-bench with the
   calls.length = 0;
   await autotune(p, { ...recipe, runtime: { name: "llama.cpp", binary: "llama-server" } }, { top: 4, cacheFile: null, runTrial, stderr: () => {} });
   assertEquals(calls.find((c) => "LLAMA_MOE_HYBRID_GPU_FRACTION" in c.env)!.argv[0], "llama-bench");
+  // A llama-bench given for the trials (the bench harness gives its patched build's): every trial runs it.
+  calls.length = 0;
+  await autotune(p, stockRecipe, { top: 4, cacheFile: null, runTrial, llamaBench: "/work/patched/llama-bench", stderr: () => {} });
+  assertEquals(new Set(calls.map((c) => c.argv[0])), new Set(["/work/patched/llama-bench"]));
+  assert(calls.some((c) => "LLAMA_MOE_HYBRID_GPU_FRACTION" in c.env));
 });

@@ -40,7 +40,7 @@ export interface AutotuneOptions {
   trialSeconds?: number;
   /** Candidates to try; default 4 (the best of each strategy first, then by predicted time). */
   top?: number;
-  /** llama-bench program; default next to the recipe's binary, else `llama-bench` on PATH. */
+  /** llama-bench program for every trial (hybrid ones too: it should then be the patched build); default next to the recipe's binary, else `llama-bench` on PATH. */
   llamaBench?: string;
   /** Extra llama-bench arguments for every trial. */
   benchArgs?: string[];
@@ -60,9 +60,8 @@ export interface AutotuneOptions {
   /** Runs one trial (tests inject measurements here); default runs llama-bench. */
   runTrial?: (argv: string[], env: Record<string, string>, timeoutMs: number) => Promise<TrialMeasurement>;
   /**
-   * llama-bench of the patched llama.cpp, for hybrid candidates. Default: the recipe's binary's
-   * when it names one (beside it, or on PATH for a bare name: `spillway run` launches that binary
-   * for hybrid plans too), else the patched build's
+   * llama-bench of the patched llama.cpp, for hybrid candidates. Default: as for the others
+   * (`llamaBench`, else the recipe's binary's), else the patched build's
    * (runtimes/llama.cpp/build.sh). null, or not built: hybrid candidates get no trial, and their row
    * says how to build it. A stock llama-bench ignores the hybrid switches, so it would measure
    * stock llama.cpp under a hybrid candidate's name.
@@ -147,19 +146,18 @@ const FIT_UPPER: Record<string, number> = {
   cpuComputeEfficiency: 1,
 };
 
-function llamaBenchPath(recipe: AutotuneRecipe, opts: AutotuneOptions): string {
+/**
+ * The llama-bench a candidate's trial runs, as `spillway run` would launch the candidate: the one
+ * given (`llamaBench`), else the recipe's binary's (beside it, or on PATH for a bare name), else for
+ * a hybrid candidate the patched build's (null when not built) and for others `llama-bench` on PATH.
+ * `hybridLlamaBench` overrides the choice for hybrid candidates.
+ */
+function trialProgram(recipe: AutotuneRecipe, opts: AutotuneOptions, hybrid: boolean): string | null {
+  if (hybrid && opts.hybridLlamaBench !== undefined) return opts.hybridLlamaBench;
   if (opts.llamaBench) return opts.llamaBench;
   const b = recipe.runtime.binary;
-  return b && b.includes("/") ? join(dirname(b), "llama-bench") : "llama-bench";
-}
-
-/** The patched llama-bench for hybrid trials (see {@link AutotuneOptions.hybridLlamaBench}), or null when there is none. */
-function hybridLlamaBenchPath(recipe: AutotuneRecipe, opts: AutotuneOptions): string | null {
-  if (opts.hybridLlamaBench !== undefined) return opts.hybridLlamaBench;
-  // A recipe naming its binary launches that binary for hybrid plans too (llamaCppLaunchSpec).
-  const b = recipe.runtime.binary;
   if (b) return b.includes("/") ? join(dirname(b), "llama-bench") : "llama-bench";
-  return hybridBuild().built("llama-bench");
+  return hybrid ? hybridBuild().built("llama-bench") : "llama-bench";
 }
 
 function withSettings(plan: Plan, settings: RuntimeSettings): Plan {
@@ -267,7 +265,6 @@ export async function autotune(plan: Plan, recipe: AutotuneRecipe, opts: Autotun
   const trialSeconds = opts.trialSeconds ?? 8;
   const picked = selectTrialCandidates(plan, opts.top ?? 4);
   if (picked.length === 0) throw new PlanError("autotune: no candidate of the plan fits, nothing to try");
-  const bench = llamaBenchPath(recipe, opts);
   const run = opts.runTrial ?? runLlamaBench;
   const timeoutMs = 1000 * (opts.trialTimeoutSeconds ?? Math.max(180, 10 * trialSeconds));
   const rows: AutotuneRow[] = [];
@@ -275,7 +272,7 @@ export async function autotune(plan: Plan, recipe: AutotuneRecipe, opts: Autotun
     const counts = trialCounts(plan.workload, c.predicted, trialSeconds);
     // Hybrid candidates run the patched build with its switches, as `spillway run` launches them.
     const hybrid = isHybrid(c.settings);
-    const program = hybrid ? hybridLlamaBenchPath(recipe, opts) : bench;
+    const program = trialProgram(recipe, opts, hybrid);
     const argv = [program ?? "llama-bench", ...benchArgsOf(withSettings(plan, c.settings), counts), ...(opts.benchArgs ?? [])];
     const env = {
       ...shimEnvironment(c.settings.shim, opts.shimPath ? { shimPath: opts.shimPath } : undefined),
