@@ -18,6 +18,7 @@ import { HYBRID_CONSTANTS, hybridCopyRates, hybridRates, hybridThreads } from ".
 import { llamaCppLaunchSpec } from "../engine/runtimes/llamacpp.ts";
 import { HYBRID_FRACTION_ENV, HYBRID_READ_ENV, hybridBuild, hybridBuildHint, hybridKey } from "../engine/runtimes/llamacpp_hybrid.ts";
 import { launch } from "../engine/launch/mod.ts";
+import { plannedFlags } from "../bench/harness/runner.ts";
 import { RuntimeMissingError } from "../core/errors.ts";
 
 const model = modelInfoFromShape("qwen3-30b-a3b", "q8_0", "qwen3moe-30b-a3b-q8_0.gguf");
@@ -260,6 +261,18 @@ test("plan: with the t15 run's probe (2026-12-07-hybrid-t15) the probe's CPU rat
   // CPU part takes the fitted efficiency too.
   assertEquals(at(113.9, "qwen3-30b-a3b", 0.7).chosen, "hybrid-copy-35-ub2048");
   assertEquals(at(113.9, "glm-4.7-flash", 0.7).chosen, "ncmoe-34-none-ub2048");
+});
+
+test("bench harness, a planned method: a hybrid copy plan runs with both switches and the plan's threads, as a launch does", () => {
+  const p = plan(model, withProbe(base, "bench/results/2026-12-07-hybrid-copy/concurrent.json"), recipe(4096, 128));
+  assertEquals([p.chosen, p.settings.threads], ["hybrid-copy-35-ub2048", 15]);
+  const d = plannedFlags(p, { prompt: 4096, gen: 128 }, "/nonexistent/libspillway_shim.so");
+  assertEquals(d.env, { [HYBRID_FRACTION_ENV]: "0.375", [HYBRID_READ_ENV]: "copy" });
+  assertEquals(d.threads, 15);
+  assertEquals(d.flags.includes("-t"), false);
+  assertEquals(d.flags.slice(d.flags.indexOf("-ncmoe"), d.flags.indexOf("-ncmoe") + 2), ["-ncmoe", "35"]);
+  // The same environment as the launch spec's.
+  assertEquals(llamaCppLaunchSpec(p, null).env, { ...d.env });
 });
 
 test("hybridThreads: one core left for the launch thread only where every core would compute", () => {

@@ -12,6 +12,7 @@ import { join, resolve } from "node:path";
 import type { BenchReport } from "../../engine/hardware/measure/run.ts";
 import { readModel } from "../../engine/model/mod.ts";
 import { adapterFor } from "../../engine/runtimes/mod.ts";
+import { hybridEnvironment } from "../../engine/runtimes/llamacpp_hybrid.ts";
 import type { ModelInfo, Plan } from "../../core/types.ts";
 import { shimEnv } from "../../shim/build.ts";
 import { type Ballast, startBallast } from "./ballast.ts";
@@ -81,6 +82,8 @@ export interface Derived {
   flags: string[];
   env: Record<string, string>;
   derivedFrom: string;
+  /** The derivation's own thread count (a plan's), over the method's. */
+  threads?: number;
 }
 
 /**
@@ -108,6 +111,23 @@ export function fitMethodFlags(common: string[], c: { flags: string[]; env: Reco
 /** llama-fit-params' arguments for a `fit` method: the model, context, threads and the method's own flags. */
 export function fitParamsArgs(modelPath: string, context: number, threads: number, flags: string[]): string[] {
   return ["-m", modelPath, "-c", String(context), "-t", String(threads), ...benchToCommonFlags(flags)];
+}
+
+/**
+ * A `planned` method's llama-bench flags (the adapter's, minus what the harness sets per workload)
+ * environment and threads: the shim's environment for a zero-copy plan, the patched build's switches
+ * for a hybrid one (issue 22; the run needs SPILLWAY_LLAMA_PATCHED=1), as `spillway run` sets them.
+ */
+export function plannedFlags(plan: Plan, w: Pick<MatrixWorkload, "prompt" | "gen">, shimLibrary: string): { flags: string[]; env: Record<string, string>; threads: number } {
+  const argv = adapterFor("llama.cpp").benchArgs!(plan, { promptTokens: w.prompt, genTokens: w.gen });
+  const flags: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    if (["-m", "-p", "-n", "-r", "-o", "-t"].includes(argv[i])) i++;
+    else flags.push(argv[i]);
+  }
+  const env = { ...(plan.settings.shim ? shimEnv(plan.settings.shim, shimLibrary) : {}), ...hybridEnvironment(plan.settings) };
+  // The plan's threads: a hybrid plan leaves a core for the patched build's launch thread.
+  return { flags, env, threads: plan.settings.threads };
 }
 
 /** The flags (llama-bench form) and environment of a method, running helper programs as needed. */
@@ -159,26 +179,17 @@ async function deriveFlags(ctx: RunContext, m: LlamaMethod, model: ModelInfo, mo
       // `plan --json` prints the Plan; with --autotune, {plan, autotune, files}.
       const parsed = JSON.parse(r.stdout.slice(r.stdout.indexOf("{"))) as Plan | { plan: Plan };
       const plan = "version" in parsed ? parsed : parsed.plan;
-      // The adapter's llama-bench argv minus what the harness sets per workload.
-      const argv = adapterFor("llama.cpp").benchArgs!(plan, { promptTokens: w.prompt, genTokens: w.gen });
-      const flags: string[] = [];
-      for (let i = 0; i < argv.length; i++) {
-        if (["-m", "-p", "-n", "-r", "-o", "-t"].includes(argv[i])) i++;
-        else flags.push(argv[i]);
-      }
-      const env: Record<string, string> = plan.settings.shim ? shimEnv(plan.settings.shim, join(ctx.root, "shim/build/libspillway_shim.so")) : {};
-      // A hybrid plan (issue 22) needs the patched build (SPILLWAY_LLAMA_PATCHED=1) and its GPU share.
-      if (plan.settings.hybridGpuFraction) env.LLAMA_MOE_HYBRID_GPU_FRACTION = String(plan.settings.hybridGpuFraction);
-      return { flags, env, derivedFrom: `spillway plan chose '${plan.chosen}' on hardware '${plan.hardware.name}': ${plan.reason}` };
+      return { ...plannedFlags(plan, w, join(ctx.root, "shim/build/libspillway_shim.so")), derivedFrom: `spillway plan chose '${plan.chosen}' on hardware '${plan.hardware.name}': ${plan.reason}` };
     }
   }
 }
 
 /** Runs the logits check of one method against the reference KL-divergence base file. */
-async function checkMethod(ctx: RunContext, m: LlamaMethod, modelPath: string, flags: string[], env: Record<string, string>, matrix: Matrix, refBase: string, textFile: string, timeoutS: number): Promise<CheckResult> {
+async function checkMethod(ctx: RunContext, m: LlamaMethod, modelPath: string, d: Derived, matrix: Matrix, refBase: string, textFile: string, timeoutS: number): Promise<CheckResult> {
+  const { flags, env } = d;
   const common = benchToCommonFlags(flags);
   const isRef = m.config.kind === "all-vram";
-  const argv = [join(ctx.llamaBin, "llama-perplexity"), "-m", modelPath, "-f", textFile, "-c", String(matrix.checkContext), "--chunks", String(matrix.checkChunks), "-t", String(methodThreads(m, matrix)), ...common,
+  const argv = [join(ctx.llamaBin, "llama-perplexity"), "-m", modelPath, "-f", textFile, "-c", String(matrix.checkContext), "--chunks", String(matrix.checkChunks), "-t", String(d.threads ?? methodThreads(m, matrix)), ...common,
     ...m.checkFlags, "--kl-divergence-base", refBase];
   if (!isRef) argv.push("--kl-divergence");
   // The reference run's log tail matters not (it writes the base file); a compared run's does.
@@ -216,7 +227,7 @@ async function runLlamaMethod(ctx: RunContext, matrix: Matrix, m: LlamaMethod, m
     return failResult(base, "failed", `deriving flags: ${(e as Error).message}`, (performance.now() - t0) / 1000);
   }
   const tests = m.endToEnd === null ? w : { ...w, endToEnd: w.endToEnd && m.endToEnd };
-  const argv = [join(ctx.llamaBin, "llama-bench"), "-m", modelPath, ...testFlags(tests, matrix.repetitions, methodThreads(m, matrix)), ...d.flags];
+  const argv = [join(ctx.llamaBin, "llama-bench"), "-m", modelPath, ...testFlags(tests, matrix.repetitions, d.threads ?? methodThreads(m, matrix)), ...d.flags];
   const full = { ...base, command: argv, env: d.env, derivedFrom: d.derivedFrom };
   log(ctx, `${m.id}: ${argv.slice(1).join(" ")}`);
   const r: StepResult = await runStep(argv, { env: d.env, timeoutS: Math.min(matrix.stepTimeoutS, left(ctx)), logFile: ctx.logFile });
@@ -239,7 +250,7 @@ async function runLlamaMethod(ctx: RunContext, matrix: Matrix, m: LlamaMethod, m
   else if (checkBudget < 15) check.detail = "no time left for the check";
   else if (refBase === null) check.detail = "no reference logits";
   else if (m.config.kind !== "all-vram" && !existsSync(refBase)) check.detail = "the reference run wrote no logits";
-  else check = await checkMethod(ctx, m, modelPath, d.flags, d.env, matrix, refBase, textFile, checkBudget);
+  else check = await checkMethod(ctx, m, modelPath, d, matrix, refBase, textFile, checkBudget);
   log(ctx, `${m.id}: ${status} pp=${figures.prefill?.tps.toFixed(1)} tg=${figures.decode?.tps.toFixed(2)} e2e=${figures.endToEnd?.tps.toFixed(1)} check=${check.pass}`);
   return { ...full, ...figures, check, seconds: (performance.now() - t0) / 1000, status, ...(error ? { error } : {}) };
 }
