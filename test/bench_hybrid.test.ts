@@ -268,6 +268,14 @@ test("hybrid_summary CLI: a run folder and an id; the committed copy-mode run gi
   const r = spawnSync(cmd2!, args2, { encoding: "utf8", cwd: ROOT });
   assertEquals(r.status, 1);
   assertStringIncludes(r.stderr, "bench/results/no-such-run.json: no such results file or folder");
+  // A bad probe file is named with its field.
+  withTempDir("hybrid-summary-probe-", (dir) => {
+    const bad = join(dir, "concurrent.json");
+    writeFileSync(bad, JSON.stringify({ cpuAloneGBps: { median: 100 } }));
+    const b = spawnSync(cmd!, [...args.slice(0, -2), "bench/results/2026-12-07-hybrid-copy/results.json", bad, "hybrid-copy-0.375"], { encoding: "utf8", cwd: ROOT });
+    assertEquals(b.status, 1);
+    assertStringIncludes(b.stderr, `${bad}: concurrent probe file: field gpuAloneGBps must have a positive median`);
+  });
 });
 
 test("every committed hybrid summary.json is what hybrid_summary.ts writes from its folder (results.json and concurrent.json)", () => {

@@ -185,6 +185,15 @@ export function hybridSummary(r: RunResults, hybridId = "hybrid", probe?: Concur
   return { matrix: r.matrix, startedAt: r.startedAt, gpu, ...(probe ? { probe: probeBound(probe) } : {}), shapes };
 }
 
+/** A concurrent probe file's rates; errors name the file. */
+function readProbe(file: string): ConcurrentRates {
+  try {
+    return readConcurrentJson(readFileSync(file, "utf8"));
+  } catch (e) {
+    throw new Error(`${file}: ${(e as Error).message}`);
+  }
+}
+
 if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
   // Arguments naming a file or folder on disk are results (a results.json or its run folder); the other is the id.
   const args = process.argv.slice(2);
@@ -203,7 +212,7 @@ if (process.argv[1] && fileURLToPath(import.meta.url) === process.argv[1]) {
       ...files.filter((f) => statSync(f).isDirectory() && existsSync(join(f, "concurrent.json"))).map((f) => join(f, "concurrent.json")),
     ];
     if (probeFiles.length > 1) throw new Error(`one concurrent probe per summary, got ${probeFiles.join(", ")}`);
-    const probe = probeFiles[0] ? readConcurrentJson(readFileSync(probeFiles[0], "utf8")) : undefined;
+    const probe = probeFiles[0] ? readProbe(probeFiles[0]) : undefined;
     console.log(JSON.stringify(hybridSummary(run, id, probe), null, 2));
   } catch (e) {
     console.error(`hybrid_summary: ${(e as Error).message}`);
