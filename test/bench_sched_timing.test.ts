@@ -46,11 +46,52 @@ exit 0
   const r = runTiming(dir, [model, "36", "stock", "copy-t15=LLAMA_MOE_HYBRID_GPU_FRACTION=0.375,THREADS=15"]);
   assertEquals(r.status, 0, r.stderr);
   const rows = readFileSync(join(dir, "out", "sched-timing.tsv"), "utf8").trim().split("\n").map((l) => l.split("\t"));
-  assertEquals(rows[0], ["config", "threads", "decode_tps", "timing"]);
+  assertEquals(rows[0], ["config", "threads", "decode_tps", "timing", "flags"]);
   assertEquals(rows.length, 3);
   const n = String(availableParallelism());
   assertEquals(rows[1]!.slice(0, 3), ["stock", n, `${n}.5`]);
   assert(rows[1]![3]!.includes("total 20.7, share none"), rows[1]![3]);
   assertEquals(rows[2]!.slice(0, 3), ["copy-t15", "15", "15.5"]);
   assert(rows[2]![3]!.includes("graphs 65") && rows[2]![3]!.includes("share 0.375"), rows[2]![3]);
+}));
+
+test("sched_timing.sh: UB=n sets -ub and LAST=L keeps the experts of the last NCMOE of L layers on the CPU through -ot; both are flags, not environment, and the row records them", { skip }, () => withTempDir("sched-timing-", (dir) => {
+  const llama = join(dir, "work", "llama.cpp-hybrid", "build", "bin");
+  mkdirSync(llama, { recursive: true });
+  // The fake writes its arguments, one per line, where the test reads them, and fails if a flag key
+  // reaches its environment.
+  writeFileSync(join(llama, "llama-bench"), `#!/bin/bash
+[[ -n "$UB$LAST" ]] && { echo "UB or LAST in the environment" >&2; exit 3; }
+printf '%s\\n' "$@" > "${dir}/args-\${LLAMA_MOE_HYBRID_GPU_FRACTION:-stock}"
+echo '[{"avg_ts": 40.5}]'
+exit 0
+`);
+  chmodSync(join(llama, "llama-bench"), 0o755);
+  const model = join(dir, "m.gguf");
+  writeFileSync(model, "GGUF");
+  const r = runTiming(dir, [model, "3", "stock=UB=512", "copy=LLAMA_MOE_HYBRID_GPU_FRACTION=0.375,LAST=5"]);
+  assertEquals(r.status, 0, r.stderr);
+  const stock = readFileSync(join(dir, "args-stock"), "utf8").trim().split("\n");
+  assertEquals(stock.slice(stock.indexOf("-ngl")), ["-ngl", "99", "-ncmoe", "3", "-lm", "none", "-ub", "512"]);
+  const copy = readFileSync(join(dir, "args-0.375"), "utf8").trim().split("\n");
+  // layers 2, 3 and 4 of 5: the pattern must match those and no other layer
+  assertEquals(copy.slice(copy.indexOf("-ngl")), ["-ngl", "99", "-ot", "blk\\.(2|3|4)\\.ffn_(up|down|gate|gate_up)_exps=CPU", "-lm", "none", "-ub", "2048"]);
+  const pattern = new RegExp(copy[copy.indexOf("-ot") + 1]!.split("=")[0]!);
+  assertEquals([0, 1, 2, 3, 4, 12].map((i) => pattern.test(`blk.${i}.ffn_up_exps.weight`)), [false, false, true, true, true, false]);
+  const rows = readFileSync(join(dir, "out", "sched-timing.tsv"), "utf8").trim().split("\n").map((l) => l.split("\t"));
+  assertEquals(rows[0], ["config", "threads", "decode_tps", "timing", "flags"]);
+  assert(rows[1]![4]!.endsWith("-ub 512"), rows[1]![4]);
+  assert(rows[2]![4]!.includes("-ot blk\\.(2|3|4)\\."), rows[2]![4]);
+}));
+
+test("sched_timing.sh: LAST=L below NCMOE is refused with the config's name", { skip }, () => withTempDir("sched-timing-", (dir) => {
+  const llama = join(dir, "work", "llama.cpp-hybrid", "build", "bin");
+  mkdirSync(llama, { recursive: true });
+  writeFileSync(join(llama, "llama-bench"), "#!/bin/bash\necho '[{\"avg_ts\": 1}]'\n");
+  chmodSync(join(llama, "llama-bench"), 0o755);
+  const model = join(dir, "m.gguf");
+  writeFileSync(model, "GGUF");
+  const r = runTiming(dir, [model, "36", "bad=LAST=30"]);
+  assertEquals(r.status, 2);
+  assert(r.stderr.includes("bad: LAST=30"), r.stderr);
 }));

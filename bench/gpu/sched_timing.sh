@@ -2,13 +2,17 @@
 # Where a hybrid decode token's host time goes (issue 22), without a profiler: llama-bench decode runs
 # (no prefill) of the patched build bench/gpu/entry.sh left on this machine with GGML_SCHED_TIMING=1
 # (patch 0005), one per configuration, each writing the scheduler's per-graph figures and the run's
-# tokens/s to OUT/sched-timing.tsv. Fixed flags (-ngl 99 -ncmoe N -lm none -ub 2048): no ballast needed.
+# tokens/s to OUT/sched-timing.tsv. Fixed flags (-ngl 99 -ncmoe N -lm none -ub 2048 unless a CONFIG says
+# otherwise): no ballast needed.
 # Usage, after `entry.sh build` on the same warm machine:
 #   bash bench/gpu/sched_timing.sh MODEL.gguf [NCMOE] [CONFIG...]
-# A CONFIG is NAME=VAR=VALUE,VAR=VALUE (environment for that run; NAME alone: none; THREADS=n is
-# llama-bench's -t for that run instead, default nproc). Default: stock,
+# A CONFIG is NAME=VAR=VALUE,VAR=VALUE (environment for that run; NAME alone: none). Keys that set
+# llama-bench's flags for that run instead of the environment: THREADS=n (-t, default nproc), UB=n
+# (-ub, default 2048), LAST=L (the experts of the LAST NCMOE of L layers stay on the CPU, through -ot,
+# the end llama.cpp's fit spills from, instead of -ncmoe's first NCMOE). Default: stock,
 # the copy mode at 3 of 8 with and without the launch thread and serial, 2 of 8, and 8 of 8 (GPU only).
-# Environment: SPILLWAY_BENCH_WORK (default /tmp/spillway-bench), OUT (default $WORK/out).
+# Environment: SPILLWAY_BENCH_WORK (default /tmp/spillway-bench), OUT (default $WORK/out),
+# SPILLWAY_TIMING_TOKENS (tokens per run, default 64), SPILLWAY_TIMING_REPS (llama-bench -r, default 1).
 set -uo pipefail
 WORK="${SPILLWAY_BENCH_WORK:-/tmp/spillway-bench}"
 OUTDIR="${OUT:-$WORK/out}"
@@ -25,22 +29,45 @@ configs=("$@")
 mkdir -p "$OUTDIR"
 result="$OUTDIR/sched-timing.tsv"
 [[ -x "$BIN" && -s "$MODEL" ]] || { echo "sched_timing: missing $BIN or $MODEL" >&2; exit 1; }
-printf 'config\tthreads\tdecode_tps\ttiming\n' >"$result"
+printf 'config\tthreads\tdecode_tps\ttiming\tflags\n' >"$result"
 cores="$(nproc)"
+tokens="${SPILLWAY_TIMING_TOKENS:-64}"
+reps="${SPILLWAY_TIMING_REPS:-1}"
+# -ot pattern keeping the experts of layers FIRST..LAST-1 on the CPU.
+experts_on_cpu() {
+  local first=$1 last=$2 ids=() i
+  for ((i = first; i < last; i++)); do ids+=("$i"); done
+  local IFS='|'
+  printf 'blk\\.(%s)\\.ffn_(up|down|gate|gate_up)_exps=CPU' "${ids[*]}"
+}
 for c in "${configs[@]}"; do
   name="${c%%=*}"
   vars=()
   [[ "$c" == *=* ]] && IFS=, read -ra vars <<<"${c#*=}"
   threads="$cores"
+  ub=2048
+  layers=""
   envs=()
   for v in "${vars[@]}"; do
-    if [[ "$v" == THREADS=* ]]; then threads="${v#THREADS=}"; else envs+=("$v"); fi
+    case "$v" in
+      THREADS=*) threads="${v#THREADS=}" ;;
+      UB=*) ub="${v#UB=}" ;;
+      LAST=*) layers="${v#LAST=}" ;;
+      *) envs+=("$v") ;;
+    esac
   done
+  if [[ -n "$layers" ]]; then
+    ((layers >= NCMOE)) || { echo "sched_timing: $name: LAST=$layers is fewer layers than NCMOE $NCMOE" >&2; exit 2; }
+    place=(-ngl 99 -ot "$(experts_on_cpu $((layers - NCMOE)) "$layers")")
+  else
+    place=(-ngl 99 -ncmoe "$NCMOE")
+  fi
+  flags=("${place[@]}" -lm none -ub "$ub")
   log="$WORK/sched-timing-$name.log"
-  env GGML_SCHED_TIMING=1 "${envs[@]}" timeout -k 5 120 "$BIN" -m "$MODEL" -p 0 -n 64 -r 1 -t "$threads" -o json \
-    -ngl 99 -ncmoe "$NCMOE" -lm none -ub 2048 >"$log.json" 2>"$log"
+  env GGML_SCHED_TIMING=1 "${envs[@]}" timeout -k 5 120 "$BIN" -m "$MODEL" -p 0 -n "$tokens" -r "$reps" -t "$threads" -o json \
+    "${flags[@]}" >"$log.json" 2>"$log"
   tps=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[0]["avg_ts"])' "$log.json" 2>/dev/null || echo null)
   timing=$(grep '^ggml_sched_timing:' "$log" | tr '\n' ' ')
-  printf '%s\t%s\t%s\t%s\n' "$name" "$threads" "$tps" "${timing:-none}" >>"$result"
+  printf '%s\t%s\t%s\t%s\t%s\n' "$name" "$threads" "$tps" "${timing:-none}" "${flags[*]}" >>"$result"
 done
 cat "$result"
