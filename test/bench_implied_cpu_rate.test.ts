@@ -56,3 +56,14 @@ test("implied CPU rate: tiers.json gives the tuned and plain loops; no probe fil
   writeFileSync(join(dir, "concurrent.json"), JSON.stringify({ cpuAloneGBps: { median: -1 } }));
   assertThrows(() => impliedCpuRates(dir, base), Error, join(dir, "concurrent.json"));
 }));
+
+test("implied CPU rate: the plain loop comes from cpu_bw.txt beside concurrent.json; a bad line is named with its number", () => withTempDir("implied-", (dir) => {
+  const ub = impliedCpuRates("bench/results/2026-12-07-hybrid-ub", base);
+  assertEquals(ub.map((r) => [r.id, r.probe]), [["stock-pinned", "concurrent"]]);
+  assertAlmostEquals(ub[0]!.probeSimpleGBps!, 83.35, 0.01); // median of the simple line, not the tuned one
+  copyFileSync("bench/results/2026-12-07-hybrid-ub/results.json", join(dir, "results.json"));
+  writeFileSync(join(dir, "cpu_bw.txt"), '{"mode":"simple","gbps":[80,90]}\nnot json\n');
+  assertThrows(() => impliedCpuRates(dir, base), Error, `${join(dir, "cpu_bw.txt")}:2`);
+  writeFileSync(join(dir, "cpu_bw.txt"), '{"mode":"simple","gbps":[80,90]}\n{"mode":"tuned","gbps":[120]}\n');
+  assertEquals(impliedCpuRates(dir, base)[0]!.probeSimpleGBps, 85);
+}));

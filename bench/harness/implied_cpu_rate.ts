@@ -3,7 +3,8 @@
  * rate"): for each stock row that keeps the experts of its first N blocks on the CPU in pinned
  * buffers (`-ncmoe N -lm none`, no `-ot`, none of the patched build's switches), the `ramGBps` at
  * which the planner's cost model predicts the decode rate the row measured, beside what the
- * machine's probe read (tiers.json's tuned and plain loops, or concurrent.json's CPU alone).
+ * machine's probe read (tiers.json's tuned and plain loops, or concurrent.json's CPU alone and the
+ * plain loop from cpu_bw.txt).
  *
  * Where the implied rate equals the probe's, the model's CPU part holds on that machine; where it
  * is lower, llama.cpp's CPU experts read slower than the probe's summing threads.
@@ -53,7 +54,7 @@ export interface ImpliedCpuRate {
   impliedGBps: number;
   /** The probe's tuned loop (tiers.json) or its CPU alone (concurrent.json), GB/s; null when unprobed. */
   probeGBps: number | null;
-  /** The probe's plain loop (tiers.json), GB/s, when measured. */
+  /** The probe's plain loop (tiers.json, or cpu_bw.txt beside concurrent.json), GB/s, when measured. */
   probeSimpleGBps: number | null;
   /** Where `probeGBps` came from. */
   probe: "tiers" | "concurrent" | null;
@@ -73,6 +74,7 @@ function probeOf(dir: string): { profile?: HardwareProfile; tuned: number | null
     const tuned = m.cpuRamGBps?.median ?? t.profile?.host?.ramGBps ?? null;
     return { profile: t.profile, tuned, simple: m.cpuRamSimpleGBps?.median ?? null, from: tuned === null ? null : "tiers" };
   }
+  const simple = plainLoopGBps(dir);
   const conc = join(dir, "concurrent.json");
   if (existsSync(conc)) {
     let rates;
@@ -81,9 +83,34 @@ function probeOf(dir: string): { profile?: HardwareProfile; tuned: number | null
     } catch (e) {
       throw new Error(`${conc}: ${(e as Error).message}`);
     }
-    return { tuned: rates.cpuAloneGBps.median, simple: null, from: "concurrent" };
+    return { tuned: rates.cpuAloneGBps.median, simple, from: "concurrent" };
   }
-  return { tuned: null, simple: null, from: null };
+  return { tuned: null, simple, from: null };
+}
+
+/**
+ * The plain loop's median from a run folder's cpu_bw.txt (the cpu_bw helper's JSON lines, as a run
+ * without the tiers step saves them), or null when there is none.
+ * @throws Error naming the file when a line is not the helper's output.
+ */
+function plainLoopGBps(dir: string): number | null {
+  const file = join(dir, "cpu_bw.txt");
+  if (!existsSync(file)) return null;
+  const rates: number[] = [];
+  for (const [i, line] of readFileSync(file, "utf8").split("\n").entries()) {
+    if (!line.trim()) continue;
+    let o: { mode?: unknown; gbps?: unknown };
+    try {
+      o = JSON.parse(line);
+    } catch {
+      throw new Error(`${file}:${i + 1}: not a cpu_bw output line`);
+    }
+    if (!Array.isArray(o.gbps) || !o.gbps.every((x) => typeof x === "number" && x > 0)) throw new Error(`${file}:${i + 1}: gbps must be a list of positive rates`);
+    if (o.mode === "simple") rates.push(...(o.gbps as number[]));
+  }
+  if (rates.length === 0) return null;
+  const s = rates.sort((a, b) => a - b);
+  return s.length % 2 ? s[s.length >> 1]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
 }
 
 /**
