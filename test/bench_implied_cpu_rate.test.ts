@@ -67,3 +67,12 @@ test("implied CPU rate: the plain loop comes from cpu_bw.txt beside concurrent.j
   writeFileSync(join(dir, "cpu_bw.txt"), '{"mode":"simple","gbps":[80,90]}\n{"mode":"tuned","gbps":[120]}\n');
   assertEquals(impliedCpuRates(dir, base)[0]!.probeSimpleGBps, 85);
 }));
+
+test("implied CPU rate: cpu_ram.json (the harness's concurrent command) gives the plain loop before cpu_bw.txt; a bad one is named", () => withTempDir("implied-", (dir) => {
+  copyFileSync("bench/results/2026-12-07-hybrid-ub/results.json", join(dir, "results.json"));
+  writeFileSync(join(dir, "cpu_bw.txt"), '{"mode":"simple","gbps":[80]}\n');
+  writeFileSync(join(dir, "cpu_ram.json"), JSON.stringify({ ramGBps: { min: 100, median: 101, max: 102 }, simpleGBps: { min: 82, median: 83, max: 84 }, threads: 16, bytes: 1 }));
+  assertEquals(impliedCpuRates(dir, base)[0]!.probeSimpleGBps, 83);
+  writeFileSync(join(dir, "cpu_ram.json"), JSON.stringify({ simpleGBps: { median: "fast" } }));
+  assertThrows(() => impliedCpuRates(dir, base), Error, `${join(dir, "cpu_ram.json")}: simpleGBps.median`);
+}));

@@ -15,7 +15,7 @@
 # (seconds this invocation may use in all, default 585: the device tool stops a command at 600),
 # SPILLWAY_BENCH_ONLY (comma-separated method ids to run), SPILLWAY_BENCH_ONLY_MODELS (model ids),
 # SPILLWAY_LLAMA_BUILD_FLAGS (extra runtimes/llama.cpp/build.sh options for the patched build),
-# SPILLWAY_BENCH_CONCURRENT=1 (the concurrent probe first, ~20 s: concurrent.json), SPILLWAY_BENCH_REPS (llama-bench -r
+# SPILLWAY_BENCH_CONCURRENT=1 (the concurrent probe first, ~45 s: concurrent.json, cpu_ram.json), SPILLWAY_BENCH_REPS (llama-bench -r
 # override; `all` defaults to 1 to stay inside the device tool's 10 minutes), OUT (results folder, default $WORK/out).
 set -uo pipefail
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -227,8 +227,9 @@ case "$PHASE" in
         && cp "$LOGS/tiers/tiers-vs-reference.md" "$OUTDIR/tiers-vs-reference.md"
     fi
     if [[ "${SPILLWAY_BENCH_CONCURRENT:-0}" == 1 ]]; then
-      # The concurrent tier figure alone (~20 s, no ballast yet): OUT/concurrent.json.
-      step concurrent 60 harness concurrent
+      # The concurrent tier figure alone and the CPU's two loops (~45 s, no ballast yet):
+      # OUT/concurrent.json, OUT/cpu_ram.json.
+      step concurrent 90 harness concurrent
     fi
     # The harness itself synthesizes missing models and time-boxes each method within the deadline.
     reps=()

@@ -4,7 +4,7 @@
  * buffers (`-ncmoe N -lm none`, no `-ot`, none of the patched build's switches), the `ramGBps` at
  * which the planner's cost model predicts the decode rate the row measured, beside what the
  * machine's probe read (tiers.json's tuned and plain loops, or concurrent.json's CPU alone and the
- * plain loop from cpu_bw.txt).
+ * plain loop from cpu_ram.json or cpu_bw.txt).
  *
  * Where the implied rate equals the probe's, the model's CPU part holds on that machine; where it
  * is lower, llama.cpp's CPU experts read slower than the probe's summing threads.
@@ -54,7 +54,7 @@ export interface ImpliedCpuRate {
   impliedGBps: number;
   /** The probe's tuned loop (tiers.json) or its CPU alone (concurrent.json), GB/s; null when unprobed. */
   probeGBps: number | null;
-  /** The probe's plain loop (tiers.json, or cpu_bw.txt beside concurrent.json), GB/s, when measured. */
+  /** The probe's plain loop (tiers.json, or cpu_ram.json / cpu_bw.txt beside concurrent.json), GB/s, when measured. */
   probeSimpleGBps: number | null;
   /** Where `probeGBps` came from. */
   probe: "tiers" | "concurrent" | null;
@@ -89,11 +89,24 @@ function probeOf(dir: string): { profile?: HardwareProfile; tuned: number | null
 }
 
 /**
- * The plain loop's median from a run folder's cpu_bw.txt (the cpu_bw helper's JSON lines, as a run
- * without the tiers step saves them), or null when there is none.
- * @throws Error naming the file when a line is not the helper's output.
+ * The plain loop's median from a run folder's cpu_ram.json (the harness's `concurrent` command) or
+ * cpu_bw.txt (the cpu_bw helper's JSON lines, saved by hand), or null when there is none.
+ * @throws Error naming the file (and line) when it is not what those write.
  */
 function plainLoopGBps(dir: string): number | null {
+  const ram = join(dir, "cpu_ram.json");
+  if (existsSync(ram)) {
+    let o: { simpleGBps?: { median?: unknown } };
+    try {
+      o = JSON.parse(readFileSync(ram, "utf8"));
+    } catch (e) {
+      throw new Error(`${ram}: not JSON (${(e as Error).message})`);
+    }
+    const v = o.simpleGBps?.median;
+    if (v === undefined) return null;
+    if (typeof v !== "number" || !(v > 0)) throw new Error(`${ram}: simpleGBps.median must be a positive rate, got ${JSON.stringify(v)}`);
+    return v;
+  }
   const file = join(dir, "cpu_bw.txt");
   if (!existsSync(file)) return null;
   const rates: number[] = [];
