@@ -55,6 +55,10 @@ test("implied CPU rate: tiers.json gives the tuned and plain loops; no probe fil
   assert(impliedCpuRateTable(bare).includes("| - | - | - |"));
   writeFileSync(join(dir, "concurrent.json"), JSON.stringify({ cpuAloneGBps: { median: -1 } }));
   assertThrows(() => impliedCpuRates(dir, base), Error, join(dir, "concurrent.json"));
+  writeFileSync(join(dir, "tiers.json"), "{");
+  assertThrows(() => impliedCpuRates(dir, base), Error, `${join(dir, "tiers.json")}: not JSON`);
+  writeFileSync(join(dir, "tiers.json"), "{}");
+  assertThrows(() => impliedCpuRates(dir, base), Error, `${join(dir, "tiers.json")}: no profile.host`);
 }));
 
 test("implied CPU rate: the plain loop comes from cpu_bw.txt beside concurrent.json; a bad line is named with its number", () => withTempDir("implied-", (dir) => {
@@ -62,15 +66,15 @@ test("implied CPU rate: the plain loop comes from cpu_bw.txt beside concurrent.j
   assertEquals(ub.map((r) => [r.id, r.probe]), [["stock-pinned", "concurrent"]]);
   assertAlmostEquals(ub[0]!.probeSimpleGBps!, 83.35, 0.01); // median of the simple line, not the tuned one
   copyFileSync("bench/results/2026-12-07-hybrid-ub/results.json", join(dir, "results.json"));
-  writeFileSync(join(dir, "cpu_bw.txt"), '{"mode":"simple","gbps":[80,90]}\nnot json\n');
+  writeFileSync(join(dir, "cpu_bw.txt"), '{"mode":"simple","bytes":4096,"gbps":[80,90]}\nnot json\n');
   assertThrows(() => impliedCpuRates(dir, base), Error, `${join(dir, "cpu_bw.txt")}:2`);
-  writeFileSync(join(dir, "cpu_bw.txt"), '{"mode":"simple","gbps":[80,90]}\n{"mode":"tuned","gbps":[120]}\n');
+  writeFileSync(join(dir, "cpu_bw.txt"), '{"mode":"simple","bytes":4096,"gbps":[80,90]}\n{"mode":"tuned","bytes":4096,"gbps":[120]}\n');
   assertEquals(impliedCpuRates(dir, base)[0]!.probeSimpleGBps, 85);
 }));
 
 test("implied CPU rate: cpu_ram.json (the harness's concurrent command) gives the plain loop before cpu_bw.txt; a bad one is named", () => withTempDir("implied-", (dir) => {
   copyFileSync("bench/results/2026-12-07-hybrid-ub/results.json", join(dir, "results.json"));
-  writeFileSync(join(dir, "cpu_bw.txt"), '{"mode":"simple","gbps":[80]}\n');
+  writeFileSync(join(dir, "cpu_bw.txt"), '{"mode":"simple","bytes":4096,"gbps":[80]}\n');
   writeFileSync(join(dir, "cpu_ram.json"), JSON.stringify({ ramGBps: { min: 100, median: 101, max: 102 }, simpleGBps: { min: 82, median: 83, max: 84 }, threads: 16, bytes: 1 }));
   assertEquals(impliedCpuRates(dir, base)[0]!.probeSimpleGBps, 83);
   writeFileSync(join(dir, "cpu_ram.json"), JSON.stringify({ simpleGBps: { median: "fast" } }));

@@ -23,7 +23,7 @@ import { type ConcurrentRates, overlapGains, readConcurrentJson } from "../../en
 import { type MethodResult, mergeRuns, readResults, type RunResults } from "./results.ts";
 
 /** Environment variables of the patched llama.cpp that change what it computes. */
-export const PATCH_SWITCHES: readonly string[] = [HYBRID_FRACTION_ENV, HYBRID_READ_ENV];
+const PATCH_SWITCHES = [HYBRID_FRACTION_ENV, HYBRID_READ_ENV];
 
 /** One model's line of the summary. */
 export interface ShapeSummary {

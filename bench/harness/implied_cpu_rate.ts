@@ -27,10 +27,13 @@ import { fileURLToPath } from "node:url";
 import type { HardwareProfile } from "../../core/types.ts";
 import { gpuSpecFor } from "../../engine/hardware/gpu_specs.ts";
 import { readConcurrentJson } from "../../engine/hardware/measure/concurrent.ts";
+import { parseHelperOutput } from "../../engine/hardware/measure/helper_output.ts";
+import type { BenchReport } from "../../engine/hardware/measure/run.ts";
+import { summarize } from "../../engine/hardware/measure/stats.ts";
 import { evaluate } from "../../engine/planner/candidates.ts";
 import { modelInfoFromShape } from "../../engine/planner/from_shape.ts";
 import { planContext, type PlanRecipe } from "../../engine/planner/plan.ts";
-import { PATCH_SWITCHES } from "./hybrid_summary.ts";
+import { isStock } from "./hybrid_summary.ts";
 import { readResults } from "./results.ts";
 
 /** The base profile for runs without their own tiers.json. */
@@ -69,10 +72,16 @@ function flag(command: string[], name: string): string | undefined {
 function probeOf(dir: string): { profile?: HardwareProfile; tuned: number | null; simple: number | null; from: ImpliedCpuRate["probe"] } {
   const tiers = join(dir, "tiers.json");
   if (existsSync(tiers)) {
-    const t = JSON.parse(readFileSync(tiers, "utf8"));
-    const m = t.profile?.measured ?? {};
-    const tuned = m.cpuRamGBps?.median ?? t.profile?.host?.ramGBps ?? null;
-    return { profile: t.profile, tuned, simple: m.cpuRamSimpleGBps?.median ?? null, from: tuned === null ? null : "tiers" };
+    let t: BenchReport;
+    try {
+      t = JSON.parse(readFileSync(tiers, "utf8"));
+    } catch (e) {
+      throw new Error(`${tiers}: not JSON (${(e as Error).message})`);
+    }
+    if (!t.profile?.host) throw new Error(`${tiers}: no profile.host (not spillway bench's report)`);
+    const m = t.profile.measured ?? {};
+    const tuned = m.cpuRamGBps?.median ?? t.profile.host.ramGBps;
+    return { profile: t.profile, tuned, simple: m.cpuRamSimpleGBps?.median ?? null, from: "tiers" };
   }
   const simple = plainLoopGBps(dir);
   const conc = join(dir, "concurrent.json");
@@ -112,18 +121,14 @@ function plainLoopGBps(dir: string): number | null {
   const rates: number[] = [];
   for (const [i, line] of readFileSync(file, "utf8").split("\n").entries()) {
     if (!line.trim()) continue;
-    let o: { mode?: unknown; gbps?: unknown };
     try {
-      o = JSON.parse(line);
-    } catch {
-      throw new Error(`${file}:${i + 1}: not a cpu_bw output line`);
+      const { gbps } = parseHelperOutput("cpu_bw", line);
+      if ((JSON.parse(line) as { mode?: unknown }).mode === "simple") rates.push(...gbps);
+    } catch (e) {
+      throw new Error(`${file}:${i + 1}: ${(e as Error).message}`);
     }
-    if (!Array.isArray(o.gbps) || !o.gbps.every((x) => typeof x === "number" && x > 0)) throw new Error(`${file}:${i + 1}: gbps must be a list of positive rates`);
-    if (o.mode === "simple") rates.push(...(o.gbps as number[]));
   }
-  if (rates.length === 0) return null;
-  const s = rates.sort((a, b) => a - b);
-  return s.length % 2 ? s[s.length >> 1]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+  return rates.length ? summarize(rates, "GB/s").median : null;
 }
 
 /**
@@ -141,7 +146,7 @@ export function impliedCpuRates(dir: string, base: HardwareProfile): ImpliedCpuR
     const command = row.command ?? [];
     const cpuMoe = flag(command, "-ncmoe");
     if (!row.decode?.tps || cpuMoe === undefined || flag(command, "-lm") !== "none" || command.includes("-ot")) continue;
-    if (Object.keys(row.env ?? {}).some((k) => PATCH_SWITCHES.includes(k))) continue;
+    if (!isStock(row)) continue;
     const threads = Number(flag(command, "-t") ?? results.machine?.cpuCores);
     if (threads !== (results.machine?.cpuCores ?? base.host.cpuCores)) continue;
     // synthesized models are named <shape>-<QUANT>.gguf
