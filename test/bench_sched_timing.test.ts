@@ -4,7 +4,7 @@
 import { test } from "node:test";
 import { spawnSync } from "node:child_process";
 import { availableParallelism } from "node:os";
-import { chmodSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { hasProgram } from "../core/native_build.ts";
 import { withTempDir } from "./_tmp.ts";
@@ -19,6 +19,17 @@ function runTiming(dir: string, args: string[]) {
   });
 }
 
+/** Writes `script` as the patched build's llama-bench under dir/work and a model file; returns the model's path. */
+function fakeBench(dir: string, script: string): string {
+  const llama = join(dir, "work", "llama.cpp-hybrid", "build", "bin");
+  mkdirSync(llama, { recursive: true });
+  writeFileSync(join(llama, "llama-bench"), script);
+  chmodSync(join(llama, "llama-bench"), 0o755);
+  const model = join(dir, "m.gguf");
+  writeFileSync(model, "GGUF");
+  return model;
+}
+
 test("sched_timing.sh: without the patched build or the model it says so and fails", { skip }, () => withTempDir("sched-timing-", (dir) => {
   const r = runTiming(dir, [join(dir, "missing.gguf"), "36"]);
   assertEquals(r.status, 1);
@@ -26,11 +37,9 @@ test("sched_timing.sh: without the patched build or the model it says so and fai
 }));
 
 test("sched_timing.sh: one row per configuration with its thread count, tokens/s and the timing lines; THREADS=n is -t, not the environment", { skip }, () => withTempDir("sched-timing-", (dir) => {
-  const llama = join(dir, "work", "llama.cpp-hybrid", "build", "bin");
-  mkdirSync(llama, { recursive: true });
   // The fake prints tokens/s from -t and the hybrid share it was given, and the timing lines only
   // when GGML_SCHED_TIMING is set; it fails if THREADS reaches its environment.
-  writeFileSync(join(llama, "llama-bench"), `#!/bin/bash
+  const model = fakeBench(dir, `#!/bin/bash
 [[ -n "$THREADS" ]] && { echo "THREADS in the environment" >&2; exit 3; }
 t=0; while [[ $# -gt 0 ]]; do [[ "$1" == -t ]] && t="$2"; shift; done
 echo "[{\\"avg_ts\\": $t.5}]"
@@ -40,9 +49,6 @@ echo "[{\\"avg_ts\\": $t.5}]"
 }
 exit 0
 `);
-  chmodSync(join(llama, "llama-bench"), 0o755);
-  const model = join(dir, "m.gguf");
-  writeFileSync(model, "GGUF");
   const r = runTiming(dir, [model, "36", "stock", "copy-t15=LLAMA_MOE_HYBRID_GPU_FRACTION=0.375,THREADS=15"]);
   assertEquals(r.status, 0, r.stderr);
   const rows = readFileSync(join(dir, "out", "sched-timing.tsv"), "utf8").trim().split("\n").map((l) => l.split("\t"));
@@ -56,19 +62,14 @@ exit 0
 }));
 
 test("sched_timing.sh: UB=n sets -ub and LAST=L keeps the experts of the last NCMOE of L layers on the CPU through -ot; both are flags, not environment, and the row records them", { skip }, () => withTempDir("sched-timing-", (dir) => {
-  const llama = join(dir, "work", "llama.cpp-hybrid", "build", "bin");
-  mkdirSync(llama, { recursive: true });
   // The fake writes its arguments, one per line, where the test reads them, and fails if a flag key
   // reaches its environment.
-  writeFileSync(join(llama, "llama-bench"), `#!/bin/bash
+  const model = fakeBench(dir, `#!/bin/bash
 [[ -n "$UB$LAST" ]] && { echo "UB or LAST in the environment" >&2; exit 3; }
 printf '%s\\n' "$@" > "${dir}/args-\${LLAMA_MOE_HYBRID_GPU_FRACTION:-stock}"
 echo '[{"avg_ts": 40.5}]'
 exit 0
 `);
-  chmodSync(join(llama, "llama-bench"), 0o755);
-  const model = join(dir, "m.gguf");
-  writeFileSync(model, "GGUF");
   const r = runTiming(dir, [model, "3", "stock=UB=512", "copy=LLAMA_MOE_HYBRID_GPU_FRACTION=0.375,LAST=5"]);
   assertEquals(r.status, 0, r.stderr);
   const stock = readFileSync(join(dir, "args-stock"), "utf8").trim().split("\n");
@@ -84,14 +85,14 @@ exit 0
   assert(rows[2]![4]!.includes("-ot blk\\.(2|3|4)\\."), rows[2]![4]);
 }));
 
-test("sched_timing.sh: LAST=L below NCMOE is refused with the config's name", { skip }, () => withTempDir("sched-timing-", (dir) => {
-  const llama = join(dir, "work", "llama.cpp-hybrid", "build", "bin");
-  mkdirSync(llama, { recursive: true });
-  writeFileSync(join(llama, "llama-bench"), "#!/bin/bash\necho '[{\"avg_ts\": 1}]'\n");
-  chmodSync(join(llama, "llama-bench"), 0o755);
-  const model = join(dir, "m.gguf");
-  writeFileSync(model, "GGUF");
-  const r = runTiming(dir, [model, "36", "bad=LAST=30"]);
-  assertEquals(r.status, 2);
-  assert(r.stderr.includes("bad: LAST=30"), r.stderr);
+test("sched_timing.sh: a bad config (LAST below NCMOE, a number that is not one) is refused with its name before any run", { skip }, () => withTempDir("sched-timing-", (dir) => {
+  // The fake leaves a mark when it runs: a config after a good one must still stop everything.
+  const model = fakeBench(dir, `#!/bin/bash\ntouch "${dir}/ran"\necho '[{"avg_ts": 1}]'\n`);
+  for (const [bad, said] of [["bad=LAST=30", "bad: LAST=30 is fewer layers"], ["bad=UB=2k", "bad: UB=2k is not a positive whole number"], ["bad=THREADS=0", "bad: THREADS=0 is not"]]) {
+    const r = runTiming(dir, [model, "36", "stock", bad]);
+    assertEquals(r.status, 2);
+    assert(r.stderr.includes(said), r.stderr);
+    assert(!existsSync(join(dir, "ran")), `a run started before ${bad} was refused`);
+    assert(!existsSync(join(dir, "out", "sched-timing.tsv")), "a result file was written");
+  }
 }));

@@ -26,10 +26,6 @@ configs=("$@")
   "copy-0.375-nothread=LLAMA_MOE_HYBRID_GPU_FRACTION=0.375,$COPY,GGML_SCHED_LAUNCH_THREAD=0"
   "copy-0.375-serial=LLAMA_MOE_HYBRID_GPU_FRACTION=0.375,$COPY,GGML_SCHED_NO_OVERLAP=1"
   "copy-0.25=LLAMA_MOE_HYBRID_GPU_FRACTION=0.25,$COPY" "copy-1.0=LLAMA_MOE_HYBRID_GPU_FRACTION=1.0,$COPY")
-mkdir -p "$OUTDIR"
-result="$OUTDIR/sched-timing.tsv"
-[[ -x "$BIN" && -s "$MODEL" ]] || { echo "sched_timing: missing $BIN or $MODEL" >&2; exit 1; }
-printf 'config\tthreads\tdecode_tps\ttiming\tflags\n' >"$result"
 cores="$(nproc)"
 tokens="${SPILLWAY_TIMING_TOKENS:-64}"
 reps="${SPILLWAY_TIMING_REPS:-1}"
@@ -40,13 +36,12 @@ experts_on_cpu() {
   local IFS='|'
   printf 'blk\\.(%s)\\.ffn_(up|down|gate|gate_up)_exps=CPU' "${ids[*]}"
 }
-for c in "${configs[@]}"; do
+# One CONFIG into name, threads, envs and flags; returns 1 (with the reason on stderr) when invalid.
+parse_config() {
+  local c=$1 v ub=2048 layers="" vars=()
   name="${c%%=*}"
-  vars=()
   [[ "$c" == *=* ]] && IFS=, read -ra vars <<<"${c#*=}"
   threads="$cores"
-  ub=2048
-  layers=""
   envs=()
   for v in "${vars[@]}"; do
     case "$v" in
@@ -56,13 +51,25 @@ for c in "${configs[@]}"; do
       *) envs+=("$v") ;;
     esac
   done
+  for v in "THREADS=$threads" "UB=$ub" ${layers:+"LAST=$layers"}; do
+    [[ "${v#*=}" =~ ^[1-9][0-9]*$ ]] || { echo "sched_timing: $name: $v is not a positive whole number" >&2; return 1; }
+  done
   if [[ -n "$layers" ]]; then
-    ((layers >= NCMOE)) || { echo "sched_timing: $name: LAST=$layers is fewer layers than NCMOE $NCMOE" >&2; exit 2; }
-    place=(-ngl 99 -ot "$(experts_on_cpu $((layers - NCMOE)) "$layers")")
+    ((layers >= NCMOE)) || { echo "sched_timing: $name: LAST=$layers is fewer layers than NCMOE $NCMOE" >&2; return 1; }
+    flags=(-ngl 99 -ot "$(experts_on_cpu $((layers - NCMOE)) "$layers")")
   else
-    place=(-ngl 99 -ncmoe "$NCMOE")
+    flags=(-ngl 99 -ncmoe "$NCMOE")
   fi
-  flags=("${place[@]}" -lm none -ub "$ub")
+  flags+=(-lm none -ub "$ub")
+}
+# Every config is checked before the first run, so a typo does not cost the runs before it.
+for c in "${configs[@]}"; do parse_config "$c" || exit 2; done
+[[ -x "$BIN" && -s "$MODEL" ]] || { echo "sched_timing: missing $BIN or $MODEL" >&2; exit 1; }
+mkdir -p "$OUTDIR"
+result="$OUTDIR/sched-timing.tsv"
+printf 'config\tthreads\tdecode_tps\ttiming\tflags\n' >"$result"
+for c in "${configs[@]}"; do
+  parse_config "$c"
   log="$WORK/sched-timing-$name.log"
   env GGML_SCHED_TIMING=1 "${envs[@]}" timeout -k 5 120 "$BIN" -m "$MODEL" -p 0 -n "$tokens" -r "$reps" -t "$threads" -o json \
     "${flags[@]}" >"$log.json" 2>"$log"
