@@ -9,6 +9,7 @@
 #   bash bench/gpu/entry.sh synth  [MATRIX]   synthesize the matrix's models only
 #   bash bench/gpu/entry.sh matrix [MATRIX]   run the matrix (builds/synths what is missing)
 #   bash bench/gpu/entry.sh probe             machine details + a ballast check
+#   bash bench/gpu/entry.sh cpu-experts       ggml's CPU expert kernel vs the machine's read rate
 # Phases reuse what an earlier call left on a warm machine ($WORK, models), checked by stamps.
 # Environment: SPILLWAY_BENCH_WORK (default /tmp/spillway-bench), SPILLWAY_BENCH_MODELS (default
 # /dev/shm/spillway-models when /dev/shm has room, else $WORK/models), SPILLWAY_BENCH_BUDGET_S
@@ -113,6 +114,17 @@ build_node() {
   "$NODE" --version
 }
 
+# The pack's llama.cpp source, unpacked into $LLAMA_SRC unless it is there already (by the pack's hash).
+unpack_llama() {
+  local stamp
+  stamp=$(sha1sum "$PACK/llama.cpp.tar.xz" | cut -c1-16)
+  # .stamp: the stock build's own marker (unpacked and built here); never remove that build.
+  [[ "$(cat "$LLAMA_SRC/.unpacked" 2>/dev/null)" == "$stamp" || "$(cat "$LLAMA_SRC/.stamp" 2>/dev/null)" == "$stamp" ]] && return 0
+  rm -rf "$LLAMA_SRC" && mkdir -p "$WORK"
+  unxz_to "$PACK/llama.cpp.tar.xz" "$WORK/llama.cpp.tar" && tar -xf "$WORK/llama.cpp.tar" -C "$WORK" && rm -f "$WORK/llama.cpp.tar" || return 1
+  echo "$stamp" >"$LLAMA_SRC/.unpacked"
+}
+
 build_llama() {
   local stamp have=1
   stamp=$(sha1sum "$PACK/llama.cpp.tar.xz" | cut -c1-16)
@@ -122,11 +134,7 @@ build_llama() {
     return 0
   fi
   if [[ "${SPILLWAY_LLAMA_PATCHED:-0}" == 1 ]]; then
-    if [[ "$(cat "$LLAMA_SRC/.unpacked" 2>/dev/null)" != "$stamp" ]]; then
-      rm -rf "$LLAMA_SRC" && mkdir -p "$WORK"
-      unxz_to "$PACK/llama.cpp.tar.xz" "$WORK/llama.cpp.tar" && tar -xf "$WORK/llama.cpp.tar" -C "$WORK" && rm -f "$WORK/llama.cpp.tar" || return 1
-      echo "$stamp" >"$LLAMA_SRC/.unpacked"
-    fi
+    unpack_llama || return 1
     bash "$ROOT/runtimes/llama.cpp/build.sh" --source "$LLAMA_SRC" --dir "$WORK/llama.cpp-hybrid" \
       --targets "${LLAMA_TARGETS[*]}" --cuda-arch 90 --jobs 18 ${SPILLWAY_LLAMA_BUILD_FLAGS:-}
     return $?
@@ -210,6 +218,12 @@ log "phase $PHASE, matrix $MATRIX, work $WORK, out $OUTDIR, budget ${BUDGET}s"
 case "$PHASE" in
   build) phase_build "${2:-}" ;;   # with a MATRIX: its models synthesized alongside
   probe) phase_probe ;;
+  cpu-experts)
+    # ggml's CPU expert kernel against the machine's read rate (bench/gpu/cpu_experts.sh), ~2 min.
+    need_pack
+    step unpack-llama 60 unpack_llama || exit 1
+    step cpu-experts $((DEADLINE - $(date +%s) - 5)) bash "$ROOT/bench/gpu/cpu_experts.sh" "$OUTDIR" --source "$LLAMA_SRC"
+    ;;
   synth)
     need_pack
     step build-node 60 build_node || exit 1
@@ -239,7 +253,7 @@ case "$PHASE" in
     step matrix $((DEADLINE - $(date +%s) - 5)) harness matrix --matrix "$MATRIX" "${reps[@]}"
     ;;
   *)
-    echo "usage: $0 all|build|synth|matrix|probe [MATRIX]" >&2
+    echo "usage: $0 all|build|synth|matrix|probe|cpu-experts [MATRIX]" >&2
     exit 2
     ;;
 esac
