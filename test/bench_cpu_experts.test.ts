@@ -27,6 +27,8 @@ test("cpu_experts summary: one row per configuration with the ratios that place 
       line({ config: "30b-t16-pinned", check: "ggml-blocks", maxRelError: 2e-8 }),
       line({ config: "30b-t16-pinned", method: "ggml-token", ...shape, meanGBps: 66, bestGBps: 70 }),
       line({ config: "30b-t16-pinned", method: "rows", ...shape, meanGBps: 80, bestGBps: 90 }),
+      line({ config: "30b-t16-pinned", method: "rows4", ...shape, meanGBps: 96, bestGBps: 99 }),
+      line({ config: "30b-t16-pinned", check: "rows4", maxRelError: 0 }),
       line({ config: "30b-t16-pinned", method: "sum", ...shape, meanGBps: 100, bestGBps: 110 }),
       "",
       line({ config: "probe-t16", threads: 16, bytes: 4294967296, mode: "tuned", gbps: [120, 125, 130], checksum: 1 }),
@@ -34,12 +36,12 @@ test("cpu_experts summary: one row per configuration with the ratios that place 
     ].join("\n") + "\n");
     const run = readCpuExperts(dir); // a folder reads its cpu_experts.jsonl
     assertEquals(run.configs.length, 1);
-    assertEquals(run.configs[0].gbps, { "ggml-blocks": 60, "ggml-token": 66, rows: 80, sum: 100 });
-    assertEquals(run.configs[0].maxRelError, 2e-8);
+    assertEquals(run.configs[0].gbps, { "ggml-blocks": 60, "ggml-token": 66, rows: 80, rows4: 96, sum: 100 });
+    assertEquals(run.configs[0].maxRelError, 2e-8); // the larger of the two checks
     assertEquals(run.probe, { threads: 16, tunedGBps: 125, simpleGBps: 85 });
     const table = cpuExpertsTable(run);
-    // ggml / rows 0.75, rows / sum 0.80, sum / tuned 100/125 = 0.80
-    assertMatch(table, /\| 30b-t16-pinned \| pinned \| 16 \| 2048x768, 8 of 128 \| 60\.0 \| 66\.0 \| 80\.0 \| 100\.0 \| 0\.75 \| 0\.80 \| 0\.80 \| 2\.0e-8 \|/);
+    // ggml / rows 0.75, rows / sum 0.80, rows4 / rows 1.20, sum / tuned 100/125 = 0.80
+    assertMatch(table, /\| 30b-t16-pinned \| pinned \| 16 \| 2048x768, 8 of 128 \| 60\.0 \| 66\.0 \| 80\.0 \| 96\.0 \| 100\.0 \| 0\.75 \| 0\.80 \| 1\.20 \| 0\.80 \| 2\.0e-8 \|/);
     assertMatch(table, /tuned 125\.0 GB\/s, plain 85\.0 GB\/s/);
   });
 });
@@ -95,6 +97,7 @@ test("cpu_experts.sh --quick: ggml's experts equal the scalar reference and ever
       [["--memory", "swap"], /--memory must be malloc, pinned or nohuge/],
       [["--label", 'a"b'], /--label must not hold quotes/],
       [["--blocks"], /an option lacks its value/],
+      [["--methods", "rows,row"], /unknown method 'row' in --methods/],
     ] as [string[], RegExp][]) {
       const t = spawnSync(tool, args, { encoding: "utf8" });
       assertEquals(t.status, 2, args.join(" "));
