@@ -306,3 +306,20 @@ test("every committed matrix loads; hybrid-ub-12g pairs each hybrid row with a s
     assertEquals(methodThreads(byId.get(h)!, m), 15, h);
   }
 });
+
+test("matrix: hybrid-streams-12g measures patch 0006's switch alone and with the split; a row with the switch is not stock", () => {
+  const m = loadMatrix("bench/matrices/hybrid-streams-12g.json5");
+  assertEquals(m.models.map((x) => x.id), ["moe30b", "glm47flash"]);
+  const method = (id: string) => m.methods.find((x) => x.id === id)!;
+  const cfg = (id: string) => method(id).config as { flags: string[]; env?: Record<string, string> };
+  // The switch is the only difference between each pair: same flags, the split's settings alike.
+  assertEquals(cfg("stock-streams").flags, cfg("stock-pinned").flags);
+  assertEquals(cfg("stock-streams").env, { GGML_CPU_MATVEC_STREAMS: "4" });
+  assertEquals(cfg("hybrid-streams").flags, cfg("hybrid").flags);
+  assertEquals(cfg("hybrid-streams").env, { ...cfg("hybrid").env, GGML_CPU_MATVEC_STREAMS: "4" });
+  assertEquals(method("hybrid-streams").checkFlags, ["-ub", "1"]);
+  assertEquals(method("stock-streams").checkFlags, ["-ub", "1"]);
+  const r = (id: string) => ({ ...result(id, 1, 1), env: cfg(id).env ?? {} });
+  // A faster CPU kernel is spillway's, not stock llama.cpp's: the summary must not take it for stock.
+  assertEquals(["stock-pinned", "stock-streams", "hybrid", "hybrid-streams"].map((id) => isStock(r(id))), [true, false, false, false]);
+});

@@ -50,6 +50,8 @@ interface PplRun {
   gpuRead?: "copy" | "inplace";
   /** The scheduler's debug log says a helper thread launched device splits beside a CPU split (patch 0004). */
   launchThread: boolean;
+  /** ggml-cpu's debug log says a one-token Q8_0 mat-vec ran as four row streams (patch 0006). */
+  streams: boolean;
 }
 
 async function perplexity(bin: string, model: string, textFile: string, base: string, env: Record<string, string>, kld: boolean, extra: string[] = []): Promise<PplRun> {
@@ -79,6 +81,7 @@ function parse(out: string): PplRun {
     sameTopPct: top ? Number(top[1]) : undefined,
     saysHybrid: /llama_context: hybrid MoE experts +=/.test(out),
     launchThread: /a helper thread launches device splits \d+\.\.\d+ while CPU split \d+ computes/.test(out),
+    streams: /GGML_CPU_MATVEC_STREAMS=4: one-token Q8_0 mat-vec as four row streams per thread/.test(out),
     ...(/GPU reads copies in VRAM/.test(out) ? { gpuRead: "copy" as const } : /GPU reads host memory in place/.test(out) ? { gpuRead: "inplace" as const } : {}),
   };
 }
@@ -171,9 +174,38 @@ test("hybrid MoE split, copy mode, device part on a second backend (local RPC se
   }
 });
 
+test("four CPU row streams (patch 0006): Q8_0 MoE models at one token per batch give stock's logits, and the streams ran", { skip: canBuild ? false : "cmake or g++ missing", timeout: 3_600_000 }, async () => {
+  const bin = join(build(), "llama-perplexity");
+  const dir = mkdtempSync(join(tmpdir(), "spillway-streams-"));
+  try {
+    const textFile = join(dir, "text.txt");
+    writeFileSync(textFile, text());
+    // Q8_0: the switch covers Q8_0 experts only. At 2 threads each thread's rows of an expert (16 of
+    // 32, 32 of 64) are split into four streams.
+    for (const shape of ["tiny-moe", "tiny-mla"]) {
+      const model = join(dir, `${shape}.gguf`);
+      await synthesize({ shape, quant: "Q8_0", out: model });
+      const base = join(dir, `${shape}.kld`);
+      const stock = await perplexity(bin, model, textFile, base, {}, false);
+      assert(!stock.streams, `${shape}: the stock run's log says four row streams`);
+      const r = await perplexity(bin, model, textFile, base, { GGML_CPU_MATVEC_STREAMS: "4" }, true);
+      assert(r.streams, `${shape}: the log does not say the four row streams ran`);
+      assert(r.kld !== undefined && r.sameTopPct !== undefined, `${shape}: no KLD in the output`);
+      // The same products, summed in the same order per row: the logits match to rounding.
+      assert(Math.abs(r.kld!) < 1e-6, `${shape}: mean KLD ${r.kld}`);
+      assertEquals(r.sameTopPct, 100, `${shape}: same top token ${r.sameTopPct}%`);
+      // Another value is stock.
+      assert(!(await perplexity(bin, model, textFile, base, { GGML_CPU_MATVEC_STREAMS: "2" }, false)).streams, `${shape}: GGML_CPU_MATVEC_STREAMS=2 ran the streams`);
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test("hybrid MoE split: the log parser reads llama-perplexity's figures", () => {
   const r = parse("I llama_context: hybrid MoE experts    = on, GPU share 0.5, GPU reads copies in VRAM (for experts in pinned host memory, one-token batches)\nI sched_reserve: graph (pp bs=1, tg bs=16): nodes = 123 / 112, splits = 1 / 1\nMean    KLD:  -0.000000 ±   0.000000\nSame top p: 99.500 ± 0.1 %\n");
-  assertEquals(r, { nodes: 123, splits: 1, kld: -0, sameTopPct: 99.5, saysHybrid: true, launchThread: false, gpuRead: "copy" });
+  assertEquals(r, { nodes: 123, splits: 1, kld: -0, sameTopPct: 99.5, saysHybrid: true, launchThread: false, streams: false, gpuRead: "copy" });
+  assert(parse("D ggml_compute_forward_mul_mat_id_one_chunk: GGML_CPU_MATVEC_STREAMS=4: one-token Q8_0 mat-vec as four row streams per thread\n").streams);
   assert(parse("D ggml_backend_sched_compute_splits: a helper thread launches device splits 5..7 while CPU split 4 computes\n").launchThread);
   assertEquals(parse("I sched_reserve: graph: nodes = 112, splits = 6, input objects = 4\n").splits, 6);
   assert(Number.isNaN(parse("nothing").nodes));

@@ -4,9 +4,11 @@
 # 2026-12-07-hybrid-threads) llama.cpp's CPU splits read the 30B's experts at ~74 GB/s where the
 # machine's probe read 150. This builds ggml's CPU backend from the llama.cpp source (CPU only, a
 # minute on 16 cores), compiles bench/gpu/cpu_experts.c against it and reads one token's experts
-# four ways (ggml per block, ggml per token, a plain row loop with ggml's vec_dot, a plain sum), for
+# five ways (ggml per block, ggml per token, a plain row loop with ggml's vec_dot, the same rows as
+# four spaced streams, a plain sum), for
 # the 30B-A3B and GLM-4.7-Flash expert shapes, in pinned (llama.cpp's -lm none), default and
-# 4 KiB-page memory, beside spillway's CPU read probe (tuned and plain loops).
+# 4 KiB-page memory, beside spillway's CPU read probe (tuned and plain loops). A source with patch
+# 0006 (runtimes/llama.cpp/patches) also runs ggml with GGML_CPU_MATVEC_STREAMS=4 ("-streams" labels).
 #
 # Usage (repository root): bash bench/gpu/cpu_experts.sh OUTDIR [--source DIR] [--ggml-lib DIR] [--quick]
 #   --source DIR    llama.cpp source (default $SPILLWAY_BENCH_WORK/llama.cpp, unpacked by entry.sh)
@@ -79,10 +81,22 @@ run() {
   elif ((rc != 0)); then echo "cpu_experts: $label: exit $rc (see $LOG)" >&2; [[ "$label" == *pinned* ]] || FAILED=3; fi
 }
 
+# A source with spillway's patch 0006 has GGML_CPU_MATVEC_STREAMS: its configurations run twice, stock
+# and with the switch on (the "-streams" ones).
+STREAMS=0
+grep -q GGML_CPU_MATVEC_STREAMS "$SOURCE/ggml/src/ggml-cpu/ggml-cpu.c" && STREAMS=1
+run_streams() { # LABEL ARGS...: as run, with GGML_CPU_MATVEC_STREAMS=4, when the source has it
+  ((STREAMS)) || return 0
+  local label="$1"
+  shift
+  GGML_CPU_MATVEC_STREAMS=4 run "$label-streams" "$@"
+}
+
 S30=(--embd 2048 --ff 768 --experts 128 --used 8)
 SGLM=(--embd 2048 --ff 1536 --experts 64 --used 4)
 if ((QUICK)); then
   run quick-30b "${S30[@]}" --threads 2 --blocks 2 --tokens 3 --memory malloc --check
+  run_streams quick-30b "${S30[@]}" --threads 2 --blocks 2 --tokens 3 --memory malloc --check
 else
   T15=$((THREADS > 1 ? THREADS - 1 : 1))
   run "30b-t$THREADS-pinned" "${S30[@]}" --threads "$THREADS" --blocks "$BLOCKS" --memory pinned --check
@@ -90,6 +104,9 @@ else
   run "30b-t$THREADS-nohuge" "${S30[@]}" --threads "$THREADS" --blocks "$BLOCKS" --memory nohuge
   run "30b-t$T15-pinned" "${S30[@]}" --threads "$T15" --blocks "$BLOCKS" --memory pinned
   run "glm-t$THREADS-pinned" "${SGLM[@]}" --threads "$THREADS" --blocks "$BLOCKS" --memory pinned --check
+  run_streams "30b-t$THREADS-pinned" "${S30[@]}" --threads "$THREADS" --blocks "$BLOCKS" --memory pinned --check --methods ggml-blocks,ggml-token
+  run_streams "30b-t$T15-pinned" "${S30[@]}" --threads "$T15" --blocks "$BLOCKS" --memory pinned --methods ggml-blocks,ggml-token
+  run_streams "glm-t$THREADS-pinned" "${SGLM[@]}" --threads "$THREADS" --blocks "$BLOCKS" --memory pinned --check --methods ggml-blocks,ggml-token
   # The machine's read rate by spillway's own probe loops (engine/hardware/measure/cpu_bw.c), 4 GiB.
   gcc -O3 -march=native -pthread -o "$BIN_DIR/cpu_bw" "$ROOT/engine/hardware/measure/cpu_bw.c" >>"$LOG" 2>&1 || FAILED=3
   for mode in tuned simple; do

@@ -219,10 +219,15 @@ case "$PHASE" in
   build) phase_build "${2:-}" ;;   # with a MATRIX: its models synthesized alongside
   probe) phase_probe ;;
   cpu-experts)
-    # ggml's CPU expert kernel against the machine's read rate (bench/gpu/cpu_experts.sh), ~2 min.
+    # ggml's CPU expert kernel against the machine's read rate (bench/gpu/cpu_experts.sh), ~3 min:
+    # ggml's CPU backend alone, built from the pack's source with spillway's patches (0006 adds the
+    # four-stream switch the tool also measures).
     need_pack
     step unpack-llama 60 unpack_llama || exit 1
-    step cpu-experts $((DEADLINE - $(date +%s) - 5)) bash "$ROOT/bench/gpu/cpu_experts.sh" "$OUTDIR" --source "$LLAMA_SRC"
+    step build-ggml-cpu 240 bash "$ROOT/runtimes/llama.cpp/build.sh" --cpu-only --targets ggml-cpu \
+      --source "$LLAMA_SRC" --dir "$WORK/cpu-experts-ggml" --jobs 18 || exit 1
+    step cpu-experts $((DEADLINE - $(date +%s) - 5)) bash "$ROOT/bench/gpu/cpu_experts.sh" "$OUTDIR" \
+      --source "$WORK/cpu-experts-ggml/src" --ggml-lib "$WORK/cpu-experts-ggml/build/bin"
     ;;
   synth)
     need_pack

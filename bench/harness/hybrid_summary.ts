@@ -18,12 +18,12 @@
 import { existsSync, readFileSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { HYBRID_FRACTION_ENV, HYBRID_READ_ENV } from "../../engine/runtimes/llamacpp_hybrid.ts";
+import { HYBRID_FRACTION_ENV, HYBRID_READ_ENV, MATVEC_STREAMS_ENV } from "../../engine/runtimes/llamacpp_hybrid.ts";
 import { type ConcurrentRates, overlapGains, readConcurrentJson } from "../../engine/hardware/measure/concurrent.ts";
 import { type MethodResult, mergeRuns, readResults, type RunResults } from "./results.ts";
 
-/** Environment variables of the patched llama.cpp that change what it computes. */
-const PATCH_SWITCHES = [HYBRID_FRACTION_ENV, HYBRID_READ_ENV];
+/** Environment variables of the patched llama.cpp that change what it computes or how (not stock code paths). */
+const PATCH_SWITCHES = [HYBRID_FRACTION_ENV, HYBRID_READ_ENV, MATVEC_STREAMS_ENV];
 
 /** One model's line of the summary. */
 export interface ShapeSummary {

@@ -61,6 +61,17 @@ const SHAPES: ModelShape[] = [
     source: "Qwen/Qwen3-30B-A3B config.json",
   },
   {
+    // The 30B's blocks, fewer of them: llama.cpp's CPU decode of these experts measured on machines
+    // whose RAM cannot hold the full model (runtimes/llama.cpp/README.md, patch 0006).
+    id: "qwen3moe-30b-a3b-8blocks",
+    description: "bench shape: Qwen3-30B-A3B's blocks (128 experts, 8 used), 8 of its 48 blocks",
+    architecture: "qwen3moe",
+    layers: 8, embedding: 2048, heads: 32, headsKv: 4, headDim: 128, ffn: 6144,
+    vocab: 151936, contextLength: 40960, ropeFreqBase: 1_000_000, rmsEps: 1e-6,
+    experts: 128, expertsUsed: 8, expertFfn: 768,
+    source: "Qwen/Qwen3-30B-A3B config.json, blocks cut to 8",
+  },
+  {
     id: "llama-8b",
     description: "Llama 3.1 8B: dense, 32 blocks, GQA 32/8",
     architecture: "llama",

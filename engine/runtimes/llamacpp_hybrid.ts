@@ -21,6 +21,13 @@ export const HYBRID_FRACTION_ENV = "LLAMA_MOE_HYBRID_GPU_FRACTION";
 /** Environment variable of the patched llama.cpp: `copy` has the GPU part's experts copied into VRAM first (default: read in place). */
 export const HYBRID_READ_ENV = "LLAMA_MOE_HYBRID_GPU_READ";
 
+/**
+ * Environment variable of the patched llama.cpp (patch 0006): `4` computes one-token Q8_0 expert
+ * products on the CPU as four row streams per thread. It changes the CPU kernel's speed, not its
+ * results (the same arithmetic), and is not set by plans until measured on a GPU machine.
+ */
+export const MATVEC_STREAMS_ENV = "GGML_CPU_MATVEC_STREAMS";
+
 /** The settings that decide whether a plan runs hybrid experts, and how. */
 export interface HybridSettings {
   hybridGpuFraction?: number;
