@@ -4,7 +4,7 @@
 // ggml output must equal a scalar reference, and every method must report a rate.
 import { test } from "node:test";
 import { execFileSync, spawnSync } from "node:child_process";
-import { writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { hasProgram } from "../core/native_build.ts";
 import { CPU_EXPERT_METHODS, cpuExpertsTable, readCpuExperts } from "../bench/harness/cpu_experts_summary.ts";
@@ -82,11 +82,15 @@ test("cpu_experts.sh --quick: ggml's experts equal the scalar reference and ever
     const r = spawnSync("bash", [SCRIPT, dir, "--source", source, "--ggml-lib", bin, "--quick"], { encoding: "utf8" });
     assertEquals(r.status, 0, `cpu_experts.sh: exit ${r.status}\n${r.stderr}`);
     const run = readCpuExperts(dir);
-    assertEquals(run.configs.map((c) => c.config), ["quick-30b"]);
-    const c = run.configs[0];
-    assertEquals(Object.keys(c.gbps).sort(), [...CPU_EXPERT_METHODS].sort());
-    assert(c.maxRelError !== undefined && c.maxRelError < 1e-3, `max relative error ${c.maxRelError}`);
-    assertEquals([c.memory, c.threads, c.shape], ["malloc", 2, "2048x768, 8 of 128"]);
+    // The build has patch 0006, so the configuration runs again with GGML_CPU_MATVEC_STREAMS=4: its
+    // check compares ggml's four-stream path with the scalar reference.
+    assertEquals(run.configs.map((c) => c.config), ["quick-30b", "quick-30b-streams"]);
+    for (const c of run.configs) {
+      assertEquals(Object.keys(c.gbps).sort(), [...CPU_EXPERT_METHODS].sort(), c.config);
+      assert(c.maxRelError !== undefined && c.maxRelError < 1e-3, `${c.config}: max relative error ${c.maxRelError}`);
+      assertEquals([c.memory, c.threads, c.shape], ["malloc", 2, "2048x768, 8 of 128"]);
+    }
+    assertMatch(readFileSync(join(dir, "cpu_experts.log"), "utf8"), /GGML_CPU_MATVEC_STREAMS=4: one-token Q8_0 mat-vec as four row streams per thread/);
     // The tool's own argument checks (built here the way the script builds it).
     const tool = join(dir, "cpu_experts");
     execFileSync("gcc", ["-O2", "-fopenmp", "-o", tool, join(ROOT, "bench", "gpu", "cpu_experts.c"), `-I${join(source, "ggml", "include")}`, `-L${bin}`, "-lggml-cpu", "-lggml-base", "-lm", "-ldl", `-Wl,-rpath,${bin}`]);
