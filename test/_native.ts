@@ -34,3 +34,19 @@ export function buildC(name: string, sources: string[], flags: string[] = []): s
   renameSync(tmp, out);
   return out;
 }
+
+/** This machine's CPU feature flags (/proc/cpuinfo's first `flags` line; empty where there is none). */
+export function cpuFlags(): Set<string> {
+  try {
+    const line = /^flags\s*:(.*)$/m.exec(readFileSync("/proc/cpuinfo", "utf8"));
+    return new Set(line ? line[1].trim().split(/\s+/) : []);
+  } catch {
+    return new Set();
+  }
+}
+
+/** Whether patch 0006's four-stream kernel is compiled in a native build here (AVX2, F16C and FMA). */
+export function hasMatvecStreams(): boolean {
+  const f = cpuFlags();
+  return f.has("avx2") && f.has("f16c") && f.has("fma");
+}
