@@ -43,6 +43,15 @@ test("cpu_experts summary: one row per configuration with the ratios that place 
     // ggml / rows 0.75, rows / sum 0.80, rows4 / rows 1.20, sum / tuned 100/125 = 0.80
     assertMatch(table, /\| 30b-t16-pinned \| pinned \| 16 \| 2048x768, 8 of 128 \| 60\.0 \| 66\.0 \| 80\.0 \| 96\.0 \| 100\.0 \| 0\.75 \| 0\.80 \| 1\.20 \| 0\.80 \| 2\.0e-8 \|/);
     assertMatch(table, /tuned 125\.0 GB\/s, plain 85\.0 GB\/s/);
+    assert(!table.includes("GGML_CPU_MATVEC_STREAMS"), "no streams table without -streams configurations");
+    // A "-streams" configuration is set against the same configuration without the switch.
+    writeFileSync(file, [
+      line({ config: "30b-t16-pinned", method: "ggml-blocks", ...shape, meanGBps: 60, bestGBps: 70 }),
+      line({ config: "30b-t16-pinned", method: "ggml-token", ...shape, meanGBps: 64, bestGBps: 70 }),
+      line({ config: "30b-t16-pinned-streams", method: "ggml-blocks", ...shape, meanGBps: 75, bestGBps: 80 }),
+      line({ config: "30b-t16-pinned-streams", method: "ggml-token", ...shape, meanGBps: 80, bestGBps: 85 }),
+    ].join("\n"));
+    assertMatch(cpuExpertsTable(readCpuExperts(file)), /\| 30b-t16-pinned \| 1\.25 \| 1\.25 \|/);
   });
 });
 

@@ -136,6 +136,15 @@ export function cpuExpertsTable(run: CpuExpertsRun): string {
     const g = c.gbps;
     lines.push(`| ${c.config} | ${c.memory} | ${c.threads} | ${c.shape} | ${f(g["ggml-blocks"])} | ${f(g["ggml-token"])} | ${f(g.rows)} | ${f(g.rows4)} | ${f(g.sum)} | ${ratio(g["ggml-blocks"], g.rows)} | ${ratio(g.rows, g.sum)} | ${ratio(g.rows4, g.rows)} | ${ratio(g.sum, tuned)} | ${c.maxRelError === undefined ? "-" : c.maxRelError.toExponential(1)} |`);
   }
+  // Patch 0006's configurations (label "<config>-streams") against the same configuration without it.
+  const streams = run.configs.filter((c) => c.config.endsWith("-streams") && run.configs.some((b) => b.config === c.config.slice(0, -"-streams".length)));
+  if (streams.length) {
+    lines.push("", "| configuration | GGML_CPU_MATVEC_STREAMS=4, ggml per block / stock | per token / stock |", "| --- | ---: | ---: |");
+    for (const c of streams) {
+      const b = run.configs.find((x) => x.config === c.config.slice(0, -"-streams".length))!;
+      lines.push(`| ${b.config} | ${ratio(c.gbps["ggml-blocks"], b.gbps["ggml-blocks"])} | ${ratio(c.gbps["ggml-token"], b.gbps["ggml-token"])} |`);
+    }
+  }
   let out = lines.join("\n") + "\n";
   if (run.probe) {
     out += `\nProbe (engine/hardware/measure/cpu_bw.c, ${run.probe.threads} threads, 4 GiB, median of 3): tuned ${f(run.probe.tunedGBps)} GB/s, plain ${f(run.probe.simpleGBps)} GB/s.\n`;
