@@ -50,25 +50,25 @@ export interface ModelShape {
   source: string;
 }
 
+const QWEN3_30B_A3B: ModelShape = {
+  id: "qwen3moe-30b-a3b",
+  description: "Qwen3-30B-A3B: MoE, 48 blocks, 128 experts (8 used), GQA 32/4",
+  architecture: "qwen3moe",
+  layers: 48, embedding: 2048, heads: 32, headsKv: 4, headDim: 128, ffn: 6144,
+  vocab: 151936, contextLength: 40960, ropeFreqBase: 1_000_000, rmsEps: 1e-6,
+  experts: 128, expertsUsed: 8, expertFfn: 768,
+  source: "Qwen/Qwen3-30B-A3B config.json",
+};
+
 const SHAPES: ModelShape[] = [
-  {
-    id: "qwen3moe-30b-a3b",
-    description: "Qwen3-30B-A3B: MoE, 48 blocks, 128 experts (8 used), GQA 32/4",
-    architecture: "qwen3moe",
-    layers: 48, embedding: 2048, heads: 32, headsKv: 4, headDim: 128, ffn: 6144,
-    vocab: 151936, contextLength: 40960, ropeFreqBase: 1_000_000, rmsEps: 1e-6,
-    experts: 128, expertsUsed: 8, expertFfn: 768,
-    source: "Qwen/Qwen3-30B-A3B config.json",
-  },
+  QWEN3_30B_A3B,
   {
     // The 30B's blocks, fewer of them: llama.cpp's CPU decode of these experts measured on machines
     // whose RAM cannot hold the full model (runtimes/llama.cpp/README.md, patch 0006).
+    ...QWEN3_30B_A3B,
     id: "qwen3moe-30b-a3b-8blocks",
     description: "bench shape: Qwen3-30B-A3B's blocks (128 experts, 8 used), 8 of its 48 blocks",
-    architecture: "qwen3moe",
-    layers: 8, embedding: 2048, heads: 32, headsKv: 4, headDim: 128, ffn: 6144,
-    vocab: 151936, contextLength: 40960, ropeFreqBase: 1_000_000, rmsEps: 1e-6,
-    experts: 128, expertsUsed: 8, expertFfn: 768,
+    layers: 8,
     source: "Qwen/Qwen3-30B-A3B config.json, blocks cut to 8",
   },
   {
