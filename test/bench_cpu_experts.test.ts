@@ -112,6 +112,7 @@ test("cpu_experts.sh --quick: ggml's experts equal the scalar reference and ever
       [["--label", 'a"b'], /--label must not hold quotes/],
       [["--blocks"], /an option lacks its value/],
       [["--methods", "rows,row"], /unknown method 'row' in --methods/],
+      [["--methods", ""], /--methods names no method/],
     ] as [string[], RegExp][]) {
       const t = spawnSync(tool, args, { encoding: "utf8" });
       assertEquals(t.status, 2, args.join(" "));

@@ -46,7 +46,8 @@
 
 typedef struct {
   int threads, blocks, tokens, embd, ff, experts, used, check;
-  const char *memory, *methods, *label;
+  const char *memory, *label;
+  unsigned methods; /* bit i: METHODS[i] */
 } options;
 
 static double now_s(void) {
@@ -55,15 +56,14 @@ static double now_s(void) {
   return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
 
-/* Whether the comma-separated list names `name` exactly. */
-static int has_method(const char *list, const char *name) {
-  const size_t n = strlen(name);
-  for (const char *p = list; p && *p;) {
-    const char *end = strchr(p, ',');
-    const size_t len = end ? (size_t)(end - p) : strlen(p);
-    if (len == n && strncmp(p, name, n) == 0) return 1;
-    p = end ? end + 1 : NULL;
-  }
+/* The methods, in the order --methods may name them; options.methods holds one bit per entry. */
+static const char *const METHODS[] = {"ggml-blocks", "ggml-token", "rows", "rows4", "sum"};
+#define N_METHODS (sizeof METHODS / sizeof *METHODS)
+
+/* Whether the run measures `name` (one of METHODS). */
+static int wants(const options *o, const char *name) {
+  for (size_t i = 0; i < N_METHODS; ++i)
+    if (strcmp(METHODS[i], name) == 0) return (o->methods >> i) & 1;
   return 0;
 }
 
@@ -73,7 +73,7 @@ static int die_usage(const char *why) {
 }
 
 static int parse(int argc, char **argv, options *o) {
-  *o = (options){16, 36, 12, 2048, 768, 128, 8, 0, "malloc", "ggml-blocks,ggml-token,rows,rows4,sum", ""};
+  *o = (options){16, 36, 12, 2048, 768, 128, 8, 0, "malloc", "", (1u << N_METHODS) - 1};
   for (int i = 1; i < argc; ++i) {
     const char *a = argv[i];
     if (strcmp(a, "--check") == 0) { o->check = 1; continue; }
@@ -91,7 +91,18 @@ static int parse(int argc, char **argv, options *o) {
     } else if (strcmp(a, "--memory") == 0) {
       o->memory = v;
     } else if (strcmp(a, "--methods") == 0) {
-      o->methods = v;
+      o->methods = 0;
+      for (const char *p = v; *p;) { /* comma-separated names of METHODS */
+        const char *end = strchr(p, ',');
+        const size_t len = end ? (size_t)(end - p) : strlen(p);
+        size_t i = 0;
+        while (i < N_METHODS && !(strlen(METHODS[i]) == len && strncmp(p, METHODS[i], len) == 0)) ++i;
+        if (i == N_METHODS) { fprintf(stderr, "cpu_experts: unknown method '%.*s' in --methods (ggml-blocks, ggml-token, rows, rows4, sum)\n", (int)len, p); return 2; }
+        o->methods |= 1u << i;
+        if (!end) break;
+        p = end + 1;
+      }
+      if (!o->methods) return die_usage("--methods names no method");
     } else if (strcmp(a, "--label") == 0) {
       for (const char *c = v; *c; ++c)
         if (*c == '"' || *c == '\\' || (unsigned char)*c < 0x20) return die_usage("--label must not hold quotes, backslashes or control characters");
@@ -106,16 +117,6 @@ static int parse(int argc, char **argv, options *o) {
   if (o->embd % 32 || o->ff % 32) return die_usage("--embd and --ff must be multiples of 32 (Q8_0 blocks)");
   if (strcmp(o->memory, "malloc") && strcmp(o->memory, "pinned") && strcmp(o->memory, "nohuge"))
     return die_usage("--memory must be malloc, pinned or nohuge");
-  static const char *known[] = {"ggml-blocks", "ggml-token", "rows", "rows4", "sum"};
-  for (const char *p = o->methods; *p;) {
-    const char *end = strchr(p, ',');
-    const size_t len = end ? (size_t)(end - p) : strlen(p);
-    int ok = 0;
-    for (size_t i = 0; i < sizeof known / sizeof *known; ++i) ok |= strlen(known[i]) == len && strncmp(p, known[i], len) == 0;
-    if (!ok) { fprintf(stderr, "cpu_experts: unknown method '%.*s' in --methods (ggml-blocks, ggml-token, rows, rows4, sum)\n", (int)len, p); return 2; }
-    if (!end) break;
-    p = end + 1;
-  }
   return 0;
 }
 
@@ -405,7 +406,7 @@ int main(int argc, char **argv) {
 
   for (int per_block = 1; per_block >= 0; --per_block) {
     const char *name = per_block ? "ggml-blocks" : "ggml-token";
-    if (!has_method(o.methods, name)) continue;
+    if (!wants(&o, name)) continue;
     static graph_set gs[MAX_BLOCKS];
     int ngraphs;
     if (build_graphs(&m, per_block, gs, &ngraphs, x, w)) return 3;
@@ -450,7 +451,7 @@ int main(int argc, char **argv) {
     free(wdata);
   }
 
-  if (has_method(o.methods, "rows") || has_method(o.methods, "rows4") || has_method(o.methods, "sum")) {
+  if (wants(&o, "rows") || wants(&o, "rows4") || wants(&o, "sum")) {
     const struct ggml_type_traits_cpu *tr = ggml_get_type_traits_cpu(GGML_TYPE_Q8_0);
     const size_t xrow = ggml_row_size(GGML_TYPE_Q8_0, o.embd), hrow = ggml_row_size(GGML_TYPE_Q8_0, o.ff);
     uint8_t *xq = aligned_alloc(64, GGML_PAD(xrow, 64)), *hq = aligned_alloc(64, GGML_PAD(hrow, 64));
@@ -481,7 +482,7 @@ int main(int argc, char **argv) {
     }
     for (int method = 0; method < 3; ++method) {
       const char *name = method == 0 ? "rows" : method == 1 ? "rows4" : "sum";
-      if (!has_method(o.methods, name)) continue;
+      if (!wants(&o, name)) continue;
       unsigned seed = 12345;
       for (int t = 0; t < o.tokens + 2; ++t) {
         pick_ids(&o, &seed, ids);
