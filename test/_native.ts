@@ -9,6 +9,7 @@ import { createHash } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, renameSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
+import { probeHost } from "../engine/hardware/probe.ts";
 
 /** Repository root. */
 export const ROOT: string = resolve(dirname(fileURLToPath(import.meta.url)), "..");
@@ -35,18 +36,10 @@ export function buildC(name: string, sources: string[], flags: string[] = []): s
   return out;
 }
 
-/** This machine's CPU feature flags (/proc/cpuinfo's first `flags` line; empty where there is none). */
-export function cpuFlags(): Set<string> {
-  try {
-    const line = /^flags\s*:(.*)$/m.exec(readFileSync("/proc/cpuinfo", "utf8"));
-    return new Set(line ? line[1].trim().split(/\s+/) : []);
-  } catch {
-    return new Set();
-  }
-}
-
-/** Whether patch 0006's four-stream kernel is compiled in a native build here (AVX2, F16C and FMA). */
+/**
+ * Whether patch 0006's four-stream kernel is compiled in a native build here: it needs AVX2, F16C
+ * and FMA, and every AVX2 CPU has the other two.
+ */
 export function hasMatvecStreams(): boolean {
-  const f = cpuFlags();
-  return f.has("avx2") && f.has("f16c") && f.has("fma");
+  return probeHost().avx2;
 }

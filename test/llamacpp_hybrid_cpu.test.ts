@@ -15,7 +15,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { hasProgram } from "../core/native_build.ts";
-import { synthesize } from "../engine/model/synth.ts";
+import { type SynthQuant, synthesize } from "../engine/model/synth.ts";
 import { assert, assertEquals } from "./_assert.ts";
 import { startRpcNodes } from "../engine/launch/rpc_servers.ts";
 import { runUntilStats } from "../bench/harness/llama.ts";
@@ -86,6 +86,31 @@ function parse(out: string): PplRun {
   };
 }
 
+/** A tiny MoE model of each shape (qwen3moe and deepseek2), at `quant`, in a temporary folder. */
+interface TinyModel {
+  shape: string;
+  model: string;
+  /** The KL-divergence base file the stock run writes and the others read. */
+  base: string;
+  textFile: string;
+}
+
+/** Runs `fn` for tiny-moe and tiny-mla synthesized at `quant`, beside the filler text; removes the folder after. */
+async function forEachTinyModel(quant: SynthQuant, fn: (m: TinyModel) => Promise<void>): Promise<void> {
+  const dir = mkdtempSync(join(tmpdir(), "spillway-tiny-moe-"));
+  try {
+    const textFile = join(dir, "text.txt");
+    writeFileSync(textFile, text());
+    for (const shape of ["tiny-moe", "tiny-mla"]) {
+      const model = join(dir, `${shape}.gguf`);
+      await synthesize({ shape, quant, out: model });
+      await fn({ shape, model, base: join(dir, `${shape}.kld`), textFile });
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 const canBuild = hasProgram("cmake") && hasProgram("g++");
 
 /** The patched CPU-only build with the RPC backend (cached; the first test to need it builds it). */
@@ -96,55 +121,39 @@ function build(): string {
 
 test("hybrid MoE split (CPU-only build): same logits as the stock path for every GPU share", { skip: canBuild ? false : "cmake or g++ missing", timeout: 3_600_000 }, async () => {
   const bin = join(build(), "llama-perplexity");
-  const dir = mkdtempSync(join(tmpdir(), "spillway-hybrid-cpu-"));
-  try {
-    const textFile = join(dir, "text.txt");
-    writeFileSync(textFile, text());
-    // F16: a row split at any row (Q8_0 splits whole 32-row blocks; the tiny shapes have 32 expert rows).
-    for (const shape of ["tiny-moe", "tiny-mla"]) {
-      const model = join(dir, `${shape}.gguf`);
-      await synthesize({ shape, quant: "F16", out: model });
-      const base = join(dir, `${shape}.kld`);
-      const stock = await perplexity(bin, model, textFile, base, {}, false);
-      assert(Number.isFinite(stock.nodes), `${shape}: no graph node count in llama-perplexity's log`);
-      assert(!stock.saysHybrid, `${shape}: the stock run's log says hybrid`);
-      // The copy mode (LLAMA_MOE_HYBRID_GPU_READ=copy) builds the same graph with the GPU part's experts
-      // unflagged; here only its switch and log are checked (the copy itself needs a device).
-      for (const [share, read] of [["0.25", undefined], ["0.5", undefined], ["1.0", undefined], ["0.5", "copy"]] as const) {
-        const env: Record<string, string> = { LLAMA_MOE_HYBRID_ANY_HOST: "1", LLAMA_MOE_HYBRID_GPU_FRACTION: share, ...(read ? { LLAMA_MOE_HYBRID_GPU_READ: read } : {}) };
-        const r = await perplexity(bin, model, textFile, base, env, true);
-        assertEquals(r.gpuRead, read ?? "inplace", `${shape} share ${share}: the log's GPU read mode`);
-        // Share 1.0 has one part (all rows read by the "GPU"): the stock graph's size.
-        if (share !== "1.0") assert(r.nodes > stock.nodes, `${shape} share ${share}: ${r.nodes} graph nodes, stock ${stock.nodes}: the split was not built`);
-        assert(r.saysHybrid, `${shape} share ${share}: the log does not say the split is on`);
-        assert(r.kld !== undefined && r.sameTopPct !== undefined, `${shape} share ${share}: no KLD in the output`);
-        assert(Math.abs(r.kld!) < 1e-5, `${shape} share ${share}: mean KLD ${r.kld}`);
-        assertEquals(r.sameTopPct, 100, `${shape} share ${share}: same top token ${r.sameTopPct}%`);
-      }
+  // F16: a row split at any row (Q8_0 splits whole 32-row blocks; the tiny shapes have 32 expert rows).
+  await forEachTinyModel("F16", async ({ shape, model, base, textFile }) => {
+    const stock = await perplexity(bin, model, textFile, base, {}, false);
+    assert(Number.isFinite(stock.nodes), `${shape}: no graph node count in llama-perplexity's log`);
+    assert(!stock.saysHybrid, `${shape}: the stock run's log says hybrid`);
+    // The copy mode (LLAMA_MOE_HYBRID_GPU_READ=copy) builds the same graph with the GPU part's experts
+    // unflagged; here only its switch and log are checked (the copy itself needs a device).
+    for (const [share, read] of [["0.25", undefined], ["0.5", undefined], ["1.0", undefined], ["0.5", "copy"]] as const) {
+      const env: Record<string, string> = { LLAMA_MOE_HYBRID_ANY_HOST: "1", LLAMA_MOE_HYBRID_GPU_FRACTION: share, ...(read ? { LLAMA_MOE_HYBRID_GPU_READ: read } : {}) };
+      const r = await perplexity(bin, model, textFile, base, env, true);
+      assertEquals(r.gpuRead, read ?? "inplace", `${shape} share ${share}: the log's GPU read mode`);
+      // Share 1.0 has one part (all rows read by the "GPU"): the stock graph's size.
+      if (share !== "1.0") assert(r.nodes > stock.nodes, `${shape} share ${share}: ${r.nodes} graph nodes, stock ${stock.nodes}: the split was not built`);
+      assert(r.saysHybrid, `${shape} share ${share}: the log does not say the split is on`);
+      assert(r.kld !== undefined && r.sameTopPct !== undefined, `${shape} share ${share}: no KLD in the output`);
+      assert(Math.abs(r.kld!) < 1e-5, `${shape} share ${share}: mean KLD ${r.kld}`);
+      assertEquals(r.sameTopPct, 100, `${shape} share ${share}: same top token ${r.sameTopPct}%`);
     }
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test("hybrid MoE split, copy mode, device part on a second backend (local RPC server): same logits as stock, overlap on and off", { skip: canBuild ? false : "cmake or g++ missing", timeout: 3_600_000 }, async () => {
   const binDir = build();
   const bin = join(binDir, "llama-perplexity");
-  const dir = mkdtempSync(join(tmpdir(), "spillway-hybrid-rpc-"));
   const endpoint = `127.0.0.1:${await freePort()}`;
   // spillway's own launcher of local rpc-servers (loopback, one thread: the tiny models need no
   // more); it waits for the server's RPC answer and stops it.
   const server = await startRpcNodes([{ rpc: endpoint, start: true, threads: 1 }], { binary: join(binDir, "ggml-rpc-server") });
   try {
-    const textFile = join(dir, "text.txt");
-    writeFileSync(textFile, text());
     // Every block on the RPC device, the routed experts of both blocks in host memory (CPU backend):
     // the hybrid split's device part runs on the RPC device, its experts copied there by the scheduler.
     const placement = ["--rpc", endpoint, "-ngl", "99", "-ncmoe", "2", "-lm", "none"];
-    for (const shape of ["tiny-moe", "tiny-mla"]) {
-      const model = join(dir, `${shape}.gguf`);
-      await synthesize({ shape, quant: "F16", out: model });
-      const base = join(dir, `${shape}.kld`);
+    await forEachTinyModel("F16", async ({ shape, model, base, textFile }) => {
       await perplexity(bin, model, textFile, base, {}, false); // the reference: stock, CPU only
       const stock = await perplexity(bin, model, textFile, base, {}, true, placement);
       assert(stock.splits !== undefined && stock.splits > 1, `${shape}: stock over RPC has ${stock.splits} splits: the RPC device was not used`);
@@ -167,45 +176,34 @@ test("hybrid MoE split, copy mode, device part on a second backend (local RPC se
         assert(Math.abs(r.kld!) < 1e-5, `${what}: mean KLD ${r.kld}`);
         assertEquals(r.sameTopPct, 100, `${what}: same top token ${r.sameTopPct}%`);
       }
-    }
+    });
   } finally {
     await server.stop();
-    rmSync(dir, { recursive: true, force: true });
   }
 });
 
-test("four CPU row streams (patch 0006): Q8_0 MoE models at one token per batch give stock's logits, and the streams ran", { skip: !canBuild ? "cmake or g++ missing" : !hasMatvecStreams() ? "no AVX2/F16C/FMA: the kernel is not built here" : false, timeout: 3_600_000 }, async () => {
+test("four CPU row streams (patch 0006): Q8_0 MoE models at one token per batch give stock's logits, and the streams ran", { skip: !canBuild ? "cmake or g++ missing" : !hasMatvecStreams() ? "no AVX2: the kernel is not built here" : false, timeout: 3_600_000 }, async () => {
   const bin = join(build(), "llama-perplexity");
-  const dir = mkdtempSync(join(tmpdir(), "spillway-streams-"));
-  try {
-    const textFile = join(dir, "text.txt");
-    writeFileSync(textFile, text());
-    // Q8_0: the switch covers Q8_0 experts only. At 2 threads each thread's rows of an expert (16 of
-    // 32, 32 of 64) are split into four streams.
-    for (const shape of ["tiny-moe", "tiny-mla"]) {
-      const model = join(dir, `${shape}.gguf`);
-      await synthesize({ shape, quant: "Q8_0", out: model });
-      const base = join(dir, `${shape}.kld`);
-      const stock = await perplexity(bin, model, textFile, base, {}, false);
-      assert(!stock.streams, `${shape}: the stock run's log says four row streams`);
-      const r = await perplexity(bin, model, textFile, base, { GGML_CPU_MATVEC_STREAMS: "4" }, true);
-      assert(r.streams, `${shape}: the log does not say the four row streams ran`);
-      assert(r.kld !== undefined && r.sameTopPct !== undefined, `${shape}: no KLD in the output`);
-      // The same products, summed in the same order per row: the logits match to rounding.
-      assert(Math.abs(r.kld!) < 1e-6, `${shape}: mean KLD ${r.kld}`);
-      assertEquals(r.sameTopPct, 100, `${shape}: same top token ${r.sameTopPct}%`);
-      // Another value is stock.
-      assert(!(await perplexity(bin, model, textFile, base, { GGML_CPU_MATVEC_STREAMS: "2" }, false)).streams, `${shape}: GGML_CPU_MATVEC_STREAMS=2 ran the streams`);
-    }
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  // Q8_0: the switch covers Q8_0 experts only. At 2 threads each thread's rows of an expert (16 of
+  // 32, 32 of 64) are split into four streams.
+  await forEachTinyModel("Q8_0", async ({ shape, model, base, textFile }) => {
+    const stock = await perplexity(bin, model, textFile, base, {}, false);
+    assert(!stock.streams, `${shape}: the stock run's log says four row streams`);
+    const r = await perplexity(bin, model, textFile, base, { GGML_CPU_MATVEC_STREAMS: "4" }, true);
+    assert(r.streams, `${shape}: the log does not say the four row streams ran`);
+    assert(r.kld !== undefined && r.sameTopPct !== undefined, `${shape}: no KLD in the output`);
+    // The same products, summed in the same order per row: the logits match to rounding.
+    assert(Math.abs(r.kld!) < 1e-6, `${shape}: mean KLD ${r.kld}`);
+    assertEquals(r.sameTopPct, 100, `${shape}: same top token ${r.sameTopPct}%`);
+    // Another value is stock.
+    assert(!(await perplexity(bin, model, textFile, base, { GGML_CPU_MATVEC_STREAMS: "2" }, false)).streams, `${shape}: GGML_CPU_MATVEC_STREAMS=2 ran the streams`);
+  });
 });
 
 test("hybrid MoE split: the log parser reads llama-perplexity's figures", () => {
   const r = parse("I llama_context: hybrid MoE experts    = on, GPU share 0.5, GPU reads copies in VRAM (for experts in pinned host memory, one-token batches)\nI sched_reserve: graph (pp bs=1, tg bs=16): nodes = 123 / 112, splits = 1 / 1\nMean    KLD:  -0.000000 ±   0.000000\nSame top p: 99.500 ± 0.1 %\n");
   assertEquals(r, { nodes: 123, splits: 1, kld: -0, sameTopPct: 99.5, saysHybrid: true, launchThread: false, streams: false, gpuRead: "copy" });
-  assert(parse("D ggml_compute_forward_mul_mat_id_one_chunk: GGML_CPU_MATVEC_STREAMS=4: one-token Q8_0 mat-vec as four row streams per thread\n").streams);
+  assert(parse("I ggml_compute_forward_mul_mat_id_one_chunk: GGML_CPU_MATVEC_STREAMS=4: one-token Q8_0 mat-vec as four row streams per thread\n").streams);
   assert(parse("D ggml_backend_sched_compute_splits: a helper thread launches device splits 5..7 while CPU split 4 computes\n").launchThread);
   assertEquals(parse("I sched_reserve: graph: nodes = 112, splits = 6, input objects = 4\n").splits, 6);
   assert(Number.isNaN(parse("nothing").nodes));
