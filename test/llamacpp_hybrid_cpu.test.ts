@@ -16,7 +16,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { hasProgram } from "../core/native_build.ts";
 import { type SynthQuant, synthesize } from "../engine/model/synth.ts";
-import { assert, assertEquals } from "./_assert.ts";
+import { assert, assertEquals, assertGreater } from "./_assert.ts";
 import { startRpcNodes } from "../engine/launch/rpc_servers.ts";
 import { runUntilStats } from "../bench/harness/llama.ts";
 import { runStep } from "../bench/harness/proc.ts";
@@ -52,6 +52,8 @@ interface PplRun {
   launchThread: boolean;
   /** ggml-cpu's debug log says a one-token Q8_0 mat-vec ran as four row streams (patch 0006). */
   streams: boolean;
+  /** Bytes of host weights the scheduler copied to devices per graph (GGML_SCHED_TIMING=1, patch 0007). */
+  weightBytes?: number;
 }
 
 async function perplexity(bin: string, model: string, textFile: string, base: string, env: Record<string, string>, kld: boolean, extra: string[] = []): Promise<PplRun> {
@@ -74,6 +76,7 @@ function parse(out: string): PplRun {
   const splits = /sched_reserve: graph[^:]*: nodes = \d+(?: \/ \d+)?, splits = (\d+)/.exec(out);
   const kld = /^Mean +KLD: +(-?[\d.e+-]+)/m.exec(out);
   const top = /^Same top p: +([\d.]+)/m.exec(out);
+  const weightBytes = /ggml_sched_timing: weight bytes copied to devices per graph (\d+)/.exec(out);
   return {
     nodes: nodes ? Number(nodes[1]) : NaN,
     ...(splits ? { splits: Number(splits[1]) } : {}),
@@ -82,6 +85,7 @@ function parse(out: string): PplRun {
     saysHybrid: /llama_context: hybrid MoE experts +=/.test(out),
     launchThread: /a helper thread launches device splits \d+\.\.\d+ while CPU split \d+ computes/.test(out),
     streams: /GGML_CPU_MATVEC_STREAMS=4: one-token Q8_0 mat-vec as four row streams per thread/.test(out),
+    ...(weightBytes ? { weightBytes: Number(weightBytes[1]) } : {}),
     ...(/GPU reads copies in VRAM/.test(out) ? { gpuRead: "copy" as const } : /GPU reads host memory in place/.test(out) ? { gpuRead: "inplace" as const } : {}),
   };
 }
@@ -128,16 +132,26 @@ test("hybrid MoE split (CPU-only build): same logits as the stock path for every
     assert(!stock.saysHybrid, `${shape}: the stock run's log says hybrid`);
     // The copy mode (LLAMA_MOE_HYBRID_GPU_READ=copy) builds the same graph with the GPU part's experts
     // unflagged; here only its switch and log are checked (the copy itself needs a device).
-    for (const [share, read] of [["0.25", undefined], ["0.5", undefined], ["1.0", undefined], ["0.5", "copy"]] as const) {
+    // k = 2 experts per token of 32 rows: 0.5 is one whole expert each; 0.25 (0.5 experts) gives the GPU
+    // rows 0-15 of the first expert and the CPU the rest of it and the second; 0.75 the GPU the first
+    // expert and rows 0-15 of the second; 0.3 (0.6 experts) rows 0-18 (patch 0008).
+    const nodes = new Map<string, number>();
+    for (const [share, read] of [["0.25", undefined], ["0.5", undefined], ["0.75", undefined], ["0.3", undefined], ["1.0", undefined], ["0.5", "copy"], ["0.75", "copy"]] as const) {
       const env: Record<string, string> = { LLAMA_MOE_HYBRID_ANY_HOST: "1", LLAMA_MOE_HYBRID_GPU_FRACTION: share, ...(read ? { LLAMA_MOE_HYBRID_GPU_READ: read } : {}) };
       const r = await perplexity(bin, model, textFile, base, env, true);
       assertEquals(r.gpuRead, read ?? "inplace", `${shape} share ${share}: the log's GPU read mode`);
       // Share 1.0 has one part (all rows read by the "GPU"): the stock graph's size.
       if (share !== "1.0") assert(r.nodes > stock.nodes, `${shape} share ${share}: ${r.nodes} graph nodes, stock ${stock.nodes}: the split was not built`);
+      if (!read) nodes.set(share, r.nodes);
       assert(r.saysHybrid, `${shape} share ${share}: the log does not say the split is on`);
       assert(r.kld !== undefined && r.sameTopPct !== undefined, `${shape} share ${share}: no KLD in the output`);
       assert(Math.abs(r.kld!) < 1e-5, `${shape} share ${share}: mean KLD ${r.kld}`);
       assertEquals(r.sameTopPct, 100, `${shape} share ${share}: same top token ${r.sameTopPct}%`);
+    }
+    // A boundary expert split by rows is a part of its own on each side: more nodes than whole experts
+    // (without patch 0008 the shares round to whole experts and build 0.5's graph).
+    for (const share of ["0.25", "0.75", "0.3"]) {
+      assertGreater(nodes.get(share)!, nodes.get("0.5")!, `${shape} share ${share}: as many graph nodes as whole experts: no boundary rows`);
     }
   });
 });
@@ -159,15 +173,23 @@ test("hybrid MoE split, copy mode, device part on a second backend (local RPC se
       assert(stock.splits !== undefined && stock.splits > 1, `${shape}: stock over RPC has ${stock.splits} splits: the RPC device was not used`);
       // Overlap on, its device splits launched by the helper thread (the default) or by the computing
       // thread first (GGML_SCHED_LAUNCH_THREAD=0); overlap off.
-      const modes: [string, Record<string, string>, boolean][] = [
-        ["on, helper thread", {}, true],
-        ["on, no helper thread", { GGML_SCHED_LAUNCH_THREAD: "0" }, false],
-        ["off", { GGML_SCHED_NO_OVERLAP: "1" }, false],
+      // Shares 0.25 and 0.75 split a boundary expert by rows (patch 0008): the scheduler copies only
+      // the rows (and columns) its views cover of each used expert, and reads the ids behind the two
+      // parts' views back once (patch 0007; copying whole experts of a view runs past its end).
+      const modes: [string, Record<string, string>, boolean, string][] = [
+        ["on, helper thread", {}, true, "0.5"],
+        ["on, no helper thread", { GGML_SCHED_LAUNCH_THREAD: "0" }, false, "0.5"],
+        ["off", { GGML_SCHED_NO_OVERLAP: "1" }, false, "0.5"],
+        ["on, helper thread", {}, true, "0.25"],
+        ["on, helper thread", {}, true, "0.75"],
       ];
-      for (const [overlap, switches, helper] of modes) {
-        const env: Record<string, string> = { LLAMA_MOE_HYBRID_ANY_HOST: "1", LLAMA_MOE_HYBRID_GPU_FRACTION: "0.5", LLAMA_MOE_HYBRID_GPU_READ: "copy", ...switches };
+      const copied = new Map<string, number>();
+      for (const [overlap, switches, helper, share] of modes) {
+        const env: Record<string, string> = { LLAMA_MOE_HYBRID_ANY_HOST: "1", LLAMA_MOE_HYBRID_GPU_FRACTION: share, LLAMA_MOE_HYBRID_GPU_READ: "copy", GGML_SCHED_TIMING: "1", ...switches };
         const r = await perplexity(bin, model, textFile, base, env, true, placement);
-        const what = `${shape} copy mode over RPC, overlap ${overlap}`;
+        const what = `${shape} copy mode over RPC, share ${share}, overlap ${overlap}`;
+        assert(r.weightBytes !== undefined && r.weightBytes > 0, `${what}: no weight bytes copied (GGML_SCHED_TIMING's figure ${r.weightBytes})`);
+        if (!copied.has(share)) copied.set(share, r.weightBytes!);
         assertEquals(r.gpuRead, "copy", `${what}: the log's read mode`);
         assertEquals(r.launchThread, helper, `${what}: the log ${r.launchThread ? "says" : "does not say"} a helper thread launched device splits`);
         // The device part adds splits: per block one per expert tensor (each with its copy) and the sum's.
@@ -176,6 +198,12 @@ test("hybrid MoE split, copy mode, device part on a second backend (local RPC se
         assert(Math.abs(r.kld!) < 1e-5, `${what}: mean KLD ${r.kld}`);
         assertEquals(r.sameTopPct, 100, `${what}: same top token ${r.sameTopPct}%`);
       }
+      // The device part's copies per token follow its share: half an expert (its gate and up rows, the
+      // down matrix's span) < one expert < one and a half (< two). Copying whole experts of a view, or
+      // the whole tensor for the second view of a split, copies more than a whole expert's bytes.
+      assertGreater(copied.get("0.5")!, copied.get("0.25")!, `${shape}: bytes copied per graph at 0.25 (${copied.get("0.25")}) not below 0.5's`);
+      assertGreater(copied.get("0.75")!, copied.get("0.5")!, `${shape}: bytes copied per graph at 0.75 not above 0.5's`);
+      assertGreater(copied.get("0.5")! * 2, copied.get("0.75")!, `${shape}: bytes copied per graph at 0.75 (${copied.get("0.75")}) not below twice 0.5's (${copied.get("0.5")})`);
     });
   } finally {
     await server.stop();
@@ -206,5 +234,6 @@ test("hybrid MoE split: the log parser reads llama-perplexity's figures", () => 
   assert(parse("I ggml_compute_forward_mul_mat_id_one_chunk: GGML_CPU_MATVEC_STREAMS=4: one-token Q8_0 mat-vec as four row streams per thread\n").streams);
   assert(parse("D ggml_backend_sched_compute_splits: a helper thread launches device splits 5..7 while CPU split 4 computes\n").launchThread);
   assertEquals(parse("I sched_reserve: graph: nodes = 112, splits = 6, input objects = 4\n").splits, 6);
+  assertEquals(parse("ggml_sched_timing: weight bytes copied to devices per graph 13824\n").weightBytes, 13824);
   assert(Number.isNaN(parse("nothing").nodes));
 });

@@ -21,7 +21,7 @@ function touched(patch: string): string[] {
 
 test("llama.cpp patches: one concern each, documented, and they apply to the bundled source", () => {
   const names = readdirSync(PATCHES).filter((n) => n.endsWith(".patch")).sort();
-  assertEquals(names.length, 6);
+  assertEquals(names.length, 8);
   for (const n of names) {
     assertMatch(n, /^\d{4}-[a-z0-9-]+\.patch$/);
     const text = readFileSync(join(PATCHES, n), "utf8");
@@ -30,7 +30,7 @@ test("llama.cpp patches: one concern each, documented, and they apply to the bun
   }
   assert(existsSync(BUNDLE), `${BUNDLE} missing (npm ci installs node-llama-cpp)`);
   const out = execFileSync("bash", [SCRIPT, "--check"], { encoding: "utf8" });
-  assertMatch(out, /6 patches apply to llama\.cpp [0-9a-f]{40}/);
+  assertMatch(out, /8 patches apply to llama\.cpp [0-9a-f]{40}/);
 });
 
 test("llama.cpp patches: the touched C/C++ files compile (CPU-only objects)", { skip: !hasProgram("cmake") || !hasProgram("g++") || !hasProgram("ninja") ? "cmake, g++ or ninja missing" : false }, () => {

@@ -15,7 +15,7 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { cacheDir } from "../../core/paths.ts";
 
-/** Environment variable of the patched llama.cpp: the GPU's share of each token's selected experts (the first round(f*k) of its k). */
+/** Environment variable of the patched llama.cpp: the GPU's share of each token's selected experts (the first f*k of its k; a boundary expert's rows divided, patch 0008). */
 export const HYBRID_FRACTION_ENV = "LLAMA_MOE_HYBRID_GPU_FRACTION";
 
 /** Environment variable of the patched llama.cpp: `copy` has the GPU part's experts copied into VRAM first (default: read in place). */
