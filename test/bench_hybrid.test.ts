@@ -323,3 +323,24 @@ test("matrix: hybrid-streams-12g measures patch 0006's switch alone and with the
   // A faster CPU kernel is spillway's, not stock llama.cpp's: the summary must not take it for stock.
   assertEquals(["stock-pinned", "stock-streams", "hybrid", "hybrid-streams"].map((id) => isStock(r(id))), [true, false, false, false]);
 });
+
+test("matrix: hybrid-rows-12g runs the split at shares between whole experts, each against the same placement stock; the boundary rows are logits-checked", () => {
+  const m = loadMatrix("bench/matrices/hybrid-rows-12g.json5");
+  assertEquals(m.models.map((x) => x.id), ["moe30b", "glm47flash"]);
+  const method = (id: string) => m.methods.find((x) => x.id === id)!;
+  const cfg = (id: string) => method(id).config as { flags: string[]; env?: Record<string, string> };
+  const shares = ["0.3125", "0.375", "0.4375", "0.5"];
+  for (const s of shares) {
+    // Same placement as the stock row; only the split's switches differ.
+    assertEquals(cfg(`hybrid-${s}`).flags, cfg("stock-pinned").flags, s);
+    assertEquals(cfg(`hybrid-${s}`).env, { LLAMA_MOE_HYBRID_GPU_FRACTION: s, LLAMA_MOE_HYBRID_GPU_READ: "copy" }, s);
+    assertEquals(methodThreads(method(`hybrid-${s}`), m), 15, s);
+  }
+  // GLM routes 4 experts per token: 0.3125 and 0.375 (1.25 and 1.5 experts) split a boundary expert's rows,
+  // the new path, so their logits are checked (at one token per batch, where the split runs).
+  for (const s of ["0.3125", "0.375"]) assertEquals(method(`hybrid-${s}`).checkFlags, ["-ub", "1"], s);
+  for (const id of ["hybrid-streams-0.3125", "hybrid-streams-0.375"]) {
+    const share = id.slice("hybrid-streams-".length);
+    assertEquals(cfg(id).env, { ...cfg(`hybrid-${share}`).env, GGML_CPU_MATVEC_STREAMS: "4" }, id);
+  }
+});
