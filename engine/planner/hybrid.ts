@@ -160,8 +160,10 @@ export function hybridOf(ctx: PlanContext, base: Evaluated, rates: HybridRates, 
   const GB = 1e9;
   // The cost model's time for these reads on the CPU alone, and with the split (both at once).
   const cpuOnly = bytes / (ctx.hw.host.ramGBps * k.cpuEfficiency * GB);
-  // The patched build gives the GPU the first m of each token's k selected experts, so the share is
-  // m / k: the two multiples of 1/k around the balance point, whichever predicts the shorter token.
+  // The share is m / k, the GPU computing the first m of each token's k selected experts: the two
+  // multiples of 1/k around the balance point, whichever predicts the shorter token. (The patched build
+  // also runs shares between them, splitting a boundary expert's rows (patch 0008); plans do not use
+  // that until it is measured on a GPU machine: bench/matrices/hybrid-rows-12g.json5.)
   const used = ctx.summary.expertUsedCount;
   if (used < 2) return null;
   const splitSeconds = (share: number) => {
