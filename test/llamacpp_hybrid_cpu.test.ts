@@ -16,6 +16,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { hasProgram } from "../core/native_build.ts";
 import { type SynthQuant, synthesize } from "../engine/model/synth.ts";
+import { getShape } from "../engine/model/shapes.ts";
 import { assert, assertEquals, assertGreater } from "./_assert.ts";
 import { startRpcNodes } from "../engine/launch/rpc_servers.ts";
 import { runUntilStats } from "../bench/harness/llama.ts";
@@ -99,15 +100,18 @@ interface TinyModel {
   textFile: string;
 }
 
-/** Runs `fn` for tiny-moe and tiny-mla synthesized at `quant`, beside the filler text; removes the folder after. */
-async function forEachTinyModel(quant: SynthQuant, fn: (m: TinyModel) => Promise<void>): Promise<void> {
+/**
+ * Runs `fn` for tiny-moe and tiny-mla synthesized at `quant`, beside the filler text; removes the folder
+ * after. `expertFfn` widens their experts (32 rows: one Q8_0 block, too few to split at a block).
+ */
+async function forEachTinyModel(quant: SynthQuant, fn: (m: TinyModel) => Promise<void>, expertFfn?: number): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), "spillway-tiny-moe-"));
   try {
     const textFile = join(dir, "text.txt");
     writeFileSync(textFile, text());
     for (const shape of ["tiny-moe", "tiny-mla"]) {
       const model = join(dir, `${shape}.gguf`);
-      await synthesize({ shape, quant, out: model });
+      await synthesize({ shape: expertFfn ? { ...getShape(shape)!, expertFfn } : shape, quant, out: model });
       await fn({ shape, model, base: join(dir, `${shape}.kld`), textFile });
     }
   } finally {
@@ -226,6 +230,30 @@ test("four CPU row streams (patch 0006): Q8_0 MoE models at one token per batch 
     // Another value is stock.
     assert(!(await perplexity(bin, model, textFile, base, { GGML_CPU_MATVEC_STREAMS: "2" }, false)).streams, `${shape}: GGML_CPU_MATVEC_STREAMS=2 ran the streams`);
   });
+});
+
+test("hybrid MoE split at a boundary expert, Q8_0 (rows split at a block), with and without four CPU row streams: stock's logits", { skip: canBuild ? false : "cmake or g++ missing", timeout: 3_600_000 }, async () => {
+  const bin = join(build(), "llama-perplexity");
+  // Experts of 64 rows, two Q8_0 blocks per down row: 0.25 of 2 experts gives the GPU rows 0-31 of the
+  // first (its down columns from byte 0, the CPU's from the second block), 0.75 the first expert and
+  // rows 0-31 of the second. The CPU part reads its boundary rows and down columns through views
+  // (strided rows), with the four-stream kernel too where it is built (the GLM run's configuration).
+  const streams = hasMatvecStreams() ? [false, true] : [false];
+  await forEachTinyModel("Q8_0", async ({ shape, model, base, textFile }) => {
+    const stock = await perplexity(bin, model, textFile, base, {}, false);
+    const whole = await perplexity(bin, model, textFile, base, { LLAMA_MOE_HYBRID_ANY_HOST: "1", LLAMA_MOE_HYBRID_GPU_FRACTION: "0.5" }, false);
+    for (const share of ["0.25", "0.75"]) {
+      for (const s of streams) {
+        const env: Record<string, string> = { LLAMA_MOE_HYBRID_ANY_HOST: "1", LLAMA_MOE_HYBRID_GPU_FRACTION: share, ...(s ? { GGML_CPU_MATVEC_STREAMS: "4" } : {}) };
+        const r = await perplexity(bin, model, textFile, base, env, true);
+        const what = `${shape} Q8_0 share ${share}${s ? " with streams" : ""}`;
+        assertGreater(r.nodes, whole.nodes, `${what}: ${r.nodes} graph nodes, whole experts ${whole.nodes}, stock ${stock.nodes}: no boundary rows`);
+        assertEquals(r.streams, s, `${what}: the log ${r.streams ? "says" : "does not say"} the streams ran`);
+        assert(r.kld !== undefined && Math.abs(r.kld) < 1e-5, `${what}: mean KLD ${r.kld}`);
+        assertEquals(r.sameTopPct, 100, `${what}: same top token ${r.sameTopPct}%`);
+      }
+    }
+  }, 64);
 });
 
 test("hybrid MoE split: the log parser reads llama-perplexity's figures", () => {
