@@ -7,7 +7,8 @@
 // The build has llama.cpp's RPC backend too: a local ggml-rpc-server is a second backend (a remote
 // device of GPU type), so the copy mode's device part really runs on another backend, with the
 // scheduler's expert copies, patch 0002's look-ahead over its splits and patch 0004's helper thread
-// that launches them (the second test).
+// that launches them (the second test), and on GLM-4.7-Flash's real block dimensions the bytes the
+// scheduler copies per token are checked to the byte for each share (the fifth).
 // The GPU side (the part read over PCIe) is checked on the GPU machine by the bench harness.
 import { test } from "node:test";
 import { execFileSync } from "node:child_process";
@@ -123,7 +124,7 @@ const canBuild = hasProgram("cmake") && hasProgram("g++");
 
 /** The patched CPU-only build with the RPC backend (cached; the first test to need it builds it). */
 function build(): string {
-  return execFileSync("bash", [SCRIPT, "--cpu-only", "--rpc", "--targets", "llama-perplexity ggml-rpc-server", "--cache", CACHE_DIR], { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"], maxBuffer: 16 << 20 })
+  return execFileSync("bash", [SCRIPT, "--cpu-only", "--rpc", "--targets", "llama-perplexity llama-bench ggml-rpc-server", "--cache", CACHE_DIR], { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"], maxBuffer: 16 << 20 })
     .trim().split("\n").pop()!;
 }
 
@@ -254,6 +255,54 @@ test("hybrid MoE split at a boundary expert, Q8_0 (rows split at a block), with 
       }
     }
   }, 64);
+});
+
+test("hybrid MoE split, copy mode over RPC, GLM-4.7-Flash's block shape: the scheduler copies exactly the GPU part's bytes per token", { skip: canBuild ? false : "cmake or g++ missing", timeout: 3_600_000 }, async () => {
+  // The real shape's dimensions (2048 wide, experts of 1536 rows, 4 of 64 used, Q8_0), 3 blocks (the
+  // first dense): each decoded token's copies are known to the byte. The GPU run of 2026-12-08 decoded
+  // at 3 t/s because a boundary's gate view was copied whole (64 experts, 214 MB a block); this pins
+  // every share's bytes instead of an ordering. llama-bench's decode computes every block for every
+  // token (llama-perplexity skips the last block for tokens it scores no logits for).
+  const binDir = build();
+  const shape = { ...getShape("glm-4.7-flash")!, layers: 3, vocab: 4096 };
+  const dir = mkdtempSync(join(tmpdir(), "spillway-glm-blocks-"));
+  const endpoint = `127.0.0.1:${await freePort()}`;
+  const server = await startRpcNodes([{ rpc: endpoint, start: true, threads: 1 }], { binary: join(binDir, "ggml-rpc-server") });
+  try {
+    const model = join(dir, "glm-3-blocks.gguf");
+    await synthesize({ shape, quant: "Q8_0", out: model });
+    // Q8_0: 32 values in 34 bytes. An expert's gate, up and down matrices are each n_embd x expertFfn.
+    const rowBytes = (values: number) => (values / 32) * 34;
+    const expert = shape.embedding * rowBytes(shape.expertFfn);
+    // Each copy ends 512 bytes further (MMQ's padding), except at the last expert (id 63).
+    const pad = 512;
+    const moeBlocks = shape.layers - shape.leadingDense!;
+    const perBlock = (share: number) => {
+      const gpuExperts = share * shape.expertsUsed;
+      const whole = Math.floor(gpuExperts);
+      // The boundary's rows: the share's fraction of an expert, at the down matrix's 32-value blocks.
+      const rows = Math.round(((gpuExperts - whole) * shape.expertFfn) / 32) * 32;
+      // With LLAMA_MOE_HYBRID_ANY_HOST every part is copied (an RPC device cannot read host memory in
+      // place): the rows of gate and up, and the down matrix's span from its first row's first column
+      // to its last row's column `rows` (on a GPU the down columns are read in place instead).
+      const boundary = rows === 0 ? 0 : 2 * (rows * rowBytes(shape.embedding) + pad) + (shape.embedding - 1) * rowBytes(shape.expertFfn) + rowBytes(rows) + pad;
+      return 3 * whole * (expert + pad) + boundary;
+    };
+    for (const share of [0.25, 0.3125, 0.375, 0.5]) {
+      const env: Record<string, string> = { LLAMA_MOE_HYBRID_ANY_HOST: "1", LLAMA_MOE_HYBRID_GPU_FRACTION: String(share), LLAMA_MOE_HYBRID_GPU_READ: "copy", GGML_SCHED_TIMING: "1" };
+      const args = [join(binDir, "llama-bench"), "-m", model, "-p", "0", "-n", "4", "-r", "1", "-t", "2", "--rpc", endpoint, "-ngl", "99", "-ncmoe", String(shape.layers), "-lm", "none"];
+      const r = await runStep(args, { env, timeoutS: 300 });
+      assertEquals(r.code, 0, `llama-bench at share ${share}: exit ${r.code}\n${r.stderr.slice(-2000)}`);
+      const got = parse(r.stdout + r.stderr).weightBytes;
+      const want = moeBlocks * perBlock(share);
+      assert(got !== undefined, `share ${share}: no weight bytes in llama-bench's log`);
+      // At most every copy of a token without its padding (an expert 63 among the GPU part's).
+      assert(got <= want && got >= want - moeBlocks * 6 * pad, `share ${share}: ${got} bytes copied per token, expected ${want} (${(want / 1e6).toFixed(2)} MB: ${share * shape.expertsUsed} experts of ${shape.expertsUsed} in ${moeBlocks} blocks)`);
+    }
+  } finally {
+    await server.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test("hybrid MoE split: the log parser reads llama-perplexity's figures", () => {
