@@ -7,6 +7,7 @@
  * @module
  */
 import type { PlacementPolicy } from "../recipe/types.ts";
+import type { HybridBlocks } from "../runtimes/llamacpp_hybrid_blocks.ts";
 import type { Candidate, HardwareProfile, RuntimeSettings, ShimSettings, Tier, Workload } from "../../core/types.ts";
 import { formatBytes } from "../../core/bytes.ts";
 import type { RuntimeCapabilities } from "./capabilities.ts";
@@ -32,6 +33,8 @@ export interface PlanContext {
   limits: MemoryLimits;
   routing: RoutingModel;
   constants: CostConstants;
+  /** MoE blocks the patched llama.cpp's hybrid split runs in, and the others with the reason. */
+  hybridBlocks: HybridBlocks;
 }
 
 /** One placement to evaluate. */

@@ -29,6 +29,7 @@ import { measuredOverlapGains } from "../hardware/measure/profile.ts";
 import type { Evaluated, PlanContext } from "./candidates.ts";
 import { type CostConstants, DEFAULT_CONSTANTS } from "./cost.ts";
 import type { ModelSummary } from "./summary.ts";
+import { blockRanges } from "../runtimes/llamacpp_hybrid_blocks.ts";
 
 /**
  * Constants of the hybrid split. `layerOverheadMs` and `overlapLoss` are measured on the version
@@ -134,17 +135,31 @@ function bound(gain: number): string {
   return `together ${gain.toFixed(2)}x the faster path alone, the most a split can gain in reading host memory`;
 }
 
-/** Host expert bytes read per decoded token by the CPU in a layout (experts on host_cpu, by block). */
-function hostExpertBytesPerToken(e: Evaluated, s: ModelSummary): { bytes: number; blocks: number } {
+/**
+ * Host expert bytes read per decoded token by the CPU in a layout (experts on host_cpu, by block),
+ * of the blocks the split runs in (`splittable`); `left` lists the host blocks it does not.
+ */
+function hostExpertBytesPerToken(e: Evaluated, s: ModelSummary, splittable: ReadonlySet<number>): { bytes: number; blocks: number; left: number[] } {
   const blocks = new Set<number>();
+  const left = new Set<number>();
   let bytes = 0;
   for (const u of e.layout.units) {
-    if (u.group === "ffn_experts" && u.tier === "host_cpu") {
-      bytes += u.bytes * s.expertFraction;
-      if (u.layer !== null) blocks.add(u.layer);
+    if (u.group !== "ffn_experts" || u.tier !== "host_cpu" || u.layer === null) continue;
+    if (!splittable.has(u.layer)) {
+      left.add(u.layer);
+      continue;
     }
+    bytes += u.bytes * s.expertFraction;
+    blocks.add(u.layer);
   }
-  return { bytes, blocks: blocks.size };
+  return { bytes, blocks: blocks.size, left: [...left].sort((a, b) => a - b) };
+}
+
+/** Why the split leaves these host blocks to the CPU, for a plan's label ("" when none are left). */
+function leftNote(ctx: PlanContext, left: readonly number[]): string {
+  if (left.length === 0) return "";
+  const reasons = ctx.hybridBlocks.excluded.filter((x) => x.blocks.some((b) => left.includes(b))).map((x) => x.reason);
+  return `; the experts of block${left.length > 1 ? "s" : ""} ${blockRanges(left)} stay on the CPU alone (${reasons.join("; ")})`;
 }
 
 /**
@@ -154,7 +169,7 @@ function hostExpertBytesPerToken(e: Evaluated, s: ModelSummary): { bytes: number
 export function hybridOf(ctx: PlanContext, base: Evaluated, rates: HybridRates, h: HybridConstants = HYBRID_CONSTANTS): Evaluated | null {
   const c = base.candidate;
   if (c.strategy !== "experts_cpu" || c.settings.loadMode !== "none" || c.settings.kvOnHost || !c.fits) return null;
-  const { bytes, blocks } = hostExpertBytesPerToken(base, ctx.summary);
+  const { bytes, blocks, left } = hostExpertBytesPerToken(base, ctx.summary, new Set(ctx.hybridBlocks.blocks));
   if (bytes <= 0 || blocks === 0) return null;
   const k = ctx.constants;
   const GB = 1e9;
@@ -195,7 +210,7 @@ export function hybridOf(ctx: PlanContext, base: Evaluated, rates: HybridRates, 
       `${gpuExperts} of its ${used} ${copy ? "copied to VRAM and computed by the GPU" : "read by the GPU over PCIe"} and ` +
       `${used - gpuExperts} computed by the CPU at the same time ` +
       `(${rates.gpuGBps.toFixed(0)} + ${rates.cpuGBps.toFixed(0)} GB/s) by ${threads} thread${threads > 1 ? "s" : ""}` +
-      `${threads < c.settings.threads ? " (a core left for the launch thread)" : ""}; prefill as ${c.id} (ub ${c.settings.ubatch}; patched llama.cpp)`,
+      `${threads < c.settings.threads ? " (a core left for the launch thread)" : ""}${leftNote(ctx, left)}; prefill as ${c.id} (ub ${c.settings.ubatch}; patched llama.cpp)`,
     strategy: "hybrid",
     settings: { ...c.settings, threads, hybridGpuFraction: +f.toFixed(4), ...(copy ? { hybridGpuRead: "copy" as const } : {}) },
     predicted: { prefillTps: c.predicted.prefillTps, decodeTps: +(1 / decodeSeconds).toPrecision(4), totalSeconds: +totalSeconds.toPrecision(4) },
@@ -231,6 +246,11 @@ export function hybridThreads(threads: number, cores: number): number {
  */
 export function withHybrid(ctx: PlanContext, ranked: Evaluated[]): { ranked: Evaluated[]; note: string | null } {
   if (!ctx.caps.strategies.includes("hybrid") || ctx.hw.gpu === null || ctx.summary.expertCount === 0) return { ranked, note: null };
+  if (ctx.hybridBlocks.blocks.length === 0) {
+    // The patched build would run every block on the stock path: say why, once.
+    const why = ctx.hybridBlocks.excluded.map((x) => x.reason).join("; ");
+    return { ranked, note: why ? `hybrid experts not considered: the patched llama.cpp splits no block of this model (${why})` : null };
+  }
   const rates = hybridRates(ctx.hw, ctx.constants);
   const copyRates = hybridCopyRates(ctx.hw, ctx.constants);
   if (!rates) {

@@ -20,6 +20,7 @@ import {
 } from "./candidates.ts";
 import { type CostConstants, DEFAULT_CONSTANTS, type RoutingModel } from "./cost.ts";
 import { withHybrid } from "./hybrid.ts";
+import { hybridExpertBlocks } from "../runtimes/llamacpp_hybrid_blocks.ts";
 import { memoryLimits } from "./memory.ts";
 import { isMoe, summarizeModel } from "./summary.ts";
 import { allowedKvTypes, kvTradeSentence, rankAcrossKvTypes } from "./kv_choice.ts";
@@ -64,6 +65,7 @@ export function planContext(model: ModelInfo, hw: HardwareProfile, recipe: PlanR
     limits: memoryLimits(hw, placement),
     routing: options.routing ?? { reach: 1 },
     constants: options.constants ?? DEFAULT_CONSTANTS,
+    hybridBlocks: hybridExpertBlocks(model),
   };
 }
 
