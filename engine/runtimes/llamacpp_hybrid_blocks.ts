@@ -13,7 +13,7 @@
  *
  * @example
  * const { blocks, excluded } = hybridExpertBlocks(readModel("gpt-oss-20b.gguf"));
- * // blocks: [], excluded: [{ blocks: [0, ..., 23], reason: "gpt-oss: SwiGLU-OAI experts ..." }]
+ * // blocks: [], excluded: [{ blocks: [0, ..., 23], reason: "gpt-oss experts use the SwiGLU-OAI activation" }]
  * @module
  */
 import type { ModelInfo } from "../../core/types.ts";
