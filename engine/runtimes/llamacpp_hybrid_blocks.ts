@@ -12,7 +12,7 @@
  * architectures whose experts use another (read from its src/models/*.cpp `build_moe_ffn` calls).
  *
  * @example
- * const { blocks, excluded } = hybridExpertBlocks(readModel("gpt-oss-20b.gguf"));
+ * const { blocks, excluded } = hybridExpertBlocks(await readModel("gpt-oss-20b.gguf"));
  * // blocks: [], excluded: [{ blocks: [0, ..., 23], reason: "gpt-oss experts use the SwiGLU-OAI activation" }]
  * @module
  */
