@@ -8,7 +8,9 @@ import type { HardwareProfile, Measured, ModelInfo, TensorInfo } from "../core/t
 import { getProfile } from "../engine/hardware/profiles.ts";
 import { modelInfoFromShape } from "../engine/planner/from_shape.ts";
 import { plan, type PlanRecipe } from "../engine/planner/plan.ts";
-import { blockRanges, hybridExpertBlocks } from "../engine/runtimes/llamacpp_hybrid_blocks.ts";
+import { hybridExpertBlocks } from "../engine/runtimes/llamacpp_hybrid_blocks.ts";
+import { blockRanges } from "../engine/planner/hybrid.ts";
+import { hybridBlocksFor } from "../engine/planner/capabilities.ts";
 
 const qwen = modelInfoFromShape("qwen3-30b-a3b", "q8_0", "qwen3moe-30b-a3b-q8_0.gguf");
 const glm = modelInfoFromShape("glm-4.7-flash", "q8_0", "glm-4.7-flash-q8_0.gguf");
@@ -72,6 +74,11 @@ test("hybrid blocks: merged gate+up, missing gate, biases, scales, clamps and ot
   assertEquals(hybridExpertBlocks({ ...qwen, format: "safetensors" }).blocks, []);
 });
 
+test("hybrid blocks through the adapter contract: llama.cpp's adapter says, a runtime without the split has none", () => {
+  assertEquals(hybridBlocksFor("llama.cpp", glm), hybridExpertBlocks(glm));
+  assertEquals(hybridBlocksFor("vllm", glm), { blocks: [], excluded: [] });
+});
+
 test("blockRanges: consecutive blocks as ranges", () => {
   assertEquals(blockRanges([0, 1, 2, 5, 7, 8]), "0-2, 5, 7-8");
   assertEquals(blockRanges([3]), "3");
@@ -117,5 +124,5 @@ test("plan: the split's prediction counts only the blocks the patched build spli
 test("plan: no hybrid candidate for a model whose experts the patched build never splits, and a note says why", () => {
   const p = plan({ ...qwen, architecture: "gpt-oss" }, measured(), chat);
   assert(!p.candidates.some((c) => c.strategy === "hybrid"), p.chosen);
-  assert(p.notes!.some((n) => n === "hybrid experts not considered: the patched llama.cpp splits no block of this model (gpt-oss experts use the SwiGLU-OAI activation)"), JSON.stringify(p.notes));
+  assert(p.notes!.some((n) => n === "hybrid experts not considered: the runtime splits no block of this model (gpt-oss experts use the SwiGLU-OAI activation)"), JSON.stringify(p.notes));
 });

@@ -7,10 +7,9 @@
  * @module
  */
 import type { PlacementPolicy } from "../recipe/types.ts";
-import type { HybridBlocks } from "../runtimes/llamacpp_hybrid_blocks.ts";
 import type { Candidate, HardwareProfile, RuntimeSettings, ShimSettings, Tier, Workload } from "../../core/types.ts";
 import { formatBytes } from "../../core/bytes.ts";
-import type { RuntimeCapabilities } from "./capabilities.ts";
+import type { HybridBlocks, RuntimeCapabilities } from "./capabilities.ts";
 import { type CostConstants, DEFAULT_CONSTANTS, isLlamaFamily, predict, type Prediction, type RoutingModel } from "./cost.ts";
 import type { CostTier, Layout, Unit } from "./layout.ts";
 import { splitUnit, unitsOf } from "./layout.ts";
@@ -33,7 +32,7 @@ export interface PlanContext {
   limits: MemoryLimits;
   routing: RoutingModel;
   constants: CostConstants;
-  /** MoE blocks the patched llama.cpp's hybrid split runs in, and the others with the reason. */
+  /** MoE blocks the runtime's hybrid split runs in (its adapter says), and the others with the reason. */
   hybridBlocks: HybridBlocks;
 }
 

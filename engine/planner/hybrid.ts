@@ -29,7 +29,6 @@ import { measuredOverlapGains } from "../hardware/measure/profile.ts";
 import type { Evaluated, PlanContext } from "./candidates.ts";
 import { type CostConstants, DEFAULT_CONSTANTS } from "./cost.ts";
 import type { ModelSummary } from "./summary.ts";
-import { blockRanges } from "../runtimes/llamacpp_hybrid_blocks.ts";
 
 /**
  * Constants of the hybrid split. `layerOverheadMs` and `overlapLoss` are measured on the version
@@ -249,7 +248,7 @@ export function withHybrid(ctx: PlanContext, ranked: Evaluated[]): { ranked: Eva
   if (ctx.hybridBlocks.blocks.length === 0) {
     // The patched build would run every block on the stock path: say why, once.
     const why = ctx.hybridBlocks.excluded.map((x) => x.reason).join("; ");
-    return { ranked, note: why ? `hybrid experts not considered: the patched llama.cpp splits no block of this model (${why})` : null };
+    return { ranked, note: why ? `hybrid experts not considered: the runtime splits no block of this model (${why})` : null };
   }
   const rates = hybridRates(ctx.hw, ctx.constants);
   const copyRates = hybridCopyRates(ctx.hw, ctx.constants);
@@ -265,4 +264,21 @@ export function withHybrid(ctx: PlanContext, ranked: Evaluated[]): { ranked: Eva
   );
   const sources = options.map((r) => (options.length > 1 ? `${r.read === "copy" ? "copy" : "in place"}: ` : "") + r.source).join("; ");
   return { ranked: all, note: extra.length > 0 ? `hybrid split from measured rates (${sources})` : null };
+}
+
+/**
+ * Blocks as short ranges for messages.
+ *
+ * @example
+ * blockRanges([0, 1, 2, 5]); // "0-2, 5"
+ */
+export function blockRanges(blocks: readonly number[]): string {
+  const out: string[] = [];
+  for (let i = 0; i < blocks.length;) {
+    let j = i;
+    while (j + 1 < blocks.length && blocks[j + 1] === blocks[j] + 1) j++;
+    out.push(j > i ? `${blocks[i]}-${blocks[j]}` : `${blocks[i]}`);
+    i = j + 1;
+  }
+  return out.join(", ");
 }

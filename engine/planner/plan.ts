@@ -8,7 +8,7 @@ import { PlanError } from "../../core/errors.ts";
 import type { Recipe } from "../recipe/types.ts";
 import { formatBytes } from "../../core/bytes.ts";
 import type { HardwareProfile, ModelInfo, Plan } from "../../core/types.ts";
-import { capabilitiesFor, type RuntimeCapabilities } from "./capabilities.ts";
+import { capabilitiesFor, hybridBlocksFor, type RuntimeCapabilities } from "./capabilities.ts";
 import {
   type CandidateSpec,
   DEFAULT_UBATCHES,
@@ -20,7 +20,6 @@ import {
 } from "./candidates.ts";
 import { type CostConstants, DEFAULT_CONSTANTS, type RoutingModel } from "./cost.ts";
 import { withHybrid } from "./hybrid.ts";
-import { hybridExpertBlocks } from "../runtimes/llamacpp_hybrid_blocks.ts";
 import { memoryLimits } from "./memory.ts";
 import { isMoe, summarizeModel } from "./summary.ts";
 import { allowedKvTypes, kvTradeSentence, rankAcrossKvTypes } from "./kv_choice.ts";
@@ -65,7 +64,7 @@ export function planContext(model: ModelInfo, hw: HardwareProfile, recipe: PlanR
     limits: memoryLimits(hw, placement),
     routing: options.routing ?? { reach: 1 },
     constants: options.constants ?? DEFAULT_CONSTANTS,
-    hybridBlocks: hybridExpertBlocks(model),
+    hybridBlocks: hybridBlocksFor(recipe.runtime.name, model),
   };
 }
 

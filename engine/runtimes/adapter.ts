@@ -6,7 +6,7 @@
  * @module
  */
 import type { Recipe, RecipeRuntime } from "../recipe/types.ts";
-import type { LaunchSpec, Plan } from "../../core/types.ts";
+import type { LaunchSpec, ModelInfo, Plan } from "../../core/types.ts";
 import type { RuntimeCapabilities } from "./capabilities.ts";
 
 /** Names of the runtimes spillway can launch. */
@@ -102,4 +102,17 @@ export interface RuntimeAdapter {
   fromCommandLine?(argv: readonly string[]): WrappedCommand | null;
   /** Arguments (no program) of this runtime's benchmark program measuring `plan` (llama.cpp: llama-bench). */
   benchArgs?(plan: Plan, counts: BenchCounts): string[];
+  /**
+   * The MoE blocks of `model` its hybrid expert split runs in (for runtimes with the `hybrid`
+   * strategy); the planner predicts the split only for those.
+   */
+  hybridBlocks?(model: ModelInfo): HybridBlocks;
+}
+
+/** MoE blocks a runtime's hybrid expert split runs in, and the others with the reason. */
+export interface HybridBlocks {
+  /** MoE blocks whose experts the split divides between the CPU and the GPU, ascending. */
+  blocks: number[];
+  /** MoE blocks left to the runtime's stock path, grouped by reason. */
+  excluded: { blocks: number[]; reason: string }[];
 }

@@ -15,6 +15,7 @@ import { runtimeCapabilities } from "./capabilities.ts";
 import { shimEnvironment } from "./shim_path.ts";
 import { hybridBuild, hybridEnvironment, isHybrid } from "./llamacpp_hybrid.ts";
 import { ensurePrivateDir, slotSavePathOf } from "./slot_dir.ts";
+import { hybridExpertBlocks } from "./llamacpp_hybrid_blocks.ts";
 
 /** Which llama.cpp program a launch runs. */
 export type LlamaProgram = "server" | "cli" | "completion" | "bench";
@@ -161,6 +162,7 @@ export const llamaCppAdapter: RuntimeAdapter = {
   toLaunchSpec: llamaCppLaunchSpec,
   fromCommandLine: llamaCommandLine,
   benchArgs: llamaBenchArgs,
+  hybridBlocks: hybridExpertBlocks,
   // llama-server requires the slot directory to exist: create it private (0700, no symlink).
   preflight: (spec) => {
     const dir = slotSavePathOf(spec.argv);

@@ -17,14 +17,7 @@
  * @module
  */
 import type { ModelInfo } from "../../core/types.ts";
-
-/** Blocks the split runs in, and the others with the reason. */
-export interface HybridBlocks {
-  /** MoE blocks whose experts the patched build splits, ascending. */
-  blocks: number[];
-  /** MoE blocks it leaves on the stock path, grouped by reason. */
-  excluded: { blocks: number[]; reason: string }[];
-}
+import type { HybridBlocks } from "./adapter.ts";
 
 /** Architectures whose routed experts the split does not take, and why (llama.cpp's names). */
 const ARCH_REASONS: Readonly<Record<string, string>> = {
@@ -86,21 +79,4 @@ function clampOf(model: ModelInfo): (b: number) => number {
   if (Array.isArray(v)) return (b) => (typeof v[b] === "number" ? v[b] : 0);
   const x = typeof v === "number" ? v : 0;
   return () => x;
-}
-
-/**
- * Blocks as short ranges for messages: `[0, 1, 2, 5]` -> "0-2, 5".
- *
- * @example
- * blockRanges([0, 1, 2, 5]); // "0-2, 5"
- */
-export function blockRanges(blocks: readonly number[]): string {
-  const out: string[] = [];
-  for (let i = 0; i < blocks.length;) {
-    let j = i;
-    while (j + 1 < blocks.length && blocks[j + 1] === blocks[j] + 1) j++;
-    out.push(j > i ? `${blocks[i]}-${blocks[j]}` : `${blocks[i]}`);
-    i = j + 1;
-  }
-  return out.join(", ");
 }
