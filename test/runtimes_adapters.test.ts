@@ -216,3 +216,18 @@ test("capabilities: only what the runtime can express", () => {
   assert(!canExpress(ADAPTERS["node-llama-cpp"].capabilities, zc), "in-process runtime cannot take the shim");
   for (const a of Object.values(ADAPTERS)) assert(a.binaryHint.hint.length > 10, `${a.name} has a hint`);
 });
+
+test("planBuild: llama.cpp's hybrid plans need the patched build (its switches, programs and hint); other plans and runtimes need none", () => {
+  const llama = adapterFor("llama.cpp");
+  const stock = settings({ cpuMoeLayers: 30, loadMode: "none" });
+  assertEquals(llama.planBuild!(stock), null);
+  const build = llama.planBuild!(settings({ cpuMoeLayers: 30, loadMode: "none", hybridGpuFraction: 0.375, hybridGpuRead: "copy" }));
+  assert(build !== null);
+  assertEquals(build.env, { LLAMA_MOE_HYBRID_GPU_FRACTION: "0.375", LLAMA_MOE_HYBRID_GPU_READ: "copy" });
+  assertMatch(build.hint(), /runtimes\/llama\.cpp\/build\.sh/);
+  const bench = build.program("llama-bench");
+  assert(bench === null || bench.endsWith("/llama-bench"), String(bench));
+  for (const name of Object.keys(ADAPTERS) as (keyof typeof ADAPTERS)[]) {
+    if (name !== "llama.cpp") assertEquals(ADAPTERS[name].planBuild, undefined, name);
+  }
+});

@@ -12,7 +12,6 @@ import { join, resolve } from "node:path";
 import type { BenchReport } from "../../engine/hardware/measure/run.ts";
 import { readModel } from "../../engine/model/mod.ts";
 import { adapterFor } from "../../engine/runtimes/mod.ts";
-import { hybridEnvironment } from "../../engine/runtimes/llamacpp_hybrid.ts";
 import type { ModelInfo, Plan } from "../../core/types.ts";
 import { shimEnv } from "../../shim/build.ts";
 import { type Ballast, startBallast } from "./ballast.ts";
@@ -125,7 +124,8 @@ export function plannedFlags(plan: Plan, w: Pick<MatrixWorkload, "prompt" | "gen
     if (["-m", "-p", "-n", "-r", "-o", "-t"].includes(argv[i])) i++;
     else flags.push(argv[i]);
   }
-  const env = { ...(plan.settings.shim ? shimEnv(plan.settings.shim, shimLibrary) : {}), ...hybridEnvironment(plan.settings) };
+  // The switches of a plan that needs the patched build (hybrid experts), as its adapter gives them.
+  const env = { ...(plan.settings.shim ? shimEnv(plan.settings.shim, shimLibrary) : {}), ...(adapterFor("llama.cpp").planBuild?.(plan.settings)?.env ?? {}) };
   // The plan's threads: a hybrid plan leaves a core for the patched build's launch thread.
   return { flags, env, threads: plan.settings.threads };
 }

@@ -17,10 +17,9 @@ import { existsSync, mkdirSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import type { Candidate, HardwareProfile, ModelInfo, Plan, RuntimeSettings, Workload } from "../../core/types.ts";
 import { PlanError, SpillwayError } from "../../core/errors.ts";
-import type { BenchCounts } from "../runtimes/adapter.ts";
+import type { BenchCounts, PlanBuild } from "../runtimes/adapter.ts";
 import { adapterFor } from "../runtimes/mod.ts";
 import { shimEnvironment } from "../runtimes/shim_path.ts";
-import { hybridBuild, hybridBuildHint, hybridEnvironment, isHybrid } from "../runtimes/llamacpp_hybrid.ts";
 import { type AutotuneEntry, autotuneKey, autotunePath, type AutotuneRow, findAutotune, readAutotune, writeAutotune } from "./outcome_cache.ts";
 import { fitConstants, type Speeds } from "./calibrate.ts";
 import { autotuneChartSvg, renderPng } from "./chart.ts";
@@ -149,15 +148,16 @@ const FIT_UPPER: Record<string, number> = {
 /**
  * The llama-bench a candidate's trial runs, as `spillway run` would launch the candidate: the one
  * given (`llamaBench`), else the recipe's binary's (beside it, or on PATH for a bare name), else for
- * a hybrid candidate the patched build's (null when not built) and for others `llama-bench` on PATH.
- * `hybridLlamaBench` overrides the choice for hybrid candidates.
+ * a candidate that needs another build (the adapter's `planBuild`: llama.cpp's patched one for hybrid
+ * candidates) that build's (null when not built), and for others `llama-bench` on PATH.
+ * `hybridLlamaBench` overrides the choice for candidates that need the other build.
  */
-function trialProgram(recipe: AutotuneRecipe, opts: AutotuneOptions, hybrid: boolean): string | null {
-  if (hybrid && opts.hybridLlamaBench !== undefined) return opts.hybridLlamaBench;
+function trialProgram(recipe: AutotuneRecipe, opts: AutotuneOptions, build: PlanBuild | null): string | null {
+  if (build && opts.hybridLlamaBench !== undefined) return opts.hybridLlamaBench;
   if (opts.llamaBench) return opts.llamaBench;
   const b = recipe.runtime.binary;
   if (b) return b.includes("/") ? join(dirname(b), "llama-bench") : "llama-bench";
-  return hybrid ? hybridBuild().built("llama-bench") : "llama-bench";
+  return build ? build.program("llama-bench") : "llama-bench";
 }
 
 function withSettings(plan: Plan, settings: RuntimeSettings): Plan {
@@ -271,18 +271,18 @@ export async function autotune(plan: Plan, recipe: AutotuneRecipe, opts: Autotun
   for (const [i, c] of picked.entries()) {
     const counts = trialCounts(plan.workload, c.predicted, trialSeconds);
     // Hybrid candidates run the patched build with its switches, as `spillway run` launches them.
-    const hybrid = isHybrid(c.settings);
-    const program = trialProgram(recipe, opts, hybrid);
+    const build = adapterFor("llama.cpp").planBuild?.(c.settings) ?? null;
+    const program = trialProgram(recipe, opts, build);
     const argv = [program ?? "llama-bench", ...benchArgsOf(withSettings(plan, c.settings), counts), ...(opts.benchArgs ?? [])];
     const env = {
       ...shimEnvironment(c.settings.shim, opts.shimPath ? { shimPath: opts.shimPath } : undefined),
-      ...hybridEnvironment(c.settings),
+      ...(build?.env ?? {}),
       ...(recipe.runtime.env ?? {}),
     };
     const row: AutotuneRow = { id: c.id, label: c.label, strategy: c.strategy, predicted: c.predicted, measured: null, argv, env };
     err(`autotune [${i + 1}/${picked.length}] ${c.id}: pp${counts.promptTokens} tg${counts.genTokens} x${counts.repetitions} ... `);
-    if (hybrid && program === null) {
-      row.error = `not tried: the patched llama-bench is not built. ${hybridBuildHint()}`;
+    if (build && program === null) {
+      row.error = `not tried: the patched llama-bench is not built. ${build.hint()}`;
       err(`${row.error}\n`);
       rows.push(row);
       continue;

@@ -9,7 +9,6 @@ import type { LaunchSpec, Plan } from "../../core/types.ts";
 import type { AdapterOptions, RunRecipe, RuntimeAdapter } from "../runtimes/adapter.ts";
 import { commandLaunchSpec } from "../runtimes/command_adapter.ts";
 import { adapterFor } from "../runtimes/mod.ts";
-import { hybridBuildHint, isHybrid } from "../runtimes/llamacpp_hybrid.ts";
 import { missingProgramHint } from "../runtimes/hint.ts";
 import { nodeLlamaCppRun, type InProcessHooks } from "../runtimes/node_llama_cpp.ts";
 import { childEnv, launchSpec, type LaunchHandle, type LaunchOptions, resolveExecutable } from "./child.ts";
@@ -52,8 +51,10 @@ export function launch(plan: Plan | null, recipe: RunRecipe | null = null, optio
     return launchInProcess(nodeLlamaCppRun(plan, recipe), options);
   }
   const spec = options.spec ?? adapter.toLaunchSpec(plan, recipe, options);
-  // A hybrid plan runs the patched llama.cpp: when it is missing, say how to build it.
-  const hint = isHybrid(plan.settings) ? hybridBuildHint() : missingProgramHint(adapter.binaryHint.hint, recipe);
+  // A plan that needs another build (llama.cpp's patched one for hybrid plans): when its program is
+  // missing, say how to build it.
+  const build = adapter.planBuild?.(plan.settings) ?? null;
+  const hint = build ? build.hint() : missingProgramHint(adapter.binaryHint.hint, recipe);
   // What the program needs besides itself (Python packages), checked before anything starts.
   if (adapter.preflight && resolveExecutable(spec.argv[0] ?? "", childEnv(spec).PATH ?? "") !== null) adapter.preflight(spec, childEnv(spec));
   return launchSpec(spec, { runtime: adapter.name, hint, ...options });

@@ -6,7 +6,7 @@
  * @module
  */
 import type { Recipe, RecipeRuntime } from "../recipe/types.ts";
-import type { LaunchSpec, ModelInfo, Plan } from "../../core/types.ts";
+import type { LaunchSpec, ModelInfo, Plan, RuntimeSettings } from "../../core/types.ts";
 import type { RuntimeCapabilities } from "./capabilities.ts";
 
 /** Names of the runtimes spillway can launch. */
@@ -107,6 +107,23 @@ export interface RuntimeAdapter {
    * strategy); the planner predicts the split only for those.
    */
   hybridBlocks?(model: ModelInfo): HybridBlocks;
+  /**
+   * The build that plans with these settings need instead of the runtime's stock programs, or null
+   * (llama.cpp: the patched build for hybrid plans). Callers that run the runtime's programs outside
+   * `toLaunchSpec` (autotune's trials, the GPU bench harness) take its programs and environment, and
+   * `launch()` its hint when the program is missing.
+   */
+  planBuild?(settings: RuntimeSettings): PlanBuild | null;
+}
+
+/** A build of a runtime that some plans need (see {@link RuntimeAdapter.planBuild}). */
+export interface PlanBuild {
+  /** Environment the settings set for that build's programs (switches). */
+  env: Record<string, string>;
+  /** Path of one of its programs (`llama-bench`), or null when it is not built. */
+  program(name: string): string | null;
+  /** How to build it, for messages when a program is missing. */
+  hint(): string;
 }
 
 /** MoE blocks a runtime's hybrid expert split runs in, and the others with the reason. */

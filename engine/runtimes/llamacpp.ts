@@ -13,7 +13,7 @@ import { RECIPE_DEFAULTS, WORKLOADS } from "../recipe/parse.ts";
 export type { BenchCounts } from "./adapter.ts";
 import { runtimeCapabilities } from "./capabilities.ts";
 import { shimEnvironment } from "./shim_path.ts";
-import { hybridBuild, hybridEnvironment, isHybrid } from "./llamacpp_hybrid.ts";
+import { hybridBuild, hybridBuildHint, hybridEnvironment, isHybrid } from "./llamacpp_hybrid.ts";
 import { ensurePrivateDir, slotSavePathOf } from "./slot_dir.ts";
 import { hybridExpertBlocks } from "./llamacpp_hybrid_blocks.ts";
 
@@ -163,6 +163,9 @@ export const llamaCppAdapter: RuntimeAdapter = {
   fromCommandLine: llamaCommandLine,
   benchArgs: llamaBenchArgs,
   hybridBlocks: hybridExpertBlocks,
+  // Hybrid plans run the patched build (runtimes/llama.cpp/build.sh) with the split's switches.
+  planBuild: (settings) =>
+    isHybrid(settings) ? { env: hybridEnvironment(settings), program: (name) => hybridBuild().built(name), hint: () => hybridBuildHint() } : null,
   // llama-server requires the slot directory to exist: create it private (0700, no symlink).
   preflight: (spec) => {
     const dir = slotSavePathOf(spec.argv);

@@ -18,7 +18,7 @@ import { ollamaAdapter } from "./ollama.ts";
 import { transformersAdapter } from "./transformers.ts";
 import { vllmAdapter } from "./vllm.ts";
 
-export type { AdapterOptions, BenchCounts, RunRecipe, RuntimeAdapter, RuntimeName, WrappedCommand, WrappedPlanInputs } from "./adapter.ts";
+export type { AdapterOptions, BenchCounts, HybridBlocks, PlanBuild, RunRecipe, RuntimeAdapter, RuntimeName, WrappedCommand, WrappedPlanInputs } from "./adapter.ts";
 export type { RuntimeCapabilities, Strategy } from "./capabilities.ts";
 export { canExpress } from "./capabilities.ts";
 export { intArgOf, llamaBenchArgs, llamaCommonArgs, llamaProgramOf, mergeUserArgs, modelArgOf } from "./llamacpp.ts";
