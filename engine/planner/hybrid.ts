@@ -4,7 +4,8 @@
  * each token's selected experts are split: the first m of its k are read by the GPU over PCIe
  * (zero-copy), the rest computed by the CPU, both at the same time (share f = m / k).
  * Prefill batches take the stock path (weights copied to the GPU per micro-batch), so prefill is
- * that of the `-ncmoe N -lm none` candidate.
+ * that of the `-ncmoe N -lm none` candidate. Only the blocks the runtime splits (its adapter's
+ * `hybridBlocks`: plain gated experts for llama.cpp) count; the others keep the CPU's time.
  *
  * The split comes from measured rates: the CPU's RAM rate and the GPU's zero-copy rate (the cost
  * model's tiers), each scaled by what it keeps while the other path reads too (the concurrent tier
