@@ -43,3 +43,14 @@ export function buildC(name: string, sources: string[], flags: string[] = []): s
 export function hasMatvecStreams(): boolean {
   return probeHost().avx2;
 }
+
+/**
+ * The patched llama.cpp's CPU-only build with the RPC backend (runtimes/llama.cpp/build.sh, cached in
+ * {@link CACHE_DIR} by the source and the patches; the first test to need it builds it, ~8 minutes on
+ * 2 cores): the folder of its binaries. One target list for every caller, so they share one entry.
+ */
+export function patchedCpuBuild(): string {
+  const script = join(ROOT, "runtimes", "llama.cpp", "build.sh");
+  return execFileSync("bash", [script, "--cpu-only", "--rpc", "--targets", "llama-perplexity llama-bench ggml-rpc-server", "--cache", CACHE_DIR], { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"], maxBuffer: 16 << 20 })
+    .trim().split("\n").pop()!;
+}

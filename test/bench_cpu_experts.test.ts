@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { hasProgram } from "../core/native_build.ts";
 import { CPU_EXPERT_METHODS, cpuExpertsTable, readCpuExperts } from "../bench/harness/cpu_experts_summary.ts";
 import { assert, assertEquals, assertMatch, assertThrows } from "./_assert.ts";
-import { CACHE_DIR, hasMatvecStreams, ROOT } from "./_native.ts";
+import { hasMatvecStreams, patchedCpuBuild, ROOT } from "./_native.ts";
 import { withTempDir } from "./_tmp.ts";
 
 const SCRIPT = join(ROOT, "bench", "gpu", "cpu_experts.sh");
@@ -78,14 +78,9 @@ test("cpu_experts summary: a bad line is named by file and line", async () => {
 
 const canBuild = hasProgram("cmake") && hasProgram("g++") && hasProgram("gcc");
 
-/** The patched CPU-only build of test/llamacpp_hybrid_cpu.test.ts (same targets: same cache entry). */
-function buildDir(): string {
-  return execFileSync("bash", [join(ROOT, "runtimes", "llama.cpp", "build.sh"), "--cpu-only", "--rpc", "--targets", "llama-perplexity ggml-rpc-server", "--cache", CACHE_DIR], { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"], maxBuffer: 16 << 20 })
-    .trim().split("\n").pop()!;
-}
 
 test("cpu_experts.sh --quick: ggml's experts equal the scalar reference and every method reports a rate", { skip: canBuild ? false : "cmake, g++ or gcc missing", timeout: 3_600_000 }, async () => {
-  const bin = buildDir();
+  const bin = patchedCpuBuild();
   const source = join(bin, "..", "..", "src"); // build.sh: <dir>/build/bin beside <dir>/src
   await withTempDir("spillway-cpu-experts-", (dir) => {
     const r = spawnSync("bash", [SCRIPT, dir, "--source", source, "--ggml-lib", bin, "--quick"], { encoding: "utf8" });

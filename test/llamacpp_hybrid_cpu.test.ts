@@ -1,6 +1,6 @@
 // Issue 22: the hybrid MoE split of the patch set computes the same logits as stock llama.cpp.
-// A CPU-only build of the patched llama-perplexity (runtimes/llama.cpp/build.sh --cpu-only, cached
-// in test/_native.ts's CACHE_DIR, so the first runtime builds it and the others reuse it) runs tiny
+// A CPU-only build of the patched llama-perplexity (test/_native.ts's patchedCpuBuild, cached, so the
+// first runtime builds it and the others reuse it) runs tiny
 // MoE models at one token per batch with LLAMA_MOE_HYBRID_ANY_HOST=1, where both parts of every
 // block run on the CPU; the KL divergence against the stock path must be ~0. The graph's node count
 // shows that the split was built (a check that cannot tell would pass for a patch that does nothing).
@@ -11,7 +11,6 @@
 // scheduler copies per token are checked to the byte for each share (the fifth).
 // The GPU side (the part read over PCIe) is checked on the GPU machine by the bench harness.
 import { test } from "node:test";
-import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -21,10 +20,8 @@ import { getShape } from "../engine/model/shapes.ts";
 import { assert, assertEquals, assertGreater } from "./_assert.ts";
 import { startRpcNodes } from "../engine/launch/rpc_servers.ts";
 import { runStep } from "../bench/harness/proc.ts";
-import { CACHE_DIR, hasMatvecStreams, ROOT } from "./_native.ts";
+import { hasMatvecStreams, patchedCpuBuild } from "./_native.ts";
 import { freePort } from "./_net.ts";
-
-const SCRIPT = join(ROOT, "runtimes", "llama.cpp", "build.sh");
 
 /** Deterministic filler text: reference and candidate read the same tokens. */
 function text(): string {
@@ -124,14 +121,9 @@ async function forEachTinyModel(quant: SynthQuant, fn: (m: TinyModel) => Promise
 
 const canBuild = hasProgram("cmake") && hasProgram("g++");
 
-/** The patched CPU-only build with the RPC backend (cached; the first test to need it builds it). */
-function build(): string {
-  return execFileSync("bash", [SCRIPT, "--cpu-only", "--rpc", "--targets", "llama-perplexity llama-bench ggml-rpc-server", "--cache", CACHE_DIR], { encoding: "utf8", stdio: ["ignore", "pipe", "inherit"], maxBuffer: 16 << 20 })
-    .trim().split("\n").pop()!;
-}
 
 test("hybrid MoE split (CPU-only build): same logits as the stock path for every GPU share", { skip: canBuild ? false : "cmake or g++ missing", timeout: 3_600_000 }, async () => {
-  const bin = join(build(), "llama-perplexity");
+  const bin = join(patchedCpuBuild(), "llama-perplexity");
   // F16: a row split at any row (Q8_0 splits whole 32-row blocks; the tiny shapes have 32 expert rows).
   await forEachTinyModel("F16", async ({ shape, model, base, textFile }) => {
     const stock = await perplexity(bin, model, textFile, base, {}, false);
@@ -164,7 +156,7 @@ test("hybrid MoE split (CPU-only build): same logits as the stock path for every
 });
 
 test("hybrid MoE split, copy mode, device part on a second backend (local RPC server): same logits as stock, overlap on and off", { skip: canBuild ? false : "cmake or g++ missing", timeout: 3_600_000 }, async () => {
-  const binDir = build();
+  const binDir = patchedCpuBuild();
   const bin = join(binDir, "llama-perplexity");
   const endpoint = `127.0.0.1:${await freePort()}`;
   // spillway's own launcher of local rpc-servers (loopback, one thread: the tiny models need no
@@ -218,7 +210,7 @@ test("hybrid MoE split, copy mode, device part on a second backend (local RPC se
 });
 
 test("four CPU row streams (patch 0006): Q8_0 MoE models at one token per batch give stock's logits, and the streams ran", { skip: !canBuild ? "cmake or g++ missing" : !hasMatvecStreams() ? "no AVX2: the kernel is not built here" : false, timeout: 3_600_000 }, async () => {
-  const bin = join(build(), "llama-perplexity");
+  const bin = join(patchedCpuBuild(), "llama-perplexity");
   // Q8_0: the switch covers Q8_0 experts only. At 2 threads each thread's rows of an expert (16 of
   // 32, 32 of 64) are split into four streams.
   await forEachTinyModel("Q8_0", async ({ shape, model, base, textFile }) => {
@@ -236,7 +228,7 @@ test("four CPU row streams (patch 0006): Q8_0 MoE models at one token per batch 
 });
 
 test("hybrid MoE split at a boundary expert, Q8_0 (rows split at a block), with and without four CPU row streams: stock's logits", { skip: canBuild ? false : "cmake or g++ missing", timeout: 3_600_000 }, async () => {
-  const bin = join(build(), "llama-perplexity");
+  const bin = join(patchedCpuBuild(), "llama-perplexity");
   // Experts of 64 rows, two Q8_0 blocks per down row: 0.25 of 2 experts gives the GPU rows 0-31 of the
   // first (its down columns from byte 0, the CPU's from the second block), 0.75 the first expert and
   // rows 0-31 of the second. The CPU part reads its boundary rows and down columns through views
@@ -266,7 +258,7 @@ test("hybrid MoE split, copy mode over RPC, GLM-4.7-Flash's block shape: the sch
   // at 3 t/s because a boundary's gate view was copied whole (64 experts, 214 MB a block); this pins
   // every share's bytes instead of an ordering. llama-bench's decode computes every block for every
   // token (llama-perplexity skips the last block for tokens it scores no logits for).
-  const binDir = build();
+  const binDir = patchedCpuBuild();
   const shape = { ...getShape("glm-4.7-flash")!, layers: 2, experts: 16, vocab: 4096 };
   const dir = mkdtempSync(join(tmpdir(), "spillway-glm-blocks-"));
   const endpoint = `127.0.0.1:${await freePort()}`;
