@@ -30,7 +30,8 @@ const ARCH_REASONS: Readonly<Record<string, string>> = {
   "kimi-k3": "kimi-k3 experts use an activation other than SiLU or GELU",
 };
 
-const EXPERT_RE = /^blk\.(\d+)\.ffn_(gate|up|down|gate_up)_exps\.(weight|bias|scale)$/;
+// The part of a block's routed experts a tensor is (the block is the tensor's `layer`).
+const EXPERT_PART_RE = /\.ffn_(gate|up|down|gate_up)_exps\.(weight|bias|scale)$/;
 
 /**
  * The MoE blocks of `model` that the patched llama.cpp splits, and the rest with the reason.
@@ -39,11 +40,10 @@ const EXPERT_RE = /^blk\.(\d+)\.ffn_(gate|up|down|gate_up)_exps\.(weight|bias|sc
 export function hybridExpertBlocks(model: ModelInfo): HybridBlocks {
   const parts = new Map<number, Set<string>>();
   for (const t of model.tensors) {
-    const m = EXPERT_RE.exec(t.name);
+    const m = t.layer !== null ? EXPERT_PART_RE.exec(t.name) : null;
     if (!m) continue;
-    const block = Number(m[1]);
-    if (!parts.has(block)) parts.set(block, new Set());
-    parts.get(block)!.add(`${m[2]}.${m[3]}`);
+    if (!parts.has(t.layer!)) parts.set(t.layer!, new Set());
+    parts.get(t.layer!)!.add(`${m[1]}.${m[2]}`);
   }
   const all = [...parts.keys()].sort((a, b) => a - b);
   if (model.format !== "gguf") return { blocks: [], excluded: all.length ? [{ blocks: all, reason: "not a GGUF model (the split is llama.cpp's)" }] : [] };
