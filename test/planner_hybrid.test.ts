@@ -1,12 +1,13 @@
 // Issue 22: the hybrid strategy in the planner (engine/planner/hybrid.ts), the llama.cpp adapter's
-// launch of the patched build, and the cache key shared with runtimes/llama.cpp/build.sh.
+// launch of the patched build, the cache key shared with runtimes/llama.cpp/build.sh, and the MoE
+// blocks the split runs in.
 import { test } from "node:test";
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { assert, assertEquals, assertGreater, assertLess, assertMatch, assertStringIncludes } from "./_assert.ts";
-import type { HardwareProfile, Measured } from "../core/types.ts";
+import type { HardwareProfile, Measured, ModelInfo, TensorInfo } from "../core/types.ts";
 import { getProfile } from "../engine/hardware/profiles.ts";
 import { concurrentMeasured } from "../engine/hardware/measure/profile.ts";
 import { readConcurrentJson } from "../engine/hardware/measure/concurrent.ts";
@@ -14,7 +15,9 @@ import { modelInfoFromShape } from "../engine/planner/from_shape.ts";
 import { plan, type PlanRecipe } from "../engine/planner/plan.ts";
 import { formatPlan } from "../engine/planner/format.ts";
 import { DEFAULT_CONSTANTS } from "../engine/planner/cost.ts";
-import { HYBRID_CONSTANTS, hybridCopyRates, hybridRates, hybridThreads } from "../engine/planner/hybrid.ts";
+import { blockRanges, HYBRID_CONSTANTS, hybridCopyRates, hybridRates, hybridThreads } from "../engine/planner/hybrid.ts";
+import { hybridBlocksFor } from "../engine/planner/capabilities.ts";
+import { hybridExpertBlocks } from "../engine/runtimes/llamacpp_hybrid_blocks.ts";
 import { llamaCppLaunchSpec } from "../engine/runtimes/llamacpp.ts";
 import { HYBRID_FRACTION_ENV, HYBRID_READ_ENV, hybridBuild, hybridBuildHint, hybridKey } from "../engine/runtimes/llamacpp_hybrid.ts";
 import { launch } from "../engine/launch/mod.ts";
@@ -339,4 +342,98 @@ test("the patched build's cache key: the same in TypeScript and in build.sh, and
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+// Which MoE blocks the patched build splits (engine/runtimes/llamacpp_hybrid_blocks.ts, patch 0003's
+// guard as a GGUF header shows it), and plans that count only those.
+const glm = modelInfoFromShape("glm-4.7-flash", "q8_0", "glm-4.7-flash-q8_0.gguf");
+
+/** `info` with each routed-expert matrix of the blocks `which` selects replaced by what `change` gives. */
+function edit(info: ModelInfo, which: (block: number) => boolean, change: (t: TensorInfo) => TensorInfo[]): ModelInfo {
+  const tensors = info.tensors.flatMap((t) => (t.layer !== null && /\.ffn_(gate|up|down)_exps\.weight$/.test(t.name) && which(t.layer) ? change(t) : [t]));
+  return { ...info, tensors };
+}
+
+/** `info` with the gate and up experts of the blocks `which` selects merged into one tensor of both. */
+function mergeGateUp(info: ModelInfo, which: (block: number) => boolean): ModelInfo {
+  return edit(info, which, (t) =>
+    t.name.includes("_gate_exps")
+      ? [{ ...t, name: t.name.replace("_gate_exps", "_gate_up_exps"), shape: [t.shape[0], 2 * t.shape[1], t.shape[2]], bytes: 2 * t.bytes }]
+      : t.name.includes("_up_exps") ? [] : [t]);
+}
+
+const range = (a: number, b: number) => Array.from({ length: b - a + 1 }, (_, i) => a + i);
+
+test("hybrid blocks: every MoE block of plain gated experts (qwen3moe, deepseek2 with its leading dense block)", () => {
+  assertEquals(hybridExpertBlocks(model), { blocks: range(0, 47), excluded: [] });
+  // GLM-4.7-Flash: block 0 is dense (no routed experts), 1-46 MoE.
+  assertEquals(hybridExpertBlocks(glm), { blocks: range(1, 46), excluded: [] });
+  // A dense model has no MoE block at all.
+  assertEquals(hybridExpertBlocks(modelInfoFromShape("llama-8b", "q8_0")), { blocks: [], excluded: [] });
+});
+
+test("hybrid blocks: merged gate+up, missing gate, biases, scales, clamps and other activations are left to the stock path, with the reason", () => {
+  // Merged gate and up (ffn_gate_up_exps) in blocks 10-19.
+  const merged = mergeGateUp(model, (b) => b >= 10 && b < 20);
+  const mb = hybridExpertBlocks(merged);
+  assertEquals(mb.blocks, [...range(0, 9), ...range(20, 47)]);
+  assertEquals(mb.excluded, [{ blocks: range(10, 19), reason: "gate and up experts merged in one tensor (ffn_gate_up_exps)" }]);
+  // Ungated experts (up and down only).
+  const ungated = edit(model, () => true, (t) => (t.name.includes("_gate_exps") ? [] : [t]));
+  assertEquals(hybridExpertBlocks(ungated).excluded[0].reason, "experts without separate gate, up and down matrices");
+  // Biases on the down experts of even blocks; per-expert scales on block 47.
+  const biased = edit(model, (b) => b % 2 === 0, (t) => (t.name.includes("_down_exps") ? [t, { ...t, name: t.name.replace(".weight", ".bias"), shape: [t.shape[1], t.shape[2]], bytes: 1 }] : [t]));
+  const bb = hybridExpertBlocks(biased);
+  assertEquals(bb.blocks, range(0, 47).filter((b) => b % 2 === 1));
+  assertEquals(bb.excluded[0].reason, "expert biases");
+  const scaled = edit(model, (b) => b === 47, (t) => [t, { ...t, name: t.name.replace(".weight", ".scale"), shape: [128], bytes: 512 }]);
+  assertEquals(hybridExpertBlocks(scaled).excluded, [{ blocks: [47], reason: "per-expert scales" }]);
+  // A SwiGLU clamp: one number for every block, or one per block (0: none).
+  assertEquals(hybridExpertBlocks({ ...model, metadata: { ...model.metadata, "qwen3moe.swiglu_clamp_exp": 7 } }).blocks, []);
+  const perBlock = range(0, 47).map((b) => (b < 40 ? 0 : 10));
+  const cb = hybridExpertBlocks({ ...model, metadata: { ...model.metadata, "qwen3moe.swiglu_clamp_exp": perBlock } });
+  assertEquals(cb.blocks, range(0, 39));
+  assertEquals(cb.excluded, [{ blocks: range(40, 47), reason: "a SwiGLU clamp on the experts (qwen3moe.swiglu_clamp_exp)" }]);
+  // Architectures whose experts use another activation, or weigh before the FFN.
+  for (const [arch, words] of [["gpt-oss", "SwiGLU-OAI"], ["llama4", "before the experts"], ["nemotron_h_moe", "squared ReLU"]]) {
+    const r = hybridExpertBlocks({ ...model, architecture: arch });
+    assertEquals(r.blocks, [], arch);
+    assertStringIncludes(r.excluded[0].reason, words);
+  }
+  // Safetensors: the split is llama.cpp's.
+  assertEquals(hybridExpertBlocks({ ...model, format: "safetensors" }).blocks, []);
+});
+
+test("hybrid blocks through the adapter contract: llama.cpp's adapter says, a runtime without the split has none", () => {
+  assertEquals(hybridBlocksFor("llama.cpp", glm), hybridExpertBlocks(glm));
+  assertEquals(hybridBlocksFor("vllm", glm), { blocks: [], excluded: [] });
+});
+
+test("blockRanges: consecutive blocks as ranges", () => {
+  assertEquals(blockRanges([0, 1, 2, 5, 7, 8]), "0-2, 5, 7-8");
+  assertEquals(blockRanges([3]), "3");
+  assertEquals(blockRanges([]), "");
+});
+
+test("plan: the split's prediction counts only the blocks the patched build splits, and the plan says which stay on the CPU", () => {
+  const full = plan(model, withConcurrent(base), recipe(512, 512));
+  const chosen = full.candidates.find((c) => c.id === full.chosen)!;
+  assertEquals(chosen.strategy, "hybrid");
+  // Merged gate+up in blocks 0-17: the split runs only in the rest of the host blocks.
+  const part = plan(mergeGateUp(model, (b) => b < 18), withConcurrent(base), recipe(512, 512));
+  const same = part.candidates.find((c) => c.id === chosen.id);
+  assert(same !== undefined, `no ${chosen.id} among ${part.candidates.map((c) => c.id).join(", ")}`);
+  // The same placement and base: a smaller gain, as only part of the host experts is split.
+  const stockId = `ncmoe-${chosen.settings.cpuMoeLayers}-none-ub${chosen.settings.ubatch}`;
+  const stock = part.candidates.find((c) => c.id === stockId)!;
+  assertGreater(chosen.predicted.decodeTps, same!.predicted.decodeTps);
+  assertGreater(same!.predicted.decodeTps, stock.predicted.decodeTps);
+  assertStringIncludes(same!.label, "the experts of blocks 0-17 stay on the CPU alone (gate and up experts merged in one tensor (ffn_gate_up_exps))");
+  assert(!chosen.label.includes("stay on the CPU alone"), chosen.label);
+});
+
+test("plan: no hybrid candidate for a model whose experts the patched build never splits, and a note says why", () => {
+  const p = plan({ ...model, architecture: "gpt-oss" }, withConcurrent(base), recipe(512, 512));
+  assert(!p.candidates.some((c) => c.strategy === "hybrid"), p.chosen);
+  assert(p.notes!.some((n) => n === "hybrid experts not considered: the runtime splits no block of this model (gpt-oss experts use the SwiGLU-OAI activation)"), JSON.stringify(p.notes));
 });
