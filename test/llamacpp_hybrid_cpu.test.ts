@@ -17,6 +17,7 @@ import { join } from "node:path";
 import { hasProgram } from "../core/native_build.ts";
 import { type SynthQuant, synthesize } from "../engine/model/synth.ts";
 import { getShape } from "../engine/model/shapes.ts";
+import { ggmlTensorBytes, ggmlTypeByName } from "../engine/model/ggml_types.ts";
 import { assert, assertEquals, assertGreater } from "./_assert.ts";
 import { startRpcNodes } from "../engine/launch/rpc_servers.ts";
 import { runStep } from "../bench/harness/proc.ts";
@@ -60,8 +61,9 @@ async function perplexity(bin: string, model: string, textFile: string, base: st
   // Asynchronous, so the event loop keeps reading a local rpc-server's output: blocked, the server
   // stops in a write to its full stdout pipe and the next client waits forever. The time limit
   // turns any other hang into a failure. One run each: patch 0009 flushes llama-perplexity's log
-  // at exit, where the KL statistics are. Stock llama.cpp can lose them (runUntilStats says why;
-  // here 19 runs of 25 under CPU load), so every KL run below checks that patch too.
+  // at exit, where the KL statistics are. Without it they can be lost (runUntilStats says why; 19
+  // runs of 25 beside two busy loops, bench/harness/kl_log_loss.ts), so every KL run below checks
+  // that patch too.
   const r = await runStep([bin, ...args], { env, timeoutS: 120 });
   assertEquals(r.code, 0, `llama-perplexity ${args.join(" ")}: exit ${r.code}${r.timedOut ? " (timed out)" : ""}\n${r.stderr.slice(-2000)}`);
   // The figures are split between stdout and the log (stderr).
@@ -120,7 +122,6 @@ async function forEachTinyModel(quant: SynthQuant, fn: (m: TinyModel) => Promise
 }
 
 const canBuild = hasProgram("cmake") && hasProgram("g++");
-
 
 test("hybrid MoE split (CPU-only build): same logits as the stock path for every GPU share", { skip: canBuild ? false : "cmake or g++ missing", timeout: 3_600_000 }, async () => {
   const bin = join(patchedCpuBuild(), "llama-perplexity");
@@ -254,10 +255,10 @@ test("hybrid MoE split at a boundary expert, Q8_0 (rows split at a block), with 
 test("hybrid MoE split, copy mode over RPC, GLM-4.7-Flash's block shape: the scheduler copies exactly the GPU part's bytes per token", { skip: canBuild ? false : "cmake or g++ missing", timeout: 3_600_000 }, async () => {
   // The real shape's block dimensions (2048 wide, experts of 1536 rows, 4 used per token, Q8_0), with 16
   // experts instead of 64 and 2 blocks (the first dense), a 300 MB file: each decoded token's copies
-  // are known to the byte. The GPU run of 2026-12-08 decoded
-  // at 3 t/s because a boundary's gate view was copied whole (64 experts, 214 MB a block); this pins
-  // every share's bytes instead of an ordering. llama-bench's decode computes every block for every
-  // token (llama-perplexity skips the last block for tokens it scores no logits for).
+  // are known to the byte. The GPU run of 2026-12-08 decoded at 3 t/s because a boundary's gate view
+  // was copied whole (64 experts, 214 MB a block); this pins every share's bytes instead of an
+  // ordering. llama-bench's decode computes every block for every token (llama-perplexity skips the
+  // last block for tokens it scores no logits for).
   const binDir = patchedCpuBuild();
   const shape = { ...getShape("glm-4.7-flash")!, layers: 2, experts: 16, vocab: 4096 };
   const dir = mkdtempSync(join(tmpdir(), "spillway-glm-blocks-"));
@@ -266,8 +267,9 @@ test("hybrid MoE split, copy mode over RPC, GLM-4.7-Flash's block shape: the sch
   try {
     const model = join(dir, "glm-2-blocks.gguf");
     await synthesize({ shape, quant: "Q8_0", out: model });
-    // Q8_0: 32 values in 34 bytes. An expert's gate, up and down matrices are each n_embd x expertFfn.
-    const rowBytes = (values: number) => (values / 32) * 34;
+    // An expert's gate, up and down matrices are each n_embd x expertFfn.
+    const q8 = ggmlTypeByName("Q8_0")!;
+    const rowBytes = (values: number) => ggmlTensorBytes(q8, [values]);
     const expert = shape.embedding * rowBytes(shape.expertFfn);
     // Each copy ends 512 bytes further (MMQ's padding), except at the last expert.
     const pad = 512;
@@ -275,8 +277,8 @@ test("hybrid MoE split, copy mode over RPC, GLM-4.7-Flash's block shape: the sch
     const perBlock = (share: number) => {
       const gpuExperts = share * shape.expertsUsed;
       const whole = Math.floor(gpuExperts);
-      // The boundary's rows: the share's fraction of an expert, at the down matrix's 32-value blocks.
-      const rows = Math.round(((gpuExperts - whole) * shape.expertFfn) / 32) * 32;
+      // The boundary's rows: the share's fraction of an expert, at the down matrix's blocks.
+      const rows = Math.round(((gpuExperts - whole) * shape.expertFfn) / q8.blockSize) * q8.blockSize;
       // With LLAMA_MOE_HYBRID_ANY_HOST every part is copied (an RPC device cannot read host memory in
       // place): the rows of gate and up, and the down matrix's span from its first row's first column
       // to its last row's column `rows` (on a GPU the down columns are read in place instead).
