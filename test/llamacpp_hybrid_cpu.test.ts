@@ -61,7 +61,7 @@ async function perplexity(bin: string, model: string, textFile: string, base: st
   // Asynchronous, so the event loop keeps reading a local rpc-server's output: blocked, the server
   // stops in a write to its full stdout pipe and the next client waits forever. The time limit
   // turns any other hang into a failure. One run each: patch 0009 flushes llama-perplexity's log
-  // at exit, where the KL statistics are. Without it they can be lost (runUntilStats says why; 19
+  // at exit, where the KL statistics are. Without it they can be lost (runUntilStats says why; 18
   // runs of 25 beside two busy loops, bench/harness/kl_log_loss.ts), so every KL run below checks
   // that patch too.
   const r = await runStep([bin, ...args], { env, timeoutS: 120 });
